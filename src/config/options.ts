@@ -1,0 +1,164 @@
+/**
+ * A small declarative flag table shared by every program: each option has a flag, an
+ * `ORION_*` environment twin, a default and a parser. `resolveOptions` is pure: flag > env >
+ * default, and every problem is reported at once.
+ */
+import { ConfigError } from '../lib/errors.js';
+import { parseDuration } from '../lib/time.js';
+
+export interface OptionSpec<T> {
+  /** Flag name without dashes, e.g. `node-id`. */
+  flag: string;
+  /** Environment twin, e.g. `ORION_NODE_ID`. */
+  env: string;
+  description: string;
+  /** Shown in --help; undefined means required or no default. */
+  defaultText?: string;
+  default?: T;
+  required?: boolean;
+  /** True for on/off flags that take no value (`--redis-tls`). */
+  boolean?: boolean;
+  /** Never shown in logs or help output defaults. */
+  secret?: boolean;
+  parse(raw: string): T;
+}
+
+export type Flags = Record<string, string | true>;
+
+/** Parse `--flag v`, `--flag=v` and bare boolean flags; positional words are returned apart. */
+export function parseArgv(
+  argv: readonly string[],
+  booleanFlags: ReadonlySet<string> = new Set(),
+): { flags: Flags; positional: string[] } {
+  const flags: Flags = {};
+  const positional: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') {
+      positional.push(...argv.slice(i + 1));
+      break;
+    }
+    if (!arg.startsWith('-') || arg === '-') {
+      positional.push(arg);
+      continue;
+    }
+    const body = arg.replace(/^--?/, '');
+    const eq = body.indexOf('=');
+    if (eq !== -1) {
+      flags[body.slice(0, eq)] = body.slice(eq + 1);
+    } else if (booleanFlags.has(body) || body === 'help' || body === 'h' || body === 'version') {
+      flags[body] = true;
+    } else {
+      const next = argv[i + 1];
+      if (next === undefined || (next.startsWith('--') && next.length > 2)) flags[body] = true;
+      else {
+        flags[body] = next;
+        i++;
+      }
+    }
+  }
+  return { flags, positional };
+}
+
+export const parsers = {
+  string: (raw: string): string => raw,
+  int(min: number, max: number = Number.MAX_SAFE_INTEGER) {
+    return (raw: string): number => {
+      const n = Number(raw);
+      if (!Number.isInteger(n) || n < min || n > max) throw new Error(`must be a whole number from ${min} to ${max}`);
+      return n;
+    };
+  },
+  number(min: number, max: number) {
+    return (raw: string): number => {
+      const n = Number(raw);
+      if (raw.trim() === '' || !Number.isFinite(n) || n < min || n > max) throw new Error(`must be a number from ${min} to ${max}`);
+      return n;
+    };
+  },
+  /** Milliseconds from `15s`, `500ms`, `2m` or bare seconds. */
+  duration(minMs: number) {
+    return (raw: string): number => {
+      const ms = parseDuration(raw);
+      if (ms === null || ms < minMs) throw new Error(`must be a duration like 15s, 500ms or 2m, at least ${minMs} ms`);
+      return ms;
+    };
+  },
+  bool(raw: string): boolean {
+    const v = raw.toLowerCase();
+    if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+    if (['0', 'false', 'no', 'off', ''].includes(v)) return false;
+    throw new Error('must be true or false');
+  },
+  url(raw: string): string {
+    try {
+      const u = new URL(raw);
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('scheme');
+    } catch {
+      throw new Error('must be an http:// or https:// URL');
+    }
+    return raw.replace(/\/+$/, '');
+  },
+};
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- a table of options of different value types
+export type OptionTable = Record<string, OptionSpec<any>>;
+export type Resolved<T extends OptionTable> = {
+  [K in keyof T]: T[K] extends OptionSpec<infer V> ? (T[K]['required'] extends true ? V : T[K]['default'] extends V ? V : V | undefined) : never;
+};
+
+export function resolveOptions<T extends OptionTable>(
+  table: T,
+  input: { flags: Flags; env: Record<string, string | undefined> },
+): Resolved<T> {
+  const problems: string[] = [];
+  const out: Record<string, unknown> = {};
+  const known = new Set(['help', 'h', 'version']);
+  for (const [key, spec] of Object.entries(table)) {
+    known.add(spec.flag);
+    const fromFlag = input.flags[spec.flag];
+    const fromEnv = input.env[spec.env];
+    let raw: string | undefined;
+    let where = '';
+    if (fromFlag !== undefined) {
+      raw = fromFlag === true ? (spec.boolean ? 'true' : undefined) : fromFlag;
+      where = `--${spec.flag}`;
+      if (raw === undefined) {
+        problems.push(`--${spec.flag} needs a value`);
+        continue;
+      }
+    } else if (fromEnv !== undefined && fromEnv !== '') {
+      raw = fromEnv;
+      where = spec.env;
+    }
+    if (raw === undefined) {
+      if (spec.required) problems.push(`--${spec.flag} (or ${spec.env}) is required: ${spec.description}`);
+      else out[key] = spec.default;
+      continue;
+    }
+    try {
+      out[key] = spec.parse(raw);
+    } catch (err) {
+      const shown = spec.secret ? '' : ` '${raw}'`;
+      problems.push(`${where}${shown}: ${(err as Error).message}`);
+    }
+  }
+  for (const flag of Object.keys(input.flags)) {
+    if (!known.has(flag)) problems.push(`unknown flag --${flag} (see --help)`);
+  }
+  if (problems.length) throw new ConfigError(problems);
+  return out as Resolved<T>;
+}
+
+export function booleanFlagsOf(table: OptionTable): Set<string> {
+  return new Set(Object.values(table).filter((s) => s.boolean).map((s) => s.flag));
+}
+
+export function helpText(program: string, summary: string, table: OptionTable): string {
+  const rows = Object.values(table).map((s) => {
+    const left = `  --${s.flag}${s.boolean ? '' : ' <value>'}`;
+    const def = s.required ? ' (required)' : s.defaultText !== undefined ? ` (default ${s.defaultText})` : '';
+    return `${left.padEnd(34)} ${s.description}${def}\n${''.padEnd(35)}env ${s.env}`;
+  });
+  return `${program}: ${summary}\n\nUsage: ${program} [flags]\n\n${rows.join('\n')}\n  --help                           show this text\n`;
+}

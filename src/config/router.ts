@@ -1,0 +1,97 @@
+/** Configuration of `orion-inference-router` (the bridge): the guide's flags plus SPEC.md's. */
+import { ConfigError } from '../lib/errors.js';
+import { isValidNodeId } from '../lib/names.js';
+import { defaultHostname, httpOptions, logOption, redisOptions } from './common.js';
+import { parsers, resolveOptions, type Flags, type OptionSpec, type Resolved } from './options.js';
+
+export const routerOptions = {
+  ...redisOptions,
+  ...httpOptions(8080),
+  maxTemp: {
+    flag: 'max-temp',
+    env: 'ORION_MAX_TEMP',
+    description: 'Nodes hotter than this (°C) get nothing',
+    default: 75,
+    defaultText: '75',
+    parse: parsers.number(0, 200),
+  } satisfies OptionSpec<number>,
+  maxRam: {
+    flag: 'max-ram',
+    env: 'ORION_MAX_RAM',
+    description: 'Nodes using more RAM than this (%) get nothing',
+    default: 90,
+    defaultText: '90',
+    parse: parsers.number(0, 100),
+  } satisfies OptionSpec<number>,
+  staleAfter: {
+    flag: 'stale-after',
+    env: 'ORION_STALE_AFTER',
+    description: 'Nodes silent longer than this get nothing',
+    default: 15000,
+    defaultText: '15s',
+    parse: parsers.duration(100),
+  } satisfies OptionSpec<number>,
+  adminUser: {
+    flag: 'admin-user',
+    env: 'ORION_ADMIN_USER',
+    description: 'Bull Board user allowed write actions (retry, remove); unset = read-only',
+    default: '',
+    defaultText: '""',
+    parse: parsers.string,
+  } satisfies OptionSpec<string>,
+  adminPassword: {
+    flag: 'admin-password',
+    env: 'ORION_ADMIN_PASSWORD',
+    description: 'Password of --admin-user',
+    default: '',
+    defaultText: '""',
+    secret: true,
+    parse: parsers.string,
+  } satisfies OptionSpec<string>,
+  consumerName: {
+    flag: 'consumer-name',
+    env: 'ORION_CONSUMER_NAME',
+    description: 'Consumer name in the orion-inference-router group',
+    default: defaultHostname(),
+    defaultText: 'the host name',
+    parse: (raw: string): string => {
+      if (!isValidNodeId(raw)) throw new Error('must be 1-64 of [A-Za-z0-9._-]');
+      return raw;
+    },
+  } satisfies OptionSpec<string>,
+  maxAttempts: {
+    flag: 'max-attempts',
+    env: 'ORION_MAX_ATTEMPTS',
+    description: 'Times a request is started on a node before it is answered with an error',
+    default: 3,
+    defaultText: '3',
+    parse: parsers.int(1, 20),
+  } satisfies OptionSpec<number>,
+  batchSize: {
+    flag: 'batch-size',
+    env: 'ORION_BATCH_SIZE',
+    description: 'Stream entries read per XREADGROUP',
+    default: 100,
+    defaultText: '100',
+    parse: parsers.int(1, 10000),
+  } satisfies OptionSpec<number>,
+  claimIdle: {
+    flag: 'claim-idle',
+    env: 'ORION_CLAIM_IDLE',
+    description: 'Entries another bridge left pending this long are claimed (XAUTOCLAIM)',
+    default: 30000,
+    defaultText: '30s',
+    parse: parsers.duration(1000),
+  } satisfies OptionSpec<number>,
+  ...logOption,
+};
+
+export type RouterConfig = Resolved<typeof routerOptions>;
+
+export function loadRouterConfig(input: { flags: Flags; env: Record<string, string | undefined> }): RouterConfig {
+  const cfg = resolveOptions(routerOptions, input);
+  if ((cfg.adminUser === '') !== (cfg.adminPassword === '')) {
+    throw new ConfigError(['--admin-user and --admin-password go together: set both for write access, or neither for read-only']);
+  }
+  return cfg;
+}

@@ -1,0 +1,138 @@
+/**
+ * Validators compiled once from bus/contracts (the same files `npx ajv validate` reads), and
+ * the parsing of a request stream entry into a request or a reasoned refusal.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { projectRoot } from '../lib/paths.js';
+import { isValidRequestId, type Names } from '../lib/names.js';
+import type { ErrorCode } from '../lib/errors.js';
+import type { InferenceRequest, InferenceResponse, NodeHealth } from './types.js';
+
+export type * from './types.js';
+
+/** A request (the raw `data` text) over this size is refused. */
+export const MAX_REQUEST_BYTES = 1024 * 1024;
+/** How much of a non-JSON entry a dead-letter entry keeps. */
+export const DEADLETTER_RAW_LIMIT = 64 * 1024;
+
+export function loadSchema(name: 'request' | 'response' | 'health'): object {
+  const file = join(projectRoot(), 'bus', 'contracts', `inference.${name}.schema.json`);
+  return JSON.parse(readFileSync(file, 'utf8')) as object;
+}
+
+let compiled:
+  | {
+      request: ValidateFunction<InferenceRequest>;
+      response: ValidateFunction<InferenceResponse>;
+      health: ValidateFunction<NodeHealth>;
+    }
+  | undefined;
+
+function validators(): NonNullable<typeof compiled> {
+  if (!compiled) {
+    const ajv = new Ajv({ allErrors: true, strict: true });
+    compiled = {
+      request: ajv.compile<InferenceRequest>(loadSchema('request')),
+      response: ajv.compile<InferenceResponse>(loadSchema('response')),
+      health: ajv.compile<NodeHealth>(loadSchema('health')),
+    };
+  }
+  return compiled;
+}
+
+/** One line per schema problem, e.g. `/priority must be <= 9`. */
+export function describeErrors(errors: ErrorObject[] | null | undefined): string {
+  if (!errors?.length) return 'invalid';
+  return errors
+    .filter((e) => e.keyword !== 'if')
+    .map((e) => {
+      const where = e.instancePath || '(root)';
+      if (e.keyword === 'additionalProperties') {
+        return `${where}: unknown field '${String(e.params['additionalProperty'])}'`;
+      }
+      return `${where} ${e.message ?? 'is invalid'}`;
+    })
+    .join('; ');
+}
+
+export type Check<T> = { ok: true; value: T } | { ok: false; message: string };
+
+function check<T>(fn: ValidateFunction<T>, doc: unknown): Check<T> {
+  return fn(doc) ? { ok: true, value: doc } : { ok: false, message: describeErrors(fn.errors) };
+}
+
+export const validateRequest = (doc: unknown): Check<InferenceRequest> => check(validators().request, doc);
+export const validateResponse = (doc: unknown): Check<InferenceResponse> => check(validators().response, doc);
+export const validateHealth = (doc: unknown): Check<NodeHealth> => check(validators().health, doc);
+
+export type ParsedEntry =
+  | { ok: true; request: InferenceRequest; raw: string }
+  | {
+      ok: false;
+      code: ErrorCode;
+      reason: string;
+      /** The request id, when the entry has a usable one (then it can be answered). */
+      requestId?: string;
+      /** The document when it parsed as JSON, else the raw text cut at 64 KiB. */
+      original: unknown;
+      /** Where to answer, when known and allowed. */
+      replyTo?: string;
+    };
+
+/**
+ * Turn a stream entry's fields into a request, or say why not. Never throws.
+ * `fields` is the flat [k, v, k, v] array XREADGROUP returns.
+ */
+export function parseRequestEntry(fields: readonly string[], n: Names): ParsedEntry {
+  let raw: string | undefined;
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    if (fields[i] === 'data') {
+      raw = fields[i + 1];
+      break;
+    }
+  }
+  if (raw === undefined) {
+    const shown: Record<string, string> = {};
+    for (let i = 0; i + 1 < fields.length; i += 2) shown[fields[i]!] = (fields[i + 1] ?? '').slice(0, DEADLETTER_RAW_LIMIT);
+    return { ok: false, code: 'invalid_request', reason: "entry has no 'data' field", original: shown };
+  }
+  const size = Buffer.byteLength(raw, 'utf8');
+  let doc: unknown;
+  try {
+    doc = JSON.parse(raw);
+  } catch (err) {
+    return {
+      ok: false,
+      code: 'invalid_request',
+      reason: `data is not valid JSON: ${(err as Error).message}`,
+      original: raw.slice(0, DEADLETTER_RAW_LIMIT),
+    };
+  }
+  const obj = typeof doc === 'object' && doc !== null && !Array.isArray(doc) ? (doc as Record<string, unknown>) : undefined;
+  const requestId = obj && isValidRequestId(obj['request_id']) ? obj['request_id'] : undefined;
+  const rawReply = obj?.['reply_to'];
+  const replyTo = typeof rawReply === 'string' && n.isReplyStream(rawReply) ? rawReply : undefined;
+  const refuse = (reason: string): ParsedEntry => {
+    const out: ParsedEntry = { ok: false, code: 'invalid_request', reason, original: size > MAX_REQUEST_BYTES ? raw.slice(0, DEADLETTER_RAW_LIMIT) : doc };
+    if (requestId !== undefined) out.requestId = requestId;
+    if (replyTo !== undefined) out.replyTo = replyTo;
+    return out;
+  };
+  if (size > MAX_REQUEST_BYTES) return refuse(`request is ${size} bytes, over the limit of ${MAX_REQUEST_BYTES}`);
+  if (!obj) return refuse('data must be a JSON object');
+  if (requestId === undefined) return refuse('request_id is missing or is not 1-128 of [A-Za-z0-9._-]');
+  const v = validateRequest(doc);
+  if (!v.ok) return refuse(v.message);
+  if (typeof rawReply === 'string' && replyTo === undefined) {
+    return refuse(`reply_to must be ${n.responses} or start with ${n.responses}:`);
+  }
+  return { ok: true, request: v.value, raw };
+}
+
+/** Ollama's rule: a name without a tag means `:latest`. */
+export function normalizeModel(model: string): string {
+  const slash = model.lastIndexOf('/');
+  return model.indexOf(':', slash + 1) === -1 ? `${model}:latest` : model;
+}

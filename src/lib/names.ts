@@ -1,0 +1,85 @@
+/**
+ * Every Redis key, stream and queue name in one place. Nothing else in the project builds a
+ * key by hand: a change of layout is a change of this file.
+ *
+ * `p` is the stream prefix (`--stream-prefix`, default `orion:inference`).
+ */
+
+export const DEFAULT_PREFIX = 'orion:inference';
+/** Consumer group of the bridge on `{p}:requests`. */
+export const ROUTER_GROUP = 'orion-inference-router';
+
+/** A node id: 1-64 of [A-Za-z0-9._-]; BullMQ forbids ':' in queue names. */
+export const NODE_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+/** A request id: 1-128 of [A-Za-z0-9._-] (SPEC.md section 3). */
+export const REQUEST_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
+
+export function isValidNodeId(id: string): boolean {
+  return NODE_ID_PATTERN.test(id);
+}
+
+export function isValidRequestId(id: unknown): id is string {
+  return typeof id === 'string' && REQUEST_ID_PATTERN.test(id);
+}
+
+/** The BullMQ job id of a request: never all digits, never ':', never a queue key name. */
+export function jobIdFor(requestId: string): string {
+  return `req_${requestId}`;
+}
+
+export function requestIdOfJob(jobId: string): string {
+  return jobId.startsWith('req_') ? jobId.slice(4) : jobId;
+}
+
+export interface Names {
+  readonly prefix: string;
+  /** Stream every request arrives on. */
+  readonly requests: string;
+  /** BullMQ prefix of the per-node job queues: queue `{nodeID}` gives keys `{p}:requests:{nodeID}:*`. */
+  readonly nodeQueuePrefix: string;
+  /** BullMQ prefix of the per-node heartbeat queues. */
+  readonly heartbeatQueuePrefix: string;
+  /** Hash: field node id, value health JSON. */
+  readonly health: string;
+  /** String with TTL: one node's health; its expiry marks the node dead. */
+  healthKey(nodeId: string): string;
+  /** Default reply stream. */
+  readonly responses: string;
+  /** Dead-letter stream. */
+  readonly deadletter: string;
+  /** Stream of jobs a worker gave up on that the bridge must place elsewhere. */
+  readonly reroute: string;
+  /** Hash per request id: owner node, reply_to, entry id, final answer (24 h). */
+  requestKey(requestId: string): string;
+  /** Set of extra reply streams waiting on a duplicate request id. */
+  waitersKey(requestId: string): string;
+  /** Hash of cluster-wide counters (all bridges). */
+  readonly stats: string;
+  /** Hash of one bridge's counters. */
+  bridgeStatsKey(consumer: string): string;
+  /** Set of node ids that have ever had a queue (for Bull Board and re-routing). */
+  readonly nodes: string;
+  /** Whether a reply stream name is one a request may name in `reply_to`. */
+  isReplyStream(name: string): boolean;
+}
+
+export function names(prefix: string = DEFAULT_PREFIX): Names {
+  const responses = `${prefix}:responses`;
+  return {
+    prefix,
+    requests: `${prefix}:requests`,
+    nodeQueuePrefix: `${prefix}:requests`,
+    heartbeatQueuePrefix: `${prefix}:heartbeat`,
+    health: `${prefix}:health`,
+    healthKey: (nodeId) => `${prefix}:health:${nodeId}`,
+    responses,
+    deadletter: `${prefix}:deadletter`,
+    reroute: `${prefix}:reroute`,
+    requestKey: (requestId) => `${prefix}:request:${requestId}`,
+    waitersKey: (requestId) => `${prefix}:request:${requestId}:waiters`,
+    stats: `${prefix}:stats`,
+    bridgeStatsKey: (consumer) => `${prefix}:stats:${consumer}`,
+    nodes: `${prefix}:nodes`,
+    isReplyStream: (name) => name === responses || (name.startsWith(`${responses}:`) && name.length > responses.length + 1),
+  };
+}

@@ -1,0 +1,75 @@
+/**
+ * Redis connections from the shared options. BullMQ needs `maxRetriesPerRequest: null` on
+ * connections that block; every connection reconnects with capped backoff, quietly.
+ */
+import { readFileSync } from 'node:fs';
+import { Redis, type RedisOptions } from 'ioredis';
+import type { Logger } from './logger.js';
+
+export interface RedisSettings {
+  redisAddr: string;
+  redisPassword: string;
+  redisUsername: string;
+  redisTls: boolean;
+  redisTlsCa: string;
+}
+
+/** ioredis options for an address `host:port` or a `redis://` / `rediss://` URL. */
+export function redisOptionsFor(s: RedisSettings): RedisOptions {
+  const opts: RedisOptions = {
+    maxRetriesPerRequest: null,
+    enableReadyCheck: true,
+    // Back off 50 ms, 100 ms, ... up to 2 s between reconnects; never give up.
+    retryStrategy: (times) => Math.min(times * 50, 2000),
+  };
+  let tls = s.redisTls;
+  if (/^rediss?:\/\//.test(s.redisAddr)) {
+    const u = new URL(s.redisAddr);
+    opts.host = u.hostname.replace(/^\[|\]$/g, '');
+    opts.port = u.port ? Number(u.port) : 6379;
+    if (u.username) opts.username = decodeURIComponent(u.username);
+    if (u.password) opts.password = decodeURIComponent(u.password);
+    const db = u.pathname.replace('/', '');
+    if (db) opts.db = Number(db);
+    if (u.protocol === 'rediss:') tls = true;
+  } else {
+    const m = /^\[?([^\]]*?)\]?(?::(\d+))?$/.exec(s.redisAddr);
+    opts.host = m?.[1] || 'localhost';
+    opts.port = m?.[2] ? Number(m[2]) : 6379;
+  }
+  if (s.redisPassword) opts.password = s.redisPassword;
+  if (s.redisUsername) opts.username = s.redisUsername;
+  if (tls) {
+    opts.tls = s.redisTlsCa ? { ca: readFileSync(s.redisTlsCa), servername: opts.host } : { servername: opts.host };
+  }
+  return opts;
+}
+
+/**
+ * A connection that logs its state changes once per change (no error floods while Redis is
+ * down) and never throws on its own.
+ */
+export function connectRedis(s: RedisSettings | RedisOptions, log: Logger, name: string): Redis {
+  const opts = 'redisAddr' in s ? redisOptionsFor(s) : s;
+  const client = new Redis({ ...opts, connectionName: name, lazyConnect: false });
+  let down = false;
+  client.on('error', (err: Error) => {
+    if (!down) log.warn({ connection: name, err: err.message }, 'redis connection error; retrying with backoff');
+    down = true;
+  });
+  client.on('ready', () => {
+    if (down) log.info({ connection: name }, 'redis connection restored');
+    down = false;
+  });
+  return client;
+}
+
+/** Where to tell a person the connection goes, without secrets. */
+export function describeRedis(s: RedisSettings): string {
+  if (/^rediss?:\/\//.test(s.redisAddr)) {
+    const u = new URL(s.redisAddr);
+    u.password = '';
+    return u.toString();
+  }
+  return s.redisAddr;
+}
