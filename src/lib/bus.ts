@@ -1,0 +1,248 @@
+/**
+ * The bus operations that the bridge and the workers share: the job a request becomes, the
+ * request record that makes delivery exactly-once-visible, reply and dead-letter publishing.
+ *
+ * Per request id, a hash `{p}:request:{id}` (kept 24 h) holds:
+ *   entry     stream entry id that created it (a re-read of the same entry is not a duplicate)
+ *   reply_to  where the answer goes
+ *   node      the node that owns the job now (set before every add or move)
+ *   final     the final answer, once there is one (a duplicate request gets it at once)
+ * and `{p}:deadlines` (sorted set, score = deadline ms) lists requests still unanswered, so a
+ * bridge can answer `timeout` within a second wherever a request waits.
+ */
+import type { Redis, ChainableCommander, Result } from 'ioredis';
+import type { DeadLetter, InferenceRequest, InferenceResponse, Routing } from '../contracts/types.js';
+import type { ErrorCode } from './errors.js';
+import type { Names } from './names.js';
+import { rfc3339 } from './time.js';
+
+/** What the bridge puts in a node queue; the job id is `jobIdFor(request.request_id)`. */
+export interface InferenceJobData {
+  request: InferenceRequest;
+  /** Entry id on `{p}:requests`; its time is when the request was sent. */
+  entry_id: string;
+  /** When the bridge first saw the request (ms since epoch), for `queue_ms`. */
+  seen_at: number;
+  /** When the request must be answered by (ms since epoch). */
+  deadline: number;
+  /** Times the request was started on a node so far (a worker adds one when it starts). */
+  attempt: number;
+  max_attempts: number;
+  routing: Routing;
+  /** Nodes where it failed, avoided when it is placed again. */
+  tried: string[];
+}
+
+/** What a worker posts on `{p}:reroute` when a job should run elsewhere. */
+export interface RerouteNotice {
+  request_id: string;
+  node_id: string;
+  /** Why it left the node. */
+  code: ErrorCode;
+  message: string;
+  /** False when the failure was the node's, not the request's (Ollama down): the attempt is given back. */
+  counts: boolean;
+}
+
+/** How long a request id is remembered. */
+export const REQUEST_RECORD_TTL_S = 24 * 3600;
+/** Reply and dead-letter streams are trimmed to about this many entries. */
+export const DEFAULT_STREAM_MAXLEN = 100_000;
+export const DEFAULT_TIMEOUT_MS = 600_000;
+
+export function deadlinesKey(n: Names): string {
+  return `${n.prefix}:deadlines`;
+}
+
+/**
+ * claim: register a request id, or find it already known.
+ * KEYS: 1 request hash, 2 waiters set, 3 deadlines zset
+ * ARGV: 1 entry id, 2 reply_to, 3 ttl seconds, 4 deadline ms
+ * Returns {'new'} | {'same'} (re-read of the same entry) | {'done', final} | {'waiting'}
+ */
+const CLAIM = `
+local entry = redis.call('HGET', KEYS[1], 'entry')
+if not entry then
+  redis.call('HSET', KEYS[1], 'entry', ARGV[1], 'reply_to', ARGV[2])
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  redis.call('ZADD', KEYS[3], ARGV[4], KEYS[1])
+  return {'new'}
+end
+if entry == ARGV[1] then return {'same'} end
+local final = redis.call('HGET', KEYS[1], 'final')
+if final then return {'done', final} end
+if ARGV[2] ~= redis.call('HGET', KEYS[1], 'reply_to') then
+  redis.call('SADD', KEYS[2], ARGV[2])
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+end
+return {'waiting'}
+`;
+
+/**
+ * final: publish the one final answer of a request.
+ * KEYS: 1 request hash, 2 waiters set, 3 deadlines zset, 4 reply stream
+ * ARGV: 1 node id ('' = any owner), 2 final JSON, 3 maxlen, 4 ttl seconds
+ * Returns 1 when published, 0 when suppressed (already answered, or the job moved to another
+ * node: a late "zombie" worker must not answer twice).
+ * The waiter streams are read from the set, not declared: ORION runs on one Redis, not a cluster.
+ */
+const FINAL = `
+if ARGV[1] ~= '' then
+  local owner = redis.call('HGET', KEYS[1], 'node')
+  if owner and owner ~= ARGV[1] then return 0 end
+end
+if redis.call('HSETNX', KEYS[1], 'final', ARGV[2]) == 0 then return 0 end
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('ZREM', KEYS[3], KEYS[1])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'data', ARGV[2])
+for _, w in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  if w ~= KEYS[4] then redis.call('XADD', w, 'MAXLEN', '~', ARGV[3], '*', 'data', ARGV[2]) end
+end
+redis.call('DEL', KEYS[2])
+return 1
+`;
+
+/**
+ * partial: publish a partial answer unless the job has moved or the request is answered.
+ * KEYS: 1 request hash, 2 reply stream
+ * ARGV: 1 node id, 2 partial JSON, 3 maxlen
+ */
+const PARTIAL = `
+local owner = redis.call('HGET', KEYS[1], 'node')
+if owner and owner ~= ARGV[1] then return 0 end
+if redis.call('HEXISTS', KEYS[1], 'final') == 1 then return 0 end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'data', ARGV[2])
+return 1
+`;
+
+type Reply = [string] | [string, string];
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    orionClaim(k1: string, k2: string, k3: string, entry: string, replyTo: string, ttl: number, deadline: number): Result<Reply, Context>;
+    orionFinal(k1: string, k2: string, k3: string, k4: string, node: string, doc: string, maxlen: number, ttl: number): Result<number, Context>;
+    orionPartial(k1: string, k2: string, node: string, doc: string, maxlen: number): Result<number, Context>;
+  }
+}
+
+/** Register the scripts on a connection (idempotent). */
+export function defineBusCommands(redis: Redis): void {
+  if (typeof (redis as Partial<Redis>).orionClaim === 'function') return;
+  redis.defineCommand('orionClaim', { numberOfKeys: 3, lua: CLAIM });
+  redis.defineCommand('orionFinal', { numberOfKeys: 4, lua: FINAL });
+  redis.defineCommand('orionPartial', { numberOfKeys: 2, lua: PARTIAL });
+}
+
+export type ClaimResult = { kind: 'new' } | { kind: 'same' } | { kind: 'waiting' } | { kind: 'done'; final: string };
+
+export function parseClaim(reply: Reply): ClaimResult {
+  switch (reply[0]) {
+    case 'new':
+    case 'same':
+    case 'waiting':
+      return { kind: reply[0] };
+    default:
+      return { kind: 'done', final: reply[1] ?? '{}' };
+  }
+}
+
+/** Queue the claim of a request on a pipeline; its reply is parsed with `parseClaim`. */
+export function claimRequest(
+  pipe: ChainableCommander,
+  n: Names,
+  requestId: string,
+  entryId: string,
+  replyTo: string,
+  deadline: number,
+): void {
+  (pipe as unknown as Redis).orionClaim(
+    n.requestKey(requestId),
+    n.waitersKey(requestId),
+    deadlinesKey(n),
+    entryId,
+    replyTo,
+    REQUEST_RECORD_TTL_S,
+    deadline,
+  );
+}
+
+/** Record which node owns a request's job now (before adding or moving it there). */
+export function setOwner(target: Redis | ChainableCommander, n: Names, requestId: string, nodeId: string): void {
+  void target.hset(n.requestKey(requestId), 'node', nodeId);
+}
+
+export function replyStreamOf(n: Names, request: Pick<InferenceRequest, 'reply_to'>): string {
+  return request.reply_to !== undefined && n.isReplyStream(request.reply_to) ? request.reply_to : n.responses;
+}
+
+/**
+ * Publish the final answer. `nodeId` set: only if that node still owns the job. Returns
+ * whether it was published (false: someone already answered, or the job moved away).
+ */
+export async function publishFinal(
+  redis: Redis,
+  n: Names,
+  replyTo: string,
+  doc: InferenceResponse,
+  nodeId = '',
+  maxlen = DEFAULT_STREAM_MAXLEN,
+): Promise<boolean> {
+  defineBusCommands(redis);
+  const id = doc.request_id;
+  const r = await redis.orionFinal(
+    n.requestKey(id),
+    n.waitersKey(id),
+    deadlinesKey(n),
+    replyTo,
+    nodeId,
+    JSON.stringify(doc),
+    maxlen,
+    REQUEST_RECORD_TTL_S,
+  );
+  return r === 1;
+}
+
+export async function publishPartial(
+  redis: Redis,
+  n: Names,
+  replyTo: string,
+  doc: InferenceResponse,
+  nodeId: string,
+  maxlen = DEFAULT_STREAM_MAXLEN,
+): Promise<boolean> {
+  defineBusCommands(redis);
+  const r = await redis.orionPartial(n.requestKey(doc.request_id), replyTo, nodeId, JSON.stringify(doc), maxlen);
+  return r === 1;
+}
+
+/** Add a dead-letter entry (fields unknown at the time left out). */
+export function deadLetterDoc(fields: Omit<DeadLetter, 'created_at'>): DeadLetter {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(fields)) if (v !== undefined) out[k] = v;
+  out['created_at'] = rfc3339();
+  return out as unknown as DeadLetter;
+}
+
+export async function deadLetter(
+  redis: Redis | ChainableCommander,
+  n: Names,
+  fields: Omit<DeadLetter, 'created_at'>,
+  maxlen = DEFAULT_STREAM_MAXLEN,
+): Promise<void> {
+  await redis.xadd(n.deadletter, 'MAXLEN', '~', maxlen, '*', 'data', JSON.stringify(deadLetterDoc(fields)));
+}
+
+/** A final error document. */
+export function errorResponse(
+  requestId: string,
+  code: ErrorCode,
+  message: string,
+  extra: Partial<InferenceResponse> = {},
+): InferenceResponse {
+  return { request_id: requestId, ...extra, done: true, error: { code, message }, created_at: rfc3339() };
+}
+
+/** ORION priority 0-9 (higher first) as BullMQ priority (lower first; always set). */
+export function bullPriority(priority: number | undefined): number {
+  return 10 - (priority ?? 5);
+}
