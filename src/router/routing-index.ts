@@ -1,0 +1,55 @@
+/**
+ * The routing decision in O(1): `pickNode` walks the eligible list, which is fine for a
+ * handful of Pis but grows with the registry. A RoutingIndex is built once per registry
+ * snapshot (about every second) and answers each request with a map lookup, so one bridge
+ * keeps the same per-request cost with 3 nodes or 1,000. Its answers are exactly pickNode's
+ * (a property test holds the two together).
+ */
+import { normalizeModel } from '../contracts/index.js';
+import { pickNode, type Decision, type NodeView } from './routing.js';
+
+export class RoutingIndex {
+  /** Eligible nodes in routing order. */
+  readonly ordered: readonly NodeView[];
+  private readonly loadedBy = new Map<string, NodeView[]>();
+  private readonly installedBy = new Map<string, NodeView[]>();
+  private readonly unknown: NodeView[] = [];
+  private readonly normalized = new Map<string, string>();
+
+  constructor(ordered: readonly NodeView[]) {
+    this.ordered = ordered;
+    for (const n of ordered) {
+      for (const m of n.loaded) push(this.loadedBy, m, n);
+      if (n.installed === undefined) this.unknown.push(n);
+      else for (const m of n.installed) push(this.installedBy, m, n);
+    }
+  }
+
+  private norm(model: string): string {
+    let m = this.normalized.get(model);
+    if (m === undefined) {
+      m = normalizeModel(model);
+      if (this.normalized.size < 10_000) this.normalized.set(model, m);
+    }
+    return m;
+  }
+
+  /** Same answer as `pickNode(model, ordered, avoid)`. */
+  pick(model: string, avoid?: ReadonlySet<string>): Decision {
+    if (this.ordered.length === 0) return { kind: 'no_healthy_node' };
+    if (avoid !== undefined && avoid.size > 0) return pickNode(model, this.ordered, avoid);
+    const want = this.norm(model);
+    const sticky = this.loadedBy.get(want);
+    if (sticky !== undefined) return { kind: 'routed', node: sticky[0]!, routing: 'sticky' };
+    // Fallback: nodes that have the model installed come before nodes that do not say.
+    const pick = this.installedBy.get(want)?.[0] ?? this.unknown[0];
+    if (pick !== undefined) return { kind: 'routed', node: pick, routing: 'fallback' };
+    return this.unknown.length === 0 ? { kind: 'model_not_found' } : { kind: 'no_healthy_node' };
+  }
+}
+
+function push(map: Map<string, NodeView[]>, key: string, n: NodeView): void {
+  const list = map.get(key);
+  if (list === undefined) map.set(key, [n]);
+  else list.push(n);
+}
