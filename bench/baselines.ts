@@ -1,0 +1,102 @@
+/**
+ * The baselines every ratio is measured against, each run in the same process and on the same
+ * throwaway Redis as the thing it is compared with.
+ */
+import { spawn } from 'node:child_process';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { nowMs, percentile } from './lib.js';
+
+/** A realistic Brain request document (about 300 bytes). */
+export function requestDoc(i: number, model = 'gemma3:1b'): Record<string, unknown> {
+  return {
+    request_id: `bench-${i}`,
+    model,
+    prompt: 'Summarise the joint temperatures of the left arm and say whether any is above its limit.',
+    options: { temperature: 0, num_predict: 64 },
+    priority: 5,
+    source: 'brain',
+    metadata: { turn: i },
+  };
+}
+
+/** Jobs per second of bare BullMQ addBulk of `docs`, batches of 100, rotating over `queues`. */
+export async function bareAddBulkRate(port: number, prefix: string, docs: Record<string, unknown>[], queueNames: string[]): Promise<number> {
+  const connection = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: null });
+  const queues = queueNames.map((q) => new Queue(q, { connection, prefix }));
+  await Promise.all(queues.map((q) => q.waitUntilReady()));
+  const t0 = nowMs();
+  for (let i = 0, b = 0; i < docs.length; i += 100, b++) {
+    const batch = docs.slice(i, i + 100).map((d) => ({ name: 'inference', data: { request: d }, opts: { jobId: `req_${String(d['request_id'])}`, priority: 5 } }));
+    await queues[b % queues.length]!.addBulk(batch);
+  }
+  const rate = docs.length / ((nowMs() - t0) / 1000);
+  await Promise.all(queues.map((q) => q.close()));
+  connection.disconnect();
+  return rate;
+}
+
+/** XADDs per second from `redis-benchmark` (50 clients, no pipelining) of the same document. */
+export async function redisBenchmarkXaddRate(port: number, doc: string, requests = 100_000): Promise<number> {
+  const args = ['-h', '127.0.0.1', '-p', String(port), '-c', '50', '-n', String(requests), '-q', 'XADD', 'bench:xadd', '*', 'data', doc];
+  const out = await new Promise<string>((resolve, reject) => {
+    const child = spawn('redis-benchmark', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    child.stdout.on('data', (d: Buffer) => (text += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (text += d.toString()));
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`redis-benchmark exited ${code}: ${text}`))));
+  });
+  const m = /([\d.]+) requests per second/.exec(out.replace(/\r/g, '\n'));
+  if (!m) throw new Error(`cannot read redis-benchmark output: ${out.slice(-300)}`);
+  const r = new Redis(port, '127.0.0.1');
+  await r.del('bench:xadd');
+  r.disconnect();
+  return Number(m[1]);
+}
+
+/**
+ * A bare stream hop, one request at a time: XADD -> XREADGROUP -> XADD reply -> XREAD.
+ * Returns latencies in ms.
+ */
+export async function bareStreamHop(port: number, count: number): Promise<number[]> {
+  const client = new Redis(port, '127.0.0.1');
+  const server = new Redis(port, '127.0.0.1');
+  const reader = new Redis(port, '127.0.0.1');
+  await client.del('hop:req', 'hop:rep');
+  await client.xgroup('CREATE', 'hop:req', 'g', '0', 'MKSTREAM');
+  let stop = false;
+  const serve = (async () => {
+    while (!stop) {
+      const res = (await server.xreadgroup('GROUP', 'g', 'c', 'COUNT', 10, 'BLOCK', 200, 'STREAMS', 'hop:req', '>')) as [string, [string, string[]][]][] | null;
+      for (const [, entries] of res ?? []) {
+        for (const [id, fields] of entries) {
+          await server.xadd('hop:rep', '*', 'data', fields[1]!);
+          await server.xack('hop:req', 'g', id);
+        }
+      }
+    }
+  })();
+  const lat: number[] = [];
+  let cursor = '$';
+  for (let i = 0; i < count; i++) {
+    const t0 = nowMs();
+    const wait = reader.xread('BLOCK', 5000, 'STREAMS', 'hop:rep', cursor) as Promise<[string, [string, string[]][]][] | null>;
+    await client.xadd('hop:req', '*', 'data', JSON.stringify({ i }));
+    const res = await wait;
+    const entries = res?.[0]?.[1] ?? [];
+    cursor = entries[entries.length - 1]?.[0] ?? cursor;
+    lat.push(nowMs() - t0);
+  }
+  stop = true;
+  await serve;
+  await client.del('hop:req', 'hop:rep');
+  client.disconnect();
+  server.disconnect();
+  reader.disconnect();
+  return lat.slice(Math.min(50, Math.floor(count / 10)));
+}
+
+export function summary(lat: number[]): { p50: number; p99: number } {
+  return { p50: percentile(lat, 50), p99: percentile(lat, 99) };
+}
