@@ -32,7 +32,9 @@ let compiled:
 
 function validators(): NonNullable<typeof compiled> {
   if (!compiled) {
-    const ajv = new Ajv({ allErrors: true, strict: true });
+    // strictRequired off: the request schema's oneOf names prompt/messages in `required` inside branches
+    // that do not redeclare them (they are declared at the top level), which is valid draft-07.
+    const ajv = new Ajv({ allErrors: true, strict: true, strictRequired: false });
     compiled = {
       request: ajv.compile<InferenceRequest>(loadSchema('request')),
       response: ajv.compile<InferenceResponse>(loadSchema('response')),
