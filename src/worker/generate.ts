@@ -1,0 +1,105 @@
+/**
+ * One Ollama call for one request, always streamed so it can be cut off: the request's
+ * deadline, a cancelled job or a closing worker aborts the HTTP request itself (a custom
+ * `fetch` carries the signal, so even the wait for the first byte, i.e. a model load, is
+ * abortable), and Ollama sees the connection close and stops generating.
+ */
+import { Ollama, type ChatRequest, type GenerateRequest, type Message, type Options } from 'ollama';
+import type { InferenceRequest } from '../contracts/types.js';
+
+export type OllamaCall =
+  | { endpoint: 'generate'; body: GenerateRequest & { stream: true } }
+  | { endpoint: 'chat'; body: ChatRequest & { stream: true } };
+
+/**
+ * The Ollama request for an ORION request: only the fields ORION defines, copied as they are
+ * (options, format and keep_alive unchanged). Nothing else reaches ollama-js: in particular no
+ * `images`, which it would read from disk when they look like paths.
+ */
+export function ollamaCallFor(req: InferenceRequest): OllamaCall {
+  const shared: { options?: Partial<Options>; format?: string | object; keep_alive?: string | number } = {};
+  if (req.options !== undefined) shared.options = req.options as Partial<Options>;
+  if (req.format !== undefined) shared.format = req.format;
+  if (req.keep_alive !== undefined) shared.keep_alive = req.keep_alive;
+  if (req.messages !== undefined) {
+    const messages: Message[] = req.messages.map((m) => ({ role: m.role, content: m.content }));
+    // Ollama's chat API has no `system` field: a system prompt is a leading system message.
+    if (req.system !== undefined) messages.unshift({ role: 'system', content: req.system });
+    return { endpoint: 'chat', body: { model: req.model, messages, ...shared, stream: true } };
+  }
+  const body: GenerateRequest & { stream: true } = { model: req.model, prompt: req.prompt ?? '', ...shared, stream: true };
+  if (req.system !== undefined) body.system = req.system;
+  return { endpoint: 'generate', body };
+}
+
+export interface Generation {
+  /** The whole text. */
+  text: string;
+  doneReason?: string;
+  totalNs?: number;
+  loadNs?: number;
+  promptEvalNs?: number;
+  evalNs?: number;
+  promptEvalCount?: number;
+  evalCount?: number;
+}
+
+/** A `fetch` that also gives up when `signal` aborts. */
+export function fetchWithSignal(signal: AbortSignal): typeof fetch {
+  return (input, init) => fetch(input, { ...init, signal: init?.signal ? AbortSignal.any([init.signal, signal]) : signal });
+}
+
+interface Chunk {
+  done?: boolean;
+  response?: string;
+  message?: { content?: string };
+  done_reason?: string;
+  total_duration?: number;
+  load_duration?: number;
+  prompt_eval_duration?: number;
+  prompt_eval_count?: number;
+  eval_duration?: number;
+  eval_count?: number;
+}
+
+/**
+ * Run the call to its end. `onDelta` sees each piece of text as it comes. Throws what
+ * ollama-js throws (ResponseError with status_code, fetch failures, an AbortError when
+ * `signal` fires, "Did not receive done" when the stream ends early).
+ */
+export async function runGeneration(
+  host: string,
+  call: OllamaCall,
+  signal: AbortSignal,
+  onDelta?: (delta: string) => void,
+): Promise<Generation> {
+  signal.throwIfAborted();
+  const ollama = new Ollama({ host, fetch: fetchWithSignal(signal) });
+  const stream = call.endpoint === 'chat' ? await ollama.chat(call.body) : await ollama.generate(call.body);
+  const stop = (): void => stream.abort();
+  signal.addEventListener('abort', stop, { once: true });
+  try {
+    let text = '';
+    for await (const part of stream as AsyncIterable<Chunk>) {
+      const delta = call.endpoint === 'chat' ? (part.message?.content ?? '') : (part.response ?? '');
+      if (delta) {
+        text += delta;
+        onDelta?.(delta);
+      }
+      if (part.done) {
+        const out: Generation = { text };
+        if (part.done_reason !== undefined) out.doneReason = part.done_reason;
+        if (part.total_duration !== undefined) out.totalNs = part.total_duration;
+        if (part.load_duration !== undefined) out.loadNs = part.load_duration;
+        if (part.prompt_eval_duration !== undefined) out.promptEvalNs = part.prompt_eval_duration;
+        if (part.eval_duration !== undefined) out.evalNs = part.eval_duration;
+        if (part.prompt_eval_count !== undefined) out.promptEvalCount = part.prompt_eval_count;
+        if (part.eval_count !== undefined) out.evalCount = part.eval_count;
+        return out;
+      }
+    }
+    throw new Error('Did not receive done or success response in stream.');
+  } finally {
+    signal.removeEventListener('abort', stop);
+  }
+}

@@ -1,0 +1,40 @@
+/** The worker's endpoints as plain functions (mapped onto Express by src/lib/http.ts). */
+import type { Registry } from 'prom-client';
+import type { HandlerResult } from '../lib/http.js';
+import { VERSION } from '../lib/version.js';
+
+export const SERVICE = 'orion-inference-worker';
+
+export interface WorkerStatus {
+  nodeId: string;
+  ollamaHost: string;
+  concurrency: number;
+  active: number;
+  /** Whether Ollama answered the last probe and the worker takes jobs. */
+  available: boolean;
+}
+
+/** `GET /health`: the guide's five keys in the guide's order, then a few more. */
+export function healthHandler(status: () => WorkerStatus): () => HandlerResult {
+  return () => {
+    const s = status();
+    return {
+      status: 200,
+      body: {
+        status: 'ok',
+        service: SERVICE,
+        node_id: s.nodeId,
+        version: VERSION,
+        ollama: s.ollamaHost,
+        concurrency: s.concurrency,
+        active: s.active,
+        available: s.available,
+      },
+    };
+  };
+}
+
+/** `GET /metrics`: Prometheus text of the worker's own registry. */
+export function metricsHandler(registry: Registry): () => Promise<HandlerResult> {
+  return async () => ({ status: 200, body: await registry.metrics(), contentType: registry.contentType });
+}

@@ -1,0 +1,429 @@
+/**
+ * What a worker does with one job of its node queue (SPEC.md sections 4 and 7).
+ *
+ *   manual retry (attemptsMade > 0: we never give BullMQ more than one attempt, so only a retry
+ *     from Bull Board brings a job back): a fresh start, with a new deadline, the attempt count
+ *     reset, the stored final answer cleared and this node the owner again;
+ *   otherwise the request record decides: a final answer already there is returned as the job's
+ *     result without running again; an owner other than this node means the job moved on, and
+ *     this copy ends quietly (a zombie must not answer);
+ *   past the deadline: `timeout`, never a late start;
+ *   then the Ollama call, answered on the reply stream (partials in order when streamed), or
+ *   mapped to an error code: retryable ones with attempts left go back to the bridge through a
+ *   reroute notice, the rest are answered with an error and dead-lettered.
+ */
+import { UnrecoverableError, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { MAX_REQUEST_BYTES, validateRequest } from '../contracts/index.js';
+import type { InferenceRequest, InferenceResponse, Routing } from '../contracts/types.js';
+import {
+  DEFAULT_STREAM_MAXLEN,
+  DEFAULT_TIMEOUT_MS,
+  REQUEST_RECORD_TTL_S,
+  deadLetter,
+  deadlinesKey,
+  errorResponse,
+  publishFinal,
+  publishPartial,
+  replyStreamOf,
+  type InferenceJobData,
+  type RerouteNotice,
+} from '../lib/bus.js';
+import type { ErrorCode } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import { isValidRequestId, requestIdOfJob, type Names } from '../lib/names.js';
+import { rfc3339, streamIdMs } from '../lib/time.js';
+import { mapOllamaError } from './errors.js';
+import { ollamaCallFor, runGeneration, type Generation } from './generate.js';
+import type { JobOutcome, WorkerMetrics } from './metrics.js';
+
+/** Reasons a worker gives when it aborts a job's processor signal. */
+export const CANCEL_SHUTDOWN = 'worker shutting down';
+export const CANCEL_LOCK_LOST = 'job lock lost';
+
+export interface ProcessorDeps {
+  /** Command connection (not a blocking one). */
+  redis: Redis;
+  n: Names;
+  nodeId: string;
+  ollamaHost: string;
+  log: Logger;
+  metrics?: WorkerMetrics;
+  /** Ollama could not be reached at all: stop taking jobs and say so in the health registry. */
+  onOllamaUnreachable?: (reason: string) => void;
+  now?: () => number;
+}
+
+export type JobLike = Pick<Job<InferenceJobData>, 'id' | 'data' | 'attemptsMade' | 'updateData'>;
+
+/** The job's return value when this copy gave way to another (or to an answer already given). */
+export interface Superseded {
+  superseded: true;
+}
+
+export type JobResult = InferenceResponse | Superseded;
+
+const nsToMs = (ns: number | undefined): number | undefined => (ns === undefined ? undefined : Math.round(ns / 1000) / 1000);
+
+// ---------------------------------------------------------------- job data
+
+type CheckedJob =
+  | { ok: true; data: InferenceJobData }
+  | { ok: false; reason: string; requestId?: string; replyTo?: string; original: unknown };
+
+/**
+ * The job's data as the bridge writes it, or why not. Fields the bridge always sets but that
+ * can be rebuilt (deadline, seen_at, ...) are filled in rather than refused.
+ */
+export function checkJobData(raw: unknown, jobId: string | undefined, n: Names): CheckedJob {
+  const data = typeof raw === 'object' && raw !== null ? (raw as Partial<InferenceJobData>) : {};
+  const req = data.request as unknown;
+  const reqObj = typeof req === 'object' && req !== null ? (req as Record<string, unknown>) : undefined;
+  const fromJob = jobId !== undefined ? requestIdOfJob(jobId) : undefined;
+  const requestId = isValidRequestId(reqObj?.['request_id']) ? reqObj['request_id'] : isValidRequestId(fromJob) ? fromJob : undefined;
+  const rawReply = reqObj?.['reply_to'];
+  const refuse = (reason: string): CheckedJob => {
+    const out: CheckedJob = { ok: false, reason, original: req ?? raw };
+    if (requestId !== undefined) out.requestId = requestId;
+    if (typeof rawReply === 'string' && n.isReplyStream(rawReply)) out.replyTo = rawReply;
+    return out;
+  };
+  if (!reqObj) return refuse('job data has no request object');
+  const size = Buffer.byteLength(JSON.stringify(reqObj), 'utf8');
+  if (size > MAX_REQUEST_BYTES) return refuse(`request is ${size} bytes, over the limit of ${MAX_REQUEST_BYTES}`);
+  const v = validateRequest(reqObj);
+  if (!v.ok) return refuse(v.message);
+  if (typeof rawReply === 'string' && !n.isReplyStream(rawReply)) return refuse(`reply_to must be ${n.responses} or start with ${n.responses}:`);
+  const request = v.value;
+  const entryId = typeof data.entry_id === 'string' && data.entry_id !== '' ? data.entry_id : undefined;
+  const sent = entryId !== undefined ? streamIdMs(entryId) : Date.now();
+  const num = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x);
+  const out: InferenceJobData = {
+    request,
+    entry_id: entryId ?? '',
+    seen_at: num(data.seen_at) ? data.seen_at : sent,
+    deadline: num(data.deadline) ? data.deadline : sent + (request.timeout_ms ?? DEFAULT_TIMEOUT_MS),
+    attempt: num(data.attempt) && data.attempt >= 0 ? Math.floor(data.attempt) : 0,
+    max_attempts: num(data.max_attempts) && data.max_attempts >= 1 ? Math.floor(data.max_attempts) : 1,
+    routing: data.routing === 'sticky' || data.routing === 'fallback' ? data.routing : 'fallback',
+    tried: Array.isArray(data.tried) ? data.tried.filter((t): t is string => typeof t === 'string') : [],
+  };
+  return { ok: true, data: out };
+}
+
+// ---------------------------------------------------------------- partial answers
+
+/**
+ * Publishes streamed text in order without holding up the Ollama stream: one publish in flight
+ * at a time, and the text that arrives meanwhile goes out as one partial after it.
+ */
+class PartialPublisher {
+  private pending = '';
+  private running: Promise<void> | undefined;
+  superseded = false;
+
+  constructor(
+    private readonly send: (delta: string) => Promise<boolean>,
+    private readonly onSuperseded: () => void,
+    private readonly onError: (err: unknown) => void,
+  ) {}
+
+  push(delta: string): void {
+    if (this.superseded) return;
+    this.pending += delta;
+    this.running ??= this.pump().finally(() => {
+      this.running = undefined;
+    });
+  }
+
+  private async pump(): Promise<void> {
+    while (this.pending !== '' && !this.superseded) {
+      const delta = this.pending;
+      this.pending = '';
+      try {
+        if (!(await this.send(delta))) {
+          this.superseded = true;
+          this.onSuperseded();
+        }
+      } catch (err) {
+        this.onError(err);
+      }
+    }
+  }
+
+  async flush(): Promise<void> {
+    while (this.running) await this.running;
+  }
+}
+
+// ---------------------------------------------------------------- the processor
+
+class JobRun {
+  readonly start: number;
+  readonly log: Logger;
+  data!: InferenceJobData;
+  attempt = 0;
+
+  constructor(
+    readonly deps: ProcessorDeps,
+    readonly job: JobLike,
+  ) {
+    this.start = this.now();
+    this.log = deps.log;
+  }
+
+  now(): number {
+    return this.deps.now?.() ?? Date.now();
+  }
+
+  get request(): InferenceRequest {
+    return this.data.request;
+  }
+
+  get replyTo(): string {
+    return replyStreamOf(this.deps.n, this.request);
+  }
+
+  finish<T>(outcome: JobOutcome, code: ErrorCode | '', value: T): T {
+    const seconds = (this.now() - this.start) / 1000;
+    this.deps.metrics?.jobs.inc({ outcome, code });
+    this.deps.metrics?.jobDuration.observe({ outcome }, seconds);
+    return value;
+  }
+
+  /** Fields every final answer of this run carries. */
+  finalExtra(): Partial<InferenceResponse> {
+    const extra: Partial<InferenceResponse> = { model: this.request.model, node_id: this.deps.nodeId };
+    if (this.attempt >= 1) extra.attempt = this.attempt;
+    extra.routing = this.data.routing as Routing;
+    if (this.request.metadata !== undefined) extra.metadata = this.request.metadata;
+    return extra;
+  }
+
+  /**
+   * Answer with an error and dead-letter it, then fail the job for good (it stays in the failed
+   * set, where Bull Board can retry it). Nothing is written when another node owns the job now
+   * or the request is answered already.
+   */
+  async giveUp(code: ErrorCode, message: string): Promise<never> {
+    const { redis, n, nodeId } = this.deps;
+    const doc = errorResponse(this.request.request_id, code, message, this.finalExtra());
+    const published = await publishFinal(redis, n, this.replyTo, doc, nodeId);
+    if (published) {
+      await deadLetter(redis, n, {
+        reason: message,
+        error_code: code,
+        request_id: this.request.request_id,
+        entry_id: this.data.entry_id || undefined,
+        node_id: nodeId,
+        attempt: this.attempt >= 1 ? this.attempt : undefined,
+        request: this.request,
+      });
+      this.log.warn({ request_id: this.request.request_id, code, attempt: this.attempt, err: message }, 'request failed');
+    } else {
+      this.log.debug({ request_id: this.request.request_id, code }, 'error not published: answered already or moved to another node');
+    }
+    this.finish('error', code, undefined);
+    throw new UnrecoverableError(`${code}: ${message}`);
+  }
+
+  /** Hand the job back to the bridge to place on another node, and fail this copy. */
+  async reroute(code: ErrorCode, message: string, counts: boolean): Promise<never> {
+    const { redis, n, nodeId } = this.deps;
+    const owner = await redis.hget(n.requestKey(this.request.request_id), 'node');
+    if (owner !== null && owner !== nodeId) {
+      this.finish('superseded', '', undefined);
+      throw new Error(`moved to ${owner} meanwhile`);
+    }
+    const notice: RerouteNotice = { request_id: this.request.request_id, node_id: nodeId, code, message, counts };
+    await redis.xadd(n.reroute, 'MAXLEN', '~', DEFAULT_STREAM_MAXLEN, '*', 'data', JSON.stringify(notice));
+    this.log.warn({ request_id: this.request.request_id, code, attempt: this.attempt, counts, err: message }, 'handed back for another node');
+    this.finish('rerouted', code, undefined);
+    throw new Error(`${code}: ${message}`);
+  }
+
+  /** Clear the way for a retry from Bull Board: a fresh start with a new deadline. */
+  async freshStart(): Promise<void> {
+    const { redis, n, nodeId } = this.deps;
+    const now = this.now();
+    const deadline = now + (this.request.timeout_ms ?? DEFAULT_TIMEOUT_MS);
+    this.data = { ...this.data, attempt: 0, deadline, tried: [] };
+    const key = n.requestKey(this.request.request_id);
+    const multi = redis
+      .multi()
+      .hdel(key, 'final')
+      .hset(key, 'node', nodeId)
+      .hsetnx(key, 'reply_to', this.replyTo);
+    if (this.data.entry_id) multi.hsetnx(key, 'entry', this.data.entry_id);
+    await multi.expire(key, REQUEST_RECORD_TTL_S).zadd(deadlinesKey(n), deadline, key).exec();
+    this.log.info({ request_id: this.request.request_id, deadline: rfc3339(deadline) }, 'manual retry: fresh start');
+  }
+}
+
+/**
+ * Process one job. Resolves with the final answer (also published), or `{superseded: true}`;
+ * throws a plain Error when the job was handed back for another node, an UnrecoverableError
+ * when it was answered with an error.
+ */
+export async function processJob(deps: ProcessorDeps, job: JobLike, signal?: AbortSignal): Promise<JobResult> {
+  const run = new JobRun(deps, job);
+  const { redis, n, nodeId } = deps;
+
+  const checked = checkJobData(job.data, job.id, n);
+  if (!checked.ok) return refuseJob(run, checked);
+  run.data = checked.data;
+  const id = run.request.request_id;
+  const log = deps.log.child({ request_id: id });
+
+  if (job.attemptsMade > 0) {
+    await run.freshStart();
+  } else {
+    const [final, owner] = await redis.hmget(n.requestKey(id), 'final', 'node');
+    if (final != null) {
+      log.debug({}, 'answered already: returning the stored answer');
+      return run.finish('superseded', '', parseFinal(final, id));
+    }
+    if (owner != null && owner !== nodeId) {
+      log.debug({ owner }, 'job moved to another node: this copy ends without answering');
+      return run.finish('superseded', '', { superseded: true });
+    }
+  }
+
+  if (run.now() >= run.data.deadline) {
+    run.attempt = run.data.attempt;
+    return run.giveUp('timeout', `not started before its deadline (timeout_ms ${run.request.timeout_ms ?? DEFAULT_TIMEOUT_MS})`);
+  }
+
+  run.attempt = run.data.attempt + 1;
+  await job.updateData({ ...run.data, attempt: run.attempt });
+  const queueMs = Math.max(0, run.now() - run.data.seen_at);
+  deps.metrics?.queueWait.observe(queueMs / 1000);
+  log.debug({ attempt: run.attempt, queue_ms: queueMs, model: run.request.model }, 'started');
+
+  // One controller for every reason to stop: the deadline, the job's signal, a moved job.
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort('deadline'), Math.max(0, run.data.deadline - run.now()));
+  const onJobSignal = (): void => abort.abort(signal?.reason ?? CANCEL_SHUTDOWN);
+  if (signal?.aborted) onJobSignal();
+  signal?.addEventListener('abort', onJobSignal, { once: true });
+
+  const call = ollamaCallFor(run.request);
+  const chat = call.endpoint === 'chat';
+  const partials = run.request.stream
+    ? new PartialPublisher(
+        (delta) => {
+          const doc: InferenceResponse = chat
+            ? { request_id: id, model: run.request.model, node_id: nodeId, done: false, message: { role: 'assistant', content: delta }, created_at: rfc3339() }
+            : { request_id: id, model: run.request.model, node_id: nodeId, done: false, response: delta, created_at: rfc3339() };
+          return publishPartial(redis, n, run.replyTo, doc, nodeId);
+        },
+        () => abort.abort('superseded'),
+        (err) => log.warn({ err }, 'partial answer not published'),
+      )
+    : undefined;
+
+  let gen: Generation;
+  try {
+    gen = await runGeneration(deps.ollamaHost, call, abort.signal, partials ? (d) => partials.push(d) : undefined);
+    await partials?.flush();
+  } catch (err) {
+    await partials?.flush().catch(() => undefined);
+    return await failed(run, err, abort.signal);
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener('abort', onJobSignal);
+  }
+  if (partials?.superseded) {
+    log.debug({}, 'answered or moved elsewhere during generation');
+    return run.finish('superseded', '', { superseded: true });
+  }
+
+  const doc = finalAnswer(run, gen, chat, queueMs);
+  if (gen.loadNs !== undefined) deps.metrics?.loadDuration.observe(gen.loadNs / 1e9);
+  if (gen.evalCount !== undefined) deps.metrics?.tokens.inc({ model: run.request.model }, gen.evalCount);
+
+  if (!(await publishFinal(redis, n, run.replyTo, doc, nodeId))) {
+    const stored = await redis.hget(n.requestKey(id), 'final');
+    log.debug({}, 'answer not published: answered already or moved to another node');
+    return run.finish('superseded', '', stored !== null ? parseFinal(stored, id) : { superseded: true });
+  }
+  log.info(
+    { attempt: run.attempt, model: run.request.model, eval_count: gen.evalCount, ms: run.now() - run.start, stream: !!run.request.stream },
+    'answered',
+  );
+  return run.finish('ok', '', doc);
+}
+
+/** The final answer, fields in the order SPEC.md lists them; absent values left out. */
+function finalAnswer(run: JobRun, gen: Generation, chat: boolean, queueMs: number): InferenceResponse {
+  const fields: Record<string, unknown> = {
+    request_id: run.request.request_id,
+    model: run.request.model,
+    node_id: run.deps.nodeId,
+    done: true,
+    response: chat ? undefined : gen.text,
+    message: chat ? { role: 'assistant', content: gen.text } : undefined,
+    done_reason: gen.doneReason,
+    total_duration_ms: nsToMs(gen.totalNs),
+    load_duration_ms: nsToMs(gen.loadNs),
+    prompt_eval_duration_ms: nsToMs(gen.promptEvalNs),
+    eval_duration_ms: nsToMs(gen.evalNs),
+    prompt_eval_count: gen.promptEvalCount,
+    eval_count: gen.evalCount,
+    queue_ms: queueMs,
+    routing: run.data.routing,
+    attempt: run.attempt,
+    metadata: run.request.metadata,
+    created_at: rfc3339(),
+  };
+  for (const k of Object.keys(fields)) if (fields[k] === undefined) delete fields[k];
+  return fields as unknown as InferenceResponse;
+}
+
+/** The Ollama call failed or was aborted: decide between timeout, hand-back and error answer. */
+async function failed(run: JobRun, err: unknown, signal: AbortSignal): Promise<never | Superseded> {
+  if (signal.aborted) {
+    const reason: unknown = signal.reason;
+    if (reason === 'deadline') {
+      return run.giveUp('timeout', `not finished within timeout_ms (${run.request.timeout_ms ?? DEFAULT_TIMEOUT_MS} ms); generation aborted`);
+    }
+    if (reason === 'superseded') return run.finish('superseded', '', { superseded: true });
+    if (reason === CANCEL_LOCK_LOST) {
+      // The lock lapsed: the bridge recovers the job elsewhere; this copy just stops.
+      run.finish('cancelled', '', undefined);
+      throw new Error('job lock lost; generation aborted');
+    }
+    // The worker is closing without waiting: the node's fault, so the attempt is given back.
+    return run.reroute('backend_error', `worker on ${run.deps.nodeId} stopped: ${String(reason)}`, false);
+  }
+  const f = mapOllamaError(err);
+  if (f.unreachable) run.deps.onOllamaUnreachable?.(f.message);
+  const counts = !f.unreachable;
+  const used = counts ? run.attempt : run.attempt - 1;
+  if (f.retryable && used < run.data.max_attempts) return run.reroute(f.code, f.message, counts);
+  return run.giveUp(f.code, f.message);
+}
+
+async function refuseJob(run: JobRun, bad: Extract<CheckedJob, { ok: false }>): Promise<never> {
+  const { redis, n, nodeId, log } = run.deps;
+  const reason = `invalid job: ${bad.reason}`;
+  let published = false;
+  if (bad.requestId !== undefined) {
+    const doc = errorResponse(bad.requestId, 'invalid_request', reason, { node_id: nodeId });
+    published = await publishFinal(redis, n, bad.replyTo ?? n.responses, doc, nodeId);
+  }
+  if (published || bad.requestId === undefined) {
+    await deadLetter(redis, n, { reason, error_code: 'invalid_request', request_id: bad.requestId, node_id: nodeId, request: bad.original });
+  }
+  log.warn({ job_id: run.job.id, request_id: bad.requestId, err: bad.reason }, 'invalid job refused');
+  run.finish('error', 'invalid_request', undefined);
+  throw new UnrecoverableError(reason);
+}
+
+function parseFinal(json: string, requestId: string): JobResult {
+  try {
+    return JSON.parse(json) as InferenceResponse;
+  } catch {
+    return errorResponse(requestId, 'internal', 'stored final answer is not valid JSON');
+  }
+}

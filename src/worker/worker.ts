@@ -1,0 +1,312 @@
+/**
+ * `orion-inference-worker`: runs its node's BullMQ queue on the local Ollama and publishes the
+ * node's health from a job scheduler of its own.
+ *
+ *   {p}:requests:{nodeID}   the job queue, `concurrency` jobs at once (RAM tier or --concurrency)
+ *   {p}:heartbeat:{nodeID}  a job scheduler every --heartbeat-interval, run by a second Worker
+ *                           with concurrency 1, so a long generation never delays a beat
+ *
+ * While Ollama does not answer, the node reports itself unavailable and takes no jobs; the next
+ * beat that reaches Ollama takes jobs again.
+ */
+import { Ollama } from 'ollama';
+import { Queue, Worker, type ConnectionOptions, type Job } from 'bullmq';
+import type { WorkerConfig } from '../config/worker.js';
+import type { NodeHealth } from '../contracts/types.js';
+import { defineBusCommands, type InferenceJobData } from '../lib/bus.js';
+import { startHttpServer, type HttpServerHandle } from '../lib/http.js';
+import { createLogger, type Logger } from '../lib/logger.js';
+import { names } from '../lib/names.js';
+import { connectRedis, describeRedis, redisOptionsFor } from '../lib/redis.js';
+import { VERSION } from '../lib/version.js';
+import {
+  CpuMeter,
+  buildHealth,
+  probeOllama,
+  readMemInfo,
+  readSystem,
+  writeHealth,
+  type OllamaStatus,
+} from './health.js';
+import { healthHandler, metricsHandler } from './http.js';
+import { createWorkerMetrics, type WorkerMetrics } from './metrics.js';
+import { CANCEL_LOCK_LOST, CANCEL_SHUTDOWN, processJob, type JobResult } from './processor.js';
+import { chooseConcurrency, formatGiB } from './tiers.js';
+
+/** How long a health probe waits for Ollama before calling it unreachable. */
+export const OLLAMA_PROBE_TIMEOUT_MS = 2000;
+/** How long close() waits for a health write or a Redis quit before moving on. */
+const CLOSE_STEP_TIMEOUT_MS = 2000;
+
+export const JOB_RETENTION = {
+  removeOnComplete: { age: 3600, count: 1000 },
+  removeOnFail: { age: 7 * 24 * 3600, count: 5000 },
+} as const;
+
+export interface WorkerDeps {
+  log?: Logger;
+}
+
+export interface CloseOptions {
+  /** Abort running generations instead of waiting for them; they are handed back to the bridge. */
+  force?: boolean;
+}
+
+export interface WorkerHandle {
+  readonly nodeId: string;
+  readonly httpPort: number;
+  readonly concurrency: number;
+  readonly metrics: WorkerMetrics;
+  /** Jobs running now. */
+  active(): number;
+  /** Collect and write the health document now; resolves with what was written. */
+  publishHealth(): Promise<NodeHealth | undefined>;
+  /** Stop: report unavailable, stop taking jobs, let running ones finish, disconnect. Safe twice. */
+  close(opts?: CloseOptions): Promise<void>;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let t: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<undefined>((resolve) => {
+      t = setTimeout(() => resolve(undefined), ms);
+    }),
+  ]).finally(() => clearTimeout(t));
+}
+
+export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}): Promise<WorkerHandle> {
+  const nodeId = config.nodeId;
+  const log = (deps.log ?? createLogger({ level: config.logLevel })).child({ component: 'worker', node: nodeId });
+  const n = names(config.streamPrefix);
+
+  // Refuse a node too small for LLM work before touching anything (ConfigError says why).
+  const mem = await readMemInfo(config.procRoot);
+  const choice = chooseConcurrency(mem.totalBytes, config.concurrency);
+  const concurrency = choice.concurrency;
+  const metrics = createWorkerMetrics(nodeId);
+
+  let closing = false;
+  let active = 0;
+  let ollama: OllamaStatus | undefined;
+
+  const http: HttpServerHandle = await startHttpServer({
+    host: config.httpAddr,
+    port: config.httpPort,
+    log,
+    routes: {
+      '/health': healthHandler(() => ({
+        nodeId,
+        ollamaHost: config.ollamaHost,
+        concurrency,
+        active,
+        available: !closing && ollama?.ok === true,
+      })),
+      '/metrics': metricsHandler(metrics.registry),
+    },
+  });
+
+  const redisOpts = redisOptionsFor(config);
+  const redis = connectRedis(redisOpts, log, `orion-worker:${nodeId}`);
+  defineBusCommands(redis);
+  const connection: ConnectionOptions = { ...redisOpts, connectionName: `orion-worker-bull:${nodeId}` };
+  const probeClient = new Ollama({
+    host: config.ollamaHost,
+    fetch: (input, init) => fetch(input, { ...init, signal: AbortSignal.timeout(OLLAMA_PROBE_TIMEOUT_MS) }),
+  });
+
+  // BullMQ reports connection trouble as 'error' events: log each source once per outage.
+  const erroring = new Set<string>();
+  const onBullError = (source: string) => (err: Error) => {
+    if (erroring.has(source)) return;
+    erroring.add(source);
+    log.warn({ source, err: err.message }, 'queue error (Redis unreachable?); retrying');
+    setTimeout(() => erroring.delete(source), 30_000).unref();
+  };
+
+  const nodeQueue = new Queue<InferenceJobData>(nodeId, { connection, prefix: n.nodeQueuePrefix });
+  nodeQueue.on('error', onBullError('node-queue'));
+
+  const lockDuration = config.lockDuration;
+  const jobWorker = new Worker<InferenceJobData, JobResult>(
+    nodeId,
+    async (job: Job<InferenceJobData>, _token?: string, signal?: AbortSignal) => {
+      active++;
+      metrics.active.set(active);
+      try {
+        return await processJob(
+          { redis, n, nodeId, ollamaHost: config.ollamaHost, log, metrics, onOllamaUnreachable: ollamaUnreachable },
+          job,
+          signal,
+        );
+      } finally {
+        active--;
+        metrics.active.set(active);
+      }
+    },
+    {
+      connection,
+      prefix: n.nodeQueuePrefix,
+      concurrency,
+      lockDuration,
+      // Check for stalled jobs often: a killed worker's jobs come back within about a lock.
+      stalledInterval: Math.max(1000, Math.min(5000, Math.floor(lockDuration / 2))),
+      autorun: false,
+      ...JOB_RETENTION,
+    },
+  );
+  jobWorker.on('error', onBullError('job-worker'));
+  // A lost lock means the job may be running elsewhere by now: stop this copy's generation.
+  jobWorker.on('lockRenewalFailed', (ids: string[]) => {
+    for (const id of ids) jobWorker.cancelJob(id, CANCEL_LOCK_LOST);
+  });
+
+  // ------------------------------------------------------------ health
+  const cpu = new CpuMeter(config.procRoot);
+  let healthChain: Promise<unknown> = Promise.resolve();
+  let healthFailing = false;
+  let takingJobs = false;
+
+  const setTakingJobs = (on: boolean, reason: string): void => {
+    if (closing || on === takingJobs) return;
+    takingJobs = on;
+    if (on) {
+      log.info({ reason }, 'taking jobs');
+      if (jobWorker.isPaused() || !jobWorker.isRunning()) jobWorker.resume();
+    } else {
+      log.warn({ reason }, 'not taking jobs until Ollama answers');
+      void jobWorker.pause(true).catch(onBullError('job-worker'));
+    }
+  };
+
+  async function collectAndWrite(): Promise<NodeHealth> {
+    const [sys, status, counts] = await Promise.all([
+      readSystem(cpu, config.procRoot, config.sysRoot),
+      probeOllama(probeClient),
+      nodeQueue.getJobCounts('wait', 'prioritized'),
+    ]);
+    if (ollama === undefined || ollama.ok !== status.ok) {
+      if (status.ok) log.info({ ollama: config.ollamaHost, version: status.version }, 'ollama answers');
+      else log.warn({ ollama: config.ollamaHost, reason: status.reason }, 'ollama does not answer');
+    }
+    ollama = status;
+    const doc = buildHealth({
+      nodeId,
+      ...sys,
+      ollama: status,
+      concurrency,
+      active,
+      waiting: (counts['wait'] ?? 0) + (counts['prioritized'] ?? 0),
+      ...(closing ? { unavailableReason: 'shutting down' } : {}),
+    });
+    await writeHealth(redis, n, doc, config.healthTtl);
+    metrics.cpu.set(doc.cpu_percent);
+    metrics.ram.set(doc.ram_percent);
+    if (doc.temp_celsius === null) metrics.temp.reset();
+    else metrics.temp.set(doc.temp_celsius);
+    metrics.ollamaUp.set(status.ok ? 1 : 0);
+    setTakingJobs(status.ok, status.ok ? 'ollama answers' : status.reason);
+    return doc;
+  }
+
+  /** Health writes run one after another, so an older document never overwrites a newer one. */
+  function publishHealth(): Promise<NodeHealth | undefined> {
+    const next = healthChain.then(collectAndWrite).then(
+      (doc) => {
+        metrics.healthPublished.inc({ result: 'ok' });
+        if (healthFailing) log.info({}, 'health published again');
+        healthFailing = false;
+        return doc;
+      },
+      (err: unknown) => {
+        metrics.healthPublished.inc({ result: 'error' });
+        if (!healthFailing) log.warn({ err }, 'health not published; retrying on the next beat');
+        healthFailing = true;
+        return undefined;
+      },
+    );
+    healthChain = next;
+    return next;
+  }
+
+  function ollamaUnreachable(reason: string): void {
+    ollama = { ok: false, reason };
+    setTakingJobs(false, reason);
+    void publishHealth();
+  }
+
+  // Publish once now (and start taking jobs if Ollama answers), then on every beat.
+  await publishHealth();
+  const heartbeatQueue = new Queue(nodeId, { connection, prefix: n.heartbeatQueuePrefix });
+  heartbeatQueue.on('error', onBullError('heartbeat-queue'));
+  await heartbeatQueue.upsertJobScheduler(
+    'heartbeat',
+    { every: config.heartbeatInterval },
+    { name: 'heartbeat', opts: { removeOnComplete: true, removeOnFail: 10 } },
+  );
+  const heartbeatWorker = new Worker(
+    nodeId,
+    async () => {
+      await publishHealth();
+    },
+    { connection, prefix: n.heartbeatQueuePrefix, concurrency: 1 },
+  );
+  heartbeatWorker.on('error', onBullError('heartbeat-worker'));
+
+  log.info(
+    {
+      version: VERSION,
+      redis: describeRedis(config),
+      ollama: config.ollamaHost,
+      prefix: n.prefix,
+      concurrency,
+      concurrency_from: choice.source,
+      ram_total: formatGiB(mem.totalBytes),
+      http_port: http.port,
+      heartbeat_ms: config.heartbeatInterval,
+      lock_ms: lockDuration,
+    },
+    'worker started',
+  );
+
+  // ------------------------------------------------------------ close
+  let closed: Promise<void> | undefined;
+  async function doClose(opts: CloseOptions): Promise<void> {
+    closing = true;
+    log.info({ active, force: !!opts.force }, 'shutting down: finishing running jobs');
+    const step = async (what: string, fn: () => Promise<unknown>, timeoutMs?: number): Promise<void> => {
+      try {
+        await (timeoutMs === undefined ? fn() : withTimeout(fn(), timeoutMs));
+      } catch (err) {
+        log.warn({ err, step: what }, 'shutdown step failed');
+      }
+    };
+    if (opts.force) jobWorker.cancelAllJobs(CANCEL_SHUTDOWN);
+    await Promise.all([
+      step('heartbeat worker', () => heartbeatWorker.close()),
+      step('health', publishHealth, CLOSE_STEP_TIMEOUT_MS),
+    ]);
+    http.markClosing();
+    await step('job worker', () => jobWorker.close());
+    await step('health', publishHealth, CLOSE_STEP_TIMEOUT_MS);
+    await step('queues', () => Promise.all([nodeQueue.close(), heartbeatQueue.close()]));
+    await step('http', () => http.close());
+    await step('redis', () => redis.quit(), CLOSE_STEP_TIMEOUT_MS);
+    redis.disconnect();
+    log.info({}, 'worker stopped');
+  }
+
+  return {
+    nodeId,
+    httpPort: http.port,
+    concurrency,
+    metrics,
+    active: () => active,
+    publishHealth,
+    close(opts: CloseOptions = {}) {
+      if (opts.force && closed && closing) jobWorker.cancelAllJobs(CANCEL_SHUTDOWN);
+      closed ??= doClose(opts);
+      return closed;
+    },
+  };
+}
