@@ -1,0 +1,195 @@
+/**
+ * What a llama-architecture GGUF must hold before it is handed to llama.cpp. Missing keys that
+ * llama.cpp reads with an assertion (feed_forward_length, attention.head_count) abort the whole
+ * process rather than throw, so every problem is found here first and reported at once.
+ */
+import { readGgufFile, GgufError, type GgufFileInfo, type GgufValue } from './gguf.js';
+
+/** Metadata every file must have, whatever its architecture. */
+const GENERAL_KEYS = ['general.architecture', 'tokenizer.ggml.model', 'tokenizer.ggml.tokens', 'tokenizer.ggml.token_type'];
+
+/** Hyper-parameters of the llama architecture (all unsigned integers but the epsilon). */
+const LLAMA_INT_KEYS = [
+  'llama.context_length',
+  'llama.embedding_length',
+  'llama.block_count',
+  'llama.feed_forward_length',
+  'llama.attention.head_count',
+] as const;
+const LLAMA_EPSILON_KEY = 'llama.attention.layer_norm_rms_epsilon';
+
+/** Tokenizer models llama.cpp accepts. */
+const TOKENIZER_MODELS = ['llama', 'gpt2', 'bert', 't5', 'rwkv', 'plamo2', 'no_vocab'];
+
+/** ggml type codes this validator can size (F32, F16, BF16); others are not size-checked. */
+const TYPE_BYTES: Record<number, number> = { 0: 4, 1: 2, 30: 2 };
+
+export interface LlamaHyperParams {
+  contextLength: number;
+  embeddingLength: number;
+  blockCount: number;
+  feedForwardLength: number;
+  headCount: number;
+  headCountKv: number;
+  vocabSize: number;
+}
+
+function asCount(v: GgufValue | undefined): number | undefined {
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 0) return v;
+  if (typeof v === 'bigint' && v >= 0n && v <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(v);
+  return undefined;
+}
+
+/**
+ * Every reason this file would not load as a llama model (empty when it would). Checks the
+ * required keys and their types, the tokenizer arrays, and the name and shape of each tensor
+ * llama.cpp looks up, and that the tensor data lies inside the file.
+ */
+export function llamaProblems(info: GgufFileInfo, fileSize?: number): string[] {
+  const problems: string[] = [];
+  for (const key of GENERAL_KEYS) if (!info.kv.has(key)) problems.push(`missing key ${key}`);
+
+  const arch = info.kv.get('general.architecture');
+  if (arch !== undefined && arch !== 'llama') problems.push(`general.architecture is ${String(arch)}, expected llama`);
+
+  const ints: Partial<Record<(typeof LLAMA_INT_KEYS)[number], number>> = {};
+  for (const key of LLAMA_INT_KEYS) {
+    const v = info.kv.get(key);
+    if (v === undefined) problems.push(`missing key ${key}`);
+    else if (asCount(v) === undefined || asCount(v) === 0) problems.push(`${key} must be a positive integer`);
+    else ints[key] = asCount(v);
+  }
+  const eps = info.kv.get(LLAMA_EPSILON_KEY);
+  if (eps === undefined) problems.push(`missing key ${LLAMA_EPSILON_KEY}`);
+  else if (typeof eps !== 'number' || !(eps > 0)) problems.push(`${LLAMA_EPSILON_KEY} must be a positive float`);
+
+  const model = info.kv.get('tokenizer.ggml.model');
+  if (model !== undefined && (typeof model !== 'string' || !TOKENIZER_MODELS.includes(model))) {
+    problems.push(`tokenizer.ggml.model ${String(model)} is not one llama.cpp knows`);
+  }
+  if (model === 'gpt2' && !info.kv.has('tokenizer.ggml.merges')) {
+    problems.push('missing key tokenizer.ggml.merges (required by the gpt2 tokenizer)');
+  }
+  const tokens = info.kv.get('tokenizer.ggml.tokens');
+  const types = info.kv.get('tokenizer.ggml.token_type');
+  let vocabSize = 0;
+  if (tokens !== undefined) {
+    if (!Array.isArray(tokens) || tokens.length === 0 || tokens.some((t) => typeof t !== 'string')) {
+      problems.push('tokenizer.ggml.tokens must be a non-empty array of strings');
+    } else {
+      vocabSize = tokens.length;
+    }
+  }
+  if (types !== undefined && (!Array.isArray(types) || (vocabSize > 0 && types.length !== vocabSize))) {
+    problems.push(`tokenizer.ggml.token_type must have one entry per token (${vocabSize})`);
+  }
+  for (const key of ['tokenizer.ggml.bos_token_id', 'tokenizer.ggml.eos_token_id']) {
+    const id = info.kv.get(key);
+    if (id !== undefined && (asCount(id) === undefined || (vocabSize > 0 && asCount(id)! >= vocabSize))) {
+      problems.push(`${key} ${String(id)} is not a token id`);
+    }
+  }
+
+  const nEmbd = ints['llama.embedding_length'];
+  const nHead = ints['llama.attention.head_count'];
+  const headCountKv = asCount(info.kv.get('llama.attention.head_count_kv')) ?? nHead;
+  if (nEmbd && nHead && nEmbd % nHead !== 0) {
+    problems.push(`llama.embedding_length ${nEmbd} is not a multiple of llama.attention.head_count ${nHead}`);
+  }
+  if (nHead && headCountKv && nHead % headCountKv !== 0) {
+    problems.push(`llama.attention.head_count ${nHead} is not a multiple of head_count_kv ${headCountKv}`);
+  }
+
+  if (problems.length === 0 && nEmbd && nHead && headCountKv) {
+    problems.push(
+      ...tensorProblems(info, {
+        contextLength: ints['llama.context_length']!,
+        embeddingLength: nEmbd,
+        blockCount: ints['llama.block_count']!,
+        feedForwardLength: ints['llama.feed_forward_length']!,
+        headCount: nHead,
+        headCountKv,
+        vocabSize,
+      }, fileSize),
+    );
+  }
+  return problems;
+}
+
+/** The shapes llama.cpp's llama graph expects, by tensor name (output.weight is optional). */
+export function expectedLlamaTensors(hp: LlamaHyperParams): Map<string, number[]> {
+  const kvDim = (hp.embeddingLength / hp.headCount) * hp.headCountKv;
+  const shapes = new Map<string, number[]>([
+    ['token_embd.weight', [hp.embeddingLength, hp.vocabSize]],
+    ['output_norm.weight', [hp.embeddingLength]],
+  ]);
+  for (let i = 0; i < hp.blockCount; i++) {
+    shapes.set(`blk.${i}.attn_norm.weight`, [hp.embeddingLength]);
+    shapes.set(`blk.${i}.attn_q.weight`, [hp.embeddingLength, hp.embeddingLength]);
+    shapes.set(`blk.${i}.attn_k.weight`, [hp.embeddingLength, kvDim]);
+    shapes.set(`blk.${i}.attn_v.weight`, [hp.embeddingLength, kvDim]);
+    shapes.set(`blk.${i}.attn_output.weight`, [hp.embeddingLength, hp.embeddingLength]);
+    shapes.set(`blk.${i}.ffn_norm.weight`, [hp.embeddingLength]);
+    shapes.set(`blk.${i}.ffn_gate.weight`, [hp.embeddingLength, hp.feedForwardLength]);
+    shapes.set(`blk.${i}.ffn_up.weight`, [hp.embeddingLength, hp.feedForwardLength]);
+    shapes.set(`blk.${i}.ffn_down.weight`, [hp.feedForwardLength, hp.embeddingLength]);
+  }
+  return shapes;
+}
+
+function tensorProblems(info: GgufFileInfo, hp: LlamaHyperParams, fileSize?: number): string[] {
+  const problems: string[] = [];
+  const byName = new Map(info.tensors.map((t) => [t.name, t]));
+  const expected = expectedLlamaTensors(hp);
+  expected.set('output.weight', [hp.embeddingLength, hp.vocabSize]);
+  for (const [name, dims] of expected) {
+    const t = byName.get(name);
+    if (!t) {
+      if (name !== 'output.weight') problems.push(`missing tensor ${name}`);
+      continue;
+    }
+    if (t.dims.join('x') !== dims.join('x')) {
+      problems.push(`tensor ${name} is ${t.dims.join('x')}, expected ${dims.join('x')}`);
+    }
+  }
+  for (const t of info.tensors) {
+    if (t.offset % info.alignment !== 0) problems.push(`tensor ${t.name} offset ${t.offset} is not aligned`);
+    const width = TYPE_BYTES[t.type];
+    if (fileSize !== undefined && width !== undefined) {
+      const end = info.dataOffset + t.offset + t.dims.reduce((a, b) => a * b, 1) * width;
+      if (end > fileSize) problems.push(`tensor ${t.name} runs past the end of the file (${end} > ${fileSize})`);
+    }
+  }
+  return problems;
+}
+
+/** Hyper-parameters of a file that passed llamaProblems. */
+export function llamaHyperParams(info: GgufFileInfo): LlamaHyperParams {
+  const n = (key: string): number => asCount(info.kv.get(key)) ?? 0;
+  const headCount = n('llama.attention.head_count');
+  const tokens = info.kv.get('tokenizer.ggml.tokens');
+  return {
+    contextLength: n('llama.context_length'),
+    embeddingLength: n('llama.embedding_length'),
+    blockCount: n('llama.block_count'),
+    feedForwardLength: n('llama.feed_forward_length'),
+    headCount,
+    headCountKv: asCount(info.kv.get('llama.attention.head_count_kv')) ?? headCount,
+    vocabSize: Array.isArray(tokens) ? tokens.length : 0,
+  };
+}
+
+/**
+ * Read and check a file; resolves with its header and hyper-parameters, or rejects with a
+ * GgufError naming every problem. Call this before any llama.cpp load.
+ */
+export async function validateLlamaGguf(path: string): Promise<{
+  info: GgufFileInfo;
+  fileSize: number;
+  hyperParams: LlamaHyperParams;
+}> {
+  const { info, fileSize } = await readGgufFile(path);
+  const problems = llamaProblems(info, fileSize);
+  if (problems.length > 0) throw new GgufError(problems.map((p) => `${path}: ${p}`));
+  return { info, fileSize, hyperParams: llamaHyperParams(info) };
+}
