@@ -172,7 +172,9 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
     takingJobs = on;
     if (on) {
       log.info({ reason }, 'taking jobs');
-      if (jobWorker.isPaused() || !jobWorker.isRunning()) jobWorker.resume();
+      // run() is called here, not through resume(), which would leave its promise unhandled.
+      if (jobWorker.isPaused()) jobWorker.resume();
+      else if (!jobWorker.isRunning()) jobWorker.run().catch(onBullError('job-worker'));
     } else {
       log.warn({ reason }, 'not taking jobs until Ollama answers');
       void jobWorker.pause(true).catch(onBullError('job-worker'));

@@ -1,0 +1,117 @@
+/**
+ * For worker tests: a worker configuration for a test Redis and Ollama stand-in, and jobs
+ * added to a node queue exactly as the bridge adds them (request record claimed, owner set,
+ * job id `req_{id}`, BullMQ priority from the ORION priority).
+ */
+import { fileURLToPath } from 'node:url';
+import { Queue, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Flags } from '../../src/config/options.js';
+import { loadWorkerConfig, type WorkerConfig } from '../../src/config/worker.js';
+import type { InferenceRequest, Routing } from '../../src/contracts/types.js';
+import { bullPriority, claimRequest, defineBusCommands, replyStreamOf, setOwner, DEFAULT_TIMEOUT_MS, type InferenceJobData } from '../../src/lib/bus.js';
+import { jobIdFor, type Names } from '../../src/lib/names.js';
+
+export const fixtureNode = (name: string): string => fileURLToPath(new URL(`../fixtures/nodes/${name}`, import.meta.url));
+
+export function workerConfig(opts: { redisAddr: string; ollamaUrl: string; prefix: string; nodeId?: string; flags?: Flags }): WorkerConfig {
+  return loadWorkerConfig({
+    flags: {
+      'node-id': opts.nodeId ?? 'pi-8g',
+      'redis-addr': opts.redisAddr,
+      'ollama-host': opts.ollamaUrl,
+      'stream-prefix': opts.prefix,
+      'http-addr': '127.0.0.1',
+      'http-port': '0',
+      'proc-root': fixtureNode('pi-8g'),
+      'sys-root': fixtureNode('pi-8g'),
+      'heartbeat-interval': '200ms',
+      'log-level': 'silent',
+      ...opts.flags,
+    },
+    env: {},
+  });
+}
+
+export interface EnqueueOptions {
+  routing?: Routing;
+  /** Times already started elsewhere. */
+  attempt?: number;
+  maxAttempts?: number;
+  deadline?: number;
+  seenAt?: number;
+  entryId?: string;
+  /** Owner recorded for the request (default: the node the job goes to). */
+  owner?: string;
+}
+
+/** Add a job the way the bridge does; returns the BullMQ job. */
+export async function enqueue(
+  redis: Redis,
+  queue: Queue<InferenceJobData>,
+  n: Names,
+  request: InferenceRequest,
+  o: EnqueueOptions = {},
+): Promise<Job<InferenceJobData>> {
+  defineBusCommands(redis);
+  const now = Date.now();
+  const entryId = o.entryId ?? `${now}-0`;
+  const deadline = o.deadline ?? now + (request.timeout_ms ?? DEFAULT_TIMEOUT_MS);
+  const pipe = redis.pipeline();
+  claimRequest(pipe, n, request.request_id, entryId, replyStreamOf(n, request), deadline);
+  setOwner(pipe, n, request.request_id, o.owner ?? queue.name);
+  await pipe.exec();
+  const data: InferenceJobData = {
+    request,
+    entry_id: entryId,
+    seen_at: o.seenAt ?? now,
+    deadline,
+    attempt: o.attempt ?? 0,
+    max_attempts: o.maxAttempts ?? 3,
+    routing: o.routing ?? 'sticky',
+    tried: [],
+  };
+  return queue.add(request.model, data, { jobId: jobIdFor(request.request_id), priority: bullPriority(request.priority) });
+}
+
+export function nodeQueue(redisAddr: string, n: Names, nodeId: string): Queue<InferenceJobData> {
+  const [host, port] = redisAddr.split(':');
+  return new Queue<InferenceJobData>(nodeId, { connection: { host: host!, port: Number(port) }, prefix: n.nodeQueuePrefix });
+}
+
+/** The JSON documents of a stream, oldest first. */
+export async function streamDocs(redis: Redis, key: string): Promise<Record<string, unknown>[]> {
+  const entries = await redis.xrange(key, '-', '+');
+  return entries.map(([, f]) => JSON.parse(f[1]!) as Record<string, unknown>);
+}
+
+export async function until<T>(fn: () => Promise<T | undefined | false>, timeoutMs = 5000, what = 'condition'): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Wait for the final answer of a request on a reply stream. */
+export function finalOn(redis: Redis, key: string, requestId: string, timeoutMs = 5000): Promise<Record<string, unknown>> {
+  return until(
+    async () => (await streamDocs(redis, key)).find((d) => d['request_id'] === requestId && d['done'] === true),
+    timeoutMs,
+    `final answer of ${requestId} on ${key}`,
+  );
+}
+
+/** Wait until a job is in one of the given states. */
+export function jobState(queue: Queue<InferenceJobData>, jobId: string, states: string[], timeoutMs = 5000): Promise<string> {
+  return until(
+    async () => {
+      const s = await queue.getJobState(jobId);
+      return states.includes(s) ? s : undefined;
+    },
+    timeoutMs,
+    `job ${jobId} in ${states.join('/')}`,
+  );
+}

@@ -1,0 +1,374 @@
+/**
+ * The worker against a real Redis and an Ollama stand-in over HTTP: jobs added as the bridge
+ * adds them, answers read from the reply streams.
+ */
+import { Redis } from 'ioredis';
+import type { Queue } from 'bullmq';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { validateHealth, validateResponse } from '../../src/contracts/index.js';
+import type { InferenceRequest } from '../../src/contracts/types.js';
+import { deadlinesKey, type InferenceJobData } from '../../src/lib/bus.js';
+import { jobIdFor, names, type Names } from '../../src/lib/names.js';
+import { createWorker, type WorkerHandle } from '../../src/worker/worker.js';
+import { startFakeOllama, type FakeOllama, type Script } from '../helpers/fake-ollama.js';
+import { startRedis, testPrefix, type RedisServer } from '../helpers/redis.js';
+import { enqueue, finalOn, jobState, nodeQueue, streamDocs, until, workerConfig } from '../helpers/worker-harness.js';
+
+let server: RedisServer;
+let redis: Redis;
+let ollama: FakeOllama;
+const cleanups: (() => Promise<unknown>)[] = [];
+
+beforeAll(async () => {
+  server = await startRedis();
+  redis = new Redis(server.port, '127.0.0.1');
+  ollama = await startFakeOllama();
+});
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!().catch(() => undefined);
+  ollama.script = () => ({ chunks: ['Hello', ' world'] });
+});
+afterAll(async () => {
+  redis.disconnect();
+  await ollama.stop();
+  await server.stop();
+});
+
+interface Setup {
+  n: Names;
+  worker: WorkerHandle;
+  queue: Queue<InferenceJobData>;
+  fake: FakeOllama;
+}
+
+async function setup(o: { flags?: Record<string, string>; fake?: FakeOllama; nodeId?: string } = {}): Promise<Setup> {
+  const prefix = testPrefix('worker');
+  const n = names(prefix);
+  const fake = o.fake ?? ollama;
+  const nodeId = o.nodeId ?? 'pi-8g';
+  const worker = await createWorker(workerConfig({ redisAddr: server.addr, ollamaUrl: fake.url, prefix, nodeId, flags: o.flags ?? {} }));
+  cleanups.push(() => worker.close());
+  const queue = nodeQueue(server.addr, n, nodeId);
+  cleanups.push(() => queue.close());
+  return { n, worker, queue, fake };
+}
+
+let seq = 0;
+const rid = (label: string): string => `${label}-${process.pid}-${++seq}`;
+const prompt = (id: string, extra: Partial<InferenceRequest> = {}): InferenceRequest => ({ request_id: id, model: 'gemma3:1b', prompt: 'Why is the sky blue?', ...extra });
+const scriptFor = (id: string, s: Script, fallback: Script = { chunks: ['Hello', ' world'] }) =>
+  (_path: string, body: Record<string, unknown>): Script => (JSON.stringify(body).includes(id) ? s : fallback);
+
+describe('answering a job', () => {
+  it('answers a prompt on {p}:responses with every final field, and returns the answer as the job result', async () => {
+    const { n, queue } = await setup();
+    const id = rid('prompt');
+    const job = await enqueue(redis, queue, n, prompt(id, { options: { temperature: 0 }, keep_alive: '5m', metadata: { trace: 'abc' } }), { routing: 'sticky', seenAt: Date.now() - 50 });
+    const final = await finalOn(redis, n.responses, id);
+    expect(final).toMatchObject({
+      request_id: id,
+      model: 'gemma3:1b',
+      node_id: 'pi-8g',
+      done: true,
+      response: 'Hello world',
+      done_reason: 'stop',
+      total_duration_ms: 1500,
+      load_duration_ms: 250,
+      prompt_eval_duration_ms: 100,
+      eval_duration_ms: 1000,
+      prompt_eval_count: 12,
+      eval_count: 2,
+      routing: 'sticky',
+      attempt: 1,
+      metadata: { trace: 'abc' },
+    });
+    expect(final['queue_ms']).toBeGreaterThanOrEqual(50);
+    expect(final['created_at']).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    expect(validateResponse(final).ok).toBe(true);
+    expect(await jobState(queue, job.id!, ['completed'])).toBe('completed');
+    expect((await queue.getJob(job.id!))!.returnvalue).toEqual(final);
+    const call = ollama.generations().find((r) => r.body?.['prompt'] === 'Why is the sky blue?' && JSON.stringify(r.body).includes('"temperature":0'));
+    expect(call).toMatchObject({ path: '/api/generate', body: { model: 'gemma3:1b', stream: true, keep_alive: '5m', options: { temperature: 0 } } });
+    expect(await redis.hget(n.requestKey(id), 'final')).toBe(JSON.stringify(final));
+    expect(await redis.zscore(deadlinesKey(n), n.requestKey(id))).toBeNull();
+    expect(await redis.xlen(n.deadletter)).toBe(0);
+  });
+
+  it('answers chat messages with a message, not a response', async () => {
+    const { n, queue } = await setup();
+    const id = rid('chat');
+    await enqueue(redis, queue, n, { request_id: id, model: 'llama3.2:3b', messages: [{ role: 'user', content: `hi ${id}` }] }, { routing: 'fallback' });
+    const final = await finalOn(redis, n.responses, id);
+    expect(final).toMatchObject({ message: { role: 'assistant', content: 'Hello world' }, routing: 'fallback', done: true });
+    expect(final).not.toHaveProperty('response');
+    expect(final).not.toHaveProperty('metadata');
+    expect(ollama.generations().find((r) => JSON.stringify(r.body).includes(id))?.path).toBe('/api/chat');
+  });
+
+  it('streams partials in order and then exactly one final whose text is the partials joined', async () => {
+    const { n, queue } = await setup();
+    const id = rid('stream');
+    const chunks = ['The', ' sky', ' is', ' blue', ' because', ' of', ' Rayleigh', ' scattering', '.'];
+    ollama.script = scriptFor(id, { chunks, chunkDelayMs: 5 });
+    await enqueue(redis, queue, n, prompt(id, { stream: true, prompt: id }));
+    const final = await finalOn(redis, n.responses, id);
+    const docs = (await streamDocs(redis, n.responses)).filter((d) => d['request_id'] === id);
+    const partials = docs.filter((d) => d['done'] === false);
+    expect(docs.filter((d) => d['done'] === true)).toHaveLength(1);
+    expect(docs.at(-1)).toEqual(final);
+    expect(partials.length).toBeGreaterThanOrEqual(2);
+    for (const p of partials) {
+      expect(p).toMatchObject({ request_id: id, model: 'gemma3:1b', node_id: 'pi-8g', done: false });
+      expect(validateResponse(p).ok).toBe(true);
+    }
+    expect(partials.map((p) => p['response']).join('')).toBe(chunks.join(''));
+    expect(final['response']).toBe(chunks.join(''));
+  });
+
+  it('streams chat partials as assistant messages', async () => {
+    const { n, queue } = await setup();
+    const id = rid('stream-chat');
+    ollama.script = scriptFor(id, { chunks: ['a', 'b', 'c'], chunkDelayMs: 5 });
+    await enqueue(redis, queue, n, { request_id: id, model: 'm', messages: [{ role: 'user', content: id }], stream: true });
+    const final = await finalOn(redis, n.responses, id);
+    const partials = (await streamDocs(redis, n.responses)).filter((d) => d['request_id'] === id && d['done'] === false);
+    expect(partials.map((p) => (p['message'] as { content: string }).content).join('')).toBe('abc');
+    expect(partials[0]!['message']).toMatchObject({ role: 'assistant' });
+    expect(final['message']).toEqual({ role: 'assistant', content: 'abc' });
+  });
+
+  it('answers on the reply_to stream the request names, and only there', async () => {
+    const { n, queue } = await setup();
+    const id = rid('reply');
+    const replyTo = `${n.responses}:brain-7`;
+    await enqueue(redis, queue, n, prompt(id, { reply_to: replyTo }));
+    expect(await finalOn(redis, replyTo, id)).toMatchObject({ request_id: id, response: 'Hello world' });
+    expect((await streamDocs(redis, n.responses)).filter((d) => d['request_id'] === id)).toHaveLength(0);
+  });
+});
+
+describe('failures', () => {
+  it('404 answers model_not_found with a dead letter, and is not retried anywhere', async () => {
+    const { n, queue } = await setup();
+    const id = rid('nf');
+    ollama.script = scriptFor(id, { status: 404, error: "model 'nope:1b' not found, try pulling it first" });
+    const job = await enqueue(redis, queue, n, prompt(id, { model: 'nope:1b', prompt: id, metadata: { k: 1 } }), { routing: 'fallback' });
+    const final = await finalOn(redis, n.responses, id);
+    expect(final).toMatchObject({
+      request_id: id,
+      model: 'nope:1b',
+      node_id: 'pi-8g',
+      done: true,
+      attempt: 1,
+      routing: 'fallback',
+      metadata: { k: 1 },
+      error: { code: 'model_not_found', message: expect.stringContaining("model 'nope:1b' not found") },
+    });
+    expect(validateResponse(final).ok).toBe(true);
+    expect(await jobState(queue, job.id!, ['failed'])).toBe('failed');
+    const dl = await streamDocs(redis, n.deadletter);
+    expect(dl).toEqual([
+      expect.objectContaining({ error_code: 'model_not_found', request_id: id, node_id: 'pi-8g', attempt: 1, entry_id: job.data.entry_id, request: job.data.request }),
+    ]);
+    expect(await redis.xlen(n.reroute)).toBe(0);
+    expect(ollama.generations().filter((r) => r.body?.['prompt'] === id)).toHaveLength(1);
+  });
+
+  it('500 with attempts left hands the job back: a reroute notice that counts, the job failed, no answer yet', async () => {
+    const { n, queue } = await setup();
+    const id = rid('e500');
+    ollama.script = scriptFor(id, { status: 500, error: 'llama runner process has terminated' });
+    const job = await enqueue(redis, queue, n, prompt(id, { prompt: id }), { attempt: 0, maxAttempts: 3 });
+    const notice = await until(async () => (await streamDocs(redis, n.reroute))[0], 5000, 'reroute notice');
+    expect(notice).toEqual({
+      request_id: id,
+      node_id: 'pi-8g',
+      code: 'backend_error',
+      message: expect.stringContaining('llama runner process has terminated'),
+      counts: true,
+    });
+    expect(await jobState(queue, job.id!, ['failed'])).toBe('failed');
+    expect((await queue.getJob(job.id!))!.data.attempt).toBe(1);
+    expect(await redis.hget(n.requestKey(id), 'final')).toBeNull();
+    expect(await redis.xlen(n.deadletter)).toBe(0);
+  });
+
+  it('503 is overloaded and handed back too', async () => {
+    const { n, queue } = await setup();
+    const id = rid('e503');
+    ollama.script = scriptFor(id, { status: 503, error: 'server busy' });
+    await enqueue(redis, queue, n, prompt(id, { prompt: id }));
+    expect(await until(async () => (await streamDocs(redis, n.reroute))[0])).toMatchObject({ code: 'overloaded', counts: true });
+  });
+
+  it('500 on the last attempt answers backend_error with a dead letter', async () => {
+    const { n, queue } = await setup();
+    const id = rid('e500-last');
+    ollama.script = scriptFor(id, { status: 500, error: 'boom' });
+    const job = await enqueue(redis, queue, n, prompt(id, { prompt: id }), { attempt: 2, maxAttempts: 3 });
+    const final = await finalOn(redis, n.responses, id);
+    expect(final).toMatchObject({ attempt: 3, error: { code: 'backend_error' } });
+    expect(await jobState(queue, job.id!, ['failed'])).toBe('failed');
+    expect(await streamDocs(redis, n.deadletter)).toEqual([expect.objectContaining({ error_code: 'backend_error', attempt: 3, request_id: id })]);
+    expect(await redis.xlen(n.reroute)).toBe(0);
+  });
+
+  it('a stream that ends without done is a backend_error', async () => {
+    const { n, queue } = await setup();
+    const id = rid('cut');
+    ollama.script = scriptFor(id, { chunks: ['par'], endWithoutDone: true });
+    await enqueue(redis, queue, n, prompt(id, { prompt: id }), { attempt: 0, maxAttempts: 1 });
+    expect(await finalOn(redis, n.responses, id)).toMatchObject({ error: { code: 'backend_error' } });
+  });
+
+  it('Ollama down: the attempt is given back (counts false), the node reports itself unavailable and stops taking jobs until Ollama answers', async () => {
+    const fake = await startFakeOllama();
+    cleanups.push(() => fake.stop());
+    // A long beat: only the failing job can notice Ollama is gone.
+    const { n, queue, worker } = await setup({ fake, nodeId: 'pi-down', flags: { 'heartbeat-interval': '60s' } });
+    await fake.stop();
+    const id = rid('down');
+    const job = await enqueue(redis, queue, n, prompt(id), { attempt: 2, maxAttempts: 3 });
+    const notice = await until(async () => (await streamDocs(redis, n.reroute))[0], 5000, 'reroute notice');
+    expect(notice).toMatchObject({ request_id: id, node_id: 'pi-down', code: 'backend_error', counts: false });
+    expect(notice['message']).toMatch(/unreachable.*ECONNREFUSED/);
+    expect(await jobState(queue, job.id!, ['failed'])).toBe('failed');
+    const health = await until(async () => {
+      const raw = await redis.hget(n.health, 'pi-down');
+      const doc = raw ? (JSON.parse(raw) as Record<string, unknown>) : undefined;
+      return doc && doc['available'] === false ? doc : undefined;
+    });
+    expect(health['reason']).toMatch(/ollama unreachable/);
+    expect(validateHealth(health).ok).toBe(true);
+    expect(await redis.hget(n.requestKey(id), 'final')).toBeNull();
+
+    // Not taking jobs while Ollama is away.
+    const id2 = rid('down-wait');
+    const job2 = await enqueue(redis, queue, n, prompt(id2));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(['waiting', 'prioritized']).toContain(await queue.getJobState(job2.id!));
+
+    // Ollama back: the next beat says available and the waiting job runs.
+    await fake.start();
+    const back = await worker.publishHealth();
+    expect(back).toMatchObject({ available: true });
+    expect(await finalOn(redis, n.responses, id2)).toMatchObject({ response: 'Hello world' });
+  });
+});
+
+describe('deadlines', () => {
+  it('a job past its deadline before it starts is answered timeout without calling Ollama', async () => {
+    const { n, queue } = await setup();
+    const id = rid('late');
+    const job = await enqueue(redis, queue, n, prompt(id, { prompt: id, timeout_ms: 1000 }), { deadline: Date.now() - 1 });
+    const final = await finalOn(redis, n.responses, id);
+    expect(final).toMatchObject({ error: { code: 'timeout' }, node_id: 'pi-8g' });
+    expect(final).not.toHaveProperty('attempt');
+    expect(await jobState(queue, job.id!, ['failed'])).toBe('failed');
+    expect(await streamDocs(redis, n.deadletter)).toEqual([expect.objectContaining({ error_code: 'timeout', request_id: id })]);
+    expect(ollama.generations().filter((r) => r.body?.['prompt'] === id)).toHaveLength(0);
+  });
+
+  it('the deadline during a generation aborts the Ollama call (the connection closes) and answers timeout', async () => {
+    const { n, queue } = await setup();
+    const id = rid('slow');
+    ollama.script = scriptFor(id, { chunks: ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'], chunkDelayMs: 200 });
+    const job = await enqueue(redis, queue, n, prompt(id, { prompt: id, stream: true, timeout_ms: 400 }), { deadline: Date.now() + 400 });
+    const final = await finalOn(redis, n.responses, id);
+    expect(final).toMatchObject({ error: { code: 'timeout', message: expect.stringMatching(/aborted/) }, attempt: 1 });
+    const call = await ollama.waitFor((r) => r.body?.['prompt'] === id && r.clientClosed, 2000);
+    expect(call.finished).toBe(false);
+    expect(await jobState(queue, job.id!, ['failed'])).toBe('failed');
+    // The partials sent before the deadline came before the timeout, none after.
+    const docs = (await streamDocs(redis, n.responses)).filter((d) => d['request_id'] === id);
+    expect(docs.at(-1)).toEqual(final);
+  });
+
+  it('the deadline also cuts off a model that is still loading (no byte sent yet)', async () => {
+    const { n, queue } = await setup();
+    const id = rid('loading');
+    ollama.script = scriptFor(id, { firstByteDelayMs: 2000, chunks: ['x'] });
+    await enqueue(redis, queue, n, prompt(id, { prompt: id }), { deadline: Date.now() + 300 });
+    expect(await finalOn(redis, n.responses, id)).toMatchObject({ error: { code: 'timeout' } });
+    expect((await ollama.waitFor((r) => r.body?.['prompt'] === id && r.clientClosed, 2000)).finished).toBe(false);
+  });
+});
+
+describe('delivery guards', () => {
+  it('a job whose request moved to another node ends quietly without answering (zombie guard)', async () => {
+    const { n, queue } = await setup();
+    const id = rid('moved');
+    const job = await enqueue(redis, queue, n, prompt(id, { prompt: id }), { owner: 'pi-16g' });
+    expect(await jobState(queue, job.id!, ['completed'])).toBe('completed');
+    expect((await queue.getJob(job.id!))!.returnvalue).toEqual({ superseded: true });
+    expect((await streamDocs(redis, n.responses)).filter((d) => d['request_id'] === id)).toHaveLength(0);
+    expect(ollama.generations().filter((r) => r.body?.['prompt'] === id)).toHaveLength(0);
+  });
+
+  it('a job whose answer was already published returns it without running again', async () => {
+    const { n, queue } = await setup();
+    const id = rid('answered');
+    const stored = { request_id: id, done: true, response: 'earlier', created_at: '2026-01-19T12:00:00Z' };
+    await redis.hset(n.requestKey(id), 'final', JSON.stringify(stored));
+    const job = await enqueue(redis, queue, n, prompt(id, { prompt: id }));
+    await redis.hset(n.requestKey(id), 'final', JSON.stringify(stored));
+    expect(await jobState(queue, job.id!, ['completed'])).toBe('completed');
+    expect((await queue.getJob(job.id!))!.returnvalue).toEqual(stored);
+    expect(ollama.generations().filter((r) => r.body?.['prompt'] === id)).toHaveLength(0);
+    expect(await redis.xlen(n.responses)).toBe(0);
+  });
+
+  it('the owner moving away during a streamed generation stops it and publishes nothing more', async () => {
+    const { n, queue } = await setup();
+    const id = rid('moved-mid');
+    ollama.script = scriptFor(id, { chunks: Array.from({ length: 20 }, (_, i) => `t${i} `), chunkDelayMs: 50 });
+    const job = await enqueue(redis, queue, n, prompt(id, { prompt: id, stream: true }));
+    await until(async () => (await streamDocs(redis, n.responses)).some((d) => d['request_id'] === id), 3000, 'a partial');
+    await redis.hset(n.requestKey(id), 'node', 'pi-16g');
+    expect(await jobState(queue, job.id!, ['completed'])).toBe('completed');
+    expect((await queue.getJob(job.id!))!.returnvalue).toEqual({ superseded: true });
+    expect((await streamDocs(redis, n.responses)).filter((d) => d['request_id'] === id && d['done'] === true)).toHaveLength(0);
+    expect((await ollama.waitFor((r) => r.body?.['prompt'] === id && r.clientClosed, 3000)).finished).toBe(false);
+  });
+
+  it('a retry from Bull Board is a fresh start: new deadline, attempt counted anew, answered again', async () => {
+    const { n, queue } = await setup();
+    const id = rid('retry');
+    const job = await enqueue(redis, queue, n, prompt(id, { prompt: id, timeout_ms: 5000 }), { deadline: Date.now() - 1, attempt: 2 });
+    expect(await finalOn(redis, n.responses, id)).toMatchObject({ error: { code: 'timeout' } });
+    expect(await jobState(queue, job.id!, ['failed'])).toBe('failed');
+    const failed = (await queue.getJob(job.id!))!;
+    const before = Date.now();
+    await failed.retry();
+    const answer = await until(async () => (await streamDocs(redis, n.responses)).find((d) => d['request_id'] === id && d['response'] === 'Hello world'));
+    expect(answer).toMatchObject({ attempt: 1, done: true });
+    expect(await jobState(queue, job.id!, ['completed'])).toBe('completed');
+    const done = (await queue.getJob(job.id!))!;
+    expect(done.data.deadline).toBeGreaterThanOrEqual(before + 5000);
+    expect(done.data.attempt).toBe(1);
+    expect(JSON.parse((await redis.hget(n.requestKey(id), 'final'))!)).toEqual(answer);
+    expect(await redis.hget(n.requestKey(id), 'node')).toBe('pi-8g');
+  });
+
+  it('a job whose data does not validate is answered invalid_request and dead-lettered, and the worker carries on', async () => {
+    const { n, queue } = await setup();
+    const id = rid('bad');
+    const bad = { request: { request_id: id, model: 'm', prompt: 'p', images: ['/etc/passwd'] } } as unknown as InferenceJobData;
+    const job = await queue.add('m', bad, { jobId: jobIdFor(id) });
+    expect(await finalOn(redis, n.responses, id)).toMatchObject({ error: { code: 'invalid_request', message: expect.stringMatching(/images/) } });
+    expect(await jobState(queue, job.id!, ['failed'])).toBe('failed');
+    expect(await streamDocs(redis, n.deadletter)).toEqual([expect.objectContaining({ error_code: 'invalid_request', request_id: id })]);
+    const id2 = rid('after-bad');
+    await enqueue(redis, queue, n, prompt(id2));
+    expect(await finalOn(redis, n.responses, id2)).toMatchObject({ response: 'Hello world' });
+  });
+
+  it('keeps finished jobs for a while (retention set on the worker)', async () => {
+    const { n, queue } = await setup();
+    const id = rid('keep');
+    const job = await enqueue(redis, queue, n, prompt(id));
+    await jobState(queue, job.id!, ['completed']);
+    expect(await queue.getJob(job.id!)).toBeDefined();
+    expect(await redis.zscore(`${n.nodeQueuePrefix}:pi-8g:completed`, job.id!)).not.toBeNull();
+  });
+});
