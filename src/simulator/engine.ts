@@ -35,6 +35,8 @@ export interface GenerateInput {
   messages?: EngineMessage[];
   /** Ollama options: num_predict, seed, temperature, stop, num_ctx, ... */
   options: Record<string, unknown>;
+  /** The request's `format` (`"json"` or a JSON Schema object) when it asked for structured output. */
+  format?: unknown;
   /** Called with each piece of text as it is produced. */
   onToken(text: string): void;
   signal: AbortSignal;
