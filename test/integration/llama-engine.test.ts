@@ -68,11 +68,14 @@ describe.skipIf(!availability.available)('llama engine (node-llama-cpp, tiny gen
 
   it('loads the model into llama.cpp and measures the load', async () => {
     expect(engine.lastLoadMs(MODEL)).toBeUndefined();
+    const before = engine.models()[0]!;
     await engine.load('tiny-llama'); // no tag means :latest
     const ms = engine.lastLoadMs(MODEL)!;
     expect(ms).toBeGreaterThan(0);
     expect(ms).toBeLessThan(5_000);
-    expect(engine.models()[0]!.memoryBytes).toBeGreaterThan(engine.models()[0]!.sizeBytes);
+    // Weights plus KV cache and compute buffers, the same figure before and after the load.
+    expect(before.memoryBytes).toBeGreaterThan(before.sizeBytes * 2);
+    expect(engine.models()[0]).toEqual(before);
   });
 
   it('generates the same text twice for the same seed, greedy or sampled', async () => {

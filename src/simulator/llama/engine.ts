@@ -22,13 +22,13 @@ import type {
   LlamaGrammar,
   LlamaGrammarEvaluationState,
   LlamaModel,
+  SequenceEvaluateOptions,
   Token,
 } from 'node-llama-cpp';
 import { OrionError } from '../../lib/errors.js';
 import { silentLogger, type Logger } from '../../lib/logger.js';
 import type { EngineModelInfo, GenerateInput, GenerateResult, GenerationEngine } from '../engine.js';
 import { validateLlamaGguf, type LlamaHyperParams } from './gguf-validate.js';
-import { GgufError } from './gguf.js';
 import {
   END_OF_TURN_STOP,
   IncrementalDetokenizer,
@@ -106,7 +106,7 @@ async function sha256File(path: string): Promise<string> {
 
 /**
  * Start the engine: load node-llama-cpp (about 1.7 s the first time in a process), write the
- * generated models, validate every model file and take its size and sha256. Rejects when
+ * generated models, validate every model file and take its size, sha256 and memory. Rejects when
  * node-llama-cpp cannot run here; see `llamaAvailability()` to ask first.
  */
 export async function createLlamaEngine(opts: LlamaEngineOptions = {}): Promise<LlamaEngine> {
@@ -114,6 +114,7 @@ export async function createLlamaEngine(opts: LlamaEngineOptions = {}): Promise<
   const ownDir = opts.modelDir === undefined;
   const dir = opts.modelDir ?? (await mkdtemp(join(tmpdir(), 'orion-llama-')));
   const contextSize = opts.contextSize ?? 2048;
+  const parallel = Math.max(1, opts.parallel ?? 1);
   const entries = new Map<string, Entry>();
   try {
     for (const source of opts.models ?? [{ name: DEFAULT_LLAMA_MODEL }]) {
@@ -122,15 +123,13 @@ export async function createLlamaEngine(opts: LlamaEngineOptions = {}): Promise<
       const path = source.path ?? (await writeTinyLlama(join(dir, `${name.replace(/[^A-Za-z0-9._-]/g, '-')}.gguf`), source.tiny)).path;
       const { info, hyperParams: hyper, fileSize } = await validateLlamaGguf(path);
       const params = info.tensors.reduce((n, t) => n + t.dims.reduce((a, b) => a * b, 1), 0);
-      const kvBytes = 2 * 2 * hyper.blockCount * Math.min(contextSize, hyper.contextLength) * (hyper.embeddingLength / hyper.headCount) * hyper.headCountKv;
       entries.set(name, {
         path,
         hyper,
         info: {
           name,
           sizeBytes: fileSize,
-          // Until the first load measures it: weights plus an f16 KV cache.
-          memoryBytes: fileSize + kvBytes,
+          memoryBytes: await memoryEstimate(runtime, path, Math.min(contextSize, hyper.contextLength), parallel),
           digest: await sha256File(path),
           family: 'llama',
           parameterSize: formatParameterCount(params),
@@ -147,9 +146,58 @@ export async function createLlamaEngine(opts: LlamaEngineOptions = {}): Promise<
     dir: ownDir ? dir : undefined,
     contextSize,
     threads: opts.threads ?? 1,
-    parallel: Math.max(1, opts.parallel ?? 1),
+    parallel,
     log: (opts.logger ?? silentLogger).child({ component: 'llama-engine' }),
   });
+}
+
+/**
+ * RAM the model takes once loaded: its weights plus a context of `contextSize` tokens for
+ * `sequences` sequences, by node-llama-cpp's estimator (the figure a loaded context reports as
+ * its memory usage), so /api/ps shows the same size before and after a load.
+ */
+async function memoryEstimate(rt: LlamaRuntime, path: string, contextSize: number, sequences: number): Promise<number> {
+  const insights = await rt.mod.GgufInsights.from(await rt.mod.readGgufFileInfo(path), rt.llama);
+  const model = await insights.estimateModelResourceRequirementsV2({ gpuLayers: 0 });
+  const context = await insights.estimateContextResourceRequirementsV2({ contextSize, modelGpuLayers: 0, sequences });
+  return model.cpuRam + context.cpuRam;
+}
+
+/** The prompt's tokens after BOS; an over-long prompt keeps its end (as Ollama does), leaving room for a reply token. */
+function promptTokens(model: LlamaModel, input: GenerateInput, contextSize: number): Token[] {
+  const tokens = model.tokenize(renderChatPrompt(input));
+  const bos = model.tokens.bos;
+  const room = contextSize - 1 - (bos === null ? 0 : 1);
+  const kept = tokens.length > room ? tokens.slice(tokens.length - room) : tokens;
+  return bos === null ? kept : [bos, ...kept];
+}
+
+function samplerOptions(
+  plan: SamplingPlan,
+  sequence: LlamaContextSequence,
+  grammar: LlamaGrammarEvaluationState | undefined,
+  contextSize: number,
+): SequenceEvaluateOptions {
+  const lastN = plan.repeatLastN < 0 ? contextSize : plan.repeatLastN;
+  const penalize = plan.repeatPenalty !== 1 || plan.presencePenalty !== 0 || plan.frequencyPenalty !== 0;
+  return {
+    temperature: plan.temperature,
+    topK: plan.topK,
+    topP: plan.topP,
+    minP: plan.minP,
+    seed: plan.seed ?? randomInt(2 ** 31),
+    grammarEvaluationState: grammar,
+    repeatPenalty:
+      penalize && lastN > 0
+        ? {
+            // Like llama.cpp's repeat_last_n: the last tokens of the context, prompt included.
+            punishTokens: () => sequence.contextTokens.slice(-lastN),
+            penalty: plan.repeatPenalty,
+            presencePenalty: plan.presencePenalty,
+            frequencyPenalty: plan.frequencyPenalty,
+          }
+        : undefined,
+  };
 }
 
 class LlamaEngineImpl implements LlamaEngine {
@@ -214,7 +262,6 @@ class LlamaEngineImpl implements LlamaEngine {
     const loaded: Loaded = { model, context, sequences: new Pool(sequences), running: new Map() };
     entry.loaded = loaded;
     entry.lastLoadMs = performance.now() - started;
-    entry.info.memoryBytes = model.size + context.memoryUsage.ram;
     this.cfg.log.info({ model: entry.info.name, loadMs: Math.round(entry.lastLoadMs * 10) / 10 }, 'model loaded');
     return loaded;
   }
@@ -270,13 +317,7 @@ class LlamaEngineImpl implements LlamaEngine {
   ): Promise<GenerateResult> {
     const { model } = loaded;
     const contextSize = loaded.context.contextSize;
-    let prompt: Token[] = model.tokenize(renderChatPrompt(input));
-    const bos = model.tokens.bos;
-    // Keep the end of an over-long prompt (as Ollama does), leaving room for one reply token.
-    const room = contextSize - 1 - (bos === null ? 0 : 1);
-    if (prompt.length > room) prompt = prompt.slice(prompt.length - room);
-    if (bos !== null) prompt = [bos, ...prompt];
-
+    const prompt = promptTokens(model, input, contextSize);
     const maxNew = Math.min(plan.numPredict < 0 ? Infinity : plan.numPredict, contextSize - prompt.length);
     const started = process.hrtime.bigint();
     signal.throwIfAborted();
@@ -288,25 +329,7 @@ class LlamaEngineImpl implements LlamaEngine {
 
     const decoder = new IncrementalDetokenizer<Token>((tokens, before) => model.detokenize(tokens, false, before));
     const stops = new StopFilter([...plan.stop, END_OF_TURN_STOP]);
-    const lastN = plan.repeatLastN < 0 ? contextSize : plan.repeatLastN;
-    const penalize = plan.repeatPenalty !== 1 || plan.presencePenalty !== 0 || plan.frequencyPenalty !== 0;
-    const tokens = sequence.evaluate(prompt, {
-      temperature: plan.temperature,
-      topK: plan.topK,
-      topP: plan.topP,
-      minP: plan.minP,
-      seed: plan.seed ?? randomInt(2 ** 31),
-      grammarEvaluationState: grammar,
-      repeatPenalty:
-        penalize && lastN > 0
-          ? {
-              punishTokens: () => sequence.contextTokens.slice(-lastN),
-              penalty: plan.repeatPenalty,
-              presencePenalty: plan.presencePenalty,
-              frequencyPenalty: plan.frequencyPenalty,
-            }
-          : undefined,
-    });
+    const tokens = sequence.evaluate(prompt, samplerOptions(plan, sequence, grammar, contextSize));
 
     let firstToken: bigint | undefined;
     let evalCount = 0;
@@ -383,5 +406,5 @@ class LlamaEngineImpl implements LlamaEngine {
   }
 }
 
-export { GgufError };
-export { llamaAvailability } from './runtime.js';
+export { GgufError } from './gguf.js';
+export { llamaAvailability, type LlamaAvailability } from './runtime.js';
