@@ -14,8 +14,7 @@
  */
 import { UnrecoverableError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { MAX_REQUEST_BYTES, validateRequest } from '../contracts/index.js';
-import type { InferenceRequest, InferenceResponse, Routing } from '../contracts/types.js';
+import type { InferenceRequest, InferenceResponse } from '../contracts/types.js';
 import {
   DEFAULT_STREAM_MAXLEN,
   DEFAULT_TIMEOUT_MS,
@@ -31,10 +30,12 @@ import {
 } from '../lib/bus.js';
 import type { ErrorCode } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
-import { isValidRequestId, requestIdOfJob, type Names } from '../lib/names.js';
-import { rfc3339, streamIdMs } from '../lib/time.js';
+import type { Names } from '../lib/names.js';
+import { rfc3339 } from '../lib/time.js';
 import { mapOllamaError } from './errors.js';
 import { ollamaCallFor, runGeneration, type Generation } from './generate.js';
+import { checkJobData, type CheckedJob } from './job-data.js';
+import { PartialPublisher } from './partials.js';
 import type { JobOutcome, WorkerMetrics } from './metrics.js';
 
 /** Reasons a worker gives when it aborts a job's processor signal. */
@@ -65,102 +66,9 @@ export type JobResult = InferenceResponse | Superseded;
 
 const nsToMs = (ns: number | undefined): number | undefined => (ns === undefined ? undefined : Math.round(ns / 1000) / 1000);
 
-// ---------------------------------------------------------------- job data
-
-type CheckedJob =
-  | { ok: true; data: InferenceJobData }
-  | { ok: false; reason: string; requestId?: string; replyTo?: string; original: unknown };
-
-/**
- * The job's data as the bridge writes it, or why not. Fields the bridge always sets but that
- * can be rebuilt (deadline, seen_at, ...) are filled in rather than refused.
- */
-export function checkJobData(raw: unknown, jobId: string | undefined, n: Names): CheckedJob {
-  const data = typeof raw === 'object' && raw !== null ? (raw as Partial<InferenceJobData>) : {};
-  const req = data.request as unknown;
-  const reqObj = typeof req === 'object' && req !== null ? (req as Record<string, unknown>) : undefined;
-  const fromJob = jobId !== undefined ? requestIdOfJob(jobId) : undefined;
-  const requestId = isValidRequestId(reqObj?.['request_id']) ? reqObj['request_id'] : isValidRequestId(fromJob) ? fromJob : undefined;
-  const rawReply = reqObj?.['reply_to'];
-  const refuse = (reason: string): CheckedJob => {
-    const out: CheckedJob = { ok: false, reason, original: req ?? raw };
-    if (requestId !== undefined) out.requestId = requestId;
-    if (typeof rawReply === 'string' && n.isReplyStream(rawReply)) out.replyTo = rawReply;
-    return out;
-  };
-  if (!reqObj) return refuse('job data has no request object');
-  const size = Buffer.byteLength(JSON.stringify(reqObj), 'utf8');
-  if (size > MAX_REQUEST_BYTES) return refuse(`request is ${size} bytes, over the limit of ${MAX_REQUEST_BYTES}`);
-  const v = validateRequest(reqObj);
-  if (!v.ok) return refuse(v.message);
-  if (typeof rawReply === 'string' && !n.isReplyStream(rawReply)) return refuse(`reply_to must be ${n.responses} or start with ${n.responses}:`);
-  const request = v.value;
-  const entryId = typeof data.entry_id === 'string' && data.entry_id !== '' ? data.entry_id : undefined;
-  const sent = entryId !== undefined ? streamIdMs(entryId) : Date.now();
-  const num = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x);
-  const out: InferenceJobData = {
-    request,
-    entry_id: entryId ?? '',
-    seen_at: num(data.seen_at) ? data.seen_at : sent,
-    deadline: num(data.deadline) ? data.deadline : sent + (request.timeout_ms ?? DEFAULT_TIMEOUT_MS),
-    attempt: num(data.attempt) && data.attempt >= 0 ? Math.floor(data.attempt) : 0,
-    max_attempts: num(data.max_attempts) && data.max_attempts >= 1 ? Math.floor(data.max_attempts) : 1,
-    routing: data.routing === 'sticky' || data.routing === 'fallback' ? data.routing : 'fallback',
-    tried: Array.isArray(data.tried) ? data.tried.filter((t): t is string => typeof t === 'string') : [],
-  };
-  return { ok: true, data: out };
-}
-
-// ---------------------------------------------------------------- partial answers
-
-/**
- * Publishes streamed text in order without holding up the Ollama stream: one publish in flight
- * at a time, and the text that arrives meanwhile goes out as one partial after it.
- */
-class PartialPublisher {
-  private pending = '';
-  private running: Promise<void> | undefined;
-  superseded = false;
-
-  constructor(
-    private readonly send: (delta: string) => Promise<boolean>,
-    private readonly onSuperseded: () => void,
-    private readonly onError: (err: unknown) => void,
-  ) {}
-
-  push(delta: string): void {
-    if (this.superseded) return;
-    this.pending += delta;
-    this.running ??= this.pump().finally(() => {
-      this.running = undefined;
-    });
-  }
-
-  private async pump(): Promise<void> {
-    while (this.pending !== '' && !this.superseded) {
-      const delta = this.pending;
-      this.pending = '';
-      try {
-        if (!(await this.send(delta))) {
-          this.superseded = true;
-          this.onSuperseded();
-        }
-      } catch (err) {
-        this.onError(err);
-      }
-    }
-  }
-
-  async flush(): Promise<void> {
-    while (this.running) await this.running;
-  }
-}
-
-// ---------------------------------------------------------------- the processor
-
 class JobRun {
   readonly start: number;
-  readonly log: Logger;
+  log: Logger;
   data!: InferenceJobData;
   attempt = 0;
 
@@ -195,7 +103,7 @@ class JobRun {
   finalExtra(): Partial<InferenceResponse> {
     const extra: Partial<InferenceResponse> = { model: this.request.model, node_id: this.deps.nodeId };
     if (this.attempt >= 1) extra.attempt = this.attempt;
-    extra.routing = this.data.routing as Routing;
+    extra.routing = this.data.routing;
     if (this.request.metadata !== undefined) extra.metadata = this.request.metadata;
     return extra;
   }
@@ -267,28 +175,13 @@ class JobRun {
  */
 export async function processJob(deps: ProcessorDeps, job: JobLike, signal?: AbortSignal): Promise<JobResult> {
   const run = new JobRun(deps, job);
-  const { redis, n, nodeId } = deps;
-
-  const checked = checkJobData(job.data, job.id, n);
+  const checked = checkJobData(job.data, job.id, deps.n);
   if (!checked.ok) return refuseJob(run, checked);
   run.data = checked.data;
-  const id = run.request.request_id;
-  const log = deps.log.child({ request_id: id });
+  run.log = deps.log.child({ request_id: run.request.request_id });
 
-  if (job.attemptsMade > 0) {
-    await run.freshStart();
-  } else {
-    const [final, owner] = await redis.hmget(n.requestKey(id), 'final', 'node');
-    if (final != null) {
-      log.debug({}, 'answered already: returning the stored answer');
-      return run.finish('superseded', '', parseFinal(final, id));
-    }
-    if (owner != null && owner !== nodeId) {
-      log.debug({ owner }, 'job moved to another node: this copy ends without answering');
-      return run.finish('superseded', '', { superseded: true });
-    }
-  }
-
+  const early = await admit(run);
+  if (early) return early;
   if (run.now() >= run.data.deadline) {
     run.attempt = run.data.attempt;
     return run.giveUp('timeout', `not started before its deadline (timeout_ms ${run.request.timeout_ms ?? DEFAULT_TIMEOUT_MS})`);
@@ -298,9 +191,43 @@ export async function processJob(deps: ProcessorDeps, job: JobLike, signal?: Abo
   await job.updateData({ ...run.data, attempt: run.attempt });
   const queueMs = Math.max(0, run.now() - run.data.seen_at);
   deps.metrics?.queueWait.observe(queueMs / 1000);
-  log.debug({ attempt: run.attempt, queue_ms: queueMs, model: run.request.model }, 'started');
+  run.log.debug({ attempt: run.attempt, queue_ms: queueMs, model: run.request.model }, 'started');
 
-  // One controller for every reason to stop: the deadline, the job's signal, a moved job.
+  const outcome = await generate(run, signal);
+  if (!('text' in outcome)) return outcome;
+  return answer(run, outcome, queueMs);
+}
+
+/**
+ * Whether this copy of the job may run: a retry from Bull Board always may (after a fresh
+ * start); otherwise not when the request is answered already (its answer is the result) or
+ * owned by another node now.
+ */
+async function admit(run: JobRun): Promise<JobResult | undefined> {
+  const { redis, n, nodeId } = run.deps;
+  if (run.job.attemptsMade > 0) {
+    await run.freshStart();
+    return undefined;
+  }
+  const id = run.request.request_id;
+  const [final, owner] = await redis.hmget(n.requestKey(id), 'final', 'node');
+  if (final != null) {
+    run.log.debug({}, 'answered already: returning the stored answer');
+    return run.finish('superseded', '', parseFinal(final, id));
+  }
+  if (owner != null && owner !== nodeId) {
+    run.log.debug({ owner }, 'job moved to another node: this copy ends without answering');
+    return run.finish('superseded', '', { superseded: true });
+  }
+  return undefined;
+}
+
+/**
+ * The Ollama call, with partial answers when asked for. One controller carries every reason to
+ * stop: the deadline, the job's own signal (worker closing, lock lost), the job moving away.
+ */
+async function generate(run: JobRun, signal: AbortSignal | undefined): Promise<Generation | Superseded> {
+  const { redis, n, nodeId } = run.deps;
   const abort = new AbortController();
   const timer = setTimeout(() => abort.abort('deadline'), Math.max(0, run.data.deadline - run.now()));
   const onJobSignal = (): void => abort.abort(signal?.reason ?? CANCEL_SHUTDOWN);
@@ -308,24 +235,29 @@ export async function processJob(deps: ProcessorDeps, job: JobLike, signal?: Abo
   signal?.addEventListener('abort', onJobSignal, { once: true });
 
   const call = ollamaCallFor(run.request);
-  const chat = call.endpoint === 'chat';
+  const base = { request_id: run.request.request_id, model: run.request.model, node_id: nodeId, done: false };
   const partials = run.request.stream
     ? new PartialPublisher(
         (delta) => {
-          const doc: InferenceResponse = chat
-            ? { request_id: id, model: run.request.model, node_id: nodeId, done: false, message: { role: 'assistant', content: delta }, created_at: rfc3339() }
-            : { request_id: id, model: run.request.model, node_id: nodeId, done: false, response: delta, created_at: rfc3339() };
+          const doc: InferenceResponse =
+            call.endpoint === 'chat'
+              ? { ...base, message: { role: 'assistant', content: delta }, created_at: rfc3339() }
+              : { ...base, response: delta, created_at: rfc3339() };
           return publishPartial(redis, n, run.replyTo, doc, nodeId);
         },
         () => abort.abort('superseded'),
-        (err) => log.warn({ err }, 'partial answer not published'),
+        (err) => run.log.warn({ err }, 'partial answer not published'),
       )
     : undefined;
 
-  let gen: Generation;
   try {
-    gen = await runGeneration(deps.ollamaHost, call, abort.signal, partials ? (d) => partials.push(d) : undefined);
+    const gen = await runGeneration(run.deps.ollamaHost, call, abort.signal, partials ? (d) => partials.push(d) : undefined);
     await partials?.flush();
+    if (partials?.superseded) {
+      run.log.debug({}, 'answered or moved elsewhere during generation');
+      return run.finish('superseded', '', { superseded: true });
+    }
+    return gen;
   } catch (err) {
     await partials?.flush().catch(() => undefined);
     return await failed(run, err, abort.signal);
@@ -333,21 +265,21 @@ export async function processJob(deps: ProcessorDeps, job: JobLike, signal?: Abo
     clearTimeout(timer);
     signal?.removeEventListener('abort', onJobSignal);
   }
-  if (partials?.superseded) {
-    log.debug({}, 'answered or moved elsewhere during generation');
-    return run.finish('superseded', '', { superseded: true });
-  }
+}
 
-  const doc = finalAnswer(run, gen, chat, queueMs);
-  if (gen.loadNs !== undefined) deps.metrics?.loadDuration.observe(gen.loadNs / 1e9);
-  if (gen.evalCount !== undefined) deps.metrics?.tokens.inc({ model: run.request.model }, gen.evalCount);
-
+/** Publish the final answer (unless someone else answered or the job moved meanwhile). */
+async function answer(run: JobRun, gen: Generation, queueMs: number): Promise<JobResult> {
+  const { redis, n, nodeId, metrics } = run.deps;
+  const id = run.request.request_id;
+  const doc = finalAnswer(run, gen, run.request.messages !== undefined, queueMs);
+  if (gen.loadNs !== undefined) metrics?.loadDuration.observe(gen.loadNs / 1e9);
+  if (gen.evalCount !== undefined) metrics?.tokens.inc({ model: run.request.model }, gen.evalCount);
   if (!(await publishFinal(redis, n, run.replyTo, doc, nodeId))) {
     const stored = await redis.hget(n.requestKey(id), 'final');
-    log.debug({}, 'answer not published: answered already or moved to another node');
+    run.log.debug({}, 'answer not published: answered already or moved to another node');
     return run.finish('superseded', '', stored !== null ? parseFinal(stored, id) : { superseded: true });
   }
-  log.info(
+  run.log.info(
     { attempt: run.attempt, model: run.request.model, eval_count: gen.evalCount, ms: run.now() - run.start, stream: !!run.request.stream },
     'answered',
   );

@@ -165,6 +165,8 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
   const cpu = new CpuMeter(config.procRoot);
   let healthChain: Promise<unknown> = Promise.resolve();
   let healthFailing = false;
+  let lastHealthAt = 0;
+  let healthPending = 0;
   let takingJobs = false;
 
   const setTakingJobs = (on: boolean, reason: string): void => {
@@ -213,14 +215,18 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
 
   /** Health writes run one after another, so an older document never overwrites a newer one. */
   function publishHealth(): Promise<NodeHealth | undefined> {
+    healthPending++;
     const next = healthChain.then(collectAndWrite).then(
       (doc) => {
+        healthPending--;
+        lastHealthAt = Date.now();
         metrics.healthPublished.inc({ result: 'ok' });
         if (healthFailing) log.info({}, 'health published again');
         healthFailing = false;
         return doc;
       },
       (err: unknown) => {
+        healthPending--;
         metrics.healthPublished.inc({ result: 'error' });
         if (!healthFailing) log.warn({ err }, 'health not published; retrying on the next beat');
         healthFailing = true;
@@ -241,11 +247,23 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
   await publishHealth();
   const heartbeatQueue = new Queue(nodeId, { connection, prefix: n.heartbeatQueuePrefix });
   heartbeatQueue.on('error', onBullError('heartbeat-queue'));
-  await heartbeatQueue.upsertJobScheduler(
-    'heartbeat',
-    { every: config.heartbeatInterval },
-    { name: 'heartbeat', opts: { removeOnComplete: true, removeOnFail: 10 } },
-  );
+  const schedule = (): Promise<unknown> =>
+    heartbeatQueue.upsertJobScheduler(
+      'heartbeat',
+      { every: config.heartbeatInterval },
+      { name: 'heartbeat', opts: { removeOnComplete: true, removeOnFail: 10 } },
+    );
+  await schedule();
+  // Watchdog: the scheduler lives in Redis, and a Redis restarted without persistence forgets
+  // it. When no beat has landed for three intervals (and none is stuck waiting on Redis),
+  // schedule it again and publish directly, so the node does not look dead while it is not.
+  const watchdog = setInterval(() => {
+    if (closing || healthPending > 0 || Date.now() - lastHealthAt < 3 * config.heartbeatInterval) return;
+    log.warn({}, 'no heartbeat for three intervals: scheduling it again');
+    void schedule().catch(onBullError('heartbeat-queue'));
+    void publishHealth();
+  }, config.heartbeatInterval);
+  watchdog.unref();
   const heartbeatWorker = new Worker(
     nodeId,
     async () => {
@@ -275,6 +293,7 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
   let closed: Promise<void> | undefined;
   async function doClose(opts: CloseOptions): Promise<void> {
     closing = true;
+    clearInterval(watchdog);
     log.info({ active, force: !!opts.force }, 'shutting down: finishing running jobs');
     const step = async (what: string, fn: () => Promise<unknown>, timeoutMs?: number): Promise<void> => {
       try {

@@ -107,6 +107,36 @@ describe('heartbeat', () => {
   });
 });
 
+describe('Redis going away', () => {
+  it('does not stop the worker: health is published again once Redis is back, even with its data lost', async () => {
+    const own = await startRedis();
+    cleanups.push(() => own.stop());
+    const prefix = testPrefix('health');
+    const n = names(prefix);
+    const worker = await createWorker(workerConfig({ redisAddr: own.addr, ollamaUrl: ollama.url, prefix, flags: { 'heartbeat-interval': '200ms' } }));
+    cleanups.push(() => worker.close());
+    const client = new Redis(own.port, '127.0.0.1', { lazyConnect: true, retryStrategy: () => 50 });
+    client.on('error', () => undefined);
+    cleanups.push(async () => client.disconnect());
+    await client.connect();
+    expect(await client.hexists(n.health, 'pi-8g')).toBe(1);
+    await own.stop('SIGKILL');
+    await new Promise((r) => setTimeout(r, 800));
+    // Restarted empty (no persistence): the heartbeat scheduler is gone too.
+    await own.start();
+    const doc = await until(async () => {
+      const raw = await client.hget(n.health, 'pi-8g').catch(() => null);
+      return raw ? (JSON.parse(raw) as Record<string, unknown>) : undefined;
+    }, 8000, 'health after the Redis restart');
+    expect(doc).toMatchObject({ node_id: 'pi-8g', available: true });
+    // And jobs are served again.
+    const queue = nodeQueue(own.addr, n, 'pi-8g');
+    cleanups.push(() => queue.close());
+    await enqueue(client, queue, n, { request_id: 'after-restart', model: 'm', prompt: 'p' });
+    expect(await finalOn(client, n.responses, 'after-restart', 8000)).toMatchObject({ response: 'Hello world' });
+  });
+});
+
 describe('HTTP', () => {
   it('GET /health answers the guide\'s document, keys in the guide\'s order', async () => {
     const { worker } = await start();

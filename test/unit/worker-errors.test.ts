@@ -3,7 +3,7 @@ import { names } from '../../src/lib/names.js';
 import { OrionError } from '../../src/lib/errors.js';
 import { codeForStatus, mapOllamaError } from '../../src/worker/errors.js';
 import { ollamaCallFor } from '../../src/worker/generate.js';
-import { checkJobData } from '../../src/worker/processor.js';
+import { checkJobData } from '../../src/worker/job-data.js';
 
 /** What ollama-js throws for a non-2xx answer (its ResponseError class is not exported). */
 function responseError(status: number, message: string): Error {
