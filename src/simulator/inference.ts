@@ -164,7 +164,10 @@ async function generate(kind: Kind, ctx: RequestContext, req: ParsedRequest, mod
           ...metrics,
         }
       : { model: req.model, created_at: nowIso(), message: { role: 'assistant', content: text }, done_reason: result.doneReason, done: true, ...metrics };
-  if (await sink.finish(final)) node.countOutcome('completed');
+  if (await sink.finish(final)) {
+    node.countOutcome('completed');
+    node.log.debug({ kind, model, cold: lease.cold, evalCount: result.evalCount, totalMs: Math.round(performance.now() - ctx.startedAt) }, 'request done');
+  }
 }
 
 /**

@@ -74,12 +74,12 @@ export interface NodeState {
   version: string;
   speed: number;
   engine: string;
-  ram: { total_bytes: number; used_bytes: number; available_bytes: number; models_bytes: number };
-  temperature_c: number;
-  temperature_pinned: boolean;
+  ram: { totalBytes: number; usedBytes: number; availableBytes: number; modelsBytes: number };
+  temperatureC: number;
+  temperaturePinned: boolean;
   installed: string[];
-  loaded: Array<{ name: string; state: string; size: number; active: number; keep_alive_ms: number; expires_at: string | null }>;
-  queue: { pending: number; active: number; generating: number; num_parallel: number; max_loaded_models: number; max_queue: number };
+  loaded: Array<{ name: string; state: string; sizeBytes: number; active: number; keepAliveMs: number; expiresAt: string | null }>;
+  queue: { pending: number; active: number; generating: number; numParallel: number; maxLoadedModels: number; maxQueue: number };
   counters: NodeCounters;
   faults: Faults;
 }
@@ -308,25 +308,25 @@ export class SimulatedNode {
       version: this.version,
       speed: this.clock.speed,
       engine: this.engine.kind,
-      ram: { total_bytes: this.profile.ramBytes, used_bytes: used, available_bytes: this.profile.ramBytes - used, models_bytes: modelsBytes },
-      temperature_c: Math.round(this.thermal.temperature * 100) / 100,
-      temperature_pinned: this.thermal.isPinned,
+      ram: { totalBytes: this.profile.ramBytes, usedBytes: used, availableBytes: this.profile.ramBytes - used, modelsBytes },
+      temperatureC: Math.round(this.thermal.temperature * 100) / 100,
+      temperaturePinned: this.thermal.isPinned,
       installed: this.installedModels().map((m) => m.info.name),
       loaded: this.scheduler.runnersView().map((r) => ({
         name: r.name,
         state: r.state,
-        size: r.memoryBytes,
+        sizeBytes: r.memoryBytes,
         active: r.active,
-        keep_alive_ms: r.keepAliveMs,
-        expires_at: r.expiresAt === null ? null : new Date(r.expiresAt).toISOString(),
+        keepAliveMs: r.keepAliveMs,
+        expiresAt: r.expiresAt === null ? null : new Date(r.expiresAt).toISOString(),
       })),
       queue: {
         pending: this.scheduler.pendingCount(),
         active: this.scheduler.activeCount(),
         generating: this.generating,
-        num_parallel: this.opts.numParallel,
-        max_loaded_models: this.opts.maxLoadedModels,
-        max_queue: this.opts.maxQueue,
+        numParallel: this.opts.numParallel,
+        maxLoadedModels: this.opts.maxLoadedModels,
+        maxQueue: this.opts.maxQueue,
       },
       counters: this.counters(),
       faults: this.faults(),

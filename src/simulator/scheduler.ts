@@ -143,14 +143,14 @@ export class Scheduler {
         cleanup: () => signal?.removeEventListener('abort', onAbort),
       };
       if (signal?.aborted) return reject(abortError(signal));
+      // Like Ollama's bounded pending channel: once maxQueue requests wait, new ones are refused.
+      if (this.waiters.length >= this.opts.maxQueue) {
+        this.counters.rejected++;
+        return reject(new SchedulerError(503, OLLAMA_ERRORS.busy));
+      }
       signal?.addEventListener('abort', onAbort, { once: true });
       this.waiters.push(waiter);
       this.pump();
-      if (this.waiters.includes(waiter) && this.waiters.length > this.opts.maxQueue) {
-        this.removeWaiter(waiter);
-        this.counters.rejected++;
-        reject(new SchedulerError(503, OLLAMA_ERRORS.busy));
-      }
     });
   }
 
@@ -174,6 +174,7 @@ export class Scheduler {
       throw new Error(`cannot preload ${model}: ${this.usedMemory()} of ${this.opts.modelMemoryBytes} bytes in use`);
     }
     engine.loadInstantly(model);
+    this.opts.log.info({ model, keepAliveMs }, 'model preloaded');
     const r = this.newRunner(model, memoryBytes, keepAliveMs);
     r.state = 'ready';
     this.runners.set(model, r);

@@ -216,7 +216,7 @@ export class SimServer {
         const c = body['celsius'];
         if (c !== null && typeof c !== 'number') throw new Error('celsius must be a number or null');
         this.node.setTemperature(c, { hold: isRecord(body) && body['hold'] === false ? false : true });
-        return sendJson(res, 200, { temperature_c: this.node.temperature(), pinned: this.node.state().temperature_pinned });
+        return sendJson(res, 200, { temperatureC: this.node.temperature(), pinned: this.node.state().temperaturePinned });
       } catch (err) {
         return sendError(res, 400, (err as Error).message);
       }

@@ -291,9 +291,9 @@ describe('heat and host files', () => {
     s.node.setTemperature(80);
     await s.node.flushFiles();
     expect(await readFile(join(root, 'sys/class/thermal/thermal_zone0/temp'), 'utf8')).toBe('80000\n');
-    expect(s.node.state()).toMatchObject({ temperature_c: 80, temperature_pinned: true });
+    expect(s.node.state()).toMatchObject({ temperatureC: 80, temperaturePinned: true });
     const res = await fetch(`${s.url}/_sim/temperature`, { method: 'POST', body: JSON.stringify({ celsius: 90 }) });
-    expect(await res.json()).toEqual({ temperature_c: 90, pinned: true });
+    expect(await res.json()).toEqual({ temperatureC: 90, pinned: true });
     await fetch(`${s.url}/_sim/temperature`, { method: 'POST', body: JSON.stringify({ celsius: null }) });
     await vi.waitFor(() => expect(s.node.temperature()).toBeLessThan(89.5), { timeout: 2_000 });
   });
@@ -311,10 +311,10 @@ describe('node state', () => {
       listening: true,
       speed: 100,
       loaded: [{ name: 'gemma3:1b', state: 'ready', active: 0 }],
-      queue: { pending: 0, active: 0, num_parallel: 1, max_loaded_models: 3, max_queue: 512 },
+      queue: { pending: 0, active: 0, numParallel: 1, maxLoadedModels: 3, maxQueue: 512 },
       counters: { requests: 1, generate: 1, chat: 0, completed: 1, coldLoads: 1 },
     });
-    expect(state['temperature_c']).toEqual(expect.any(Number));
+    expect(state['temperatureC']).toEqual(expect.any(Number));
   });
 
   it('can be closed twice', async () => {

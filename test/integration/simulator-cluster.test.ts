@@ -22,7 +22,7 @@ describe('a cluster of simulated nodes', () => {
       expect(await tags('pi-4g')).toEqual(['gemma3:1b']);
       expect((await new Ollama({ host: cluster.node('pi-8g').url }).ps()).models.map((m) => m.name)).toEqual(['gemma3:1b']);
       expect((await new Ollama({ host: cluster.node('pi-16g').url }).ps()).models).toEqual([]);
-      const ram = cluster.nodes.map((n) => n.node.state().ram.total_bytes);
+      const ram = cluster.nodes.map((n) => n.node.state().ram.totalBytes);
       expect(ram[0]).toBeGreaterThan(ram[1]!);
       expect(ram[1]).toBeGreaterThan(ram[2]!);
       expect(() => cluster.node('pi-2g')).toThrow("no simulated node 'pi-2g'");
