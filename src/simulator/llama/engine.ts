@@ -297,7 +297,7 @@ class LlamaEngineImpl implements LlamaEngine {
 
   private async run(loaded: Loaded, input: GenerateInput, signal: AbortSignal): Promise<GenerateResult> {
     const plan = samplingPlan(input.options);
-    const grammar = await this.grammarFor('format' in input ? input.format : undefined, loaded.model);
+    const grammar = await this.grammarFor(input.format, loaded.model);
     const sequence = await loaded.sequences.acquire(signal);
     try {
       await sequence.clearHistory();
