@@ -1,0 +1,83 @@
+/**
+ * Bull Board at `/admin/queues` (SPEC.md section 8): every node queue, added as nodes appear,
+ * and each node's heartbeat queue (always read-only). Without --admin-user/--admin-password the
+ * node queues are read-only too (Bull Board refuses write actions with 405); with them, pages
+ * and reads stay open and every write (any method but GET/HEAD) needs HTTP Basic credentials.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { ExpressAdapter } from '@bull-board/express';
+import { Queue } from 'bullmq';
+import type { Express, NextFunction, Request, Response } from 'express';
+import type { Redis } from 'ioredis';
+import type { Names } from '../lib/names.js';
+import type { Dispatcher } from './dispatcher.js';
+
+export const BOARD_PATH = '/admin/queues';
+
+export interface BoardOptions {
+  redis: Redis;
+  n: Names;
+  dispatcher: Dispatcher;
+  adminUser: string;
+  adminPassword: string;
+}
+
+const digest = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
+
+/** Whether an Authorization header carries exactly these Basic credentials (timing-safe). */
+export function basicAuthOk(header: string | undefined, user: string, password: string): boolean {
+  const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header ?? '');
+  if (!m) return false;
+  const given = Buffer.from(m[1]!, 'base64').toString('utf8');
+  // Compare fixed-length digests so neither length nor content leaks through timing.
+  return timingSafeEqual(digest(given), digest(`${user}:${password}`));
+}
+
+export class Board {
+  private readonly server = new ExpressAdapter();
+  private readonly board: ReturnType<typeof createBullBoard>;
+  private readonly shown = new Set<string>();
+  private readonly heartbeats: Queue[] = [];
+
+  constructor(private readonly o: BoardOptions) {
+    this.server.setBasePath(BOARD_PATH);
+    this.board = createBullBoard({ queues: [], serverAdapter: this.server, options: { uiConfig: { boardTitle: 'ORION inference' } } });
+  }
+
+  get writable(): boolean {
+    return this.o.adminUser !== '' && this.o.adminPassword !== '';
+  }
+
+  /** Show the queues of these nodes (those already shown are left alone). */
+  sync(nodeIds: Iterable<string>): void {
+    const add: BullMQAdapter[] = [];
+    for (const id of nodeIds) {
+      if (this.shown.has(id)) continue;
+      this.shown.add(id);
+      const q = this.o.dispatcher.queue(id);
+      add.push(new BullMQAdapter(q, { readOnlyMode: !this.writable, prefix: `${this.o.n.nodeQueuePrefix}:`, description: `jobs routed to ${id}` }));
+      const hb = new Queue(id, { prefix: this.o.n.heartbeatQueuePrefix, connection: this.o.redis });
+      hb.on('error', () => undefined);
+      this.heartbeats.push(hb);
+      add.push(new BullMQAdapter(hb, { readOnlyMode: true, prefix: `${this.o.n.heartbeatQueuePrefix}:`, description: `health job of ${id}` }));
+    }
+    if (add.length > 0) this.board.setQueues(add);
+  }
+
+  /** Mount the board (with the write guard) on an Express app. */
+  mount(app: Express): void {
+    const { adminUser, adminPassword } = this.o;
+    const guard = (req: Request, res: Response, next: NextFunction): void => {
+      if (req.method === 'GET' || req.method === 'HEAD' || !this.writable) return next();
+      if (basicAuthOk(req.headers.authorization, adminUser, adminPassword)) return next();
+      res.status(401).set('WWW-Authenticate', 'Basic realm="orion-inference-router", charset="UTF-8"').json({ error: 'unauthorized' });
+    };
+    app.use(BOARD_PATH, guard, this.server.getRouter() as (req: Request, res: Response, next: NextFunction) => void);
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled(this.heartbeats.map((q) => q.close()));
+  }
+}

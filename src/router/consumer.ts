@@ -1,0 +1,153 @@
+/**
+ * A consumer-group reader for one stream: the loop the bridge runs on `{p}:requests` and on
+ * `{p}:reroute`. It owns a blocking connection and hands batches to a handler, which acks
+ * what it has finished (`ack`) and may keep entries pending for later.
+ *
+ *   start    XGROUP CREATE <stream> <group> 0 MKSTREAM (BUSYGROUP: already there)
+ *   first    its own pending entries (XREADGROUP ... <id>), from 0 until none are left, so a
+ *            restarted bridge re-reads what it had not finished
+ *   then     XREADGROUP ... COUNT <batch> BLOCK <blockMs> STREAMS <stream> >
+ *   now and then  XAUTOCLAIM entries other consumers left idle longer than claimIdle
+ *   NOGROUP  (Redis came back empty) the group is created again and reading goes on
+ */
+import type { Redis } from 'ioredis';
+import type { Logger } from '../lib/logger.js';
+import { sleep } from '../lib/time.js';
+
+export interface StreamEntry {
+  id: string;
+  /** Flat [k, v, k, v] fields; null for a pending entry whose payload was deleted. */
+  fields: string[] | null;
+}
+
+export interface GroupReaderOptions {
+  /** Blocking connection, used by this reader only; disconnected by `stop()`. */
+  blocking: Redis;
+  /** Command connection for acks and claims. */
+  cmd: Redis;
+  stream: string;
+  group: string;
+  consumer: string;
+  batchSize: number;
+  /** @defaultValue 1000 */
+  blockMs?: number;
+  /** Entries pending this long at another consumer are taken over. */
+  claimIdleMs: number;
+  /** How often to look for such entries. @defaultValue half of claimIdleMs, at most 10 s */
+  claimEveryMs?: number;
+  log: Logger;
+  /** Handle a batch; the handler acks (`reader.ack`) what it has finished. Must not throw. */
+  handle(entries: StreamEntry[]): Promise<void>;
+}
+
+type XReadReply = [string, [string, string[] | null][]][] | null;
+type XAutoClaimReply = [string, [string, string[] | null][], string[]?];
+
+export class GroupReader {
+  private stopped = false;
+  private loop: Promise<void> | undefined;
+  private claimCursor = '0-0';
+  private nextClaimAt = 0;
+  private failures = 0;
+
+  constructor(private readonly o: GroupReaderOptions) {}
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  /** Stop reading: an idle blocking read is cut short, a batch in hand is finished first. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    // The blocking connection serves only reads and claims: cutting it loses nothing (what was
+    // delivered stays pending here and is re-read on the next start); the handler uses `cmd`.
+    this.o.blocking.disconnect();
+    await this.loop;
+  }
+
+  async ensureGroup(): Promise<void> {
+    try {
+      await this.o.cmd.xgroup('CREATE', this.o.stream, this.o.group, '0', 'MKSTREAM');
+      this.o.log.info({ stream: this.o.stream, group: this.o.group }, 'consumer group created');
+    } catch (err) {
+      if (!/BUSYGROUP/.test((err as Error).message)) throw err;
+    }
+  }
+
+  /** Acknowledge finished entries (one XACK). */
+  async ack(ids: readonly string[]): Promise<void> {
+    if (ids.length === 0) return;
+    await this.o.cmd.xack(this.o.stream, this.o.group, ...ids);
+  }
+
+  /** Reset the idle time of entries still held here, so a sibling does not claim them. */
+  async touch(ids: readonly string[]): Promise<void> {
+    for (let i = 0; i < ids.length; i += 500) {
+      await this.o.cmd.xclaim(this.o.stream, this.o.group, this.o.consumer, 0, ...ids.slice(i, i + 500), 'JUSTID');
+    }
+  }
+
+  private async run(): Promise<void> {
+    const { log } = this.o;
+    // Pending-first: '0' and then the last id seen, until a read comes back empty.
+    let cursor: string | undefined = '0';
+    let needGroup = true;
+    while (!this.stopped) {
+      try {
+        if (needGroup) {
+          await this.ensureGroup();
+          needGroup = false;
+        }
+        let entries: StreamEntry[];
+        if (cursor !== undefined) {
+          entries = await this.read(cursor, false);
+          if (entries.length === 0) cursor = undefined;
+          else cursor = entries[entries.length - 1]!.id;
+        } else {
+          entries = await this.read('>', true);
+        }
+        if (!this.stopped && Date.now() >= this.nextClaimAt) {
+          this.nextClaimAt = Date.now() + (this.o.claimEveryMs ?? Math.min(this.o.claimIdleMs / 2, 10_000));
+          entries = entries.concat(await this.autoclaim());
+        }
+        this.failures = 0;
+        if (entries.length > 0) await this.o.handle(entries);
+      } catch (err) {
+        if (this.stopped) break;
+        const message = (err as Error).message;
+        if (/NOGROUP/.test(message)) {
+          log.warn({ stream: this.o.stream }, 'consumer group is gone (Redis restarted empty?): creating it again');
+          needGroup = true;
+          cursor = '0';
+          continue;
+        }
+        this.failures += 1;
+        if (this.failures === 1) log.warn({ stream: this.o.stream, err: message }, 'stream read failed; retrying');
+        await sleep(Math.min(100 * 2 ** Math.min(this.failures, 6), 5000));
+      }
+    }
+  }
+
+  private async read(id: string, block: boolean): Promise<StreamEntry[]> {
+    const { blocking, group, consumer, batchSize, stream } = this.o;
+    const reply = (
+      block
+        ? await blocking.xreadgroup('GROUP', group, consumer, 'COUNT', batchSize, 'BLOCK', this.o.blockMs ?? 1000, 'STREAMS', stream, id)
+        : await blocking.xreadgroup('GROUP', group, consumer, 'COUNT', batchSize, 'STREAMS', stream, id)
+    ) as XReadReply;
+    const list = reply?.[0]?.[1] ?? [];
+    return list.map(([entryId, fields]) => ({ id: entryId, fields }));
+  }
+
+  private async autoclaim(): Promise<StreamEntry[]> {
+    const { blocking, stream, group, consumer, claimIdleMs, batchSize, log } = this.o;
+    const reply = (await blocking.xautoclaim(stream, group, consumer, claimIdleMs, this.claimCursor, 'COUNT', batchSize)) as XAutoClaimReply;
+    this.claimCursor = reply[0];
+    const deleted = reply[2] ?? [];
+    // Entries deleted from the stream while pending: nothing to do but forget them.
+    if (deleted.length > 0) await this.ack(deleted);
+    const claimed = reply[1].filter(([, f]) => f !== null).map(([id, fields]) => ({ id, fields }));
+    if (claimed.length > 0) log.info({ stream, count: claimed.length }, 'took over entries left idle by another consumer');
+    return claimed;
+  }
+}

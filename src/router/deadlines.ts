@@ -1,0 +1,144 @@
+/**
+ * Deadlines (SPEC.md section 7): a request past its deadline is answered within about a second,
+ * wherever it waits. Every tick:
+ *   1. requests held here are answered `no_healthy_node` (Intake.expireHeld);
+ *   2. ZRANGEBYSCORE `{p}:deadlines` -inf now LIMIT 0 500: each record without a final answer
+ *      gets one (`timeout`; `no_healthy_node` if it waited for a node and was never placed),
+ *      and a dead-letter entry; a job still waiting in its owner's queue is removed (an active
+ *      one is stopped by its worker's own timer).
+ * Several bridges may sweep at once: publishFinal's HSETNX answers once, and only the bridge
+ * whose answer was published dead-letters it.
+ */
+import { Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { InferenceResponse } from '../contracts/types.js';
+import { DEFAULT_TIMEOUT_MS, deadLetter, deadlinesKey, errorResponse, publishFinal, type InferenceJobData } from '../lib/bus.js';
+import type { ErrorCode } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import { jobIdFor, type Names } from '../lib/names.js';
+import { withTimeout, type Dispatcher } from './dispatcher.js';
+import { WAITING_FIELD, type Intake } from './intake.js';
+import type { BridgeStats } from './stats.js';
+
+export interface DeadlineOptions {
+  redis: Redis;
+  n: Names;
+  log: Logger;
+  dispatcher: Dispatcher;
+  intake: Intake;
+  stats: BridgeStats;
+  /** @defaultValue 500 */
+  tickMs?: number;
+  now?: () => number;
+}
+
+const LIMIT = 500;
+
+export class DeadlineSweeper {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private failures = 0;
+
+  constructor(private readonly o: DeadlineOptions) {}
+
+  start(): void {
+    const every = this.o.tickMs ?? 500;
+    const next = (): void => {
+      this.timer = setTimeout(() => {
+        void this.tick().finally(() => {
+          if (this.timer !== undefined) next();
+        });
+      }, every);
+    };
+    next();
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+
+  tick(): Promise<void> {
+    this.running ??= (async () => {
+      try {
+        await this.o.intake.expireHeld();
+        await this.sweep();
+        this.failures = 0;
+      } catch (err) {
+        this.failures += 1;
+        if (this.failures === 1) this.o.log.warn({ err: (err as Error).message }, 'deadline sweep failed; retrying');
+      } finally {
+        this.running = undefined;
+      }
+    })();
+    return this.running;
+  }
+
+  /** One pass over the requests past their deadline; returns how many were answered here. */
+  async sweep(): Promise<number> {
+    const { redis, n, dispatcher } = this.o;
+    const now = this.o.now?.() ?? Date.now();
+    const zkey = deadlinesKey(n);
+    const keys = await withTimeout(redis.zrangebyscore(zkey, '-inf', now, 'LIMIT', 0, LIMIT), dispatcher.timeoutMs, 'reading deadlines');
+    if (keys.length === 0) return 0;
+    const recordPrefix = n.requestKey('');
+    const pipe = redis.pipeline();
+    for (const k of keys) pipe.hmget(k, 'final', 'node', 'reply_to', 'entry', WAITING_FIELD);
+    const rows = (await pipe.exec()) ?? [];
+    const stale: string[] = [];
+    let answered = 0;
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i]!;
+      const id = key.slice(recordPrefix.length);
+      const [final, node, replyTo, entry, waited] = (rows[i]?.[1] ?? []) as (string | null)[];
+      if (final != null || (node == null && replyTo == null) || !key.startsWith(recordPrefix)) {
+        stale.push(key);
+        continue;
+      }
+      // Held by this bridge: Intake.expireHeld answers it (with what it knows of the request).
+      if (this.o.intake.isHeld(id)) continue;
+      try {
+        if (await this.expire(id, node ?? undefined, replyTo ?? n.responses, entry ?? undefined, waited != null)) answered++;
+      } catch (err) {
+        this.o.log.warn({ request_id: id, err: (err as Error).message }, 'could not answer a request past its deadline');
+      }
+    }
+    if (stale.length > 0) await redis.zrem(zkey, ...stale);
+    return answered;
+  }
+
+  private async expire(id: string, node: string | undefined, replyTo: string, entryId: string | undefined, waited: boolean): Promise<boolean> {
+    const { redis, n, dispatcher, stats, log } = this.o;
+    let job: Job<InferenceJobData> | undefined;
+    let state: string | undefined;
+    if (node !== undefined) {
+      job = await Job.fromId<InferenceJobData>(dispatcher.queue(node), jobIdFor(id));
+      state = job ? await job.getState() : undefined;
+    }
+    const request = job?.data.request;
+    const placed = node !== undefined;
+    const code: ErrorCode = !placed && waited ? 'no_healthy_node' : 'timeout';
+    const limit = request?.timeout_ms ?? DEFAULT_TIMEOUT_MS;
+    const message =
+      code === 'no_healthy_node'
+        ? `no eligible node within timeout_ms (${limit} ms)`
+        : `not finished within timeout_ms (${limit} ms)${state === 'active' ? '' : placed ? '; removed from the queue of ' + node : '; never placed on a node'}`;
+    const extra: Partial<InferenceResponse> = {};
+    if (request) extra.model = request.model;
+    if (placed) extra.node_id = node;
+    if (job && job.data.attempt >= 1) extra.attempt = job.data.attempt;
+    if (request?.metadata !== undefined) extra.metadata = request.metadata;
+    const published = await publishFinal(redis, n, replyTo, errorResponse(id, code, message, extra));
+    if (published) {
+      await deadLetter(redis, n, { reason: message, error_code: code, request_id: id, entry_id: entryId, node_id: node, attempt: extra.attempt, request });
+      if (code === 'timeout') stats.timeout();
+      if (!placed) stats.error(code);
+      log.info({ request_id: id, code, node, state }, 'request past its deadline answered');
+    }
+    if (job && node !== undefined && (state === 'waiting' || state === 'prioritized' || state === 'delayed')) {
+      await dispatcher.removeCopy(node, jobIdFor(id)).catch(() => false);
+    }
+    return published;
+  }
+}

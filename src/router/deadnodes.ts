@@ -1,0 +1,147 @@
+/**
+ * Dead nodes (SPEC.md section 7): a node whose TTL key `{p}:health:{id}` is gone has no worker
+ * to run its queue, and BullMQ's stalled-job check runs only inside that queue's workers. After
+ * each registry refresh the bridge looks at every known node that is dead and, while holding a
+ * short lock (`SET {p}:reroute-lock:{id} <consumer> NX PX 5000`, so sibling bridges do not do
+ * the same work), moves to eligible nodes:
+ *   - its waiting, prioritized and delayed jobs (never started: the attempt is unchanged);
+ *   - its active jobs whose lock key is gone (the started attempt was counted by the dead
+ *     worker; with attempts used up the request is answered `backend_error` and the job is
+ *     moved to the failed set instead).
+ * A move is owner -> add (same id) -> remove, safe to repeat after a crash at any step. Jobs
+ * whose request is answered already are cleared away; jobs past their deadline are left to the
+ * deadline sweep.
+ */
+import type { Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { InferenceJobData } from '../lib/bus.js';
+import type { Logger } from '../lib/logger.js';
+import type { Names } from '../lib/names.js';
+import { withTimeout, type Dispatcher } from './dispatcher.js';
+import { choose, type Registry, type Snapshot } from './registry.js';
+import { giveUpJob } from './reroute.js';
+import type { BridgeStats } from './stats.js';
+
+export interface DeadNodeOptions {
+  redis: Redis;
+  n: Names;
+  log: Logger;
+  consumer: string;
+  registry: Registry;
+  dispatcher: Dispatcher;
+  stats: BridgeStats;
+  /** Jobs looked at per node and state per pass. @defaultValue 200 */
+  pageSize?: number;
+  now?: () => number;
+}
+
+/** Delete the lock only if it is still ours. */
+const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+
+export class DeadNodeSweeper {
+  private running: Promise<void> | undefined;
+
+  constructor(private readonly o: DeadNodeOptions) {}
+
+  /** One pass over the dead nodes of the snapshot (skipped while the previous one runs). */
+  sweep(s: Snapshot): Promise<void> {
+    this.running ??= (async () => {
+      try {
+        if (s.eligible.length === 0) return;
+        for (const node of s.dead) {
+          try {
+            await this.sweepNode(node, s);
+          } catch (err) {
+            this.o.log.warn({ node, err: (err as Error).message }, 'could not move the jobs of a dead node; trying again');
+          }
+        }
+      } finally {
+        this.running = undefined;
+      }
+    })();
+    return this.running;
+  }
+
+  async stop(): Promise<void> {
+    await this.running;
+  }
+
+  private async sweepNode(node: string, s: Snapshot): Promise<number> {
+    const { redis, n, dispatcher, consumer } = this.o;
+    const q = dispatcher.queue(node);
+    const counts = await withTimeout(q.getJobCounts('wait', 'prioritized', 'delayed', 'active'), dispatcher.timeoutMs, 'job counts');
+    if (Object.values(counts).every((c) => c === 0)) return 0;
+    const lock = n.rerouteLockKey(node);
+    if ((await redis.set(lock, consumer, 'PX', 5000, 'NX')) !== 'OK') return 0;
+    try {
+      const page = (this.o.pageSize ?? 200) - 1;
+      const waiting = await q.getJobs(['wait', 'prioritized', 'delayed'], 0, page);
+      let active: Job<InferenceJobData>[] = [];
+      if ((counts['active'] ?? 0) > 0) {
+        const all = await q.getJobs(['active'], 0, page);
+        const pipe = redis.pipeline();
+        for (const j of all) pipe.exists(q.toKey(`${j.id}:lock`));
+        const locks = (await pipe.exec()) ?? [];
+        active = all.filter((_, i) => locks[i]?.[1] === 0);
+      }
+      const jobs = [...waiting.map((job) => ({ job, active: false })), ...active.map((job) => ({ job, active: true }))].filter(
+        ({ job }) => job?.id !== undefined && typeof job.data?.request?.request_id === 'string',
+      );
+      if (jobs.length === 0) return 0;
+      const look = redis.pipeline();
+      for (const { job } of jobs) look.hmget(n.requestKey(job.data.request.request_id), 'final', 'node');
+      const rows = (await look.exec()) ?? [];
+      let moved = 0;
+      for (let i = 0; i < jobs.length; i++) {
+        const { job, active: isActive } = jobs[i]!;
+        const [final, owner] = (rows[i]?.[1] ?? [null, null]) as (string | null)[];
+        try {
+          if (await this.handleJob(node, job, isActive, final ?? undefined, owner ?? undefined, s)) moved++;
+        } catch (err) {
+          this.o.log.warn({ node, job_id: job.id, err: (err as Error).message }, 'could not move a job of a dead node');
+        }
+      }
+      if (moved > 0) this.o.log.info({ node, moved }, 'jobs of a dead node moved to eligible nodes');
+      return moved;
+    } finally {
+      await redis.eval(RELEASE, 1, lock, consumer).catch(() => undefined);
+    }
+  }
+
+  private async handleJob(node: string, job: Job<InferenceJobData>, active: boolean, final: string | undefined, owner: string | undefined, s: Snapshot): Promise<boolean> {
+    const { dispatcher, registry, stats } = this.o;
+    const data = job.data;
+    const clear = async (why: string): Promise<void> => {
+      if (active) await job.moveToFailed(new Error(why), '0', false);
+      else await dispatcher.removeCopy(node, job.id!);
+    };
+    if (final !== undefined) {
+      await clear('answered already');
+      return false;
+    }
+    if (owner !== undefined && owner !== node) {
+      // A move that stopped half-way (or a stale copy): finish it.
+      return dispatcher.move({ nodeId: owner, data }, node, job);
+    }
+    if (data.deadline <= (this.o.now?.() ?? Date.now())) return false;
+    if (active && data.attempt >= data.max_attempts) {
+      const why = `node ${node} stopped answering during attempt ${data.attempt} of ${data.max_attempts}`;
+      await giveUpJob(this.o, data, node, 'backend_error', why);
+      await clear(why);
+      return false;
+    }
+    const c = choose(s, data.request.model, new Set([...(data.tried ?? []), node]));
+    if (c.kind === 'wait') return false;
+    if (c.kind === 'model_not_found') {
+      const why = `no eligible node has model '${data.request.model}' installed`;
+      await giveUpJob(this.o, data, node, 'model_not_found', why);
+      await clear(why);
+      return false;
+    }
+    const to = c.node.health.node_id;
+    if (c.routing === 'fallback') registry.noteLoading(to, data.request.model);
+    await dispatcher.move({ nodeId: to, data: { ...data, routing: c.routing } }, node, job);
+    stats.rerouted('dead_node');
+    return true;
+  }
+}

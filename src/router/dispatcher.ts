@@ -1,0 +1,185 @@
+/**
+ * Placing jobs on node queues. Every placement records the owner first (`setOwner`), then adds
+ * the job under its fixed id (`req_<request id>`; adding an id a queue already holds is a
+ * no-op), and a move removes the old copy last. So a crash at any step leaves either nothing
+ * placed (the stream entry is not acked and is read again) or a copy on a node that no longer
+ * owns the request, which its worker drops and whose answer the owner guard would refuse.
+ */
+import { Job, Queue, type JobsOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { InferenceRequest } from '../contracts/types.js';
+import { bullPriority, setOwner, type InferenceJobData } from '../lib/bus.js';
+import type { Logger } from '../lib/logger.js';
+import { jobIdFor, type Names } from '../lib/names.js';
+import type { QueueDepth } from './metrics.js';
+
+export const JOB_NAME = 'inference';
+
+export interface Placement {
+  nodeId: string;
+  data: InferenceJobData;
+}
+
+export interface DispatcherOptions {
+  /** Command connection, shared by every node queue. */
+  redis: Redis;
+  n: Names;
+  log: Logger;
+  /** Bound on one Redis write (adds wait while Redis is down). @defaultValue 5000 */
+  addTimeoutMs?: number;
+  /** How long job counts are cached for /metrics and /stats. @defaultValue 2000 */
+  depthCacheMs?: number;
+}
+
+export class TimeoutError extends Error {
+  override readonly name = 'TimeoutError';
+}
+
+/** Reject when `p` takes longer than `ms` (the command itself may still complete later). */
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    t = setTimeout(() => reject(new TimeoutError(`${what} took longer than ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(t));
+}
+
+export function jobOptions(request: InferenceRequest): JobsOptions {
+  return {
+    jobId: jobIdFor(request.request_id),
+    priority: bullPriority(request.priority),
+    removeOnComplete: { age: 3600, count: 1000 },
+    removeOnFail: { age: 7 * 24 * 3600, count: 5000 },
+  };
+}
+
+export class Dispatcher {
+  private readonly queues = new Map<string, Queue<InferenceJobData>>();
+  private readonly newQueueListeners: ((nodeId: string, q: Queue<InferenceJobData>) => void)[] = [];
+  private depthCache: { at: number; value: Promise<Map<string, QueueDepth>> } | undefined;
+  private queueErrorLogged = false;
+
+  constructor(private readonly o: DispatcherOptions) {}
+
+  get timeoutMs(): number {
+    return this.o.addTimeoutMs ?? 5000;
+  }
+
+  /** The node's job queue (`{p}:requests:{nodeId}`), created once. */
+  queue(nodeId: string): Queue<InferenceJobData> {
+    let q = this.queues.get(nodeId);
+    if (!q) {
+      q = new Queue<InferenceJobData>(nodeId, { prefix: this.o.n.nodeQueuePrefix, connection: this.o.redis });
+      q.on('error', (err) => {
+        if (!this.queueErrorLogged) this.o.log.warn({ node: nodeId, err: err.message }, 'node queue error');
+        this.queueErrorLogged = true;
+      });
+      this.queues.set(nodeId, q);
+      for (const fn of this.newQueueListeners) fn(nodeId, q);
+    }
+    return q;
+  }
+
+  onNewQueue(fn: (nodeId: string, q: Queue<InferenceJobData>) => void): void {
+    this.newQueueListeners.push(fn);
+  }
+
+  /**
+   * Place new jobs: one pipeline of owners, then one addBulk per node queue. Returns the
+   * placements that failed (their nodes' adds timed out or failed), to be tried again.
+   */
+  async placeNew(items: readonly Placement[], extra?: (pipe: ReturnType<Redis['pipeline']>) => void): Promise<Placement[]> {
+    if (items.length === 0 && !extra) return [];
+    const pipe = this.o.redis.pipeline();
+    for (const it of items) setOwner(pipe, this.o.n, it.data.request.request_id, it.nodeId);
+    extra?.(pipe);
+    const res = await withTimeout(pipe.exec(), this.timeoutMs, 'recording owners');
+    const bad = res?.find(([e]) => e);
+    if (bad) throw bad[0];
+    const byNode = new Map<string, Placement[]>();
+    for (const it of items) {
+      const list = byNode.get(it.nodeId) ?? [];
+      list.push(it);
+      byNode.set(it.nodeId, list);
+    }
+    const failed: Placement[] = [];
+    await Promise.all(
+      [...byNode].map(async ([nodeId, list]) => {
+        try {
+          const jobs = list.map((it) => ({ name: JOB_NAME, data: it.data, opts: jobOptions(it.data.request) }));
+          await withTimeout(this.queue(nodeId).addBulk(jobs), this.timeoutMs, `adding ${list.length} jobs to ${nodeId}`);
+        } catch (err) {
+          this.o.log.warn({ node: nodeId, count: list.length, err: (err as Error).message }, 'could not add jobs; they will be tried again');
+          failed.push(...list);
+        }
+      }),
+    );
+    return failed;
+  }
+
+  /**
+   * Put one job on `to` and take the copy on `from` away: owner, add, remove. Returns false
+   * when the old copy is still locked by a worker (the new copy is placed; call again later).
+   */
+  async move(placement: Placement, from: string, old: Job<InferenceJobData> | undefined): Promise<boolean> {
+    const { redis, n } = this.o;
+    const id = placement.data.request.request_id;
+    await withTimeout(redis.hset(n.requestKey(id), 'node', placement.nodeId), this.timeoutMs, 'recording the owner');
+    if (placement.nodeId !== from) {
+      await withTimeout(
+        this.queue(placement.nodeId).add(JOB_NAME, placement.data, jobOptions(placement.data.request)),
+        this.timeoutMs,
+        `adding a job to ${placement.nodeId}`,
+      );
+      if (old) return this.removeCopy(from, jobIdFor(id));
+      return true;
+    }
+    // Same node again (the only one left): the old copy must go before the id can be reused.
+    if (old && !(await this.removeCopy(from, jobIdFor(id)))) return false;
+    await withTimeout(this.queue(placement.nodeId).add(JOB_NAME, placement.data, jobOptions(placement.data.request)), this.timeoutMs, 'adding a job');
+    return true;
+  }
+
+  /** Remove a job from a node queue unless a worker holds its lock; true when it is gone. */
+  async removeCopy(nodeId: string, jobId: string): Promise<boolean> {
+    const r = await withTimeout(this.queue(nodeId).remove(jobId), this.timeoutMs, 'removing a job');
+    if (r === 1) return true;
+    return (await Job.fromId(this.queue(nodeId), jobId)) === undefined;
+  }
+
+  /** Job counts of every given node queue, cached briefly. */
+  depths(nodeIds: readonly string[]): Promise<Map<string, QueueDepth>> {
+    const cacheMs = this.o.depthCacheMs ?? 2000;
+    const now = Date.now();
+    if (this.depthCache && now - this.depthCache.at < cacheMs) return this.depthCache.value;
+    const value = (async () => {
+      const out = new Map<string, QueueDepth>();
+      await Promise.all(
+        nodeIds.map(async (id) => {
+          const c = await withTimeout(this.queue(id).getJobCounts('wait', 'prioritized', 'delayed', 'active', 'failed', 'completed'), this.timeoutMs, 'job counts');
+          out.set(id, {
+            waiting: (c['wait'] ?? 0) + (c['prioritized'] ?? 0),
+            delayed: c['delayed'] ?? 0,
+            active: c['active'] ?? 0,
+            failed: c['failed'] ?? 0,
+            completed: c['completed'] ?? 0,
+          });
+        }),
+      );
+      return out;
+    })();
+    this.depthCache = { at: now, value };
+    value.catch(() => {
+      if (this.depthCache?.value === value) this.depthCache = undefined;
+    });
+    return value;
+  }
+
+  knownQueues(): ReadonlyMap<string, Queue<InferenceJobData>> {
+    return this.queues;
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.queues.values()].map((q) => q.close()));
+  }
+}

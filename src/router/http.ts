@@ -1,0 +1,111 @@
+/**
+ * The bridge's endpoints as plain functions returning `{status, body}` (mapped onto Express by
+ * src/lib/http.ts). Answers as the guide shows them, with more keys after the guide's.
+ */
+import type { Redis } from 'ioredis';
+import type { HandlerResult } from '../lib/http.js';
+import { ROUTER_GROUP, type Names } from '../lib/names.js';
+import { VERSION } from '../lib/version.js';
+import { withTimeout } from './dispatcher.js';
+import type { QueueDepth, RouterMetrics } from './metrics.js';
+import type { Snapshot } from './registry.js';
+import { countsOf, type Counts } from './stats.js';
+
+export const SERVICE = 'orion-inference-router';
+
+export interface HandlerContext {
+  redis: Redis;
+  n: Names;
+  consumer: string;
+  counts(): Counts;
+  /** Requests held for lack of a node. */
+  waiting(): number;
+  /** Reroute notices not placed yet. */
+  reroutesPending(): number;
+  snapshot(): Snapshot;
+  depths(): Promise<ReadonlyMap<string, QueueDepth>>;
+  metrics: RouterMetrics;
+  /** Bound on the Redis reads behind /stats. @defaultValue 1000 */
+  redisTimeoutMs?: number;
+}
+
+export function healthHandler(): HandlerResult {
+  return { status: 200, body: { status: 'ok', service: SERVICE, version: VERSION } };
+}
+
+/**
+ * `/stats`: the guide's four counters of this bridge first, then its other counters, and the
+ * totals of every bridge (`cluster`) and of each (`bridges`) from Redis (null while Redis does
+ * not answer).
+ */
+export async function statsHandler(ctx: HandlerContext): Promise<HandlerResult> {
+  const c = ctx.counts();
+  const ms = ctx.redisTimeoutMs ?? 1000;
+  const [failedJobs, shared] = await Promise.all([
+    withTimeout(ctx.depths(), ms, 'job counts')
+      .then((d) => [...d.values()].reduce((sum, x) => sum + x.failed, 0))
+      .catch(() => null),
+    withTimeout(readShared(ctx), ms, 'cluster counters').catch(() => null),
+  ]);
+  const body = {
+    total_routed: c.total_routed,
+    sticky_hits: c.sticky_hits,
+    fallbacks: c.fallbacks,
+    errors: c.errors,
+    consumer: ctx.consumer,
+    waiting: ctx.waiting(),
+    reroutes_pending: ctx.reroutesPending(),
+    timeouts: c.timeouts,
+    rerouted: c.rerouted,
+    duplicates: c.duplicates,
+    anticipated: c.anticipated,
+    failed_jobs: failedJobs,
+    cluster: shared?.cluster ?? null,
+    bridges: shared?.bridges ?? null,
+  };
+  return { status: 200, body };
+}
+
+async function readShared(ctx: HandlerContext): Promise<{ cluster: Counts; bridges: Record<string, Counts> }> {
+  const { redis, n } = ctx;
+  let consumers: string[] = [ctx.consumer];
+  try {
+    const info = (await redis.xinfo('CONSUMERS', n.requests, ROUTER_GROUP)) as unknown[][];
+    consumers = [...new Set([...consumers, ...info.map((row) => String(row[row.indexOf('name') + 1]))])].sort();
+  } catch {
+    // No group yet: only this bridge.
+  }
+  const pipe = redis.pipeline().hgetall(n.stats);
+  for (const name of consumers) pipe.hgetall(n.bridgeStatsKey(name));
+  const res = (await pipe.exec()) ?? [];
+  const bridges: Record<string, Counts> = {};
+  consumers.forEach((name, i) => {
+    bridges[name] = countsOf((res[i + 1]?.[1] ?? {}) as Record<string, string>);
+  });
+  return { cluster: countsOf((res[0]?.[1] ?? {}) as Record<string, string>), bridges };
+}
+
+/**
+ * `/nodes`: every node of the registry, eligible ones first in routing order, then the others
+ * by id; each is its health document as published plus `eligible` and, when false,
+ * `excluded_reason`.
+ */
+export function nodesHandler(ctx: Pick<HandlerContext, 'snapshot'>): HandlerResult {
+  const s = ctx.snapshot();
+  const eligible = s.eligible.map((v) => v.health.node_id);
+  const others = [...s.views.keys()].filter((id) => !s.views.get(id)!.eligible).sort();
+  const body = [...eligible, ...others].map((id) => {
+    const view = s.views.get(id)!;
+    const doc: Record<string, unknown> = { ...(s.published.get(id) ?? view.health) };
+    delete doc['eligible'];
+    delete doc['excluded_reason'];
+    doc['eligible'] = view.eligible;
+    if (!view.eligible) doc['excluded_reason'] = view.excludedReason;
+    return doc;
+  });
+  return { status: 200, body };
+}
+
+export async function metricsHandler(ctx: Pick<HandlerContext, 'metrics'>): Promise<HandlerResult> {
+  return { status: 200, body: await ctx.metrics.text(), contentType: ctx.metrics.contentType };
+}

@@ -1,0 +1,325 @@
+/**
+ * What the bridge does with each batch of `{p}:requests` entries (SPEC.md sections 3, 6, 7).
+ *
+ *   not usable         invalid_request answer on its reply stream (when it has a usable id)
+ *                      and a dead-letter entry; acked
+ *   claim 'new'        routed from the snapshot and placed on the node's queue, then acked
+ *   claim 'same'       (an entry read again after a crash) placed again where the record says
+ *                      it went (a no-op when the job is there), or routed if it never was
+ *   claim 'done'       the stored final answer goes to this entry's reply stream; acked
+ *   claim 'waiting'    the running job's final answer will also go to this reply stream; acked
+ *   model_not_found    answered at once (dead-lettered, acked)
+ *   no eligible node   held here, not acked, tried again after every registry refresh, kept
+ *                      from siblings by XCLAIM (idle reset), answered `no_healthy_node` at its
+ *                      deadline
+ *
+ * One XACK per batch, after the batch's jobs are in their queues. Batches, retries of held
+ * requests and deadline expiry run one at a time.
+ */
+import type { Redis } from 'ioredis';
+import { parseRequestEntry } from '../contracts/index.js';
+import type { InferenceRequest } from '../contracts/types.js';
+import {
+  DEFAULT_STREAM_MAXLEN,
+  DEFAULT_TIMEOUT_MS,
+  claimRequest,
+  deadLetter,
+  errorResponse,
+  parseClaim,
+  publishFinal,
+  replyStreamOf,
+  type ClaimResult,
+  type InferenceJobData,
+} from '../lib/bus.js';
+import type { ErrorCode } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import type { Names } from '../lib/names.js';
+import { sleep, streamIdMs } from '../lib/time.js';
+import type { GroupReader, StreamEntry } from './consumer.js';
+import { withTimeout, type Dispatcher, type Placement } from './dispatcher.js';
+import { choose, type Registry } from './registry.js';
+import type { BridgeStats } from './stats.js';
+
+/** A request held for lack of a node (or because its add failed). */
+interface Held {
+  entryId: string;
+  request: InferenceRequest;
+  deadline: number;
+  seenAt: number;
+  /** no_node / no_model: nothing eligible can serve it; retry: its add failed. */
+  reason: 'no_node' | 'no_model' | 'retry';
+}
+
+interface Pending {
+  entryId: string;
+  request: InferenceRequest;
+  deadline: number;
+  seenAt: number;
+}
+
+/** Record field marking a request that has waited for a node (any bridge answers it `no_healthy_node`). */
+export const WAITING_FIELD = 'waiting';
+
+export interface IntakeOptions {
+  redis: Redis;
+  n: Names;
+  log: Logger;
+  registry: Registry;
+  dispatcher: Dispatcher;
+  stats: BridgeStats;
+  maxAttempts: number;
+  now?: () => number;
+}
+
+export class Intake {
+  private readonly held = new Map<string, Held>();
+  private chain: Promise<unknown> = Promise.resolve();
+  private stopping = false;
+  reader: GroupReader | undefined;
+
+  constructor(private readonly o: IntakeOptions) {}
+
+  private now(): number {
+    return this.o.now?.() ?? Date.now();
+  }
+
+  /** Run `fn` after everything queued before it. */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn, fn);
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  heldCount(): number {
+    return this.held.size;
+  }
+
+  isHeld(requestId: string): boolean {
+    return this.held.has(requestId);
+  }
+
+  /** Stop retrying a failing batch (the process is closing; its entries stay pending). */
+  stop(): void {
+    this.stopping = true;
+  }
+
+  /** Handle a batch from the reader; a batch that fails (Redis down) is retried with backoff. */
+  handle(entries: StreamEntry[]): Promise<void> {
+    return this.serial(async () => {
+      for (let failures = 0; ; failures++) {
+        try {
+          await this.processBatch(entries);
+          return;
+        } catch (err) {
+          if (this.stopping) return;
+          if (failures === 0) this.o.log.warn({ err: (err as Error).message, count: entries.length }, 'batch failed; retrying');
+          await sleep(Math.min(200 * 2 ** Math.min(failures, 5), 5000));
+        }
+      }
+    });
+  }
+
+  private async processBatch(entries: StreamEntry[]): Promise<void> {
+    const { redis, n, dispatcher, stats } = this.o;
+    const now = this.now();
+    const ack: string[] = [];
+    const pipe = redis.pipeline();
+    const valid: Pending[] = [];
+    const claimAt: number[] = [];
+    for (const e of entries) {
+      if (e.fields === null) {
+        ack.push(e.id);
+        continue;
+      }
+      const p = parseRequestEntry(e.fields, n);
+      if (!p.ok) {
+        this.refuse(pipe, e.id, p.reason, p.original, p.requestId, p.replyTo);
+        ack.push(e.id);
+        continue;
+      }
+      // Still held here (our own idle entry came back through XAUTOCLAIM): nothing new.
+      if (this.held.get(p.request.request_id)?.entryId === e.id) continue;
+      const deadline = streamIdMs(e.id) + (p.request.timeout_ms ?? DEFAULT_TIMEOUT_MS);
+      valid.push({ entryId: e.id, request: p.request, deadline, seenAt: now });
+      claimAt.push(pipe.length);
+      claimRequest(pipe, n, p.request.request_id, e.id, replyStreamOf(n, p.request), deadline);
+    }
+    const res = (await withTimeout(pipe.exec(), dispatcher.timeoutMs, 'claiming requests')) ?? [];
+    const failed = res.find(([e]) => e);
+    if (failed) throw failed[0];
+
+    const same: Pending[] = [];
+    const toRoute: Pending[] = [];
+    const replies = redis.pipeline();
+    valid.forEach((v, i) => {
+      const c: ClaimResult = parseClaim(res[claimAt[i]!]![1] as [string]);
+      if (c.kind === 'new') toRoute.push(v);
+      else if (c.kind === 'same') same.push(v);
+      else {
+        stats.duplicate();
+        if (c.kind === 'done') replies.xadd(replyStreamOf(n, v.request), 'MAXLEN', '~', DEFAULT_STREAM_MAXLEN, '*', 'data', c.final);
+        ack.push(v.entryId);
+      }
+    });
+    if (replies.length > 0) await withTimeout(replies.exec(), dispatcher.timeoutMs, 'answering duplicates');
+
+    const placements: Placement[] = [];
+    if (same.length > 0) {
+      const look = redis.pipeline();
+      for (const v of same) look.hmget(n.requestKey(v.request.request_id), 'final', 'node');
+      const rows = (await withTimeout(look.exec(), dispatcher.timeoutMs, 'reading request records')) ?? [];
+      same.forEach((v, i) => {
+        const [final, node] = (rows[i]?.[1] ?? [null, null]) as [string | null, string | null];
+        if (final !== null) ack.push(v.entryId);
+        else if (node !== null) placements.push({ nodeId: node, data: this.jobData(v, this.routingOn(node, v.request.model)) });
+        else toRoute.push(v);
+      });
+    }
+    await this.route(toRoute, placements, ack, now);
+  }
+
+  /** What kind of pass would have chosen `node` for `model` now (for a re-placed job). */
+  private routingOn(node: string, model: string): 'sticky' | 'fallback' {
+    const c = choose(this.o.registry.current(), model);
+    return c.kind === 'routed' && c.node.health.node_id === node ? c.routing : 'fallback';
+  }
+
+  private jobData(p: Pending, routing: 'sticky' | 'fallback'): InferenceJobData {
+    return {
+      request: p.request,
+      entry_id: p.entryId,
+      seen_at: p.seenAt,
+      deadline: p.deadline,
+      attempt: 0,
+      max_attempts: this.o.maxAttempts,
+      routing,
+      tried: [],
+    };
+  }
+
+  /**
+   * Route and place what needs a node; hold what cannot be placed; ack the rest. `placements`
+   * may already hold re-placements of entries read again.
+   */
+  private async route(list: readonly Pending[], placements: Placement[], ack: string[], now: number): Promise<void> {
+    const { registry, dispatcher, n, stats } = this.o;
+    const snap = registry.current();
+    const errors: { p: Pending; code: ErrorCode; message: string }[] = [];
+    const hold: Held[] = [];
+    const firstTime = new Set<string>();
+    for (const p of list) {
+      if (p.deadline <= now) {
+        // Past its deadline already (the bridge was down): the deadline sweep answers it.
+        ack.push(p.entryId);
+        continue;
+      }
+      const c = choose(snap, p.request.model);
+      if (c.kind === 'routed') {
+        const nodeId = c.node.health.node_id;
+        placements.push({ nodeId, data: this.jobData(p, c.routing) });
+        firstTime.add(p.request.request_id);
+        if (c.routing === 'fallback') registry.noteLoading(nodeId, p.request.model);
+      } else if (c.kind === 'model_not_found') {
+        errors.push({ p, code: 'model_not_found', message: `no node has model '${p.request.model}' installed` });
+      } else {
+        hold.push({ ...p, reason: c.reason });
+      }
+    }
+    const markWaiting = hold.filter((h) => !this.held.has(h.request.request_id));
+    const failed = await dispatcher.placeNew(placements, (pipe) => {
+      for (const h of markWaiting) pipe.hset(n.requestKey(h.request.request_id), WAITING_FIELD, '1');
+    });
+    const failedIds = new Set(failed.map((f) => f.data.request.request_id));
+    for (const pl of placements) {
+      const id = pl.data.request.request_id;
+      if (failedIds.has(id)) {
+        hold.push({ entryId: pl.data.entry_id, request: pl.data.request, deadline: pl.data.deadline, seenAt: pl.data.seen_at, reason: 'retry' });
+        continue;
+      }
+      ack.push(pl.data.entry_id);
+      this.held.delete(id);
+      if (firstTime.has(id)) {
+        const anticipated = pl.data.routing === 'sticky' && !registry.reportsLoaded(pl.nodeId, pl.data.request.model);
+        stats.routed(pl.nodeId, pl.data.routing, now - streamIdMs(pl.data.entry_id), anticipated);
+      }
+    }
+    for (const h of hold) {
+      if (!this.held.has(h.request.request_id)) this.o.log.info({ request_id: h.request.request_id, model: h.request.model, reason: h.reason }, 'no eligible node: request held');
+      this.held.set(h.request.request_id, h);
+    }
+    for (const e of errors) {
+      if (await this.answer(e.p, e.code, e.message)) stats.error(e.code);
+      ack.push(e.p.entryId);
+      this.held.delete(e.p.request.request_id);
+    }
+    await withTimeout(this.reader!.ack(ack), dispatcher.timeoutMs, 'acking entries');
+  }
+
+  /** Publish a final error for a request this bridge could not place, and dead-letter it. */
+  private async answer(p: Pending, code: ErrorCode, message: string): Promise<boolean> {
+    const { redis, n, log } = this.o;
+    const extra = p.request.metadata !== undefined ? { model: p.request.model, metadata: p.request.metadata } : { model: p.request.model };
+    const ok = await publishFinal(redis, n, replyStreamOf(n, p.request), errorResponse(p.request.request_id, code, message, extra));
+    if (ok) {
+      await deadLetter(redis, n, { reason: message, error_code: code, request_id: p.request.request_id, entry_id: p.entryId, request: p.request });
+      log.warn({ request_id: p.request.request_id, code, err: message }, 'request refused');
+    }
+    return ok;
+  }
+
+  /** Queue the answer and dead letter of an unusable entry (invalid answers do not claim the id). */
+  private refuse(pipe: ReturnType<Redis['pipeline']>, entryId: string, reason: string, original: unknown, requestId?: string, replyTo?: string): void {
+    const { n, stats, log } = this.o;
+    if (requestId !== undefined) {
+      const model = typeof (original as { model?: unknown } | null)?.model === 'string' ? { model: (original as { model: string }).model } : {};
+      const doc = errorResponse(requestId, 'invalid_request', reason, model);
+      pipe.xadd(replyTo ?? n.responses, 'MAXLEN', '~', DEFAULT_STREAM_MAXLEN, '*', 'data', JSON.stringify(doc));
+    }
+    void deadLetter(pipe, n, { reason, error_code: 'invalid_request', request_id: requestId, entry_id: entryId, request: original });
+    stats.error('invalid_request');
+    log.warn({ entry_id: entryId, request_id: requestId, err: reason.slice(0, 300) }, 'invalid request');
+  }
+
+  /** Try held requests again (after a registry refresh). */
+  retryHeld(): Promise<void> {
+    return this.serial(async () => {
+      if (this.held.size === 0 || this.o.registry.current().eligible.length === 0) return;
+      const now = this.now();
+      const list = [...this.held.values()].filter((h) => h.deadline > now);
+      if (list.length === 0) return;
+      await this.route(list, [], [], now);
+    });
+  }
+
+  /**
+   * Answer held requests whose deadline has passed: `no_healthy_node` (or `timeout` when the
+   * request had a node but could not be added), dead-letter, ack.
+   */
+  expireHeld(): Promise<void> {
+    return this.serial(async () => {
+      const now = this.now();
+      const ack: string[] = [];
+      for (const h of [...this.held.values()]) {
+        if (h.deadline > now) continue;
+        const code: ErrorCode = h.reason === 'retry' ? 'timeout' : 'no_healthy_node';
+        const message =
+          code === 'timeout'
+            ? `not placed on a node within timeout_ms (${h.request.timeout_ms ?? DEFAULT_TIMEOUT_MS} ms)`
+            : `no eligible node for model '${h.request.model}' within timeout_ms (${h.request.timeout_ms ?? DEFAULT_TIMEOUT_MS} ms)`;
+        if (await this.answer(h, code, message)) {
+          this.o.stats.error(code);
+          if (code === 'timeout') this.o.stats.timeout();
+        }
+        this.held.delete(h.request.request_id);
+        ack.push(h.entryId);
+      }
+      await this.reader!.ack(ack);
+    });
+  }
+
+  /** Reset the idle time of held entries so no sibling bridge claims them. */
+  async touchHeld(): Promise<void> {
+    const ids = [...this.held.values()].map((h) => h.entryId);
+    if (ids.length > 0) await this.reader!.touch(ids);
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * Prometheus metrics of one bridge process, on a registry of its own (names `orion_router_*`).
+ * Queue depths and node gauges are read when scraped: depths from a short cache of BullMQ job
+ * counts, node figures from the registry snapshot.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Snapshot } from './registry.js';
+
+export const METRIC_PREFIX = 'orion_router_';
+
+/** Job counts of one node queue. */
+export interface QueueDepth {
+  waiting: number;
+  delayed: number;
+  active: number;
+  failed: number;
+  completed: number;
+}
+
+export interface MetricsSources {
+  snapshot(): Snapshot;
+  /** Job counts per node queue (cached by the caller). */
+  depths(): Promise<ReadonlyMap<string, QueueDepth>>;
+  /** Requests held for lack of a node. */
+  waiting(): number;
+}
+
+export class RouterMetrics {
+  readonly registry = new Registry();
+  readonly routed: Counter<'node' | 'routing'>;
+  readonly errors: Counter<'code'>;
+  readonly timeouts: Counter;
+  readonly rerouted: Counter<'reason'>;
+  readonly duplicates: Counter;
+  readonly dispatchLatency: Histogram;
+
+  constructor(src: MetricsSources) {
+    const registers = [this.registry];
+    const p = METRIC_PREFIX;
+    collectDefaultMetrics({ register: this.registry, prefix: p });
+    this.routed = new Counter({
+      name: `${p}requests_routed_total`,
+      help: 'Requests placed on a node queue, by node and routing pass (sticky or fallback)',
+      labelNames: ['node', 'routing'],
+      registers,
+    });
+    this.errors = new Counter({
+      name: `${p}errors_total`,
+      help: 'Requests the bridge could not place, by error code',
+      labelNames: ['code'],
+      registers,
+    });
+    this.timeouts = new Counter({ name: `${p}timeouts_total`, help: 'Requests answered timeout by this bridge', registers });
+    this.rerouted = new Counter({
+      name: `${p}rerouted_total`,
+      help: 'Jobs moved to another node: notice = a worker handed it back, dead_node = its node went silent',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.duplicates = new Counter({
+      name: `${p}duplicate_requests_total`,
+      help: 'Requests whose id was already known (answered from the existing job)',
+      registers,
+    });
+    this.dispatchLatency = new Histogram({
+      name: `${p}dispatch_latency_seconds`,
+      help: 'From the request entry (XADD time) to its job being in a node queue',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    });
+    new Gauge({
+      name: `${p}waiting_requests`,
+      help: 'Requests held by this bridge for lack of an eligible node',
+      registers,
+      collect() {
+        this.set(src.waiting());
+      },
+    });
+    new Gauge({
+      name: `${p}queue_jobs`,
+      help: 'Jobs in each node queue by state (waiting includes prioritized)',
+      labelNames: ['node', 'state'],
+      registers,
+      async collect() {
+        this.reset();
+        for (const [node, d] of await src.depths()) {
+          for (const state of ['waiting', 'delayed', 'active', 'failed', 'completed'] as const) this.set({ node, state }, d[state]);
+        }
+      },
+    });
+    const nodeGauge = (name: string, help: string, value: (s: Snapshot, id: string) => number | undefined): void => {
+      new Gauge({
+        name: `${p}${name}`,
+        help,
+        labelNames: ['node'],
+        registers,
+        collect() {
+          this.reset();
+          const s = src.snapshot();
+          for (const id of s.views.keys()) {
+            const v = value(s, id);
+            if (v !== undefined) this.set({ node: id }, v);
+          }
+        },
+      });
+    };
+    const health = (s: Snapshot, id: string) => s.views.get(id)!;
+    nodeGauge('node_cpu_percent', 'CPU use each node last reported', (s, id) => health(s, id).health.cpu_percent);
+    nodeGauge('node_ram_percent', 'RAM use each node last reported', (s, id) => health(s, id).health.ram_percent);
+    nodeGauge('node_temp_celsius', 'Temperature each node last reported (absent without a sensor)', (s, id) => health(s, id).health.temp_celsius ?? undefined);
+    nodeGauge('node_loaded_models', 'Models each node reports loaded in Ollama', (s, id) => health(s, id).health.models.length);
+    nodeGauge('node_eligible', '1 when the node gets requests, else 0', (s, id) => (health(s, id).eligible ? 1 : 0));
+    nodeGauge('node_last_seen_seconds', 'Seconds since the node last reported', (s, id) => Math.max(0, (s.at - health(s, id).lastSeenMs) / 1000));
+  }
+
+  async text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}

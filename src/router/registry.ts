@@ -1,0 +1,264 @@
+/**
+ * The in-memory snapshot of the health registry the bridge routes from (SPEC.md section 6).
+ * Refreshed in the background about every second with two round trips, whatever the number of
+ * nodes: HGETALL `{p}:health` + SMEMBERS `{p}:nodes`, then one pipelined EXISTS per TTL key.
+ * Routing decisions read only the snapshot, never Redis.
+ *
+ * Anticipated loads: when a request for model M goes to node X as a fallback, X is about to
+ * load M. For a short while (`loadingTtlMs`) the snapshot counts M as loaded on X, so the next
+ * requests for M stick to X instead of causing cold loads on other nodes before X's next
+ * health report shows M. Such placements are counted as sticky hits (and as `anticipated`).
+ */
+import type { Redis } from 'ioredis';
+import { normalizeModel } from '../contracts/index.js';
+import type { NodeHealth, Routing } from '../contracts/types.js';
+import type { Logger } from '../lib/logger.js';
+import type { Names } from '../lib/names.js';
+import { eligibleInOrder, pickNode, toNodeView, type NodeView, type Thresholds } from './routing.js';
+
+export interface Snapshot {
+  /** When it was taken (ms since epoch); 0 before the first refresh. */
+  readonly at: number;
+  /** Every node in the health hash that parsed, by id. */
+  readonly views: ReadonlyMap<string, NodeView>;
+  /** The health documents exactly as published, by id (for `/nodes`). */
+  readonly published: ReadonlyMap<string, Record<string, unknown>>;
+  /** Eligible nodes in routing order. */
+  readonly eligible: readonly NodeView[];
+  /** Every node id known (health hash and `{p}:nodes`). */
+  readonly known: readonly string[];
+  /** Known nodes whose TTL key is gone. */
+  readonly dead: readonly string[];
+  /** Models (normalised) installed or loaded on any node of the registry, eligible or not. */
+  readonly modelsAnywhere: ReadonlySet<string>;
+}
+
+export interface RegistryOptions {
+  redis: Redis;
+  n: Names;
+  thresholds: Thresholds;
+  log: Logger;
+  /** @defaultValue 1000 */
+  refreshMs?: number;
+  /** A node silent this long leaves the registry. @defaultValue 24 h */
+  dropAfterMs?: number;
+  /** How long an anticipated load counts as loaded. @defaultValue 60 s */
+  loadingTtlMs?: number;
+  now?: () => number;
+}
+
+const EMPTY: Snapshot = {
+  at: 0,
+  views: new Map(),
+  published: new Map(),
+  eligible: [],
+  known: [],
+  dead: [],
+  modelsAnywhere: new Set(),
+};
+
+/** A health document from the hash, or why not. Lenient: only what routing needs is checked. */
+export function parseHealth(nodeId: string, raw: string): { ok: true; doc: Record<string, unknown>; health: NodeHealth } | { ok: false; reason: string } {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(raw);
+  } catch {
+    return { ok: false, reason: 'not JSON' };
+  }
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return { ok: false, reason: 'not a JSON object' };
+  const d = doc as Record<string, unknown>;
+  const num = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+  if (!num(d['ram_percent'])) return { ok: false, reason: 'ram_percent is not a number' };
+  if (typeof d['available'] !== 'boolean') return { ok: false, reason: 'available is not a boolean' };
+  if (typeof d['last_seen'] !== 'string' || !Number.isFinite(Date.parse(d['last_seen']))) return { ok: false, reason: 'last_seen is not a time' };
+  if (d['temp_celsius'] !== null && d['temp_celsius'] !== undefined && !num(d['temp_celsius'])) return { ok: false, reason: 'temp_celsius is not a number or null' };
+  const strings = (v: unknown): string[] | undefined => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : undefined);
+  const health: NodeHealth = {
+    ...(d as unknown as NodeHealth),
+    node_id: nodeId,
+    cpu_percent: num(d['cpu_percent']) ? d['cpu_percent'] : 0,
+    temp_celsius: num(d['temp_celsius']) ? d['temp_celsius'] : null,
+    models: strings(d['models']) ?? [],
+  };
+  const installed = strings(d['installed_models']);
+  if (installed) health.installed_models = installed;
+  else delete health.installed_models;
+  return { ok: true, doc: d, health };
+}
+
+export class Registry {
+  private snap: Snapshot = EMPTY;
+  private readonly warned = new Map<string, string>();
+  /** node id -> model -> until (ms): anticipated loads. */
+  private readonly loading = new Map<string, Map<string, number>>();
+  private readonly listeners: ((s: Snapshot) => void | Promise<void>)[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private failures = 0;
+
+  constructor(private readonly o: RegistryOptions) {}
+
+  current(): Snapshot {
+    return this.snap;
+  }
+
+  private now(): number {
+    return this.o.now?.() ?? Date.now();
+  }
+
+  /** Called after every successful refresh (waiting requests, dead nodes, Bull Board). */
+  onRefresh(fn: (s: Snapshot) => void | Promise<void>): void {
+    this.listeners.push(fn);
+  }
+
+  start(): void {
+    const every = this.o.refreshMs ?? 1000;
+    const tick = (): void => {
+      this.timer = setTimeout(() => {
+        void this.refreshAndNotify().finally(() => {
+          if (this.timer !== undefined) tick();
+        });
+      }, every);
+    };
+    tick();
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+
+  /** Refresh now, then tell the listeners (one at a time; a failure is logged, not thrown). */
+  refreshAndNotify(): Promise<void> {
+    this.running ??= (async () => {
+      try {
+        const s = await this.refresh();
+        this.failures = 0;
+        for (const fn of this.listeners) {
+          try {
+            await fn(s);
+          } catch (err) {
+            this.o.log.warn({ err }, 'registry listener failed');
+          }
+        }
+      } catch (err) {
+        this.failures += 1;
+        if (this.failures === 1) this.o.log.warn({ err: (err as Error).message }, 'registry refresh failed; keeping the last snapshot');
+      } finally {
+        this.running = undefined;
+      }
+    })();
+    return this.running;
+  }
+
+  /** Read the registry and build a new snapshot. */
+  async refresh(): Promise<Snapshot> {
+    const { redis, n, log } = this.o;
+    const first = await redis.pipeline().hgetall(n.health).smembers(n.nodes).exec();
+    const hash = (first?.[0]?.[1] ?? {}) as Record<string, string>;
+    if (first?.[0]?.[0]) throw first[0][0];
+    const members = (first?.[1]?.[1] ?? []) as string[];
+    const ids = [...new Set([...Object.keys(hash), ...members])].sort();
+    const alive = new Set<string>();
+    if (ids.length > 0) {
+      const pipe = redis.pipeline();
+      for (const id of ids) pipe.exists(n.healthKey(id));
+      const res = (await pipe.exec()) ?? [];
+      ids.forEach((id, i) => {
+        if (res[i]?.[1] === 1) alive.add(id);
+      });
+    }
+
+    const now = this.now();
+    const dropAfter = this.o.dropAfterMs ?? 24 * 3600 * 1000;
+    const views = new Map<string, NodeView>();
+    const published = new Map<string, Record<string, unknown>>();
+    const modelsAnywhere = new Set<string>();
+    const drop: string[] = [];
+    for (const [id, raw] of Object.entries(hash)) {
+      const p = parseHealth(id, raw);
+      if (!p.ok) {
+        if (this.warned.get(id) !== raw) log.warn({ node: id, reason: p.reason }, 'unreadable health document; node skipped');
+        this.warned.set(id, raw);
+        continue;
+      }
+      this.warned.delete(id);
+      const view = toNodeView(p.health, alive.has(id), now, this.o.thresholds);
+      if (now - view.lastSeenMs > dropAfter && !alive.has(id)) {
+        drop.push(id);
+        continue;
+      }
+      for (const m of view.loaded) modelsAnywhere.add(m);
+      for (const m of view.installed ?? []) modelsAnywhere.add(m);
+      views.set(id, this.withAnticipated(view, now));
+      published.set(id, p.doc);
+    }
+    if (drop.length > 0) {
+      await redis.hdel(n.health, ...drop);
+      log.info({ nodes: drop }, 'nodes silent for over 24 h dropped from the registry');
+    }
+    const known = ids.filter((id) => !drop.includes(id));
+    this.snap = {
+      at: now,
+      views,
+      published,
+      eligible: eligibleInOrder(views.values()),
+      known,
+      dead: known.filter((id) => !alive.has(id)),
+      modelsAnywhere,
+    };
+    return this.snap;
+  }
+
+  /** The view with anticipated loads added to what the node reports loaded. */
+  private withAnticipated(view: NodeView, now: number): NodeView {
+    const pending = this.loading.get(view.health.node_id);
+    if (!pending) return view;
+    const loaded = new Set(view.loaded);
+    for (const [model, until] of pending) {
+      if (until <= now || view.loaded.has(model)) pending.delete(model);
+      else loaded.add(model);
+    }
+    if (pending.size === 0) this.loading.delete(view.health.node_id);
+    return { ...view, loaded };
+  }
+
+  /**
+   * A request for `model` was placed on `nodeId` as a fallback: count the model as loading
+   * there, in this snapshot at once and in the next ones until the TTL passes.
+   */
+  noteLoading(nodeId: string, model: string): void {
+    const m = normalizeModel(model);
+    let pending = this.loading.get(nodeId);
+    if (!pending) this.loading.set(nodeId, (pending = new Map()));
+    pending.set(m, this.now() + (this.o.loadingTtlMs ?? 60_000));
+    const view = this.snap.views.get(nodeId);
+    // The snapshot's sets are built here, never shared with callers for writing.
+    if (view) (view.loaded as Set<string>).add(m);
+  }
+
+  /** Whether the node reports the model loaded (not just anticipated). */
+  reportsLoaded(nodeId: string, model: string): boolean {
+    const models = this.snap.views.get(nodeId)?.health.models ?? [];
+    const m = normalizeModel(model);
+    return models.some((x) => normalizeModel(x) === m);
+  }
+}
+
+export type Choice =
+  | { kind: 'routed'; node: NodeView; routing: Routing }
+  | { kind: 'model_not_found' }
+  /** Nothing eligible can serve it now: hold it until the snapshot changes or its deadline. */
+  | { kind: 'wait'; reason: 'no_node' | 'no_model' };
+
+/**
+ * pickNode on the snapshot, except that a model some ineligible node of the registry has
+ * (installed or loaded) is worth waiting for rather than refused as `model_not_found`.
+ */
+export function choose(s: Snapshot, model: string, avoid?: ReadonlySet<string>): Choice {
+  const d = pickNode(model, s.eligible, avoid);
+  if (d.kind === 'routed') return d;
+  if (d.kind === 'no_healthy_node') return { kind: 'wait', reason: 'no_node' };
+  return s.modelsAnywhere.has(normalizeModel(model)) ? { kind: 'wait', reason: 'no_model' } : d;
+}

@@ -1,0 +1,183 @@
+/**
+ * Jobs a worker handed back (SPEC.md section 7): the worker posts a RerouteNotice on
+ * `{p}:reroute` and fails its copy; the bridge (group `orion-inference-router`) places the job
+ * on another eligible node, avoiding the nodes it already failed on:
+ *
+ *   tried += node; counts false (the node's fault, e.g. Ollama down) gives the attempt back;
+ *   attempts used up -> the notice's error is the final answer (dead-lettered; the copy stays
+ *     in the failed set); past its deadline -> left to the deadline sweep;
+ *   placed = owner -> add on the new node (same job id) -> remove the failed copy;
+ *   no eligible node -> the notice stays pending here and is tried after each refresh.
+ *
+ * A notice is acked once handled. Handling one again (after a crash) finds the owner already
+ * changed and only finishes that move.
+ */
+import { Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { InferenceResponse } from '../contracts/types.js';
+import { deadLetter, errorResponse, publishFinal, replyStreamOf, type InferenceJobData, type RerouteNotice } from '../lib/bus.js';
+import { ERROR_CODES, type ErrorCode } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import { isValidNodeId, isValidRequestId, jobIdFor, type Names } from '../lib/names.js';
+import type { GroupReader, StreamEntry } from './consumer.js';
+import { withTimeout, type Dispatcher } from './dispatcher.js';
+import { choose, type Registry } from './registry.js';
+import type { BridgeStats } from './stats.js';
+
+export interface RerouteOptions {
+  redis: Redis;
+  n: Names;
+  log: Logger;
+  registry: Registry;
+  dispatcher: Dispatcher;
+  stats: BridgeStats;
+  now?: () => number;
+}
+
+export function parseNotice(fields: readonly string[]): RerouteNotice | undefined {
+  const i = fields.indexOf('data');
+  if (i === -1 || i % 2 !== 0) return undefined;
+  let doc: unknown;
+  try {
+    doc = JSON.parse(fields[i + 1] ?? '');
+  } catch {
+    return undefined;
+  }
+  const d = doc as Partial<RerouteNotice> | null;
+  if (!d || !isValidRequestId(d.request_id) || typeof d.node_id !== 'string' || !isValidNodeId(d.node_id)) return undefined;
+  const code: ErrorCode = (ERROR_CODES as readonly string[]).includes(d.code as string) ? (d.code as ErrorCode) : 'backend_error';
+  return { request_id: d.request_id, node_id: d.node_id, code, message: typeof d.message === 'string' ? d.message : '', counts: d.counts !== false };
+}
+
+/**
+ * Answer a placed request with an error because it cannot go on, and dead-letter it. Shared by
+ * notices and dead nodes.
+ */
+export async function giveUpJob(
+  o: Pick<RerouteOptions, 'redis' | 'n' | 'log'>,
+  data: InferenceJobData,
+  node: string,
+  code: ErrorCode,
+  message: string,
+): Promise<boolean> {
+  const { redis, n, log } = o;
+  const req = data.request;
+  const extra: Partial<InferenceResponse> = { model: req.model, node_id: node, routing: data.routing };
+  if (data.attempt >= 1) extra.attempt = data.attempt;
+  if (req.metadata !== undefined) extra.metadata = req.metadata;
+  const ok = await publishFinal(redis, n, replyStreamOf(n, req), errorResponse(req.request_id, code, message, extra));
+  if (ok) {
+    await deadLetter(redis, n, {
+      reason: message,
+      error_code: code,
+      request_id: req.request_id,
+      entry_id: data.entry_id || undefined,
+      node_id: node,
+      attempt: data.attempt >= 1 ? data.attempt : undefined,
+      request: req,
+    });
+    log.warn({ request_id: req.request_id, code, node, attempt: data.attempt }, 'request failed for good');
+  }
+  return ok;
+}
+
+export class RerouteHandler {
+  /** Notices not finished yet, by entry id. */
+  private readonly pending = new Map<string, RerouteNotice>();
+  private chain: Promise<unknown> = Promise.resolve();
+  reader: GroupReader | undefined;
+
+  constructor(private readonly o: RerouteOptions) {}
+
+  private serial(fn: () => Promise<void>): Promise<void> {
+    const run = this.chain.then(fn, fn);
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  pendingCount(): number {
+    return this.pending.size;
+  }
+
+  handle(entries: StreamEntry[]): Promise<void> {
+    return this.serial(async () => {
+      const ack: string[] = [];
+      for (const e of entries) {
+        const notice = e.fields ? parseNotice(e.fields) : undefined;
+        if (!notice) {
+          if (e.fields) this.o.log.warn({ entry_id: e.id }, 'unreadable reroute notice dropped');
+          ack.push(e.id);
+          continue;
+        }
+        this.pending.set(e.id, notice);
+      }
+      await this.reader!.ack(ack);
+      await this.work([...this.pending.keys()].filter((id) => entries.some((e) => e.id === id)));
+    });
+  }
+
+  /** Try the unfinished notices again (after a registry refresh). */
+  retryPending(): Promise<void> {
+    return this.serial(() => this.work([...this.pending.keys()]));
+  }
+
+  async touchPending(): Promise<void> {
+    if (this.pending.size > 0) await this.reader!.touch([...this.pending.keys()]);
+  }
+
+  private async work(entryIds: string[]): Promise<void> {
+    const done: string[] = [];
+    for (const entryId of entryIds) {
+      const notice = this.pending.get(entryId);
+      if (!notice) continue;
+      try {
+        if (await this.process(notice)) done.push(entryId);
+      } catch (err) {
+        this.o.log.warn({ request_id: notice.request_id, err: (err as Error).message }, 'reroute failed; trying again later');
+      }
+    }
+    if (done.length === 0) return;
+    await withTimeout(this.reader!.ack(done), this.o.dispatcher.timeoutMs, 'acking notices');
+    for (const id of done) this.pending.delete(id);
+  }
+
+  /** Handle one notice; false when it must be tried again later. */
+  async process(notice: RerouteNotice): Promise<boolean> {
+    const { redis, n, dispatcher, registry, stats, log } = this.o;
+    const id = notice.request_id;
+    const from = notice.node_id;
+    const jobId = jobIdFor(id);
+    const old = await Job.fromId<InferenceJobData>(dispatcher.queue(from), jobId);
+    if (!old) return true;
+    const [final, owner] = await redis.hmget(n.requestKey(id), 'final', 'node');
+    if (final != null) return true;
+    const data = { ...old.data, tried: [...new Set([...(old.data.tried ?? []), from])] };
+    if (owner != null && owner !== from) {
+      // Moved already (this notice handled before a crash, or the node declared dead): finish.
+      return dispatcher.move({ nodeId: owner, data }, from, old);
+    }
+    const state = await old.getState();
+    if (state === 'active' && (await redis.exists(dispatcher.queue(from).toKey(`${jobId}:lock`))) === 1) {
+      return false; // the worker is still failing its copy
+    }
+    if (!notice.counts) data.attempt = Math.max(0, data.attempt - 1);
+    if (data.deadline <= (this.o.now?.() ?? Date.now())) return true;
+    if (data.attempt >= data.max_attempts) {
+      await giveUpJob(this.o, data, from, notice.code, `${notice.message} (attempt ${data.attempt} of ${data.max_attempts})`);
+      return true;
+    }
+    const c = choose(registry.current(), data.request.model, new Set(data.tried));
+    if (c.kind === 'model_not_found') {
+      await giveUpJob(this.o, data, from, 'model_not_found', `no eligible node has model '${data.request.model}' installed`);
+      return true;
+    }
+    if (c.kind === 'wait') return false;
+    const to = c.node.health.node_id;
+    data.routing = c.routing;
+    if (c.routing === 'fallback') registry.noteLoading(to, data.request.model);
+    const moved = await dispatcher.move({ nodeId: to, data }, from, old);
+    stats.rerouted('notice');
+    log.info({ request_id: id, from, to, routing: c.routing, attempt: data.attempt, code: notice.code }, 'job moved to another node');
+    return moved;
+  }
+}
