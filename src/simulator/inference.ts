@@ -101,6 +101,11 @@ export async function handleInference(kind: Kind, ctx: RequestContext): Promise<
     if (err instanceof SchedulerError) return sendError(res, err.status, err.message);
     return sendError(res, 500, err instanceof Error ? err.message : String(err));
   }
+  if (!node.installedModel(info.name)) {
+    // Deleted while this request waited for it.
+    lease.release();
+    return sendError(res, 404, OLLAMA_ERRORS.notFoundTryPulling(parsed.model));
+  }
   if (empty) {
     lease.release();
     return sendJson(res, 200, doneOnly(kind, parsed.model, 'load'));
@@ -137,7 +142,10 @@ async function generate(kind: Kind, ctx: RequestContext, req: ParsedRequest, mod
     if (ctx.signal.aborted || isAbortError(err)) return void node.countOutcome('aborted');
     node.countOutcome('errors');
     node.log.warn({ model, err }, 'generation failed');
-    return sink.fail(err instanceof Error ? err.message : String(err));
+    await sink.drained(); // the tokens produced before the failure go out first
+    // An engine refusing the request itself (e.g. an unusable format) is the client's fault.
+    const status = (err as { code?: unknown }).code === 'invalid_request' ? 400 : 500;
+    return sink.fail(status, err instanceof Error ? err.message : String(err));
   } finally {
     endGeneration();
   }
@@ -214,13 +222,14 @@ class TokenSink {
     return true;
   }
 
-  fail(message: string): void {
+  /** Report an error: a final error line once streaming began, else a JSON error with `status`. */
+  fail(status: number, message: string): void {
     const { res } = this.ctx;
     if (res.headersSent) {
       writeLine(res, { error: message });
       res.end();
     } else {
-      sendError(res, 500, message);
+      sendError(res, status, message);
     }
   }
 

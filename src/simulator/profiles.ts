@@ -28,7 +28,6 @@
  */
 
 const MB = 1_000_000;
-const GB = 1_000_000_000;
 const MiB = 1024 * 1024;
 
 export interface ModelSpec {
@@ -311,5 +310,3 @@ export function getProfile(name: string): NodeProfile {
 export function findModelSpec(name: string): ModelSpec | undefined {
   return MODEL_CATALOG.find((m) => m.name === name);
 }
-
-export const BYTES = { MB, GB, MiB };

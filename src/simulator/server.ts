@@ -7,7 +7,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { monoNow } from './clock.js';
 import { parseFaults } from './faults.js';
-import { BadRequest, isRecord, readJson, sendError, sendJson, sendText, type RequestContext } from './http-util.js';
+import { BadRequest, readJson, sendError, sendJson, sendText, type RequestContext } from './http-util.js';
 import { handleInference } from './inference.js';
 import type { SimulatedNode } from './node.js';
 import { handleDelete, handlePs, handlePull, handleShow, handleTags, handleVersion } from './ollama-api.js';
@@ -215,7 +215,7 @@ export class SimServer {
         const body = await readJson(req);
         const c = body['celsius'];
         if (c !== null && typeof c !== 'number') throw new Error('celsius must be a number or null');
-        this.node.setTemperature(c, { hold: isRecord(body) && body['hold'] === false ? false : true });
+        this.node.setTemperature(c, { hold: body['hold'] !== false });
         return sendJson(res, 200, { temperatureC: this.node.temperature(), pinned: this.node.state().temperaturePinned });
       } catch (err) {
         return sendError(res, 400, (err as Error).message);

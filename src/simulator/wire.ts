@@ -93,5 +93,4 @@ export const OLLAMA_ERRORS = {
   pullUnknown: 'pull model manifest: file does not exist',
   tooLarge: (need: number, available: number): string =>
     `model requires more system memory (${humanBytes2(need)}) than is available (${humanBytes2(available)})`,
-  canceled: 'request canceled',
 } as const;

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ollama, type GenerateResponse } from 'ollama';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { startSimulator, type SimulatorHandle, type SimulatorOptions } from '../../src/simulator/index.js';
+import { startSimulator, type GenerationEngine, type SimulatorHandle, type SimulatorOptions } from '../../src/simulator/index.js';
 
 const handles: SimulatorHandle[] = [];
 const dirs: string[] = [];
@@ -240,6 +240,15 @@ describe('models', () => {
     expect((await client.list()).models.map((m) => m.name)).toEqual(['gemma3:1b']);
     await expect(client.delete({ model: 'llama3.2:3b' })).rejects.toMatchObject({ status_code: 404 });
   });
+
+  it('fails a request whose model is deleted while it loads, as Ollama words it', async () => {
+    const { client, sim: s } = await sim();
+    const pending = client.generate({ model: 'llama3.2:3b', prompt: 'hi', stream: false });
+    await vi.waitFor(() => expect(s.node.loadedModels()).toMatchObject([{ name: 'llama3.2:3b', state: 'loading' }]), { interval: 2 });
+    await client.delete({ model: 'llama3.2:3b' });
+    await expect(pending).rejects.toMatchObject({ status_code: 404, error: 'model "llama3.2:3b" not found, try pulling it first' });
+    await vi.waitFor(() => expect(s.node.loadedModels()).toEqual([]));
+  });
 });
 
 describe('heat and host files', () => {
@@ -296,6 +305,42 @@ describe('heat and host files', () => {
     expect(await res.json()).toEqual({ temperatureC: 90, pinned: true });
     await fetch(`${s.url}/_sim/temperature`, { method: 'POST', body: JSON.stringify({ celsius: null }) });
     await vi.waitFor(() => expect(s.node.temperature()).toBeLessThan(89.5), { timeout: 2_000 });
+  });
+});
+
+describe('another engine', () => {
+  /** An engine that emits two tokens and then fails, or refuses requests asking for a format. */
+  function brokenEngine(loads: string[]): GenerationEngine {
+    return {
+      kind: 'llama',
+      models: () => [
+        { name: 'flaky:latest', sizeBytes: 1_000, memoryBytes: 1_000_000, digest: 'a'.repeat(64), family: 'llama', parameterSize: '1M', quantizationLevel: 'F32', contextLength: 512 },
+      ],
+      load: async (m) => void loads.push(m),
+      unload: async () => {},
+      generate: async (input) => {
+        if (input.format !== undefined) throw Object.assign(new Error('unsupported format: nope'), { code: 'invalid_request' });
+        input.onToken('one');
+        input.onToken(' two');
+        throw new Error('the runner fell over');
+      },
+      close: async () => {},
+    };
+  }
+
+  it('plugs in, preloads through load(), and sends an error line once streaming began', async () => {
+    const loads: string[] = [];
+    const { client } = await sim({ speed: 1, engine: brokenEngine(loads), loaded: ['flaky'] });
+    expect(loads).toEqual(['flaky:latest']);
+    expect((await client.list()).models.map((m) => m.name)).toEqual(['flaky:latest']);
+    const seen: string[] = [];
+    const consume = (async () => {
+      for await (const p of await client.generate({ model: 'flaky', prompt: 'hi', stream: true })) seen.push(p.response ?? '');
+    })();
+    await expect(consume).rejects.toThrow('the runner fell over');
+    expect(seen).toEqual(['one', ' two']);
+    await expect(client.generate({ model: 'flaky', prompt: 'hi', stream: false })).rejects.toMatchObject({ status_code: 500, error: 'the runner fell over' });
+    await expect(client.generate({ model: 'flaky', prompt: 'hi', format: 'json', stream: false })).rejects.toMatchObject({ status_code: 400 });
   });
 });
 
