@@ -303,6 +303,13 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
       }
     };
     if (opts.force) jobWorker.cancelAllJobs(CANCEL_SHUTDOWN);
+    // BullMQ loses track of a connection closed while it is still connecting (its late failure
+    // surfaces as an unhandled rejection): let every connection finish connecting first.
+    await step(
+      'connections',
+      () => Promise.allSettled([jobWorker, heartbeatWorker, nodeQueue, heartbeatQueue].map((q) => q.waitUntilReady())),
+      CLOSE_STEP_TIMEOUT_MS,
+    );
     await Promise.all([
       step('heartbeat worker', () => heartbeatWorker.close()),
       step('health', publishHealth, CLOSE_STEP_TIMEOUT_MS),
