@@ -60,19 +60,24 @@ export class DeadlineSweeper {
   }
 
   tick(): Promise<void> {
-    this.running ??= (async () => {
-      try {
-        await this.o.intake.expireHeld();
-        await this.sweep();
-        this.failures = 0;
-      } catch (err) {
-        this.failures += 1;
-        if (this.failures === 1) this.o.log.warn({ err: (err as Error).message }, 'deadline sweep failed; retrying');
-      } finally {
+    if (!this.running) {
+      const run = this.tickOnce().finally(() => {
         this.running = undefined;
-      }
-    })();
+      });
+      this.running = run;
+    }
     return this.running;
+  }
+
+  private async tickOnce(): Promise<void> {
+    try {
+      await this.o.intake.expireHeld();
+      await this.sweep();
+      this.failures = 0;
+    } catch (err) {
+      this.failures += 1;
+      if (this.failures === 1) this.o.log.warn({ err: (err as Error).message }, 'deadline sweep failed; retrying');
+    }
   }
 
   /** One pass over the requests past their deadline; returns how many were answered here. */

@@ -45,21 +45,24 @@ export class DeadNodeSweeper {
 
   /** One pass over the dead nodes of the snapshot (skipped while the previous one runs). */
   sweep(s: Snapshot): Promise<void> {
-    this.running ??= (async () => {
-      try {
-        if (s.eligible.length === 0) return;
-        for (const node of s.dead) {
-          try {
-            await this.sweepNode(node, s);
-          } catch (err) {
-            this.o.log.warn({ node, err: (err as Error).message }, 'could not move the jobs of a dead node; trying again');
-          }
-        }
-      } finally {
+    if (!this.running) {
+      const run = this.sweepAll(s).finally(() => {
         this.running = undefined;
-      }
-    })();
+      });
+      this.running = run;
+    }
     return this.running;
+  }
+
+  private async sweepAll(s: Snapshot): Promise<void> {
+    if (s.eligible.length === 0) return;
+    for (const node of s.dead) {
+      try {
+        await this.sweepNode(node, s);
+      } catch (err) {
+        this.o.log.warn({ node, err: (err as Error).message }, 'could not move the jobs of a dead node; trying again');
+      }
+    }
   }
 
   async stop(): Promise<void> {

@@ -131,25 +131,32 @@ export class Registry {
 
   /** Refresh now, then tell the listeners (one at a time; a failure is logged, not thrown). */
   refreshAndNotify(): Promise<void> {
-    this.running ??= (async () => {
-      try {
-        const s = await this.refresh();
-        this.failures = 0;
-        for (const fn of this.listeners) {
-          try {
-            await fn(s);
-          } catch (err) {
-            this.o.log.warn({ err }, 'registry listener failed');
-          }
-        }
-      } catch (err) {
-        this.failures += 1;
-        if (this.failures === 1) this.o.log.warn({ err: (err as Error).message }, 'registry refresh failed; keeping the last snapshot');
-      } finally {
+    if (!this.running) {
+      const run = this.refreshOnce().finally(() => {
         this.running = undefined;
-      }
-    })();
+      });
+      this.running = run;
+    }
     return this.running;
+  }
+
+  private async refreshOnce(): Promise<void> {
+    let s: Snapshot;
+    try {
+      s = await this.refresh();
+      this.failures = 0;
+    } catch (err) {
+      this.failures += 1;
+      if (this.failures === 1) this.o.log.warn({ err: (err as Error).message }, 'registry refresh failed; keeping the last snapshot');
+      return;
+    }
+    for (const fn of this.listeners) {
+      try {
+        await fn(s);
+      } catch (err) {
+        this.o.log.warn({ err }, 'registry listener failed');
+      }
+    }
   }
 
   /** Read the registry and build a new snapshot. */

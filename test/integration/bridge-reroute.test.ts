@@ -1,0 +1,152 @@
+import { Worker, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { InferenceJobData, RerouteNotice } from '../../src/lib/bus.js';
+import { ROUTER_GROUP } from '../../src/lib/names.js';
+import { harness, sleep, until, type Harness, type Scope } from './bridge.harness.js';
+
+let h: Harness;
+const workers: Worker[] = [];
+beforeAll(async () => {
+  h = await harness();
+});
+afterAll(async () => {
+  await Promise.all(workers.map((w) => w.close()));
+  await h.stop();
+});
+
+/** A stand-in for a node's worker: takes the next job, counting the attempt as a worker does. */
+async function take(s: Scope, node: string, token: string): Promise<Job<InferenceJobData>> {
+  const w = new Worker<InferenceJobData>(node, null, { prefix: s.n.nodeQueuePrefix, connection: new Redis(h.server.port, '127.0.0.1', { maxRetriesPerRequest: null }), autorun: false });
+  workers.push(w);
+  const job = (await w.getNextJob(token)) as Job<InferenceJobData>;
+  await job.updateData({ ...job.data, attempt: job.data.attempt + 1 });
+  return job;
+}
+
+async function notice(s: Scope, n: RerouteNotice): Promise<void> {
+  await h.redis.xadd(s.n.reroute, '*', 'data', JSON.stringify(n));
+}
+
+const owner = (s: Scope, id: string) => h.redis.hget(s.n.requestKey(id), 'node');
+
+describe('a job a worker hands back is placed on another node', () => {
+  it('moves a failed job to another eligible node, removes it from the old queue, and counts the attempt', async () => {
+    const s = h.scope();
+    await s.node('a', { ram_percent: 20, models: ['gemma3:1b'] });
+    await s.node('b', { ram_percent: 40 });
+    const b = await s.start();
+    await s.send({ request_id: 'rr', model: 'gemma3:1b', prompt: 'x' });
+    await until(() => s.jobs('a').then((j) => j.length === 1));
+    const job = await take(s, 'a', 'tok');
+    await notice(s, { request_id: 'rr', node_id: 'a', code: 'overloaded', message: 'busy', counts: true });
+    await job.moveToFailed(new Error('overloaded: busy'), 'tok');
+    const [moved] = await until(() => s.jobs('b').then((j) => j.length === 1 && j), 5000, 'job on b');
+    expect(moved!.id).toBe('req_rr');
+    expect(moved!.data).toMatchObject({ attempt: 1, tried: ['a'], routing: 'fallback' });
+    expect(await moved!.getState()).toBe('prioritized');
+    await until(() => s.jobs('a').then((j) => j.length === 0), 3000, 'old copy removed');
+    expect(await owner(s, 'rr')).toBe('b');
+    await until(() => b.stats().rerouted === 1);
+    await until(async () => ((await h.redis.xpending(s.n.reroute, ROUTER_GROUP)) as unknown[])[0] === 0, 3000, 'notice acked');
+  });
+
+  it('gives the attempt back when the failure was the node\'s (counts false), waiting for the worker to let go of its copy', async () => {
+    const s = h.scope();
+    await s.node('a', { ram_percent: 20 });
+    await s.node('b', { ram_percent: 40 });
+    await s.start();
+    await s.send({ request_id: 'rr2', model: 'gemma3:1b', prompt: 'x' });
+    await until(() => s.jobs('a').then((j) => j.length === 1));
+    const job = await take(s, 'a', 'tok');
+    // The notice arrives while the worker still holds the job.
+    await notice(s, { request_id: 'rr2', node_id: 'a', code: 'backend_error', message: 'ollama down', counts: false });
+    await sleep(300);
+    expect(await s.jobs('b')).toHaveLength(0);
+    await job.moveToFailed(new Error('backend_error'), 'tok');
+    const [moved] = await until(() => s.jobs('b').then((j) => j.length === 1 && j), 5000, 'job on b');
+    expect(moved!.data).toMatchObject({ attempt: 0, tried: ['a'] });
+    await until(() => s.jobs('a').then((j) => j.length === 0));
+  });
+
+  it('answers with the notice\'s error once the attempts are used up, leaving the job in the failed set', async () => {
+    const s = h.scope();
+    await s.node('a', { ram_percent: 20 });
+    await s.node('b', { ram_percent: 40 });
+    await s.start({ 'max-attempts': '1' });
+    await s.send({ request_id: 'rr3', model: 'gemma3:1b', prompt: 'x' });
+    await until(() => s.jobs('a').then((j) => j.length === 1));
+    const job = await take(s, 'a', 'tok');
+    await job.moveToFailed(new Error('overloaded'), 'tok');
+    await notice(s, { request_id: 'rr3', node_id: 'a', code: 'overloaded', message: 'busy', counts: true });
+    const [r] = await until(() => s.replies().then((x) => x.length === 1 && x));
+    expect(r).toMatchObject({ request_id: 'rr3', node_id: 'a', attempt: 1, error: { code: 'overloaded' } });
+    expect((await s.deadletters())[0]).toMatchObject({ error_code: 'overloaded', node_id: 'a', attempt: 1 });
+    expect(await s.jobs('b')).toHaveLength(0);
+    expect(await (await s.jobs('a'))[0]!.getState()).toBe('failed');
+  });
+
+  it('keeps a handed-back job until a node is eligible', async () => {
+    const s = h.scope();
+    await s.node('a', { ram_percent: 20 });
+    const b = await s.start();
+    await s.send({ request_id: 'rr4', model: 'gemma3:1b', prompt: 'x' });
+    await until(() => s.jobs('a').then((j) => j.length === 1));
+    const job = await take(s, 'a', 'tok');
+    await s.node('a', { available: false });
+    await b.refresh();
+    await job.moveToFailed(new Error('backend_error'), 'tok');
+    await notice(s, { request_id: 'rr4', node_id: 'a', code: 'backend_error', message: 'down', counts: false });
+    await sleep(400);
+    expect(((await h.redis.xpending(s.n.reroute, ROUTER_GROUP)) as unknown[])[0]).toBe(1);
+    expect(await (await s.jobs('a'))[0]!.getState()).toBe('failed');
+    await s.node('c');
+    const [moved] = await until(() => s.jobs('c').then((j) => j.length === 1 && j), 5000, 'job on c');
+    expect(moved!.data).toMatchObject({ attempt: 0, tried: ['a'] });
+    await until(() => s.jobs('a').then((j) => j.length === 0));
+  });
+});
+
+describe('the jobs of a dead node are moved to eligible nodes', () => {
+  it('moves waiting jobs, and active jobs whose lock lapsed, once the TTL key is gone', async () => {
+    const s = h.scope();
+    await s.node('dying', { ram_percent: 10, models: ['gemma3:1b'] });
+    await s.node('other', { ram_percent: 50 });
+    const b = await s.start();
+    for (const id of ['d1', 'd2', 'd3']) await s.send({ request_id: id, model: 'gemma3:1b', prompt: 'x' });
+    await until(() => s.jobs('dying').then((j) => j.length === 3));
+    const running = await take(s, 'dying', 'tok1');
+    const held = await take(s, 'dying', 'tok2');
+    await sleep(300);
+    expect(await s.jobs('other')).toHaveLength(0);
+    // The node dies: its TTL key expires; one worker lock lapses, the other is still held.
+    await h.redis.del(s.n.healthKey('dying'));
+    await h.redis.del(s.queue('dying').toKey(`${running.id}:lock`));
+    const moved = await until(() => s.jobs('other').then((j) => j.length === 2 && j), 5000, 'two jobs moved');
+    const byId = Object.fromEntries(moved.map((j) => [j.id, j.data]));
+    expect(Object.keys(byId).sort()).toEqual([`req_${running.data.request.request_id}`, 'req_d3'].sort());
+    expect(byId[`req_${running.data.request.request_id}`]).toMatchObject({ attempt: 1 });
+    // The first one moved is a fallback; 'other' then counts as loading the model: sticky.
+    expect(moved.map((j) => j.data.routing).sort()).toEqual(['fallback', 'sticky']);
+    expect(byId['req_d3']).toMatchObject({ attempt: 0 });
+    const left = await s.jobs('dying');
+    expect(left.map((j) => j.id)).toEqual([held.id]);
+    expect(await owner(s, 'd3')).toBe('other');
+    await until(() => b.stats().rerouted === 2);
+  });
+
+  it('answers backend_error for a dead node\'s active job that had used its last attempt', async () => {
+    const s = h.scope();
+    await s.node('dying', { ram_percent: 10 });
+    await s.node('other', { ram_percent: 50 });
+    await s.start({ 'max-attempts': '1' });
+    await s.send({ request_id: 'last', model: 'gemma3:1b', prompt: 'x' });
+    await until(() => s.jobs('dying').then((j) => j.length === 1));
+    const job = await take(s, 'dying', 'tok');
+    await h.redis.del(s.n.healthKey('dying'), s.queue('dying').toKey(`${job.id}:lock`));
+    const [r] = await until(() => s.replies().then((x) => x.length === 1 && x), 5000, 'error answer');
+    expect(r).toMatchObject({ request_id: 'last', node_id: 'dying', error: { code: 'backend_error' } });
+    await until(async () => (await (await s.jobs('dying'))[0]?.getState()) === 'failed', 3000, 'job in the failed set');
+    expect(await s.jobs('other')).toHaveLength(0);
+  });
+});
