@@ -14,7 +14,8 @@ import { normalizeModel } from '../contracts/index.js';
 import type { NodeHealth, Routing } from '../contracts/types.js';
 import type { Logger } from '../lib/logger.js';
 import type { Names } from '../lib/names.js';
-import { eligibleInOrder, pickNode, toNodeView, type NodeView, type Thresholds } from './routing.js';
+import { RoutingIndex } from './routing-index.js';
+import { eligibleInOrder, toNodeView, type NodeView, type Thresholds } from './routing.js';
 
 export interface Snapshot {
   /** When it was taken (ms since epoch); 0 before the first refresh. */
@@ -25,6 +26,8 @@ export interface Snapshot {
   readonly published: ReadonlyMap<string, Record<string, unknown>>;
   /** Eligible nodes in routing order. */
   readonly eligible: readonly NodeView[];
+  /** The routing decision over `eligible`, built once per snapshot. */
+  readonly index: RoutingIndex;
   /** Every node id known (health hash and `{p}:nodes`). */
   readonly known: readonly string[];
   /** Known nodes whose TTL key is gone. */
@@ -52,6 +55,7 @@ const EMPTY: Snapshot = {
   views: new Map(),
   published: new Map(),
   eligible: [],
+  index: new RoutingIndex([]),
   known: [],
   dead: [],
   modelsAnywhere: new Set(),
@@ -206,11 +210,13 @@ export class Registry {
       log.info({ nodes: drop }, 'nodes silent for over 24 h dropped from the registry');
     }
     const known = ids.filter((id) => !drop.includes(id));
+    const eligible = eligibleInOrder(views.values());
     this.snap = {
       at: now,
       views,
       published,
-      eligible: eligibleInOrder(views.values()),
+      eligible,
+      index: new RoutingIndex(eligible),
       known,
       dead: known.filter((id) => !alive.has(id)),
       modelsAnywhere,
@@ -241,8 +247,10 @@ export class Registry {
     if (!pending) this.loading.set(nodeId, (pending = new Map()));
     pending.set(m, this.now() + (this.o.loadingTtlMs ?? 60_000));
     const view = this.snap.views.get(nodeId);
+    if (!view || view.loaded.has(m)) return;
     // The snapshot's sets are built here, never shared with callers for writing.
-    if (view) (view.loaded as Set<string>).add(m);
+    (view.loaded as Set<string>).add(m);
+    if (view.eligible) this.snap.index.markLoaded(view, m);
   }
 
   /** Whether the node reports the model loaded (not just anticipated). */
@@ -264,7 +272,7 @@ export type Choice =
  * (installed or loaded) is worth waiting for rather than refused as `model_not_found`.
  */
 export function choose(s: Snapshot, model: string, avoid?: ReadonlySet<string>): Choice {
-  const d = pickNode(model, s.eligible, avoid);
+  const d = s.index.pick(model, avoid);
   if (d.kind === 'routed') return d;
   if (d.kind === 'no_healthy_node') return { kind: 'wait', reason: 'no_node' };
   return s.modelsAnywhere.has(normalizeModel(model)) ? { kind: 'wait', reason: 'no_model' } : d;

@@ -6,7 +6,7 @@
  * (a property test holds the two together).
  */
 import { normalizeModel } from '../contracts/index.js';
-import { pickNode, type Decision, type NodeView } from './routing.js';
+import { compareNodes, pickNode, type Decision, type NodeView } from './routing.js';
 
 export class RoutingIndex {
   /** Eligible nodes in routing order. */
@@ -32,6 +32,20 @@ export class RoutingIndex {
       if (this.normalized.size < 10_000) this.normalized.set(model, m);
     }
     return m;
+  }
+
+  /**
+   * Count `model` as loaded on `node` (one of `ordered`) from now on, as `node.loaded` does
+   * once the caller adds it there: the bridge's anticipated loads after a fallback.
+   */
+  markLoaded(node: NodeView, model: string): void {
+    const want = this.norm(model);
+    const list = this.loadedBy.get(want);
+    if (list === undefined) this.loadedBy.set(want, [node]);
+    else if (!list.includes(node)) {
+      list.push(node);
+      list.sort(compareNodes);
+    }
   }
 
   /** Same answer as `pickNode(model, ordered, avoid)`. */
