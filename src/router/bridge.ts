@@ -183,10 +183,12 @@ export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}):
         ['queues', () => dispatcher.close()],
         ['http', () => http.close()],
         ['redis', () => withTimeout(cmd.quit(), 1000, 'redis quit').catch(() => cmd.disconnect())],
+        ['blocking connections', async () => [blockingRequests, blockingReroute].forEach((c) => c.disconnect())],
       ];
       for (const [what, step] of steps) {
         try {
-          await step();
+          // Bounded: with Redis down a step could otherwise wait for a reconnect forever.
+          await withTimeout(step(), 2000, what);
         } catch (err) {
           log.warn({ step: what, err: (err as Error).message }, 'close step failed');
         }

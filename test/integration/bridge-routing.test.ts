@@ -196,6 +196,32 @@ describe('the bridge routes each request to one node queue', () => {
   });
 });
 
+describe('several bridges share the stream', () => {
+  it('takes over entries another bridge left pending longer than --claim-idle', async () => {
+    const s = h.scope();
+    await s.node('n1');
+    await h.redis.xgroup('CREATE', s.n.requests, ROUTER_GROUP, '0', 'MKSTREAM');
+    await s.send(req('orphan'));
+    await h.redis.xreadgroup('GROUP', ROUTER_GROUP, 'gone-bridge', 'COUNT', 10, 'STREAMS', s.n.requests, '>');
+    await s.start({ 'claim-idle': '1s' });
+    await until(() => s.jobs('n1').then((j) => j.length === 1), 5000, 'orphan routed');
+    await until(async () => ((await h.redis.xpending(s.n.requests, ROUTER_GROUP)) as unknown[])[0] === 0);
+  });
+
+  it('keeps a held request from being taken over by a sibling', async () => {
+    const s = h.scope();
+    const one = await s.start({ 'consumer-name': 'one', 'claim-idle': '1s' });
+    await s.send(req('held'));
+    await until(() => one.waiting() === 1);
+    const two = await s.start({ 'consumer-name': 'two', 'claim-idle': '1s' });
+    await new Promise((r) => setTimeout(r, 1800));
+    expect(one.waiting()).toBe(1);
+    expect(two.waiting()).toBe(0);
+    const pending = (await h.redis.xpending(s.n.requests, ROUTER_GROUP, '-', '+', 10)) as [string, string, number, number][];
+    expect(pending.map((p) => p[1])).toEqual(['one']);
+  });
+});
+
 describe('deadline answers are given once even with several bridges', () => {
   it('publishes one timeout and one dead letter for a request two bridges both see expire', async () => {
     const s = h.scope();

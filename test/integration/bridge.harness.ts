@@ -124,13 +124,15 @@ export async function harness(): Promise<Harness> {
   };
 }
 
+type Truthy<T> = Exclude<T, false | null | undefined | 0 | ''>;
+
 /** Poll until `fn` returns a truthy value (or throw after `ms`). */
-export async function until<T>(fn: () => Promise<T> | T, ms = 5000, what = 'condition'): Promise<NonNullable<T>> {
+export async function until<T>(fn: () => Promise<T> | T, ms = 5000, what = 'condition'): Promise<Truthy<T>> {
   const end = Date.now() + ms;
   let last: T | undefined;
   for (;;) {
     last = await fn();
-    if (last) return last as NonNullable<T>;
+    if (last) return last as Truthy<T>;
     if (Date.now() > end) throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
     await new Promise((r) => setTimeout(r, 25));
   }
