@@ -7,6 +7,7 @@
  * Connections: one command connection (queues, scripts, registry) and one blocking connection
  * per stream read (`{p}:requests`, `{p}:reroute`).
  */
+import type { Redis } from 'ioredis';
 import type { RouterConfig } from '../config/router.js';
 import { defineBusCommands } from '../lib/bus.js';
 import { startHttpServer, type HttpServerHandle } from '../lib/http.js';
@@ -64,43 +65,88 @@ export interface BridgeHandle {
   close(): Promise<void>;
 }
 
-export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}): Promise<BridgeHandle> {
-  const root = deps.log ?? createLogger({ level: config.logLevel, base: { service: SERVICE } });
-  const log = root.child({ component: 'bridge' });
+/** Every part of a bridge, built and connected but not started. */
+interface Parts {
+  log: Logger;
+  n: Names;
+  cmd: Redis;
+  blocking: Redis[];
+  registry: Registry;
+  dispatcher: Dispatcher;
+  metrics: RouterMetrics;
+  stats: BridgeStats;
+  intake: Intake;
+  rerouter: RerouteHandler;
+  deadNodes: DeadNodeSweeper;
+  deadlines: DeadlineSweeper;
+  board: Board;
+  readers: GroupReader[];
+  depths(): Promise<ReadonlyMap<string, QueueDepth>>;
+}
+
+function assemble(config: RouterConfig, deps: BridgeDeps, root: Logger): Parts {
   const n = names(config.streamPrefix);
   const consumer = config.consumerName;
+  const part = (component: string): Logger => root.child({ component });
   const cmd = connectRedis(config, root, 'orion-router');
-  const blockingRequests = connectRedis(config, root, 'orion-router-requests');
-  const blockingReroute = connectRedis(config, root, 'orion-router-reroute');
+  const blocking = [connectRedis(config, root, 'orion-router-requests'), connectRedis(config, root, 'orion-router-reroute')] as const;
   defineBusCommands(cmd);
-
-  const registry = new Registry({
-    redis: cmd,
-    n,
-    thresholds: { maxTemp: config.maxTemp, maxRam: config.maxRam, staleAfterMs: config.staleAfter },
-    log: root.child({ component: 'registry' }),
-    refreshMs: deps.refreshMs,
-    loadingTtlMs: deps.loadingTtlMs,
-  });
-  const dispatcher = new Dispatcher({ redis: cmd, n, log: root.child({ component: 'dispatcher' }), addTimeoutMs: deps.addTimeoutMs, depthCacheMs: deps.depthCacheMs });
+  const thresholds = { maxTemp: config.maxTemp, maxRam: config.maxRam, staleAfterMs: config.staleAfter };
+  const registry = new Registry({ redis: cmd, n, thresholds, log: part('registry'), refreshMs: deps.refreshMs, loadingTtlMs: deps.loadingTtlMs });
+  const dispatcher = new Dispatcher({ redis: cmd, n, log: part('dispatcher'), addTimeoutMs: deps.addTimeoutMs, depthCacheMs: deps.depthCacheMs });
   const depths = (): Promise<ReadonlyMap<string, QueueDepth>> =>
     withTimeout(dispatcher.depths(registry.current().known), 1000, 'job counts').catch(() => new Map<string, QueueDepth>());
   let heldCount = (): number => 0;
   const metrics = new RouterMetrics({ snapshot: () => registry.current(), depths, waiting: () => heldCount() });
   const stats = new BridgeStats(n, consumer, metrics);
   const common = { redis: cmd, n, registry, dispatcher, stats };
-  const intake = new Intake({ ...common, log: root.child({ component: 'intake' }), maxAttempts: config.maxAttempts });
+  const intake = new Intake({ ...common, log: part('intake'), maxAttempts: config.maxAttempts });
   heldCount = () => intake.heldCount();
-  const rerouter = new RerouteHandler({ ...common, log: root.child({ component: 'reroute' }) });
-  const deadNodes = new DeadNodeSweeper({ ...common, log: root.child({ component: 'dead-nodes' }), consumer });
-  const deadlines = new DeadlineSweeper({ redis: cmd, n, dispatcher, intake, stats, log: root.child({ component: 'deadlines' }), tickMs: deps.deadlineTickMs });
-  const board = new Board({ redis: cmd, n, dispatcher, adminUser: config.adminUser, adminPassword: config.adminPassword });
-
+  const rerouter = new RerouteHandler({ ...common, log: part('reroute') });
   const readerBase = { cmd, group: ROUTER_GROUP, consumer, batchSize: config.batchSize, blockMs: deps.blockMs, claimIdleMs: config.claimIdle, claimEveryMs: deps.claimEveryMs };
-  const requestsReader = new GroupReader({ ...readerBase, blocking: blockingRequests, stream: n.requests, log: root.child({ component: 'consumer' }), handle: (e) => intake.handle(e) });
-  const rerouteReader = new GroupReader({ ...readerBase, blocking: blockingReroute, stream: n.reroute, log: root.child({ component: 'reroute' }), handle: (e) => rerouter.handle(e) });
-  intake.reader = requestsReader;
-  rerouter.reader = rerouteReader;
+  const readers = [
+    new GroupReader({ ...readerBase, blocking: blocking[0], stream: n.requests, log: part('consumer'), handle: (e) => intake.handle(e) }),
+    new GroupReader({ ...readerBase, blocking: blocking[1], stream: n.reroute, log: part('reroute'), handle: (e) => rerouter.handle(e) }),
+  ];
+  intake.reader = readers[0];
+  rerouter.reader = readers[1];
+  return {
+    log: part('bridge'),
+    n,
+    cmd,
+    blocking: [...blocking],
+    registry,
+    dispatcher,
+    metrics,
+    stats,
+    intake,
+    rerouter,
+    deadNodes: new DeadNodeSweeper({ ...common, log: part('dead-nodes'), consumer }),
+    deadlines: new DeadlineSweeper({ redis: cmd, n, dispatcher, intake, stats, log: part('deadlines'), tickMs: deps.deadlineTickMs }),
+    board: new Board({ redis: cmd, n, dispatcher, adminUser: config.adminUser, adminPassword: config.adminPassword }),
+    readers,
+    depths,
+  };
+}
+
+/** Run `fn` every `ms`, never twice at once; failures are the callee's to log. */
+function every(ms: number, fn: () => Promise<void>): NodeJS.Timeout {
+  let busy = false;
+  const t = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    fn()
+      .catch(() => undefined)
+      .finally(() => (busy = false));
+  }, ms);
+  t.unref();
+  return t;
+}
+
+export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}): Promise<BridgeHandle> {
+  const root = deps.log ?? createLogger({ level: config.logLevel, base: { service: SERVICE } });
+  const p = assemble(config, deps, root);
+  const { log, n, cmd, registry, intake, rerouter, deadNodes, deadlines, board, stats } = p;
 
   // After every refresh: show new node queues, try held requests and notices, move dead nodes' jobs.
   registry.onRefresh(async (s) => {
@@ -109,13 +155,10 @@ export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}):
     await rerouter.retryPending();
     await deadNodes.sweep(s);
   });
-
-  // Start: a first snapshot (bounded: Redis may be down; the bridge keeps trying), the readers'
-  // groups, then HTTP, the readers and the timers.
+  // A first snapshot before reading (bounded: Redis may be down; the bridge keeps trying).
   await withTimeout(registry.refresh(), 3000, 'first registry read').catch((err: Error) => log.warn({ err: err.message }, 'registry not read yet; routing waits for it'));
   board.sync(registry.current().known);
 
-  const timers: NodeJS.Timeout[] = [];
   let http: HttpServerHandle;
   try {
     http = await startHttpServer({
@@ -125,79 +168,34 @@ export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}):
       routes: httpRoutes({
         redis: cmd,
         n,
-        consumer,
+        consumer: config.consumerName,
         counts: () => stats.snapshot(),
         waiting: () => intake.heldCount(),
         reroutesPending: () => rerouter.pendingCount(),
         snapshot: () => registry.current(),
-        depths,
-        metrics,
+        depths: p.depths,
+        metrics: p.metrics,
       }),
       extend: (app) => board.mount(app),
     });
   } catch (err) {
-    for (const c of [cmd, blockingRequests, blockingReroute]) c.disconnect();
+    for (const c of [cmd, ...p.blocking]) c.disconnect();
     throw err;
   }
-  requestsReader.start();
-  rerouteReader.start();
+  for (const r of p.readers) r.start();
   registry.start();
   deadlines.start();
-  const every = (ms: number, fn: () => Promise<void>): void => {
-    let busy = false;
-    const t = setInterval(() => {
-      if (busy) return;
-      busy = true;
-      fn()
-        .catch(() => undefined)
-        .finally(() => (busy = false));
-    }, ms);
-    t.unref();
-    timers.push(t);
-  };
-  every(deps.touchEveryMs ?? Math.max(250, Math.floor(config.claimIdle / 3)), async () => {
-    await intake.touchHeld();
-    await rerouter.touchPending();
-  });
-  every(deps.statsFlushMs ?? 1000, () => stats.flush(cmd));
-  log.info(
-    { redis: describeRedis(config), prefix: config.streamPrefix, consumer, http_port: http.port, board: board.writable ? 'writable (admin credentials set)' : 'read-only' },
-    'bridge started',
-  );
+  const timers = [
+    every(deps.touchEveryMs ?? Math.max(250, Math.floor(config.claimIdle / 3)), async () => {
+      await intake.touchHeld();
+      await rerouter.touchPending();
+    }),
+    every(deps.statsFlushMs ?? 1000, () => stats.flush(cmd)),
+  ];
+  const access = board.writable ? 'writable (admin credentials set)' : 'read-only';
+  log.info({ redis: describeRedis(config), prefix: config.streamPrefix, consumer: config.consumerName, http_port: http.port, board: access }, 'bridge started');
 
   let closing: Promise<void> | undefined;
-  const close = (): Promise<void> => {
-    closing ??= (async () => {
-      log.info({}, 'bridge closing');
-      http.markClosing();
-      intake.stop();
-      const steps: [string, () => Promise<unknown>][] = [
-        ['requests reader', () => requestsReader.stop()],
-        ['reroute reader', () => rerouteReader.stop()],
-        ['registry', () => registry.stop()],
-        ['deadlines', () => deadlines.stop()],
-        ['dead nodes', () => deadNodes.stop()],
-        ['timers', async () => timers.forEach((t) => clearInterval(t))],
-        ['stats flush', () => withTimeout(stats.flush(cmd), 1000, 'stats flush')],
-        ['board', () => board.close()],
-        ['queues', () => dispatcher.close()],
-        ['http', () => http.close()],
-        ['redis', () => withTimeout(cmd.quit(), 1000, 'redis quit').catch(() => cmd.disconnect())],
-        ['blocking connections', async () => [blockingRequests, blockingReroute].forEach((c) => c.disconnect())],
-      ];
-      for (const [what, step] of steps) {
-        try {
-          // Bounded: with Redis down a step could otherwise wait for a reconnect forever.
-          await withTimeout(step(), 2000, what);
-        } catch (err) {
-          log.warn({ step: what, err: (err as Error).message }, 'close step failed');
-        }
-      }
-      log.info({}, 'bridge closed');
-    })();
-    return closing;
-  };
-
   return {
     httpPort: http.port,
     names: n,
@@ -206,8 +204,38 @@ export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}):
     waiting: () => intake.heldCount(),
     refresh: () => registry.refreshAndNotify(),
     sweepDeadlines: () => deadlines.tick(),
-    close,
+    close: () => (closing ??= closeBridge(p, http, timers)),
   };
+}
+
+/** Stop intake first, then the background work, then queues, HTTP and connections. */
+async function closeBridge(p: Parts, http: HttpServerHandle, timers: NodeJS.Timeout[]): Promise<void> {
+  const { log, cmd } = p;
+  log.info({}, 'bridge closing');
+  http.markClosing();
+  p.intake.stop();
+  const steps: [string, () => Promise<unknown>][] = [
+    ['stream readers', () => Promise.all(p.readers.map((r) => r.stop()))],
+    ['registry', () => p.registry.stop()],
+    ['deadlines', () => p.deadlines.stop()],
+    ['dead nodes', () => p.deadNodes.stop()],
+    ['timers', async () => timers.forEach((t) => clearInterval(t))],
+    ['stats flush', () => p.stats.flush(cmd)],
+    ['board', () => p.board.close()],
+    ['queues', () => p.dispatcher.close()],
+    ['http', () => http.close()],
+    ['redis', () => withTimeout(cmd.quit(), 1000, 'redis quit').catch(() => cmd.disconnect())],
+    ['blocking connections', async () => p.blocking.forEach((c) => c.disconnect())],
+  ];
+  for (const [what, step] of steps) {
+    try {
+      // Bounded: with Redis down a step could otherwise wait for a reconnect forever.
+      await withTimeout(step(), 2000, what);
+    } catch (err) {
+      log.warn({ step: what, err: (err as Error).message }, 'close step failed');
+    }
+  }
+  log.info({}, 'bridge closed');
 }
 
 function httpRoutes(ctx: HandlerContext) {
