@@ -226,9 +226,13 @@ export class Intake {
       }
     }
     const markWaiting = hold.filter((h) => !this.held.has(h.request.request_id));
-    const failed = await dispatcher.placeNew(placements, (pipe) => {
-      for (const h of markWaiting) pipe.hset(n.requestKey(h.request.request_id), WAITING_FIELD, '1');
-    });
+    const mark =
+      markWaiting.length > 0
+        ? (pipe: ReturnType<Redis['pipeline']>) => {
+            for (const h of markWaiting) pipe.hset(n.requestKey(h.request.request_id), WAITING_FIELD, '1');
+          }
+        : undefined;
+    const failed = await dispatcher.placeNew(placements, mark);
     const failedIds = new Set(failed.map((f) => f.data.request.request_id));
     for (const pl of placements) {
       const id = pl.data.request.request_id;
