@@ -7,6 +7,8 @@
  *   reply_to  where the answer goes
  *   node      the node that owns the job now (set before every add or move)
  *   final     the final answer, once there is one (a duplicate request gets it at once)
+ *   waiting   '1' once a bridge held the request for lack of an eligible node (if it is never
+ *             placed, its deadline answer is `no_healthy_node` rather than `timeout`)
  * and `{p}:deadlines` (sorted set, score = deadline ms) lists requests still unanswered, so a
  * bridge can answer `timeout` within a second wherever a request waits.
  */
