@@ -107,9 +107,14 @@ export type Resolved<T extends OptionTable> = {
   [K in keyof T]: T[K] extends OptionSpec<infer V> ? (T[K]['required'] extends true ? V : T[K]['default'] extends V ? V : V | undefined) : never;
 };
 
+/**
+ * @param check - problems that involve several options, run on what parsed (a value that
+ *   failed to parse is undefined there), reported with the rest.
+ */
 export function resolveOptions<T extends OptionTable>(
   table: T,
   input: { flags: Flags; env: Record<string, string | undefined> },
+  check?: (partial: Partial<Resolved<T>>) => string[],
 ): Resolved<T> {
   const problems: string[] = [];
   const out: Record<string, unknown> = {};
@@ -146,6 +151,7 @@ export function resolveOptions<T extends OptionTable>(
   for (const flag of Object.keys(input.flags)) {
     if (!known.has(flag)) problems.push(`unknown flag --${flag} (see --help)`);
   }
+  if (check) problems.push(...check(out as Partial<Resolved<T>>));
   if (problems.length) throw new ConfigError(problems);
   return out as Resolved<T>;
 }

@@ -1,5 +1,4 @@
 /** Configuration of `orion-inference-router` (the bridge): the guide's flags plus SPEC.md's. */
-import { ConfigError } from '../lib/errors.js';
 import { isValidNodeId } from '../lib/names.js';
 import { defaultHostname, httpOptions, logOption, redisOptions } from './common.js';
 import { parsers, resolveOptions, type Flags, type OptionSpec, type Resolved } from './options.js';
@@ -89,9 +88,9 @@ export const routerOptions = {
 export type RouterConfig = Resolved<typeof routerOptions>;
 
 export function loadRouterConfig(input: { flags: Flags; env: Record<string, string | undefined> }): RouterConfig {
-  const cfg = resolveOptions(routerOptions, input);
-  if ((cfg.adminUser === '') !== (cfg.adminPassword === '')) {
-    throw new ConfigError(['--admin-user and --admin-password go together: set both for write access, or neither for read-only']);
-  }
-  return cfg;
+  return resolveOptions(routerOptions, input, (c) =>
+    c.adminUser !== undefined && c.adminPassword !== undefined && (c.adminUser === '') !== (c.adminPassword === '')
+      ? ['--admin-user and --admin-password go together: set both for write access, or neither for read-only']
+      : [],
+  );
 }

@@ -110,6 +110,13 @@ describe('router configuration', () => {
     expect(load(['--admin-user', 'ops', '--admin-password', 'pw'])).toMatchObject({ adminUser: 'ops', adminPassword: 'pw' });
   });
 
+  it('lists the admin pair problem together with the other problems', () => {
+    const p = problems(['--admin-user', 'ops', '--max-ram', '120']);
+    expect(p).toHaveLength(2);
+    expect(p.join('\n')).toMatch(/--max-ram '120'/);
+    expect(p.join('\n')).toMatch(/go together/);
+  });
+
   it('documents the guide\'s flags with their defaults in --help', () => {
     const text = helpText('orion-inference-router', 'routes', routerOptions);
     for (const line of [/--redis-addr <value>.*\(default localhost:6379\)/, /--redis-password <value>.*\(default ""\)/, /--http-port <value>.*\(default 8080\)/, /--stream-prefix <value>.*\(default orion:inference\)/]) {
