@@ -9,13 +9,13 @@ import { names } from '../lib/names.js';
 import { connectRedis } from '../lib/redis.js';
 import type { Redis } from 'ioredis';
 
-const { flags, positional } = parseArgv(process.argv.slice(2), new Set(['stream', 'json', 'redis-tls']));
+const { flags, positional } = parseArgv(process.argv.slice(2), new Set(['stream', 'json', 'redis-tls', 'file']));
 const [cmd = '', ...args] = positional;
 if (flags['help'] || flags['h'] || !cmd) {
   console.log(USAGE);
   process.exit(cmd || flags['help'] || flags['h'] ? 0 : 2);
 }
-const own = new Set(['model', 'prompt', 'chat', 'stream', 'system', 'priority', 'timeout', 'num-predict', 'seed', 'id', 'json', 'count', 'router']);
+const own = new Set(['role', 'password', 'user', 'file', 'node-id', 'model', 'prompt', 'chat', 'stream', 'system', 'priority', 'timeout', 'num-predict', 'seed', 'id', 'json', 'count', 'router']);
 const redisFlags = Object.fromEntries(Object.entries(flags).filter(([k]) => !own.has(k)));
 let conn: Redis | undefined;
 try {

@@ -3,7 +3,9 @@ import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import { validateRequest } from '../contracts/index.js';
 import type { InferenceResponse, NodeHealth } from '../contracts/types.js';
+import { aclLine, aclRules, type AclRole } from '../lib/acl.js';
 import { DEFAULT_TIMEOUT_MS } from '../lib/bus.js';
+import { isValidNodeId } from '../lib/names.js';
 import type { Names } from '../lib/names.js';
 import { parseDuration } from '../lib/time.js';
 import { sendAndWait } from './send.js';
@@ -30,6 +32,8 @@ Commands:
   deadletter [--count N]
                       the newest dead-letter entries, with their reasons
   validate FILE       check a request document against bus/contracts (like npx ajv validate)
+  acl --role bridge|worker|brain [--node-id ID] --password PW [--user NAME] [--file]
+                      print the least-privilege Redis ACL user for a role (docs/SECURITY.md)
 
 Common flags (each with an ORION_* twin): --redis-addr, --redis-password, --redis-username,
 --redis-tls, --redis-tls-ca, --stream-prefix, --router (ORION_ROUTER_URL, default http://localhost:8080)
@@ -91,6 +95,8 @@ export async function runCommand(cmd: string, args: string[], flags: Flags, ctx:
       else ctx.err(`${file} invalid: ${v.message}`);
       return v.ok ? 0 : 1;
     }
+    case 'acl':
+      return acl(flags, ctx);
     default:
       ctx.err(cmd ? `unknown command '${cmd}'\n\n${USAGE}` : USAGE);
       return 2;
@@ -144,4 +150,24 @@ async function send(flags: Flags, ctx: CliContext): Promise<number> {
     );
   }
   return final.error ? 1 : 0;
+}
+
+function acl(flags: Flags, ctx: CliContext): number {
+  const role = str(flags, 'role');
+  const password = str(flags, 'password');
+  const nodeId = str(flags, 'node-id');
+  let who: AclRole;
+  if (role === 'bridge' || role === 'brain') who = { role };
+  else if (role === 'worker' && nodeId !== undefined && isValidNodeId(nodeId)) who = { role, nodeId };
+  else {
+    ctx.err('acl needs --role bridge, --role brain, or --role worker with a valid --node-id');
+    return 2;
+  }
+  if (!password) {
+    ctx.err('acl needs --password (the user\'s secret; it is printed in the rule, so keep the output private)');
+    return 2;
+  }
+  const user = str(flags, 'user') ?? (who.role === 'worker' ? `orion-worker-${who.nodeId}` : `orion-${who.role}`);
+  ctx.out(aclLine(user, aclRules(ctx.n, who, password), flags['file'] ? 'file' : 'command'));
+  return 0;
 }
