@@ -24,8 +24,10 @@ try {
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
   const worker = await createWorker(config, { log });
   let signals = 0;
+  // First signal: drain. Second: abort running generations (handed back to the bridge). Third: exit now.
   const stop = (signal: NodeJS.Signals): void => {
     signals += 1;
+    if (signals > 2) process.exit(1);
     log.info({ signal }, signals === 1 ? 'stopping: draining running jobs (signal again to abort them)' : 'aborting running jobs');
     void worker.close({ force: signals > 1 }).then(() => process.exit(0));
   };

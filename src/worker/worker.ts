@@ -75,6 +75,19 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
   ]).finally(() => clearTimeout(t));
 }
 
+/**
+ * Wait for a BullMQ worker or queue to close; when it cannot (its QUIT waits on a Redis that is
+ * gone), drop its connections so it gives up.
+ */
+async function closeBull(obj: Worker | Queue, closing: Promise<void>, graceMs: number): Promise<void> {
+  const done = await withTimeout(closing.then(() => true), graceMs);
+  if (done) return;
+  const clients = [await obj.client];
+  if (obj instanceof Worker) clients.push(await obj.waitUntilReady());
+  for (const c of clients) c.disconnect();
+  await withTimeout(closing, CLOSE_STEP_TIMEOUT_MS);
+}
+
 export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}): Promise<WorkerHandle> {
   const nodeId = config.nodeId;
   const log = (deps.log ?? createLogger({ level: config.logLevel })).child({ component: 'worker', node: nodeId });
@@ -290,12 +303,16 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
   );
 
   // ------------------------------------------------------------ close
+  const untilIdle = async (): Promise<void> => {
+    while (active > 0) await new Promise((r) => setTimeout(r, 50));
+  };
   let closed: Promise<void> | undefined;
   async function doClose(opts: CloseOptions): Promise<void> {
     closing = true;
     clearInterval(watchdog);
     log.info({ active, force: !!opts.force }, 'shutting down: finishing running jobs');
     const step = async (what: string, fn: () => Promise<unknown>, timeoutMs?: number): Promise<void> => {
+      log.debug({ step: what }, 'shutdown step');
       try {
         await (timeoutMs === undefined ? fn() : withTimeout(fn(), timeoutMs));
       } catch (err) {
@@ -303,23 +320,32 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
       }
     };
     if (opts.force) jobWorker.cancelAllJobs(CANCEL_SHUTDOWN);
+    // With Redis gone, nothing below can reach it: skip the writes and drop connections at once.
+    const redisUp = (): boolean => redis.status === 'ready';
+    const grace = (): number => (redisUp() ? CLOSE_STEP_TIMEOUT_MS : 0);
+    const finalHealth = async (): Promise<unknown> => (redisUp() ? publishHealth() : undefined);
     // BullMQ loses track of a connection closed while it is still connecting (its late failure
     // surfaces as an unhandled rejection): let every connection finish connecting first.
-    await step(
-      'connections',
-      () => Promise.allSettled([jobWorker, heartbeatWorker, nodeQueue, heartbeatQueue].map((q) => q.waitUntilReady())),
-      CLOSE_STEP_TIMEOUT_MS,
-    );
+    if (redisUp()) {
+      await step(
+        'connections',
+        () => Promise.allSettled([jobWorker, heartbeatWorker, nodeQueue, heartbeatQueue].map((q) => q.waitUntilReady())),
+        CLOSE_STEP_TIMEOUT_MS,
+      );
+    }
     await Promise.all([
-      step('heartbeat worker', () => heartbeatWorker.close()),
-      step('health', publishHealth, CLOSE_STEP_TIMEOUT_MS),
+      step('heartbeat worker', () => closeBull(heartbeatWorker, heartbeatWorker.close(), grace())),
+      step('health', finalHealth, CLOSE_STEP_TIMEOUT_MS),
     ]);
     http.markClosing();
-    await step('job worker', () => jobWorker.close());
-    await step('health', publishHealth, CLOSE_STEP_TIMEOUT_MS);
-    await step('queues', () => Promise.all([nodeQueue.close(), heartbeatQueue.close()]));
+    // Stop taking jobs and wait, without a time limit, for the running ones to finish.
+    const jobWorkerClosed = jobWorker.close();
+    await step('drain', () => Promise.race([jobWorkerClosed, untilIdle()]));
+    await step('job worker', () => closeBull(jobWorker, jobWorkerClosed, grace()));
+    await step('health', finalHealth, CLOSE_STEP_TIMEOUT_MS);
+    await step('queues', () => Promise.all([nodeQueue, heartbeatQueue].map((q) => closeBull(q, q.close(), grace()))));
     await step('http', () => http.close());
-    await step('redis', () => redis.quit(), CLOSE_STEP_TIMEOUT_MS);
+    if (redisUp()) await step('redis', () => redis.quit(), CLOSE_STEP_TIMEOUT_MS);
     redis.disconnect();
     log.info({}, 'worker stopped');
   }

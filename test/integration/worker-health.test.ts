@@ -137,6 +137,20 @@ describe('Redis going away', () => {
   });
 });
 
+describe('Redis gone at shutdown', () => {
+  it('close() still returns promptly, and http is closed', async () => {
+    const own = await startRedis();
+    cleanups.push(() => own.stop());
+    const prefix = testPrefix('health');
+    const worker = await createWorker(workerConfig({ redisAddr: own.addr, ollamaUrl: ollama.url, prefix }));
+    await own.stop('SIGKILL');
+    const t0 = Date.now();
+    await worker.close();
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    await expect(fetch(`http://127.0.0.1:${worker.httpPort}/health`)).rejects.toThrow();
+  }, 20_000);
+});
+
 describe('HTTP', () => {
   it('GET /health answers the guide\'s document, keys in the guide\'s order', async () => {
     const { worker } = await start();
