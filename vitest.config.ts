@@ -26,6 +26,7 @@ export default defineConfig({
         test: {
           name: 'faults',
           include: ['test/faults/**/*.test.ts'],
+          globalSetup: ['test/faults/global-setup.ts'],
           environment: 'node',
           testTimeout: 180_000,
           hookTimeout: 60_000,

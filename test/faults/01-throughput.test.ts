@@ -1,0 +1,49 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { built, report, World } from './harness.js';
+
+describe.skipIf(!built())('row 1: 1,000 requests over 3 workers', () => {
+  let w: World;
+  beforeAll(async () => {
+    w = await new World({ nodes: [{ id: 'pi-a' }, { id: 'pi-b' }, { id: 'pi-c' }], speed: 200, label: 'row1' }).start();
+    for (const id of ['pi-a', 'pi-b', 'pi-c']) w.startWorker(id);
+    w.startBridge();
+    for (const id of ['pi-a', 'pi-b', 'pi-c']) await w.healthy(id);
+  });
+  afterAll(async () => {
+    await w?.close();
+  });
+
+  it('answers every request exactly once and leaves queues and the dead-letter stream empty', async () => {
+    const ids = Array.from({ length: 1000 }, (_, i) => `r1-${i}`);
+    const t0 = Date.now();
+    await w.send(ids.map((request_id, i) => ({ request_id, options: { num_predict: 8, seed: i } })));
+    let answers;
+    try {
+      answers = await w.allAnswered(ids, 120_000);
+    } catch (err) {
+      throw new Error(`${String(err)}\n${w.dump()}`);
+    }
+    const seconds = (Date.now() - t0) / 1000;
+    const twice = ids.filter((id) => (answers.get(id)?.length ?? 0) > 1);
+    const errors = ids.filter((id) => answers.get(id)?.[0]?.error);
+    const perNode: Record<string, number> = {};
+    for (const id of ids) {
+      const node = answers.get(id)![0]!.node_id ?? '?';
+      perNode[node] = (perNode[node] ?? 0) + 1;
+    }
+    expect(twice).toEqual([]);
+    expect(errors).toEqual([]);
+    for (const id of ['pi-a', 'pi-b', 'pi-c']) {
+      const c = await w.queueCounts(id);
+      expect(c.wait + c.active + c.prioritized + c.delayed + c.failed, id).toBe(0);
+    }
+    expect(await w.deadLetters()).toEqual([]);
+    const pending = (await w.admin.xpending(w.n.requests, 'orion-inference-router')) as [number, ...unknown[]];
+    expect(pending[0]).toBe(0);
+    report({
+      row: 1,
+      title: '1,000 requests over 3 workers',
+      figures: { answered: `${ids.length - errors.length}/${ids.length}`, 'answered twice': twice.length, 'dead letters': 0, seconds: seconds.toFixed(1), 'per node': JSON.stringify(perNode) },
+    });
+  });
+});

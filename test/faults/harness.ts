@@ -1,0 +1,298 @@
+/**
+ * The fault suite's world: built programs as real processes (bridge, workers, the Ollama
+ * simulator), a throwaway redis-server that can be killed and restarted, a Brain that sends
+ * requests and reads every answer, and short intervals (heartbeat 1 s, stale 3 s) so each row
+ * runs in seconds.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import type { InferenceRequest, InferenceResponse } from '../../src/contracts/types.js';
+import { names, type Names } from '../../src/lib/names.js';
+import { freePort, startRedis, testPrefix, type RedisServer, type RedisServerOptions } from '../helpers/redis.js';
+
+export const ROOT = join(import.meta.dirname, '../..');
+export const BIN = {
+  router: join(ROOT, 'dist/src/bin/router.js'),
+  worker: join(ROOT, 'dist/src/bin/worker.js'),
+  sim: join(ROOT, 'dist/src/bin/sim.js'),
+};
+export const built = (): boolean => Object.values(BIN).every((f) => existsSync(f));
+
+/** Intervals of the fault suite: fast enough to run in minutes, in the guide's proportions. */
+export const FAST = { heartbeat: '1s', healthTtl: '3s', staleAfter: '3s', lockDuration: '3s' };
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 30_000, everyMs = 100): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < until) {
+    try {
+      const v = await fn();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      last = err;
+    }
+    await sleep(everyMs);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+}
+
+/** A program under test, its output kept for the failure message. */
+export class Proc {
+  readonly output: string[] = [];
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  constructor(
+    readonly name: string,
+    readonly child: ChildProcess,
+  ) {
+    const keep = (d: Buffer): void => {
+      for (const line of d.toString().split('\n')) if (line) this.output.push(line);
+      if (this.output.length > 2000) this.output.splice(0, this.output.length - 2000);
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    this.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  }
+
+  get pid(): number {
+    return this.child.pid ?? -1;
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  signal(sig: NodeJS.Signals): void {
+    if (this.running) this.child.kill(sig);
+  }
+
+  async kill(sig: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    if (!this.running) return;
+    this.child.kill('SIGCONT');
+    this.child.kill(sig);
+    await this.exited;
+  }
+
+  /** Log lines (JSON) matching a message text. */
+  logs(msg: RegExp): Record<string, unknown>[] {
+    const out: Record<string, unknown>[] = [];
+    for (const l of this.output) {
+      if (!l.startsWith('{')) continue;
+      try {
+        const o = JSON.parse(l) as Record<string, unknown>;
+        if (msg.test(String(o['msg'] ?? ''))) out.push(o);
+      } catch {
+        /* not JSON */
+      }
+    }
+    return out;
+  }
+
+  tail(n = 40): string {
+    return `--- ${this.name} (last ${n} lines)\n${this.output.slice(-n).join('\n')}`;
+  }
+}
+
+export function startProc(name: string, script: string, args: string[], env: Record<string, string> = {}): Proc {
+  const child = spawn(process.execPath, [script, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
+  return new Proc(name, child);
+}
+
+export interface SimNodeSpec {
+  id: string;
+  profile?: string;
+  loaded?: string[];
+}
+
+export interface WorldOptions {
+  redis?: RedisServerOptions;
+  /** Simulated nodes, served by one simulator process (a port each). */
+  nodes: SimNodeSpec[];
+  /** Simulator speed (simulated durations divided by it). @defaultValue 50 */
+  speed?: number;
+  label?: string;
+}
+
+/** Everything one fault row needs; close() stops it all. */
+export class World {
+  readonly n: Names;
+  readonly prefix: string;
+  readonly procs = new Set<Proc>();
+  readonly simPorts = new Map<string, number>();
+  readonly dir: string;
+  redis!: RedisServer;
+  admin!: Redis;
+  sim!: Proc;
+  private readonly opts: WorldOptions;
+
+  constructor(opts: WorldOptions) {
+    this.opts = opts;
+    this.prefix = testPrefix(opts.label ?? 'fault');
+    this.n = names(this.prefix);
+    this.dir = mkdtempSync(join(tmpdir(), 'orion-fault-'));
+  }
+
+  async start(): Promise<this> {
+    this.redis = await startRedis(this.opts.redis);
+    this.admin = new Redis({ port: this.redis.port, host: '127.0.0.1', maxRetriesPerRequest: null, retryStrategy: () => 100 });
+    this.admin.on('error', () => undefined);
+    const nodeArgs: string[] = [];
+    for (const node of this.opts.nodes) {
+      const port = await freePort();
+      this.simPorts.set(node.id, port);
+      nodeArgs.push('--node', `${node.id}:${node.profile ?? 'pi5-16g'}:${port}`);
+    }
+    const cfg = join(this.dir, 'sim.json');
+    writeFileSync(
+      cfg,
+      JSON.stringify({
+        speed: this.opts.speed ?? 50,
+        nodes: this.opts.nodes.map((node) => ({ id: node.id, profile: node.profile ?? 'pi5-16g', port: this.simPorts.get(node.id), loaded: node.loaded ?? ['gemma3:1b'] })),
+      }),
+    );
+    this.sim = this.track(startProc('ollama-sim', BIN.sim, ['--config', cfg, '--log-level', 'warn']));
+    for (const node of this.opts.nodes) await waitFor(`simulator node ${node.id}`, () => this.simOk(node.id), 15_000);
+    return this;
+  }
+
+  private track(p: Proc): Proc {
+    this.procs.add(p);
+    return p;
+  }
+
+  simUrl(id: string): string {
+    return `http://127.0.0.1:${this.simPorts.get(id)}`;
+  }
+
+  private async simOk(id: string): Promise<boolean> {
+    try {
+      return (await fetch(this.simUrl(id), { signal: AbortSignal.timeout(500) })).ok;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Set fault knobs on one simulated node (see docs/SIMULATOR.md). */
+  async simFaults(id: string, faults: Record<string, unknown>): Promise<void> {
+    const res = await fetch(`${this.simUrl(id)}/_sim/faults`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(faults) });
+    if (!res.ok) throw new Error(`setting faults on ${id}: ${res.status} ${await res.text()}`);
+  }
+
+  async clearSimFaults(id: string): Promise<void> {
+    await fetch(`${this.simUrl(id)}/_sim/faults`, { method: 'DELETE' });
+  }
+
+  common(): string[] {
+    return ['--redis-addr', this.redis.addr, '--stream-prefix', this.prefix, '--http-addr', '127.0.0.1', '--http-port', '0', '--log-level', 'info'];
+  }
+
+  startWorker(id: string, extra: string[] = [], env: Record<string, string> = {}): Proc {
+    return this.track(
+      startProc(
+        `worker ${id}`,
+        BIN.worker,
+        [...this.common(), '--node-id', id, '--ollama-host', this.simUrl(id), '--concurrency', '2', '--heartbeat-interval', FAST.heartbeat, '--health-ttl', FAST.healthTtl, '--lock-duration', FAST.lockDuration, ...extra],
+        env,
+      ),
+    );
+  }
+
+  startBridge(name = 'bridge-a', extra: string[] = [], env: Record<string, string> = {}): Proc {
+    return this.track(startProc(`bridge ${name}`, BIN.router, [...this.common(), '--consumer-name', name, '--stale-after', FAST.staleAfter, '--claim-idle', '3s', ...extra], env));
+  }
+
+  /** Wait until the node's TTL health key exists (it published health). */
+  async healthy(id: string, timeoutMs = 15_000): Promise<void> {
+    await waitFor(`${id} healthy`, async () => {
+      const doc = await this.admin.get(this.n.healthKey(id));
+      return doc !== null && (JSON.parse(doc) as { available: boolean }).available;
+    }, timeoutMs);
+  }
+
+  /** Send requests as the Brain does (one pipeline); returns their ids. */
+  async send(docs: Array<Partial<InferenceRequest> & { request_id: string }>): Promise<string[]> {
+    const pipe = this.admin.pipeline();
+    for (const d of docs) pipe.xadd(this.n.requests, '*', 'data', JSON.stringify({ model: 'gemma3:1b', prompt: `question ${d.request_id}`, ...d }));
+    await pipe.exec();
+    return docs.map((d) => d.request_id);
+  }
+
+  /** Every document on a reply stream, by request id. */
+  async answers(stream = this.n.responses): Promise<Map<string, InferenceResponse[]>> {
+    const out = new Map<string, InferenceResponse[]>();
+    let cursor = '-';
+    for (;;) {
+      const entries = await this.admin.xrange(stream, cursor, '+', 'COUNT', 5000);
+      for (const [, fields] of entries) {
+        const doc = JSON.parse(fields[1] ?? '{}') as InferenceResponse;
+        if (!doc.done) continue;
+        const list = out.get(doc.request_id) ?? [];
+        list.push(doc);
+        out.set(doc.request_id, list);
+      }
+      if (entries.length < 5000) break;
+      cursor = `(${entries[entries.length - 1]![0]}`;
+    }
+    return out;
+  }
+
+  /** Wait until every id has a final answer; returns the answers. */
+  async allAnswered(ids: string[], timeoutMs = 60_000, stream = this.n.responses): Promise<Map<string, InferenceResponse[]>> {
+    return waitFor(`${ids.length} answers`, async () => {
+      const a = await this.answers(stream);
+      return ids.every((id) => a.has(id)) ? a : undefined;
+    }, timeoutMs, 250);
+  }
+
+  async deadLetters(): Promise<Record<string, unknown>[]> {
+    const entries = await this.admin.xrange(this.n.deadletter, '-', '+');
+    return entries.map(([, f]) => JSON.parse(f[1] ?? '{}') as Record<string, unknown>);
+  }
+
+  /** Jobs left in a node queue, by state. */
+  async queueCounts(id: string): Promise<Record<string, number>> {
+    const q = `${this.n.nodeQueuePrefix}:${id}`;
+    const [wait, active, prioritized, delayed, failed] = await Promise.all([
+      this.admin.llen(`${q}:wait`),
+      this.admin.llen(`${q}:active`),
+      this.admin.zcard(`${q}:prioritized`),
+      this.admin.zcard(`${q}:delayed`),
+      this.admin.zcard(`${q}:failed`),
+    ]);
+    return { wait, active, prioritized, delayed, failed };
+  }
+
+  /** Output of every process, for a failure message. */
+  dump(): string {
+    return [...this.procs].map((p) => p.tail()).join('\n');
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.procs].map((p) => p.kill('SIGKILL')));
+    this.admin?.disconnect();
+    await this.redis?.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** One row of docs/RELIABILITY.md, written by the row's test and gathered at the end. */
+export interface RowReport {
+  row: number;
+  title: string;
+  figures: Record<string, string | number>;
+}
+
+export const RESULTS_DIR = join(ROOT, 'test/faults/.results');
+
+export function report(r: RowReport): void {
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  writeFileSync(join(RESULTS_DIR, `row-${String(r.row).padStart(2, '0')}.json`), JSON.stringify(r, null, 2));
+}
