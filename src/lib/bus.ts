@@ -57,27 +57,61 @@ export function deadlinesKey(n: Names): string {
 }
 
 /**
- * claim: register a request id, or find it already known.
- * KEYS: 1 request hash, 2 waiters set, 3 deadlines zset
- * ARGV: 1 entry id, 2 reply_to, 3 ttl seconds, 4 deadline ms
+ * claim(request hash, waiters set, deadlines zset, entry id, reply_to, ttl seconds, deadline ms):
+ * register a request id, or find it already known.
  * Returns {'new'} | {'same'} (re-read of the same entry) | {'done', final} | {'waiting'}
  */
-const CLAIM = `
-local entry = redis.call('HGET', KEYS[1], 'entry')
-if not entry then
-  redis.call('HSET', KEYS[1], 'entry', ARGV[1], 'reply_to', ARGV[2])
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
-  redis.call('ZADD', KEYS[3], ARGV[4], KEYS[1])
-  return {'new'}
+const CLAIM_FN = `
+local function claim(rk, wk, dk, entry_id, reply_to, ttl, deadline)
+  local entry = redis.call('HGET', rk, 'entry')
+  if not entry then
+    redis.call('HSET', rk, 'entry', entry_id, 'reply_to', reply_to)
+    redis.call('EXPIRE', rk, ttl)
+    redis.call('ZADD', dk, deadline, rk)
+    return {'new'}
+  end
+  if entry == entry_id then return {'same'} end
+  local final = redis.call('HGET', rk, 'final')
+  if final then return {'done', final} end
+  if reply_to ~= redis.call('HGET', rk, 'reply_to') then
+    redis.call('SADD', wk, reply_to)
+    redis.call('EXPIRE', wk, ttl)
+  end
+  return {'waiting'}
 end
-if entry == ARGV[1] then return {'same'} end
-local final = redis.call('HGET', KEYS[1], 'final')
-if final then return {'done', final} end
-if ARGV[2] ~= redis.call('HGET', KEYS[1], 'reply_to') then
-  redis.call('SADD', KEYS[2], ARGV[2])
-  redis.call('EXPIRE', KEYS[2], ARGV[3])
+`;
+
+/**
+ * claim: one request id.
+ * KEYS: 1 request hash, 2 waiters set, 3 deadlines zset
+ * ARGV: 1 entry id, 2 reply_to, 3 ttl seconds, 4 deadline ms
+ */
+const CLAIM = `${CLAIM_FN}
+return claim(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+`;
+
+/**
+ * claim many: the request ids of a batch in one call, in order (a later duplicate of an id in
+ * the same batch sees the earlier one, as with separate calls).
+ * KEYS: 1 deadlines zset, then per request: request hash, waiters set
+ * ARGV: 1 ttl seconds, then per request: entry id, reply_to, deadline ms
+ * Returns one claim reply per request.
+ */
+const CLAIM_MANY = `${CLAIM_FN}
+local out = {}
+for i = 1, (#KEYS - 1) / 2 do
+  out[i] = claim(KEYS[2 * i], KEYS[2 * i + 1], KEYS[1], ARGV[3 * i - 1], ARGV[3 * i], ARGV[1], ARGV[3 * i + 1])
 end
-return {'waiting'}
+return out
+`;
+
+/**
+ * owners: record which node owns each request's job (before the jobs are added there).
+ * KEYS: request hashes; ARGV: node ids, one per key
+ */
+const OWNERS = `
+for i = 1, #KEYS do redis.call('HSET', KEYS[i], 'node', ARGV[i]) end
+return #KEYS
 `;
 
 /**
@@ -118,10 +152,16 @@ return 1
 `;
 
 type Reply = [string] | [string, string];
+/** What the claim script answers for one request (see `parseClaim`). */
+export type ClaimReply = Reply;
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
     orionClaim(k1: string, k2: string, k3: string, entry: string, replyTo: string, ttl: number, deadline: number): Result<Reply, Context>;
+    /** numkeys, then the keys, then the arguments (see CLAIM_MANY). */
+    orionClaimMany(...args: (string | number)[]): Result<Reply[], Context>;
+    /** numkeys, then the request hashes, then the node ids (see OWNERS). */
+    orionOwners(...args: (string | number)[]): Result<number, Context>;
     orionFinal(k1: string, k2: string, k3: string, k4: string, node: string, doc: string, maxlen: number, ttl: number): Result<number, Context>;
     orionPartial(k1: string, k2: string, node: string, doc: string, maxlen: number): Result<number, Context>;
   }
@@ -131,6 +171,8 @@ declare module 'ioredis' {
 export function defineBusCommands(redis: Redis): void {
   if (typeof (redis as Partial<Redis>).orionClaim === 'function') return;
   redis.defineCommand('orionClaim', { numberOfKeys: 3, lua: CLAIM });
+  redis.defineCommand('orionClaimMany', { lua: CLAIM_MANY });
+  redis.defineCommand('orionOwners', { lua: OWNERS });
   redis.defineCommand('orionFinal', { numberOfKeys: 4, lua: FINAL });
   redis.defineCommand('orionPartial', { numberOfKeys: 2, lua: PARTIAL });
 }
@@ -166,6 +208,38 @@ export function claimRequest(
     REQUEST_RECORD_TTL_S,
     deadline,
   );
+}
+
+export interface ClaimItem {
+  requestId: string;
+  entryId: string;
+  replyTo: string;
+  deadline: number;
+}
+
+/**
+ * Claim a batch of request ids in one script call (one command, not one per request). The
+ * reply is an array, one `parseClaim` reply per item.
+ */
+export function claimRequests(redis: Redis, n: Names, items: readonly ClaimItem[]): Promise<ClaimReply[]> {
+  const keys: string[] = [deadlinesKey(n)];
+  const args: (string | number)[] = [REQUEST_RECORD_TTL_S];
+  for (const it of items) {
+    keys.push(n.requestKey(it.requestId), n.waitersKey(it.requestId));
+    args.push(it.entryId, it.replyTo, it.deadline);
+  }
+  return redis.orionClaimMany(keys.length, ...keys, ...args);
+}
+
+/**
+ * Record, in one script call, which node owns each request's job (before the jobs are added
+ * there). On a pipeline the call is queued; on a connection it is sent, and the result returned.
+ */
+export function setOwners(target: Redis | ChainableCommander, n: Names, owners: readonly { requestId: string; nodeId: string }[]): Promise<unknown> {
+  if (owners.length === 0) return Promise.resolve(0);
+  const keys = owners.map((o) => n.requestKey(o.requestId));
+  const out: unknown = (target as Redis).orionOwners(owners.length, ...keys, ...owners.map((o) => o.nodeId));
+  return out instanceof Promise ? out : Promise.resolve(0);
 }
 
 /** Record which node owns a request's job now (before adding or moving it there). */

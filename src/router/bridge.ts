@@ -9,6 +9,7 @@
  */
 import type { Redis } from 'ioredis';
 import type { RouterConfig } from '../config/router.js';
+import { validateRequest } from '../contracts/index.js';
 import { defineBusCommands } from '../lib/bus.js';
 import { startHttpServer, type HttpServerHandle } from '../lib/http.js';
 import { createLogger, type Logger } from '../lib/logger.js';
@@ -105,7 +106,8 @@ function assemble(config: RouterConfig, deps: BridgeDeps, root: Logger): Parts {
   const rerouter = new RerouteHandler({ ...common, log: part('reroute') });
   const readerBase = { cmd, group: ROUTER_GROUP, consumer, batchSize: config.batchSize, blockMs: deps.blockMs, claimIdleMs: config.claimIdle, claimEveryMs: deps.claimEveryMs };
   const readers = [
-    new GroupReader({ ...readerBase, blocking: blocking[0], stream: n.requests, log: part('consumer'), handle: (e) => intake.handle(e) }),
+    // depth 2: the next batch of requests is read and claimed while the one before is placed.
+    new GroupReader({ ...readerBase, blocking: blocking[0], stream: n.requests, depth: 2, log: part('consumer'), handle: (e) => intake.handle(e) }),
     new GroupReader({ ...readerBase, blocking: blocking[1], stream: n.reroute, log: part('reroute'), handle: (e) => rerouter.handle(e) }),
   ];
   intake.reader = readers[0];
@@ -146,6 +148,8 @@ function every(ms: number, fn: () => Promise<void>): NodeJS.Timeout {
 export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}): Promise<BridgeHandle> {
   const root = deps.log ?? createLogger({ level: config.logLevel, base: { service: SERVICE } });
   const p = assemble(config, deps, root);
+  // Compile the request schema now, not on the first request.
+  validateRequest({});
   const { log, n, cmd, registry, intake, rerouter, deadNodes, deadlines, board, stats } = p;
 
   // After every refresh: show new node queues, try held requests and notices, move dead nodes' jobs.

@@ -35,6 +35,12 @@ export interface GroupReaderOptions {
   claimIdleMs: number;
   /** How often to look for such entries. @defaultValue half of claimIdleMs, at most 10 s */
   claimEveryMs?: number;
+  /**
+   * Batches handed to `handle` before the oldest has finished: with 2, the next batch is read
+   * (and can be worked on) while the one before waits on Redis. The handler must then accept
+   * overlapping calls. @defaultValue 1
+   */
+  depth?: number;
   log: Logger;
   /** Handle a batch; the handler acks (`reader.ack`) what it has finished. Must not throw. */
   handle(entries: StreamEntry[]): Promise<void>;
@@ -49,6 +55,8 @@ export class GroupReader {
   private claimCursor = '0-0';
   private nextClaimAt = 0;
   private failures = 0;
+  /** Batches handed over and not finished yet, oldest first. */
+  private readonly inFlight: Promise<void>[] = [];
 
   constructor(private readonly o: GroupReaderOptions) {}
 
@@ -111,7 +119,7 @@ export class GroupReader {
           entries = entries.concat(await this.autoclaim());
         }
         this.failures = 0;
-        if (entries.length > 0) await this.o.handle(entries);
+        if (entries.length > 0) await this.handOver(entries);
       } catch (err) {
         if (this.stopped) break;
         const message = (err as Error).message;
@@ -126,6 +134,16 @@ export class GroupReader {
         await sleep(Math.min(100 * 2 ** Math.min(this.failures, 6), 5000));
       }
     }
+    // Stopped: the batches still in the handler's hands are finished first.
+    await Promise.all(this.inFlight.splice(0));
+  }
+
+  /** Give a batch to the handler; wait while `depth` batches are in its hands. */
+  private async handOver(entries: StreamEntry[]): Promise<void> {
+    const depth = this.o.depth ?? 1;
+    if (depth <= 1) return this.o.handle(entries);
+    this.inFlight.push(this.o.handle(entries));
+    while (this.inFlight.length >= depth) await this.inFlight.shift();
   }
 
   private async read(id: string, block: boolean): Promise<StreamEntry[]> {

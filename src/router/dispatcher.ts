@@ -1,5 +1,5 @@
 /**
- * Placing jobs on node queues. Every placement records the owner first (`setOwner`), then adds
+ * Placing jobs on node queues. Every placement records the owner first (`setOwners`), then adds
  * the job under its fixed id (`req_<request id>`; adding an id a queue already holds is a
  * no-op), and a move removes the old copy last. So a crash at any step leaves either nothing
  * placed (the stream entry is not acked and is read again) or a copy on a node that no longer
@@ -8,7 +8,7 @@
 import { Job, Queue, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { InferenceRequest } from '../contracts/types.js';
-import { bullPriority, setOwner, type InferenceJobData } from '../lib/bus.js';
+import { bullPriority, setOwners, type InferenceJobData } from '../lib/bus.js';
 import type { Logger } from '../lib/logger.js';
 import { jobIdFor, type Names } from '../lib/names.js';
 import type { QueueDepth } from './metrics.js';
@@ -85,17 +85,24 @@ export class Dispatcher {
   }
 
   /**
-   * Place new jobs: one pipeline of owners, then one addBulk per node queue. Returns the
-   * placements that failed (their nodes' adds timed out or failed), to be tried again.
+   * Place new jobs: the owners in one script call (in one pipeline with `extra`, if given),
+   * then one addBulk per node queue. Returns the placements that failed (their nodes' adds timed out or failed),
+   * to be tried again.
    */
   async placeNew(items: readonly Placement[], extra?: (pipe: ReturnType<Redis['pipeline']>) => void): Promise<Placement[]> {
     if (items.length === 0 && !extra) return [];
-    const pipe = this.o.redis.pipeline();
-    for (const it of items) setOwner(pipe, this.o.n, it.data.request.request_id, it.nodeId);
-    extra?.(pipe);
-    const res = await withTimeout(pipe.exec(), this.timeoutMs, 'recording owners');
-    const bad = res?.find(([e]) => e);
-    if (bad) throw bad[0];
+    const owners = items.map((it) => ({ requestId: it.data.request.request_id, nodeId: it.nodeId }));
+    if (extra) {
+      const pipe = this.o.redis.pipeline();
+      void setOwners(pipe, this.o.n, owners);
+      extra(pipe);
+      const res = await withTimeout(pipe.exec(), this.timeoutMs, 'recording owners');
+      const bad = res?.find(([e]) => e);
+      if (bad) throw bad[0];
+    } else {
+      // No pipeline for a single command (building one costs more than the command).
+      await withTimeout(setOwners(this.o.redis, this.o.n, owners), this.timeoutMs, 'recording owners');
+    }
     const byNode = new Map<string, Placement[]>();
     for (const it of items) {
       const list = byNode.get(it.nodeId) ?? [];

@@ -22,12 +22,13 @@ import type { InferenceRequest } from '../contracts/types.js';
 import {
   DEFAULT_STREAM_MAXLEN,
   DEFAULT_TIMEOUT_MS,
-  claimRequest,
+  claimRequests,
   deadLetter,
   errorResponse,
   parseClaim,
   publishFinal,
   replyStreamOf,
+  type ClaimItem,
   type ClaimResult,
   type InferenceJobData,
 } from '../lib/bus.js';
@@ -55,6 +56,15 @@ interface Pending {
   request: InferenceRequest;
   deadline: number;
   seenAt: number;
+}
+
+/** A batch whose request ids are claimed: `claims[i]` is the claim of `valid[i]`. */
+interface Claimed {
+  now: number;
+  /** Entries finished already (unusable ones, refused). */
+  ack: string[];
+  valid: Pending[];
+  claims: ClaimResult[];
 }
 
 /** Record field marking a request that has waited for a node (any bridge answers it `no_healthy_node`). */
@@ -103,12 +113,19 @@ export class Intake {
     this.stopping = true;
   }
 
-  /** Handle a batch from the reader; a batch that fails (Redis down) is retried with backoff. */
+  /**
+   * Handle a batch from the reader; a batch that fails (Redis down) is retried with backoff.
+   * The batch's claims go out at once, so they overlap the placing of the batch before (the
+   * reader hands the next batch over early); all that follows runs one batch at a time, in
+   * order, after everything queued before it. A retry starts again from the claims.
+   */
   handle(entries: StreamEntry[]): Promise<void> {
+    const early = this.claim(entries);
+    early.catch(() => undefined);
     return this.serial(async () => {
       for (let failures = 0; ; failures++) {
         try {
-          await this.processBatch(entries);
+          await this.place(failures === 0 ? await early : await this.claim(entries));
           return;
         } catch (err) {
           if (this.stopping) return;
@@ -119,13 +136,15 @@ export class Intake {
     });
   }
 
-  private async processBatch(entries: StreamEntry[]): Promise<void> {
-    const { redis, n, dispatcher, stats } = this.o;
+  /** Parse the entries, refuse the unusable ones and claim the request ids of the rest. */
+  private async claim(entries: StreamEntry[]): Promise<Claimed> {
+    const { redis, n, dispatcher } = this.o;
     const now = this.now();
     const ack: string[] = [];
-    const pipe = redis.pipeline();
+    // Answers and dead letters of unusable entries, when there are any.
+    let refusals: ReturnType<Redis['pipeline']> | undefined;
     const valid: Pending[] = [];
-    const claimAt: number[] = [];
+    const items: ClaimItem[] = [];
     for (const e of entries) {
       if (e.fields === null) {
         ack.push(e.id);
@@ -133,7 +152,7 @@ export class Intake {
       }
       const p = parseRequestEntry(e.fields, n);
       if (!p.ok) {
-        this.refuse(pipe, e.id, p.reason, p.original, p.requestId, p.replyTo);
+        this.refuse((refusals ??= redis.pipeline()), e.id, p.reason, p.original, p.requestId, p.replyTo);
         ack.push(e.id);
         continue;
       }
@@ -141,27 +160,35 @@ export class Intake {
       if (this.held.get(p.request.request_id)?.entryId === e.id) continue;
       const deadline = streamIdMs(e.id) + (p.request.timeout_ms ?? DEFAULT_TIMEOUT_MS);
       valid.push({ entryId: e.id, request: p.request, deadline, seenAt: now });
-      claimAt.push(pipe.length);
-      claimRequest(pipe, n, p.request.request_id, e.id, replyStreamOf(n, p.request), deadline);
+      items.push({ requestId: p.request.request_id, entryId: e.id, replyTo: replyStreamOf(n, p.request), deadline });
     }
-    const res = (await withTimeout(pipe.exec(), dispatcher.timeoutMs, 'claiming requests')) ?? [];
-    const failed = res.find(([e]) => e);
-    if (failed) throw failed[0];
+    // Both go out before either is awaited (one round trip); either failing fails the batch.
+    const refused = refusals?.exec().then((res) => {
+      const failed = res?.find(([e]) => e);
+      if (failed) throw failed[0];
+    });
+    const claimed = items.length > 0 ? claimRequests(redis, n, items) : Promise.resolve([]);
+    const [replies] = await withTimeout(Promise.all([claimed, refused]), dispatcher.timeoutMs, 'claiming requests');
+    return { now, ack, valid, claims: replies.map(parseClaim) };
+  }
 
+  /** Answer duplicates, re-place entries read again, route and place the new requests, ack. */
+  private async place({ now, ack, valid, claims }: Claimed): Promise<void> {
+    const { redis, n, dispatcher, stats } = this.o;
     const same: Pending[] = [];
     const toRoute: Pending[] = [];
-    const replies = redis.pipeline();
+    let replies: ReturnType<Redis['pipeline']> | undefined;
     valid.forEach((v, i) => {
-      const c: ClaimResult = parseClaim(res[claimAt[i]!]![1] as [string]);
+      const c = claims[i]!;
       if (c.kind === 'new') toRoute.push(v);
       else if (c.kind === 'same') same.push(v);
       else {
         stats.duplicate();
-        if (c.kind === 'done') replies.xadd(replyStreamOf(n, v.request), 'MAXLEN', '~', DEFAULT_STREAM_MAXLEN, '*', 'data', c.final);
+        if (c.kind === 'done') (replies ??= redis.pipeline()).xadd(replyStreamOf(n, v.request), 'MAXLEN', '~', DEFAULT_STREAM_MAXLEN, '*', 'data', c.final);
         ack.push(v.entryId);
       }
     });
-    if (replies.length > 0) await withTimeout(replies.exec(), dispatcher.timeoutMs, 'answering duplicates');
+    if (replies) await withTimeout(replies.exec(), dispatcher.timeoutMs, 'answering duplicates');
 
     const placements: Placement[] = [];
     if (same.length > 0) {
