@@ -183,8 +183,8 @@ function contractSuite(label: string, setup: () => Promise<Target | null>): void
       expect(chunks).toBe(1);
       const sim = target.sim;
       if (sim) {
-        await vi.waitFor(() => expect(sim.node.counters().aborted).toBeGreaterThanOrEqual(1));
-        await vi.waitFor(() => expect(sim.node.state().queue.active).toBe(0));
+        await vi.waitFor(() => expect(sim.node.counters().aborted).toBeGreaterThanOrEqual(1), { timeout: 5000 });
+        await vi.waitFor(() => expect(sim.node.state().queue.active).toBe(0), { timeout: 5000 });
       }
     });
   });
