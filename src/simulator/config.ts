@@ -11,7 +11,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgv, parsers, resolveOptions, type Flags, type OptionSpec, type OptionTable } from '../config/options.js';
 import { ConfigError } from '../lib/errors.js';
-import { isLogLevel, type LogLevel } from '../lib/logger.js';
+import { logOption } from '../config/common.js';
+import type { LogLevel } from '../lib/logger.js';
 import { parseFaults, type Faults } from './faults.js';
 import { getProfile, isStorageKind, profileNames, type StorageKind } from './profiles.js';
 import type { SimulatorOptions } from './index.js';
@@ -186,17 +187,7 @@ export const simOptions = {
     defaultText: 'none',
     parse: (raw: string): Partial<Faults> => parseFaults(JSON.parse(raw) as unknown),
   } satisfies OptionSpec<Partial<Faults>>,
-  logLevel: {
-    flag: 'log-level',
-    env: 'ORION_SIM_LOG_LEVEL',
-    description: 'debug, info, warn, error or silent',
-    default: 'info' as LogLevel,
-    defaultText: 'info',
-    parse: (raw: string): LogLevel => {
-      if (!isLogLevel(raw)) throw new Error('must be debug, info, warn, error or silent');
-      return raw;
-    },
-  } satisfies OptionSpec<LogLevel>,
+  logLevel: { ...logOption.logLevel, env: 'ORION_SIM_LOG_LEVEL' },
 } satisfies OptionTable;
 
 export interface SimConfig {

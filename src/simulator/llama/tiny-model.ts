@@ -22,6 +22,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, writeFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { encodeGguf, type GgufKv, type GgufTensor } from './gguf.js';
+import { seededRandom } from '../text.js';
 
 export interface TinyLlamaSpec {
   /** Seed of the weight generator: another seed, another model. */
@@ -64,17 +65,7 @@ export function byteLevelAlphabet(): string[] {
   return out;
 }
 
-/** mulberry32: a small, fast, seeded generator of floats in [0, 1). */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const seeded = seededRandom;
 
 /** Approximate frequencies (per 1000 characters) of English text; others printable get 0.5. */
 const CHAR_FREQ: Record<string, number> = {
