@@ -20,6 +20,14 @@ export function requestDoc(i: number, model = 'gemma3:1b'): Record<string, unkno
   };
 }
 
+/** The models of the benchmark requests: one loaded on each of three nodes. */
+export const BENCH_MODELS = ['gemma3:1b', 'llama3.2:3b', 'qwen2.5:0.5b'] as const;
+
+/** Request `i` of a backlog: the models take turns, so every batch goes to three node queues. */
+export function backlogDoc(i: number): Record<string, unknown> {
+  return requestDoc(i, BENCH_MODELS[i % BENCH_MODELS.length]);
+}
+
 /** Jobs per second of bare BullMQ addBulk of `docs`, batches of 100, rotating over `queues`. */
 export async function bareAddBulkRate(port: number, prefix: string, docs: Record<string, unknown>[], queueNames: string[]): Promise<number> {
   const connection = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: null });

@@ -24,6 +24,8 @@ export interface RowResult {
   value: number;
   goal: string;
   met: boolean;
+  /** Figures of every run, for --json. */
+  runs?: unknown;
 }
 
 export function fmtNum(n: number, digits = 0): string {

@@ -1,0 +1,278 @@
+/**
+ * P1, P2, P3: how fast one bridge drains a backlog of `{p}:requests` into node queues.
+ *
+ * The bridge is the built program (`dist/src/bin/router.js`) in a process of its own, as in
+ * production: its event loop is not shared with the bench's filling and polling, and what is
+ * measured includes everything the real bridge does meanwhile (registry refresh, deadline sweep,
+ * stats flush). One run:
+ *   1. write `nodes` fresh health documents and TTL keys (three models, each loaded on some
+ *      nodes, RAM use varied), start the bridge and wait for its start line;
+ *   2. stop it (SIGSTOP), XADD the backlog, CONFIG RESETSTAT, resume it (SIGCONT): the clock starts;
+ *   3. poll XINFO GROUPS until every entry is delivered and acked (lag 0, pending 0): the
+ *      clock stops; INFO commandstats gives the commands the bridge ran;
+ *   4. check that every request is a job in a node queue, stop the bridge, FLUSHALL.
+ * The baseline is bare BullMQ addBulk of the same documents, batches of 100, also in a process
+ * of its own (`bare-addbulk.js`), and `redis-benchmark` XADD of the same document.
+ */
+import { Redis } from 'ioredis';
+import type { NodeHealth } from '../src/contracts/types.js';
+import { ROUTER_GROUP, names, type Names } from '../src/lib/names.js';
+import { BENCH_MODELS, backlogDoc, redisBenchmarkXaddRate } from './baselines.js';
+import { fmtNum, median, nowMs, type RowResult } from './lib.js';
+import { cpuMsOf, runHelper, startBridgeProcess } from './proc.js';
+
+export interface DrainOptions {
+  port: number;
+  /** The redis-server process, for its CPU time. */
+  redisPid: number | undefined;
+  requests: number;
+  /** Node counts to drain with; the first is the reference (3), the second the large registry. */
+  sizes: readonly [number, number];
+  runs: number;
+  /** Extra node arguments for the bridge process (e.g. --cpu-prof). */
+  bridgeNodeArgs?: string[];
+  /** Requests redis-benchmark sends. */
+  xaddRequests: number;
+  /** How long the bridge runs before it gets the backlog (first refresh, queues for every node). */
+  settleMs: number;
+  log(line: string): void;
+}
+
+export interface DrainResult {
+  nodes: number;
+  rate: number;
+  seconds: number;
+  /** Every command Redis ran during the drain (including those inside scripts) per request. */
+  commandsPerRequest: number;
+  commands: Record<string, number>;
+  /** Redis CPU per request (the redis-server process's CPU time), in microseconds. */
+  redisUsPerRequest: number;
+  /** The bridge process's CPU per request, in microseconds. */
+  bridgeUsPerRequest: number;
+}
+
+const redisCpuOf = (o: DrainOptions): number => (o.redisPid === undefined ? NaN : cpuMsOf(o.redisPid));
+
+const nodeId = (i: number): string => `node-${String(i).padStart(4, '0')}`;
+
+/** Health of node `i` of `count`: every model installed, one loaded, RAM use varied. */
+export function benchHealth(i: number, count: number, now = Date.now()): NodeHealth {
+  return {
+    node_id: nodeId(i),
+    cpu_percent: 5 + (i % 50),
+    ram_percent: 20 + ((i * 37) % 60) + i / (count * 10),
+    temp_celsius: 45 + (i % 20),
+    models: [BENCH_MODELS[i % BENCH_MODELS.length]!],
+    available: true,
+    last_seen: new Date(now).toISOString(),
+    installed_models: [...BENCH_MODELS],
+    ram_total_mb: 8000,
+    ram_available_mb: 4000,
+    concurrency: 1,
+    active: 0,
+    waiting: 0,
+    worker_version: 'bench',
+    ollama_version: '0.12.6',
+  };
+}
+
+/** Write `count` fresh health documents and TTL keys (as the workers would). */
+export async function writeNodes(redis: Redis, n: Names, count: number): Promise<void> {
+  const now = Date.now();
+  for (let start = 0; start < count; start += 500) {
+    const pipe = redis.pipeline();
+    const fields: string[] = [];
+    for (let i = start; i < Math.min(count, start + 500); i++) {
+      const json = JSON.stringify(benchHealth(i, count, now));
+      fields.push(nodeId(i), json);
+      pipe.set(n.healthKey(nodeId(i)), json, 'PX', 15_000);
+      pipe.sadd(n.nodes, nodeId(i));
+    }
+    pipe.hset(n.health, ...fields);
+    await pipe.exec();
+  }
+}
+
+export function parseCommandStats(info: string): Record<string, { calls: number; usec: number }> {
+  const out: Record<string, { calls: number; usec: number }> = {};
+  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) out[m[1]!] = { calls: Number(m[2]), usec: Number(m[3]) };
+  return out;
+}
+
+/** The bench's own commands during a drain, left out of the count. */
+const BENCH_COMMANDS = /^(xinfo|info|config)/;
+
+async function groupState(redis: Redis, stream: string): Promise<{ lag: number; pending: number; read: number }> {
+  const groups = (await redis.xinfo('GROUPS', stream)) as unknown[][];
+  for (const g of groups) {
+    const f = new Map<string, unknown>();
+    for (let i = 0; i + 1 < g.length; i += 2) f.set(String(g[i]), g[i + 1]);
+    if (f.get('name') === ROUTER_GROUP) {
+      return { lag: Number(f.get('lag') ?? 1), pending: Number(f.get('pending')), read: Number(f.get('entries-read') ?? 0) };
+    }
+  }
+  return { lag: 1, pending: 0, read: 0 };
+}
+
+/** One drain of `requests` with `nodes` nodes in the registry. */
+export async function drainOnce(o: DrainOptions, nodes: number, label: string): Promise<DrainResult> {
+  const redis = new Redis(o.port, '127.0.0.1', { maxRetriesPerRequest: null });
+  const prefix = `bench:${label}`;
+  const n = names(prefix);
+  try {
+    await redis.flushall();
+    await writeNodes(redis, n, nodes);
+    const { child } = await startBridgeProcess(
+      { 'redis-addr': `127.0.0.1:${o.port}`, 'stream-prefix': prefix, 'consumer-name': 'bench' },
+      o.bridgeNodeArgs,
+    );
+    try {
+      // Let the bridge settle (first refresh, queues for every node) before it gets work.
+      await new Promise((r) => setTimeout(r, o.settleMs));
+      await writeNodes(redis, n, nodes);
+      child.pause();
+      for (let start = 0; start < o.requests; start += 1000) {
+        const pipe = redis.pipeline();
+        for (let i = start; i < Math.min(o.requests, start + 1000); i++) pipe.xadd(n.requests, '*', 'data', JSON.stringify(backlogDoc(i)));
+        await pipe.exec();
+      }
+      await redis.config('RESETSTAT');
+      const cpu0 = child.cpuMs();
+      const redisCpu0 = redisCpuOf(o);
+      const t0 = nowMs();
+      child.resume();
+      const deadline = t0 + 120_000;
+      let s = await groupState(redis, n.requests);
+      while (!(s.lag === 0 && s.pending === 0 && s.read >= o.requests)) {
+        if (nowMs() > deadline) throw new Error(`drain did not finish in 120 s (${JSON.stringify(s)})`);
+        await new Promise((r) => setTimeout(r, 2));
+        s = await groupState(redis, n.requests);
+      }
+      const seconds = (nowMs() - t0) / 1000;
+      const bridgeCpuMs = child.cpuMs() - cpu0;
+      const stats = parseCommandStats(await redis.info('commandstats'));
+      const commands: Record<string, number> = {};
+      let total = 0;
+      for (const [name, c] of Object.entries(stats)) {
+        if (BENCH_COMMANDS.test(name)) continue;
+        commands[name] = c.calls;
+        total += c.calls;
+      }
+      // Every request must be a job now.
+      const pipe = redis.pipeline();
+      for (let i = 0; i < nodes; i++) pipe.zcard(`${n.nodeQueuePrefix}:${nodeId(i)}:prioritized`);
+      const jobs = ((await pipe.exec()) ?? []).reduce((a, [, c]) => a + Number(c), 0);
+      if (jobs !== o.requests) throw new Error(`expected ${o.requests} jobs in node queues, found ${jobs}`);
+      return {
+        nodes,
+        rate: o.requests / seconds,
+        seconds,
+        commandsPerRequest: total / o.requests,
+        redisUsPerRequest: ((redisCpuOf(o) - redisCpu0) * 1000) / o.requests,
+        bridgeUsPerRequest: (bridgeCpuMs * 1000) / o.requests,
+        commands,
+      };
+    } finally {
+      await child.stop('SIGTERM');
+    }
+  } finally {
+    await redis.flushall().catch(() => undefined);
+    redis.disconnect();
+  }
+}
+
+export interface BareResult {
+  rate: number;
+  cpuUsPerJob: number;
+  redisUsPerJob: number;
+}
+
+export async function bareAddBulk(o: DrainOptions): Promise<BareResult> {
+  const redis = new Redis(o.port, '127.0.0.1');
+  await redis.flushall();
+  const redisCpu0 = redisCpuOf(o);
+  const r = await runHelper<{ rate: number; cpuUsPerJob: number }>('bare-addbulk', [String(o.port), 'bench:bare', String(o.requests), 'node-0000,node-0001,node-0002']);
+  const redisUsPerJob = ((redisCpuOf(o) - redisCpu0) * 1000) / o.requests;
+  await redis.flushall();
+  redis.disconnect();
+  return { ...r, redisUsPerJob };
+}
+
+const describe = (d: DrainResult): string =>
+  `${fmtNum(d.rate)} req/s, ${fmtNum(d.commandsPerRequest, 2)} commands, bridge CPU ${fmtNum(d.bridgeUsPerRequest, 1)} us, redis CPU ${fmtNum(d.redisUsPerRequest, 1)} us per request`;
+
+interface RunFigures {
+  bare: number;
+  bareCpu: BareResult;
+  xadd: number;
+  small: DrainResult;
+  large: DrainResult;
+}
+
+export async function runDrainRows(o: DrainOptions, rows: ReadonlySet<string>): Promise<RowResult[]> {
+  const runs: RunFigures[] = [];
+  const [smallN, largeN] = o.sizes;
+  for (let r = 0; r < o.runs; r++) {
+    const b = await bareAddBulk(o);
+    const bare = b.rate;
+    o.log(`  run ${r + 1}: bare addBulk ${fmtNum(bare)} jobs/s, client CPU ${fmtNum(b.cpuUsPerJob, 1)} us, redis CPU ${fmtNum(b.redisUsPerJob, 1)} us per job`);
+    const small = await drainOnce(o, smallN, `p1:${r}`);
+    o.log(`  run ${r + 1}: drain with ${smallN} nodes ${describe(small)}`);
+    const large = rows.has('P3') ? await drainOnce(o, largeN, `p3:${r}`) : small;
+    if (rows.has('P3')) o.log(`  run ${r + 1}: drain with ${largeN} nodes ${describe(large)}`);
+    const xadd = rows.has('P2') ? await redisBenchmarkXadd(o) : NaN;
+    if (rows.has('P2')) o.log(`  run ${r + 1}: redis-benchmark XADD ${fmtNum(xadd)}/s`);
+    runs.push({ bare, bareCpu: b, xadd, small, large });
+  }
+  const out: RowResult[] = [];
+  const med = (f: (x: RunFigures) => number): number => median(runs.map(f));
+  const drain = med((x) => x.small.rate);
+  if (rows.has('P1')) {
+    const ratio = med((x) => x.small.rate / x.bare);
+    out.push({
+      row: 'P1',
+      measure: `drain ${fmtNum(o.requests)} backlog (${smallN} nodes) / bare addBulk`,
+      detail: `${fmtNum(drain)} req/s vs ${fmtNum(med((x) => x.bare))} jobs/s (runs: ${runs.map((x) => fmtNum(x.small.rate / x.bare, 2)).join(', ')})`,
+      value: ratio,
+      goal: '>= 0.9',
+      met: ratio >= 0.9,
+      runs,
+    });
+  }
+  if (rows.has('P2')) {
+    const ratio = med((x) => x.small.rate / x.xadd);
+    out.push({
+      row: 'P2',
+      measure: 'drain rate / redis-benchmark XADD (50 clients)',
+      detail: `${fmtNum(drain)} req/s vs ${fmtNum(med((x) => x.xadd))} XADD/s (runs: ${runs.map((x) => fmtNum(x.small.rate / x.xadd, 2)).join(', ')})`,
+      value: ratio,
+      goal: '>= 0.35',
+      met: ratio >= 0.35,
+    });
+  }
+  if (rows.has('P3')) {
+    const ratio = med((x) => x.large.rate / x.small.rate);
+    out.push({
+      row: 'P3',
+      measure: `drain rate ${fmtNum(largeN)} nodes / ${smallN} nodes`,
+      detail: `${fmtNum(med((x) => x.large.rate))} req/s vs ${fmtNum(drain)} req/s (runs: ${runs.map((x) => fmtNum(x.large.rate / x.small.rate, 2)).join(', ')})`,
+      value: ratio,
+      goal: '>= 0.8',
+      met: ratio >= 0.8,
+    });
+    const cmdRatio = med((x) => x.large.commandsPerRequest / x.small.commandsPerRequest);
+    out.push({
+      row: 'P3',
+      measure: `Redis commands per request ${fmtNum(largeN)} / ${smallN} nodes`,
+      detail: `${fmtNum(med((x) => x.large.commandsPerRequest), 2)} vs ${fmtNum(med((x) => x.small.commandsPerRequest), 2)} (INFO commandstats: every command, those run by scripts included)`,
+      value: cmdRatio,
+      goal: 'within 10%',
+      met: Math.abs(cmdRatio - 1) <= 0.1,
+    });
+  }
+  return out;
+}
+
+async function redisBenchmarkXadd(o: DrainOptions): Promise<number> {
+  return redisBenchmarkXaddRate(o.port, JSON.stringify(backlogDoc(0)), o.xaddRequests);
+}

@@ -1,0 +1,168 @@
+/**
+ * P4: the latency ORION adds, one request at a time. The built worker and bridge run as
+ * processes of their own (as in production: each has its own event loop, so none of them waits
+ * on the bench's client); the backend answers at once (`instant-ollama.js`, also a process of
+ * its own). The bench plays the Brain: XADD a request naming a private reply stream, then XREAD
+ * BLOCK on that stream until the final answer is there.
+ *
+ *   full path   XADD -> bridge -> node queue -> worker -> backend over HTTP -> reply stream read
+ *   direct      the same generation call the worker makes (its own `runGeneration`, ollama-js
+ *               over HTTP) straight to the backend
+ *   added       full path minus direct, at p50 and at p99
+ *   hop         a bare stream hop (XADD -> XREADGROUP -> XADD reply -> XREAD), the least any
+ *               Redis round trip through a consumer can cost
+ */
+import { Redis } from 'ioredis';
+import { names } from '../src/lib/names.js';
+import { ollamaCallFor, runGeneration } from '../src/worker/generate.js';
+import { bareStreamHop, summary } from './baselines.js';
+import { fmtNum, median, nowMs, type RowResult } from './lib.js';
+import { startBackend, startBridgeProcess, startWorkerProcess, type Child } from './proc.js';
+
+export interface LatencyOptions {
+  port: number;
+  runs: number;
+  /** Requests per measurement (the first tenth, at most 50, are warm-up and not counted). */
+  requests: number;
+  log(line: string): void;
+}
+
+interface LatencyRun {
+  full: { p50: number; p99: number };
+  direct: { p50: number; p99: number };
+  hop: { p50: number; p99: number };
+}
+
+const MODEL = 'gemma3:1b';
+const warmup = (count: number): number => Math.min(50, Math.floor(count / 10));
+
+/** The worker's own generation call, straight to the backend, one at a time. */
+async function directCalls(url: string, count: number): Promise<number[]> {
+  const call = ollamaCallFor({ request_id: 'direct', model: MODEL, prompt: 'Say ok.' });
+  const lat: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const t0 = nowMs();
+    await runGeneration(url, call, new AbortController().signal);
+    lat.push(nowMs() - t0);
+  }
+  return lat.slice(warmup(count));
+}
+
+/** Requests through the whole system, one at a time; latency until the final answer is read. */
+async function fullPath(port: number, prefix: string, count: number, run: number): Promise<number[]> {
+  const n = names(prefix);
+  const sender = new Redis(port, '127.0.0.1');
+  const reader = new Redis(port, '127.0.0.1');
+  const replyTo = `${n.responses}:bench-p4`;
+  const lat: number[] = [];
+  let cursor = '0-0';
+  try {
+    for (let i = 0; i < count; i++) {
+      const id = `p4-${run}-${i}`;
+      const doc = JSON.stringify({ request_id: id, model: MODEL, prompt: 'Say ok.', reply_to: replyTo });
+      const t0 = nowMs();
+      await sender.xadd(n.requests, '*', 'data', doc);
+      for (;;) {
+        const res = (await reader.xread('BLOCK', 10_000, 'STREAMS', replyTo, cursor)) as [string, [string, string[]][]][] | null;
+        const entries = res?.[0]?.[1];
+        if (!entries || entries.length === 0) throw new Error(`no answer to ${id} within 10 s`);
+        cursor = entries[entries.length - 1]![0];
+        const final = entries.some(([, f]) => {
+          const d = JSON.parse(f[1]!) as { request_id?: string; done?: boolean; error?: unknown };
+          if (d.request_id === id && d.error) throw new Error(`request ${id} failed: ${JSON.stringify(d.error)}`);
+          return d.request_id === id && d.done === true;
+        });
+        if (final) break;
+      }
+      lat.push(nowMs() - t0);
+    }
+  } finally {
+    sender.disconnect();
+    reader.disconnect();
+  }
+  return lat.slice(warmup(count));
+}
+
+async function eligible(httpPort: number, node: string, timeoutMs = 15_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    const res = await fetch(`http://127.0.0.1:${httpPort}/nodes`).catch(() => undefined);
+    const nodes = res?.ok ? ((await res.json()) as { node_id: string; eligible: boolean }[]) : [];
+    if (nodes.some((x) => x.node_id === node && x.eligible)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`node ${node} not eligible at the bridge within ${timeoutMs} ms`);
+}
+
+async function latencyOnce(o: LatencyOptions, backendUrl: string, r: number): Promise<LatencyRun> {
+  const prefix = `bench:p4:${r}`;
+  const addr = `127.0.0.1:${o.port}`;
+  const children: Child[] = [];
+  const redis = new Redis(o.port, '127.0.0.1');
+  try {
+    const hop = summary(await bareStreamHop(o.port, o.requests));
+    const direct = summary(await directCalls(backendUrl, o.requests));
+    const worker = await startWorkerProcess({ 'node-id': 'bench-p4', 'redis-addr': addr, 'stream-prefix': prefix, 'ollama-host': backendUrl });
+    children.push(worker.child);
+    const bridge = await startBridgeProcess({ 'redis-addr': addr, 'stream-prefix': prefix, 'consumer-name': 'bench' });
+    children.push(bridge.child);
+    await eligible(bridge.httpPort, 'bench-p4');
+    const full = summary(await fullPath(o.port, prefix, o.requests, r));
+    return { full, direct, hop };
+  } finally {
+    await Promise.all(children.map((c) => c.stop('SIGTERM')));
+    await redis.flushall().catch(() => undefined);
+    redis.disconnect();
+  }
+}
+
+const ms = (x: number): string => `${fmtNum(x, 3)} ms`;
+
+export async function runLatencyRows(o: LatencyOptions): Promise<RowResult[]> {
+  const backend = await startBackend();
+  const runs: LatencyRun[] = [];
+  try {
+    for (let r = 0; r < o.runs; r++) {
+      const x = await latencyOnce(o, backend.url, r);
+      o.log(
+        `  run ${r + 1}: full p50 ${ms(x.full.p50)} p99 ${ms(x.full.p99)}; direct p50 ${ms(x.direct.p50)} p99 ${ms(x.direct.p99)}; hop p50 ${ms(x.hop.p50)} p99 ${ms(x.hop.p99)}`,
+      );
+      runs.push(x);
+    }
+  } finally {
+    await backend.child.stop();
+  }
+  const added50 = median(runs.map((x) => x.full.p50 - x.direct.p50));
+  const added99 = median(runs.map((x) => x.full.p99 - x.direct.p99));
+  const hops = median(runs.map((x) => (x.full.p50 - x.direct.p50) / x.hop.p50));
+  const full50 = median(runs.map((x) => x.full.p50));
+  const direct50 = median(runs.map((x) => x.direct.p50));
+  const hop50 = median(runs.map((x) => x.hop.p50));
+  return [
+    {
+      row: 'P4',
+      measure: 'added latency p50 (ms), one request at a time',
+      detail: `full path ${ms(full50)} - direct call ${ms(direct50)} (runs: ${runs.map((x) => fmtNum(x.full.p50 - x.direct.p50, 3)).join(', ')})`,
+      value: added50,
+      goal: '<= 1 ms',
+      met: added50 <= 1,
+      runs,
+    },
+    {
+      row: 'P4',
+      measure: 'added latency p50 / bare stream hop p50',
+      detail: `${ms(added50)} vs hop ${ms(hop50)} (runs: ${runs.map((x) => fmtNum((x.full.p50 - x.direct.p50) / x.hop.p50, 2)).join(', ')})`,
+      value: hops,
+      goal: '<= 4x',
+      met: hops <= 4,
+    },
+    {
+      row: 'P4',
+      measure: 'added latency p99 (ms)',
+      detail: `full path ${ms(median(runs.map((x) => x.full.p99)))} - direct call ${ms(median(runs.map((x) => x.direct.p99)))}`,
+      value: added99,
+      goal: '<= 5 ms',
+      met: added99 <= 5,
+    },
+  ];
+}

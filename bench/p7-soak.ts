@@ -1,0 +1,170 @@
+/**
+ * P7: a soak at a steady request rate through simulated nodes. Two simulated Pis (the Ollama
+ * simulator, in the bench process, fast enough that each answer takes a few milliseconds) each
+ * with a built worker process reading the simulator's RAM and temperature files, and one built
+ * bridge process. The bench sends `rate` requests per second for `seconds`, reads every answer
+ * from a private reply stream, and samples the resident memory of the bridge and the workers
+ * every few seconds (child processes: the figures are theirs alone).
+ *
+ * At the end: every request answered exactly once (finals counted per request id), and each
+ * process's memory at the end (median of the last samples) within 20% of its memory just after
+ * warm-up (median of the first samples after it).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { names } from '../src/lib/names.js';
+import { startSimulatorCluster } from '../src/simulator/index.js';
+import { fmtNum, median, nowMs, type RowResult } from './lib.js';
+import { startBridgeProcess, startWorkerProcess, type Child } from './proc.js';
+
+export interface SoakOptions {
+  port: number;
+  seconds: number;
+  /** Requests per second. */
+  rate: number;
+  log(line: string): void;
+}
+
+const MODEL = 'gemma3:1b';
+const SAMPLE_MS = 2000;
+
+interface Sample {
+  at: number;
+  rss: Record<string, number>;
+}
+
+export async function runSoakRows(o: SoakOptions): Promise<RowResult[]> {
+  const prefix = 'bench:p7';
+  const n = names(prefix);
+  const addr = `127.0.0.1:${o.port}`;
+  const dirs: string[] = [];
+  const tmp = (label: string): string => {
+    const d = mkdtempSync(join(tmpdir(), `orion-bench-${label}-`));
+    dirs.push(d);
+    return d;
+  };
+  // Well cooled Pis: the soak is about memory and delivery, not heat.
+  const thermal = { maxC: 60 };
+  const sims = await startSimulatorCluster([
+    { id: 'pi-16g', profile: 'pi5-16g', speed: 1000, numParallel: 2, loaded: [MODEL], responseTokens: [4, 16], procRoot: tmp('16g'), sysRoot: tmp('16g-sys'), thermal },
+    { id: 'pi-8g', profile: 'pi5-8g', speed: 1000, numParallel: 1, loaded: [MODEL], responseTokens: [4, 16], procRoot: tmp('8g'), sysRoot: tmp('8g-sys'), thermal },
+  ]);
+  const children: Record<string, Child> = {};
+  const redis = new Redis(o.port, '127.0.0.1', { maxRetriesPerRequest: null });
+  const reader = new Redis(o.port, '127.0.0.1', { maxRetriesPerRequest: null });
+  try {
+    for (const [i, sim] of sims.nodes.entries()) {
+      const root = dirs[i * 2]!;
+      const sys = dirs[i * 2 + 1]!;
+      const w = await startWorkerProcess({ 'node-id': sim.id, 'redis-addr': addr, 'stream-prefix': prefix, 'ollama-host': sim.url, 'proc-root': root, 'sys-root': sys });
+      children[`worker ${sim.id}`] = w.child;
+    }
+    const bridge = await startBridgeProcess({ 'redis-addr': addr, 'stream-prefix': prefix, 'consumer-name': 'bench' });
+    children['bridge'] = bridge.child;
+
+    const replyTo = `${n.responses}:soak`;
+    const finals = new Map<string, number>();
+    let errors = 0;
+    let reading = true;
+    let cursor = '0-0';
+    const readLoop = (async () => {
+      while (reading) {
+        const res = (await reader.xread('COUNT', 1000, 'BLOCK', 500, 'STREAMS', replyTo, cursor)) as [string, [string, string[]][]][] | null;
+        for (const [id, fields] of res?.[0]?.[1] ?? []) {
+          cursor = id;
+          const d = JSON.parse(fields[1]!) as { request_id: string; done?: boolean; error?: unknown };
+          if (!d.done) continue;
+          finals.set(d.request_id, (finals.get(d.request_id) ?? 0) + 1);
+          if (d.error) errors++;
+        }
+      }
+    })();
+
+    const samples: Sample[] = [];
+    const sample = (): void => {
+      const rss: Record<string, number> = {};
+      for (const [name, c] of Object.entries(children)) rss[name] = c.rss();
+      samples.push({ at: nowMs(), rss });
+    };
+    const t0 = nowMs();
+    sample();
+    const sampler = setInterval(sample, SAMPLE_MS);
+    let sent = 0;
+    const total = Math.round(o.rate * o.seconds);
+    let lastLog = t0;
+    while (sent < total) {
+      const due = Math.min(total, Math.floor(((nowMs() - t0) / 1000) * o.rate));
+      if (due > sent) {
+        const pipe = redis.pipeline();
+        for (; sent < due; sent++) {
+          pipe.xadd(n.requests, '*', 'data', JSON.stringify({ request_id: `soak-${sent}`, model: MODEL, prompt: `Report ${sent}: are the joints within limits?`, reply_to: replyTo, options: { num_predict: 16 } }));
+        }
+        await pipe.exec();
+      }
+      if (nowMs() - lastLog > 30_000) {
+        lastLog = nowMs();
+        const last = samples[samples.length - 1]!;
+        o.log(`  ${fmtNum((lastLog - t0) / 1000)} s: sent ${fmtNum(sent)}, answered ${fmtNum(finals.size)}; RSS ${Object.entries(last.rss).map(([k, v]) => `${k} ${fmtNum(v / 1e6, 1)} MB`).join(', ')}`);
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const sendSeconds = (nowMs() - t0) / 1000;
+    // Let the last answers arrive.
+    const drainEnd = nowMs() + 30_000;
+    while (finals.size < total && nowMs() < drainEnd) await new Promise((r) => setTimeout(r, 100));
+    clearInterval(sampler);
+    sample();
+    reading = false;
+    await readLoop;
+
+    let once = 0;
+    let dup = 0;
+    for (const c of finals.values()) {
+      if (c === 1) once++;
+      else dup++;
+    }
+    const lost = total - finals.size;
+    // Warm-up: the first quarter of the soak, at most 60 s.
+    const warm = t0 + Math.min(60_000, (o.seconds * 1000) / 4);
+    const afterWarm = samples.filter((s) => s.at >= warm);
+    const k = Math.max(1, Math.min(5, Math.floor(afterWarm.length / 5)));
+    const growth: Record<string, { start: number; end: number; ratio: number }> = {};
+    for (const name of Object.keys(children)) {
+      const start = median(afterWarm.slice(0, k).map((s) => s.rss[name]!));
+      const end = median(afterWarm.slice(-k).map((s) => s.rss[name]!));
+      growth[name] = { start, end, ratio: end / start };
+    }
+    const worst = Object.entries(growth).reduce((a, b) => (Math.abs(b[1].ratio - 1) > Math.abs(a[1].ratio - 1) ? b : a));
+    const mb = (x: number): string => fmtNum(x / 1e6, 1);
+    return [
+      {
+        row: 'P7',
+        measure: `soak ${fmtNum(o.seconds)} s at ${o.rate} req/s: memory end / after warm-up`,
+        detail: Object.entries(growth)
+          .map(([name, g]) => `${name} ${mb(g.start)} -> ${mb(g.end)} MB`)
+          .join(', '),
+        value: worst[1].ratio,
+        goal: 'within 20%',
+        met: Math.abs(worst[1].ratio - 1) <= 0.2,
+        runs: { growth, samples: samples.map((s) => ({ t: Math.round((s.at - t0) / 1000), ...s.rss })) },
+      },
+      {
+        row: 'P7',
+        measure: 'soak: requests lost or answered twice',
+        detail: `sent ${fmtNum(total)} in ${fmtNum(sendSeconds, 1)} s (${fmtNum(total / sendSeconds)} req/s), answered once ${fmtNum(once)}, twice or more ${dup}, lost ${lost}, error answers ${errors}`,
+        value: lost + dup,
+        goal: '0',
+        met: lost === 0 && dup === 0,
+      },
+    ];
+  } finally {
+    await Promise.all(Object.values(children).map((c) => c.stop('SIGTERM')));
+    await sims.close();
+    await redis.flushall().catch(() => undefined);
+    redis.disconnect();
+    reader.disconnect();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,174 @@
+/**
+ * Child processes for the benchmark: the built programs (bridge, worker) and the bench's own
+ * helpers (bare BullMQ worker, bare addBulk, instant backend), each with its own event loop and
+ * its own resident memory, as in production. Output lines are kept so the bench can wait for a
+ * readiness line and read what a helper prints.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** `dist/` (this file is dist/bench/proc.js once built). */
+export const DIST = join(dirname(fileURLToPath(import.meta.url)), '..');
+export const ROUTER_BIN = join(DIST, 'src', 'bin', 'router.js');
+export const WORKER_BIN = join(DIST, 'src', 'bin', 'worker.js');
+export const benchScript = (name: string): string => join(DIST, 'bench', `${name}.js`);
+
+export interface Child {
+  readonly proc: ChildProcess;
+  readonly pid: number;
+  /** Every stdout line so far (stderr lines too, prefixed `stderr: `). */
+  readonly lines: string[];
+  /** Resolves with the first line (past or future) that `pred` accepts. */
+  waitForLine(pred: (line: string) => boolean, timeoutMs?: number, what?: string): Promise<string>;
+  /** Resident set size now, in bytes (VmRSS of /proc/<pid>/status). */
+  rss(): number;
+  /** CPU time used so far, ms. */
+  cpuMs(): number;
+  /** Pause (SIGSTOP) and resume (SIGCONT) the whole process. */
+  pause(): void;
+  resume(): void;
+  /** Signal it (SIGTERM by default) and wait for the exit; SIGKILL after `graceMs`. */
+  stop(signal?: NodeJS.Signals, graceMs?: number): Promise<number | null>;
+  readonly exited: Promise<number | null>;
+}
+
+export function rssOf(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
+  if (!m) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(m[1]) * 1024;
+}
+
+/** CPU time (user + system) a process has used so far, in ms (/proc/<pid>/stat). */
+export function cpuMsOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // Fields 14 and 15 (utime, stime) counted from 1; here the list starts at field 3.
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+}
+
+/** Start `node [nodeArgs] script [args]`. */
+export function startNode(script: string, args: string[], opts: { nodeArgs?: string[]; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Child {
+  const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), script, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...opts.env },
+    cwd: opts.cwd,
+  });
+  if (proc.pid === undefined) throw new Error(`cannot start ${script}`);
+  const pid = proc.pid;
+  const lines: string[] = [];
+  const waiters: { pred: (l: string) => boolean; resolve: (l: string) => void }[] = [];
+  const onLine = (line: string): void => {
+    // Keep the output bounded: a long soak must not grow the bench's own memory.
+    if (lines.length < 2000) lines.push(line);
+    for (let i = waiters.length - 1; i >= 0; i--) {
+      if (waiters[i]!.pred(line)) waiters.splice(i, 1)[0]!.resolve(line);
+    }
+  };
+  const splitter = (prefix: string) => {
+    let rest = '';
+    return (d: Buffer): void => {
+      const parts = (rest + d.toString()).split('\n');
+      rest = parts.pop() ?? '';
+      for (const p of parts) onLine(prefix + p);
+    };
+  };
+  proc.stdout!.on('data', splitter(''));
+  proc.stderr!.on('data', splitter('stderr: '));
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+
+  return {
+    proc,
+    pid,
+    lines,
+    exited,
+    waitForLine(pred, timeoutMs = 20_000, what = 'a line') {
+      const seen = lines.find(pred);
+      if (seen !== undefined) return Promise.resolve(seen);
+      return new Promise<string>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`${script}: no ${what} within ${timeoutMs} ms; output:\n${lines.slice(-20).join('\n')}`)), timeoutMs);
+        const w = {
+          pred,
+          resolve: (l: string) => {
+            clearTimeout(t);
+            resolve(l);
+          },
+        };
+        waiters.push(w);
+        void exited.then((code) => {
+          clearTimeout(t);
+          const i = waiters.indexOf(w);
+          if (i !== -1) {
+            waiters.splice(i, 1);
+            reject(new Error(`${script} exited (${code}) before ${what}; output:\n${lines.slice(-20).join('\n')}`));
+          }
+        });
+      });
+    },
+    rss: () => rssOf(pid),
+    cpuMs: () => cpuMsOf(pid),
+    pause: () => void proc.kill('SIGSTOP'),
+    resume: () => void proc.kill('SIGCONT'),
+    async stop(signal = 'SIGTERM', graceMs = 10_000) {
+      if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode;
+      proc.kill('SIGCONT');
+      proc.kill(signal);
+      const t = setTimeout(() => proc.kill('SIGKILL'), graceMs);
+      const code = await exited;
+      clearTimeout(t);
+      return code;
+    },
+  };
+}
+
+/** A JSON log line's fields, or undefined when the line is not JSON. */
+export function jsonLine(line: string): Record<string, unknown> | undefined {
+  if (!line.startsWith('{')) return undefined;
+  try {
+    return JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Wait for a log line whose `msg` is `msg`; resolves with its fields. */
+export async function waitForLog(child: Child, msg: string, timeoutMs = 20_000): Promise<Record<string, unknown>> {
+  const line = await child.waitForLine((l) => jsonLine(l)?.['msg'] === msg, timeoutMs, `'${msg}' log line`);
+  return jsonLine(line)!;
+}
+
+/** Start the built bridge (`orion-inference-router`) and wait until it has started. */
+export async function startBridgeProcess(flags: Record<string, string>, nodeArgs: string[] = []): Promise<{ child: Child; httpPort: number }> {
+  const args = Object.entries({ 'http-addr': '127.0.0.1', 'http-port': '0', 'log-level': 'info', ...flags }).map(([k, v]) => `--${k}=${v}`);
+  const child = startNode(ROUTER_BIN, args, { nodeArgs });
+  const started = await waitForLog(child, 'bridge started');
+  return { child, httpPort: Number(started['http_port']) };
+}
+
+/** Start the built worker (`orion-inference-worker`) and wait until it has started. */
+export async function startWorkerProcess(flags: Record<string, string>, nodeArgs: string[] = []): Promise<{ child: Child; httpPort: number }> {
+  const args = Object.entries({ 'http-addr': '127.0.0.1', 'http-port': '0', 'log-level': 'info', ...flags }).map(([k, v]) => `--${k}=${v}`);
+  const child = startNode(WORKER_BIN, args, { nodeArgs });
+  const started = await waitForLog(child, 'worker started');
+  return { child, httpPort: Number(started['http_port']) };
+}
+
+/** The backend that answers at once (`instant-ollama.js`), in a process of its own. */
+export async function startBackend(): Promise<{ child: Child; url: string }> {
+  const child = startNode(benchScript('instant-ollama'), []);
+  const line = await child.waitForLine((l) => l.startsWith('{"port"'), 10_000, 'backend port');
+  return { child, url: `http://127.0.0.1:${(JSON.parse(line) as { port: number }).port}` };
+}
+
+/** Run a bench helper to its end and return its last stdout line parsed as JSON. */
+export async function runHelper<T>(name: string, args: string[], timeoutMs = 120_000): Promise<T> {
+  const child = startNode(benchScript(name), args);
+  const t = setTimeout(() => child.proc.kill('SIGKILL'), timeoutMs);
+  const code = await child.exited;
+  clearTimeout(t);
+  const last = [...child.lines].reverse().find((l) => l.startsWith('{'));
+  if (code !== 0 || last === undefined) throw new Error(`${name} exited ${code}: ${child.lines.slice(-10).join('\n')}`);
+  return JSON.parse(last) as T;
+}
