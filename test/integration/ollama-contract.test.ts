@@ -169,6 +169,9 @@ function contractSuite(label: string, setup: () => Promise<Target | null>): void
 
     it('stops a streamed generation when the client aborts', async ({ skip }) => {
       if (!target) return skip();
+      // On the simulator, slow the stream down so the abort surely lands mid-generation even
+      // on a loaded machine (a real Ollama is slow enough by itself).
+      target.sim?.node.setFaults({ slowStreamMs: 100 });
       const stream = await client.generate({ model: model(), prompt: 'Write a very long story about the sea.', stream: true, options: { num_predict: 500 } });
       let chunks = 0;
       const consumed = (async () => {
@@ -185,6 +188,7 @@ function contractSuite(label: string, setup: () => Promise<Target | null>): void
       if (sim) {
         await vi.waitFor(() => expect(sim.node.counters().aborted).toBeGreaterThanOrEqual(1), { timeout: 5000 });
         await vi.waitFor(() => expect(sim.node.state().queue.active).toBe(0), { timeout: 5000 });
+        sim.node.clearFaults();
       }
     });
   });
