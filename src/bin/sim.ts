@@ -28,7 +28,15 @@ try {
 
 const log = createLogger({ level: config.logLevel, base: { service: 'orion-ollama-sim' } });
 try {
-  const cluster = await startSimulatorCluster(config.nodes.map((n) => ({ ...n, logger: log })));
+  const nodes = [];
+  for (const n of config.nodes) {
+    // The llama engine reports real durations: its nodes run at speed 1 with their own models.
+    if (config.engine === 'llama') {
+      const { createLlamaEngine } = await import('../simulator/llama/engine.js');
+      nodes.push({ ...n, speed: 1, installed: undefined, loaded: undefined, engine: await createLlamaEngine({ logger: log }) });
+    } else nodes.push(n);
+  }
+  const cluster = await startSimulatorCluster(nodes.map((n) => ({ ...n, logger: log })));
   log.info({ nodes: cluster.nodes.map((n) => ({ id: n.id, url: n.url })) }, 'simulator ready');
   const stop = (signal: string): void => {
     log.info({ signal }, 'shutting down');

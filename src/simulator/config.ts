@@ -187,12 +187,25 @@ export const simOptions = {
     defaultText: 'none',
     parse: (raw: string): Partial<Faults> => parseFaults(JSON.parse(raw) as unknown),
   } satisfies OptionSpec<Partial<Faults>>,
+  engine: {
+    flag: 'engine',
+    env: 'ORION_SIM_ENGINE',
+    description: 'profile (Pi timings, made-up text) or llama (real llama.cpp generation on a tiny generated model)',
+    default: 'profile' as 'profile' | 'llama',
+    defaultText: 'profile',
+    parse: (raw: string): 'profile' | 'llama' => {
+      if (raw !== 'profile' && raw !== 'llama') throw new Error('must be profile or llama');
+      return raw;
+    },
+  } satisfies OptionSpec<'profile' | 'llama'>,
   logLevel: { ...logOption.logLevel, env: 'ORION_SIM_LOG_LEVEL' },
 } satisfies OptionTable;
 
 export interface SimConfig {
   nodes: SimulatorOptions[];
   logLevel: LogLevel;
+  /** Which engine produces the text (the llama engine is loaded only when asked for). */
+  engine: 'profile' | 'llama';
 }
 
 const OLLAMA_TWINS: Record<string, string> = {
@@ -313,5 +326,5 @@ export function loadSimConfig(input: {
     const dup = ids.find((x, i) => ids.indexOf(x) !== i);
     if (dup) throw new ConfigError([`node id '${dup}' appears twice`]);
   }
-  return { nodes, logLevel: o.logLevel };
+  return { nodes, logLevel: o.logLevel, engine: o.engine };
 }
