@@ -12,7 +12,7 @@ import { Redis } from 'ioredis';
 import { loadRouterConfig } from '../config/router.js';
 import { loadWorkerConfig } from '../config/worker.js';
 import { createLogger, type Logger } from '../lib/logger.js';
-import { names } from '../lib/names.js';
+import { DEFAULT_PREFIX, names } from '../lib/names.js';
 import { redisOptionsFor } from '../lib/redis.js';
 import { createBridge, type BridgeHandle } from '../router/bridge.js';
 import { startSimulatorCluster, type SimulatorCluster } from '../simulator/index.js';
@@ -28,7 +28,8 @@ export interface DemoOptions {
   speed: number;
   /** Requests per second from the Brain. */
   rate: number;
-  prefix: string;
+  /** Stream prefix; undefined: the guide's on a Redis the demo started, `orion-demo:inference` on one it found. */
+  prefix: string | undefined;
   /** Redraw in place (a terminal) or print line by line. */
   live: boolean;
   logFile: string;
@@ -38,6 +39,28 @@ export interface DemoOptions {
 }
 
 const HOT_NODE = 'pi-8g';
+export const DEMO_PREFIX = 'orion-demo:inference';
+
+/** `-p PORT ` when the address is not redis-cli's default. */
+function redisCliArgs(addr: string): string {
+  const port = addr.slice(addr.lastIndexOf(':') + 1);
+  return port === '6379' ? '' : `-p ${port} `;
+}
+
+/** Delete every key matching `pattern` (SCAN, never KEYS). */
+async function removeKeys(redisAddr: string, pattern: string): Promise<void> {
+  const r = new Redis(redisOptionsFor({ redisAddr, redisPassword: '', redisUsername: '', redisTls: false, redisTlsCa: '' }));
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await r.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
+      cursor = next;
+      if (keys.length) await r.unlink(...keys);
+    } while (cursor !== '0');
+  } finally {
+    r.disconnect();
+  }
+}
 
 export async function runDemo(o: DemoOptions): Promise<Summary> {
   const cleanups: Array<() => Promise<void> | void> = [];
@@ -48,13 +71,19 @@ export async function runDemo(o: DemoOptions): Promise<Summary> {
   cleanups.push(() => new Promise<void>((r) => logStream.end(() => r())));
   try {
     let redisAddr = o.redisAddr;
+    let ownRedis = false;
     if (!(await redisAnswers(redisAddr))) {
       say(`No Redis answers at ${redisAddr}: starting a throwaway redis-server.`);
       const own: OwnRedis = await startOwnRedis();
       cleanups.push(() => own.stop());
       redisAddr = own.addr;
+      ownRedis = true;
     }
-    const n = names(o.prefix);
+    // On a Redis that may serve a real ORION, keep the demo's simulated pi-16g and pi-8g
+    // apart from real nodes of the same names: another prefix, removed again at the end.
+    const prefix = o.prefix ?? (ownRedis ? DEFAULT_PREFIX : DEMO_PREFIX);
+    const n = names(prefix);
+    if (!ownRedis && prefix === DEMO_PREFIX) cleanups.push(() => removeKeys(redisAddr, `${prefix}:*`));
     const root = mkdtempSync(join(tmpdir(), 'orion-demo-'));
     cleanups.push(() => rmSync(root, { recursive: true, force: true }));
 
@@ -78,7 +107,7 @@ export async function runDemo(o: DemoOptions): Promise<Summary> {
       const flags: Record<string, string> = {
         'node-id': node.id,
         'redis-addr': redisAddr,
-        'stream-prefix': o.prefix,
+        'stream-prefix': prefix,
         'ollama-host': node.url,
         'http-port': String(port),
         'heartbeat-interval': '1s',
@@ -90,7 +119,7 @@ export async function runDemo(o: DemoOptions): Promise<Summary> {
     }
     const bridgePort = await portOr(8080);
     const bridge: BridgeHandle = await createBridge(
-      loadRouterConfig({ flags: { 'redis-addr': redisAddr, 'stream-prefix': o.prefix, 'http-port': String(bridgePort), 'consumer-name': 'demo-bridge' }, env: {} }),
+      loadRouterConfig({ flags: { 'redis-addr': redisAddr, 'stream-prefix': prefix, 'http-port': String(bridgePort), 'consumer-name': 'demo-bridge' }, env: {} }),
       { log },
     );
     cleanups.push(() => bridge.close());
@@ -119,8 +148,9 @@ export async function runDemo(o: DemoOptions): Promise<Summary> {
 
     const header = [
       'ORION inference demo: two simulated Raspberry Pi 5 nodes, a worker on each, the bridge, a scripted Brain',
-      `  Redis ${redisAddr} (prefix ${o.prefix})   simulated time x${o.speed}   ${o.rate} requests/s for ${o.durationS} s`,
+      `  Redis ${redisAddr} (prefix ${prefix})   simulated time x${o.speed}   ${o.rate} requests/s for ${o.durationS} s`,
       `  Bull Board ${base}/admin/queues   nodes ${base}/nodes   stats ${base}/stats   metrics ${base}/metrics`,
+      `  try: redis-cli ${redisCliArgs(redisAddr)}HGETALL ${n.health}   curl ${base}/nodes`,
       `  logs ${o.logFile}   Ctrl-C stops`,
     ];
     if (!o.live) header.forEach(say);
