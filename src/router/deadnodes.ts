@@ -8,6 +8,8 @@
  *   - its active jobs whose lock key is gone (the started attempt was counted by the dead
  *     worker; with attempts used up the request is answered `backend_error` and the job is
  *     moved to the failed set instead).
+ * A node that is alive but reports itself unavailable (Ollama not answering, worker shutting
+ * down) takes no new jobs: its waiting jobs are moved the same way, its active ones left to it.
  * A move is owner -> add (same id) -> remove, safe to repeat after a crash at any step. Jobs
  * whose request is answered already are cleared away; jobs past their deadline are left to the
  * deadline sweep.
@@ -56,11 +58,14 @@ export class DeadNodeSweeper {
 
   private async sweepAll(s: Snapshot): Promise<void> {
     if (s.eligible.length === 0) return;
-    for (const node of s.dead) {
+    // A node that reports itself unavailable (Ollama down, worker shutting down) is alive but
+    // takes no new jobs: what waits in its queue goes elsewhere too; its running jobs stay.
+    const unavailable = [...s.views.values()].filter((v) => v.excludedReason === 'unavailable').map((v) => v.health.node_id);
+    for (const [node, dead] of [...s.dead.map((id) => [id, true] as const), ...unavailable.map((id) => [id, false] as const)]) {
       try {
-        await this.sweepNode(node, s);
+        await this.sweepNode(node, s, dead);
       } catch (err) {
-        this.o.log.warn({ node, err: (err as Error).message }, 'could not move the jobs of a dead node; trying again');
+        this.o.log.warn({ node, err: (err as Error).message }, 'could not move the jobs of a dead or unavailable node; trying again');
       }
     }
   }
@@ -69,10 +74,12 @@ export class DeadNodeSweeper {
     await this.running;
   }
 
-  private async sweepNode(node: string, s: Snapshot): Promise<number> {
+  /** Move a node's jobs elsewhere: the waiting ones, and the active ones whose lock is gone when it is dead. */
+  private async sweepNode(node: string, s: Snapshot, dead: boolean): Promise<number> {
     const { redis, n, dispatcher, consumer } = this.o;
     const q = dispatcher.queue(node);
-    const counts = await withTimeout(q.getJobCounts('wait', 'prioritized', 'delayed', 'active'), dispatcher.timeoutMs, 'job counts');
+    const states = dead ? (['wait', 'prioritized', 'delayed', 'active'] as const) : (['wait', 'prioritized', 'delayed'] as const);
+    const counts = await withTimeout(q.getJobCounts(...states), dispatcher.timeoutMs, 'job counts');
     if (Object.values(counts).every((c) => c === 0)) return 0;
     const lock = n.rerouteLockKey(node);
     if ((await redis.set(lock, consumer, 'PX', 5000, 'NX')) !== 'OK') return 0;
@@ -104,7 +111,7 @@ export class DeadNodeSweeper {
           this.o.log.warn({ node, job_id: job.id, err: (err as Error).message }, 'could not move a job of a dead node');
         }
       }
-      if (moved > 0) this.o.log.info({ node, moved }, 'jobs of a dead node moved to eligible nodes');
+      if (moved > 0) this.o.log.info({ node, moved }, dead ? 'jobs of a dead node moved to eligible nodes' : 'waiting jobs of an unavailable node moved to eligible nodes');
       return moved;
     } finally {
       await redis.eval(RELEASE, 1, lock, consumer).catch(() => undefined);
@@ -144,7 +151,7 @@ export class DeadNodeSweeper {
     const to = c.node.health.node_id;
     if (c.routing === 'fallback') registry.noteLoading(to, data.request.model);
     await dispatcher.move({ nodeId: to, data: { ...data, routing: c.routing } }, node, job);
-    stats.rerouted('dead_node');
+    stats.rerouted(s.dead.includes(node) ? 'dead_node' : 'unavailable_node');
     return true;
   }
 }

@@ -135,6 +135,23 @@ describe('the jobs of a dead node are moved to eligible nodes', () => {
     await until(() => b.stats().rerouted === 2);
   });
 
+  it('moves the waiting jobs of a node that reports itself unavailable, and leaves its running ones to it', async () => {
+    const s = h.scope();
+    await s.node('down', { ram_percent: 10, models: ['gemma3:1b'] });
+    await s.node('other', { ram_percent: 50 });
+    const b = await s.start();
+    for (const id of ['u1', 'u2', 'u3']) await s.send({ request_id: id, model: 'gemma3:1b', prompt: 'x' });
+    await until(() => s.jobs('down').then((j) => j.length === 3));
+    const running = await take(s, 'down', 'tok');
+    // Its Ollama stops answering: the worker says so, and keeps publishing (the TTL key lives).
+    await s.node('down', { ram_percent: 10, available: false, reason: 'ollama unreachable' });
+    const moved = await until(() => s.jobs('other').then((j) => j.length === 2 && j), 5000, 'two waiting jobs moved');
+    expect(moved.map((j) => j.data.attempt)).toEqual([0, 0]);
+    expect((await s.jobs('down')).map((j) => j.id)).toEqual([running.id]);
+    expect(await owner(s, running.data.request.request_id)).toBe('down');
+    await until(() => b.stats().rerouted === 2);
+  });
+
   it('answers backend_error for a dead node\'s active job that had used its last attempt', async () => {
     const s = h.scope();
     await s.node('dying', { ram_percent: 10 });
