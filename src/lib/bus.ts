@@ -92,26 +92,40 @@ return claim(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 
 /**
  * claim many: the request ids of a batch in one call, in order (a later duplicate of an id in
- * the same batch sees the earlier one, as with separate calls).
- * KEYS: 1 deadlines zset, then per request: request hash, waiters set
- * ARGV: 1 ttl seconds, then per request: entry id, reply_to, deadline ms
- * Returns one claim reply per request.
+ * the same batch sees the earlier one, as with separate calls). Packed, because a client pays
+ * for every argument: one line per request, and each distinct reply stream once.
+ * KEYS: 1 deadlines zset, then one request hash per request
+ * ARGV: 1 ttl seconds, 2 waiters key suffix (waiters set = request hash .. suffix),
+ *       3 lines 'entry id,reply stream number,deadline ms' each ending in a newline,
+ *       4.. the reply streams, numbered from 1
+ * Returns {kinds, final...}: kinds has a letter per request, n(ew), s(ame), w(aiting) or
+ * d(one), and each d has its final answer after kinds, in order.
  */
 const CLAIM_MANY = `${CLAIM_FN}
-local out = {}
-for i = 1, (#KEYS - 1) / 2 do
-  out[i] = claim(KEYS[2 * i], KEYS[2 * i + 1], KEYS[1], ARGV[3 * i - 1], ARGV[3 * i], ARGV[1], ARGV[3 * i + 1])
+local kinds, out, i = {}, {''}, 0
+for entry_id, r, deadline in string.gmatch(ARGV[3], '([^,]+),(%d+),([^\\n]+)\\n') do
+  i = i + 1
+  local c = claim(KEYS[i + 1], KEYS[i + 1] .. ARGV[2], KEYS[1], entry_id, ARGV[3 + tonumber(r)], ARGV[1], deadline)
+  kinds[i] = string.sub(c[1], 1, 1)
+  if c[2] then out[#out + 1] = c[2] end
 end
+out[1] = table.concat(kinds)
 return out
 `;
 
 /**
  * owners: record which node owns each request's job (before the jobs are added there).
- * KEYS: request hashes; ARGV: node ids, one per key
+ * KEYS: request hashes, grouped by node; ARGV: node id, number of its keys, node id, ...
  */
 const OWNERS = `
-for i = 1, #KEYS do redis.call('HSET', KEYS[i], 'node', ARGV[i]) end
-return #KEYS
+local k = 1
+for i = 1, #ARGV, 2 do
+  for _ = 1, tonumber(ARGV[i + 1]) do
+    redis.call('HSET', KEYS[k], 'node', ARGV[i])
+    k = k + 1
+  end
+end
+return k - 1
 `;
 
 /**
@@ -152,15 +166,13 @@ return 1
 `;
 
 type Reply = [string] | [string, string];
-/** What the claim script answers for one request (see `parseClaim`). */
-export type ClaimReply = Reply;
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
     orionClaim(k1: string, k2: string, k3: string, entry: string, replyTo: string, ttl: number, deadline: number): Result<Reply, Context>;
     /** numkeys, then the keys, then the arguments (see CLAIM_MANY). */
-    orionClaimMany(...args: (string | number)[]): Result<Reply[], Context>;
-    /** numkeys, then the request hashes, then the node ids (see OWNERS). */
+    orionClaimMany(...args: (string | number)[]): Result<string[], Context>;
+    /** numkeys, then the request hashes, then node ids and counts (see OWNERS). */
     orionOwners(...args: (string | number)[]): Result<number, Context>;
     orionFinal(k1: string, k2: string, k3: string, k4: string, node: string, doc: string, maxlen: number, ttl: number): Result<number, Context>;
     orionPartial(k1: string, k2: string, node: string, doc: string, maxlen: number): Result<number, Context>;
@@ -217,28 +229,52 @@ export interface ClaimItem {
   deadline: number;
 }
 
-/**
- * Claim a batch of request ids in one script call (one command, not one per request). The
- * reply is an array, one `parseClaim` reply per item.
- */
-export function claimRequests(redis: Redis, n: Names, items: readonly ClaimItem[]): Promise<ClaimReply[]> {
+/** What the waiters set's name adds to the request hash's (CLAIM_MANY derives one from the other). */
+function waitersSuffix(n: Names): string {
+  const rk = n.requestKey('x');
+  const wk = n.waitersKey('x');
+  if (!wk.startsWith(rk)) throw new Error('names.ts: the waiters set of a request must be named after its request hash');
+  return wk.slice(rk.length);
+}
+
+const CLAIM_KINDS: Record<string, ClaimResult['kind']> = { n: 'new', s: 'same', w: 'waiting', d: 'done' };
+
+/** Claim a batch of request ids in one script call (one command, not one per request). */
+export async function claimRequests(redis: Redis, n: Names, items: readonly ClaimItem[]): Promise<ClaimResult[]> {
   const keys: string[] = [deadlinesKey(n)];
-  const args: (string | number)[] = [REQUEST_RECORD_TTL_S];
+  const streams = new Map<string, number>();
+  let lines = '';
   for (const it of items) {
-    keys.push(n.requestKey(it.requestId), n.waitersKey(it.requestId));
-    args.push(it.entryId, it.replyTo, it.deadline);
+    keys.push(n.requestKey(it.requestId));
+    let r = streams.get(it.replyTo);
+    if (r === undefined) streams.set(it.replyTo, (r = streams.size + 1));
+    lines += `${it.entryId},${r},${it.deadline}\n`;
   }
-  return redis.orionClaimMany(keys.length, ...keys, ...args);
+  const [kinds = '', ...finals] = await redis.orionClaimMany(keys.length, ...keys, REQUEST_RECORD_TTL_S, waitersSuffix(n), lines, ...streams.keys());
+  if (kinds.length !== items.length) throw new Error(`claim script answered ${kinds.length} of ${items.length} requests`);
+  let f = 0;
+  return [...kinds].map((k) => (k === 'd' ? { kind: 'done', final: finals[f++] ?? '{}' } : { kind: CLAIM_KINDS[k] as Exclude<ClaimResult['kind'], 'done'> }));
 }
 
 /**
  * Record, in one script call, which node owns each request's job (before the jobs are added
- * there). On a pipeline the call is queued; on a connection it is sent, and the result returned.
+ * there). On a pipeline the call is queued; on a connection it is sent, and its reply returned.
  */
 export function setOwners(target: Redis | ChainableCommander, n: Names, owners: readonly { requestId: string; nodeId: string }[]): Promise<unknown> {
   if (owners.length === 0) return Promise.resolve(0);
-  const keys = owners.map((o) => n.requestKey(o.requestId));
-  const out: unknown = (target as Redis).orionOwners(owners.length, ...keys, ...owners.map((o) => o.nodeId));
+  const byNode = new Map<string, string[]>();
+  for (const o of owners) {
+    const keys = byNode.get(o.nodeId);
+    if (keys) keys.push(n.requestKey(o.requestId));
+    else byNode.set(o.nodeId, [n.requestKey(o.requestId)]);
+  }
+  const keys: string[] = [];
+  const args: (string | number)[] = [];
+  for (const [node, list] of byNode) {
+    keys.push(...list);
+    args.push(node, list.length);
+  }
+  const out: unknown = (target as Redis).orionOwners(keys.length, ...keys, ...args);
   return out instanceof Promise ? out : Promise.resolve(0);
 }
 

@@ -25,7 +25,6 @@ import {
   claimRequests,
   deadLetter,
   errorResponse,
-  parseClaim,
   publishFinal,
   replyStreamOf,
   type ClaimItem,
@@ -168,8 +167,8 @@ export class Intake {
       if (failed) throw failed[0];
     });
     const claimed = items.length > 0 ? claimRequests(redis, n, items) : Promise.resolve([]);
-    const [replies] = await withTimeout(Promise.all([claimed, refused]), dispatcher.timeoutMs, 'claiming requests');
-    return { now, ack, valid, claims: replies.map(parseClaim) };
+    const [claims] = await withTimeout(Promise.all([claimed, refused]), dispatcher.timeoutMs, 'claiming requests');
+    return { now, ack, valid, claims };
   }
 
   /** Answer duplicates, re-place entries read again, route and place the new requests, ack. */
