@@ -296,3 +296,87 @@ export function report(r: RowReport): void {
   mkdirSync(RESULTS_DIR, { recursive: true });
   writeFileSync(join(RESULTS_DIR, `row-${String(r.row).padStart(2, '0')}.json`), JSON.stringify(r, null, 2));
 }
+
+// ------------------------------------------------------------ helpers for rows 2-6, 13, 14
+
+/** The simulator's `/_sim/state` document of one node (counters, queue, faults). */
+export interface SimState {
+  counters: { requests: number; generate: number; chat: number; completed: number; aborted: number; errors: number; faultsInjected: number };
+  queue: { pending: number; active: number; generating: number };
+}
+
+export async function simState(w: World, id: string): Promise<SimState> {
+  const res = await fetch(`${w.simUrl(id)}/_sim/state`, { signal: AbortSignal.timeout(2000) });
+  if (!res.ok) throw new Error(`sim state of ${id}: ${res.status}`);
+  return (await res.json()) as SimState;
+}
+
+/** Entries of `{p}:requests` delivered to a consumer and not acked yet. */
+export async function pendingAt(w: World, consumer: string): Promise<number> {
+  const rows = (await w.admin.xpending(w.n.requests, 'orion-inference-router', '-', '+', 100_000, consumer)) as unknown[];
+  return rows.length;
+}
+
+/** Jobs a node queue holds that are not finished: waiting, prioritized, delayed or active. */
+export async function held(w: World, id: string): Promise<number> {
+  const c = await w.queueCounts(id);
+  return (c['wait'] ?? 0) + (c['prioritized'] ?? 0) + (c['delayed'] ?? 0) + (c['active'] ?? 0);
+}
+
+/** The HTTP port a worker or bridge logged at start (`--http-port 0`). */
+export async function httpPortOf(p: Proc): Promise<number> {
+  return waitFor(`${p.name} port`, () => {
+    const line = p.logs(/^(worker|bridge) started$/)[0];
+    return typeof line?.['http_port'] === 'number' ? line['http_port'] : undefined;
+  }, 15_000);
+}
+
+/** A worker's `orion_worker_jobs_total` counters, by outcome. */
+export async function workerOutcomes(p: Proc): Promise<Record<string, number>> {
+  const port = await httpPortOf(p);
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(2000) })).text();
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^orion_worker_jobs_total\{([^}]*)\} (\d+)/gm)) {
+    const outcome = /outcome="([^"]*)"/.exec(m[1]!)?.[1] ?? '?';
+    out[outcome] = (out[outcome] ?? 0) + Number(m[2]);
+  }
+  return out;
+}
+
+/** How many final answers each node gave, and how many answers had each attempt number. */
+export function tally(answers: Map<string, InferenceResponse[]>, ids: string[]): { perNode: Record<string, number>; perAttempt: Record<string, number>; twice: string[]; errors: string[] } {
+  const perNode: Record<string, number> = {};
+  const perAttempt: Record<string, number> = {};
+  const twice: string[] = [];
+  const errors: string[] = [];
+  for (const id of ids) {
+    const list = answers.get(id) ?? [];
+    if (list.length > 1) twice.push(id);
+    const a = list[0];
+    if (!a) continue;
+    if (a.error) errors.push(`${id}: ${a.error.code} ${a.error.message}`);
+    perNode[a.node_id ?? '?'] = (perNode[a.node_id ?? '?'] ?? 0) + 1;
+    perAttempt[String(a.attempt ?? '?')] = (perAttempt[String(a.attempt ?? '?')] ?? 0) + 1;
+  }
+  return { perNode, perAttempt, twice, errors };
+}
+
+/** Run `fn`; on failure, add every process's output to the error. */
+export async function withDump<T>(w: World, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    const e = err instanceof Error ? err : new Error(String(err));
+    e.message = `${e.message}\n${w.dump()}`;
+    throw e;
+  }
+}
+
+/** Wait until a bridge's `/nodes` shows every given node eligible (its snapshot is up to date). */
+export async function routable(bridge: Proc, ids: string[], timeoutMs = 15_000): Promise<void> {
+  const port = await httpPortOf(bridge);
+  await waitFor(`${ids.join(', ')} eligible at ${bridge.name}`, async () => {
+    const nodes = (await (await fetch(`http://127.0.0.1:${port}/nodes`, { signal: AbortSignal.timeout(2000) })).json()) as { node_id: string; eligible: boolean }[];
+    return ids.every((id) => nodes.some((x) => x.node_id === id && x.eligible));
+  }, timeoutMs);
+}
