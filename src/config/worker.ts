@@ -23,6 +23,14 @@ export const workerOptions = {
     defaultText: 'http://localhost:11434',
     parse: parsers.url,
   } satisfies OptionSpec<string>,
+  ollamaTimeout: {
+    flag: 'ollama-timeout',
+    env: 'ORION_OLLAMA_TIMEOUT',
+    description: 'An Ollama call that sends nothing this long (no first byte, no next chunk) is given up and retried on another node',
+    default: 300_000,
+    defaultText: '5m',
+    parse: parsers.duration(1000),
+  } satisfies OptionSpec<number>,
   ...httpOptions(8081),
   concurrency: {
     flag: 'concurrency',

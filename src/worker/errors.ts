@@ -6,6 +6,7 @@
  *   other HTTP statuses          backend_error    retried on another node
  *   no connection at all         backend_error    retried, and the attempt is given back
  *   reset, cut-off stream, ...   backend_error    retried on another node
+ *   silent for --ollama-timeout  backend_error    retried on another node (raised by runGeneration)
  */
 import { OrionError, type ErrorCode } from '../lib/errors.js';
 

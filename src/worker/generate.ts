@@ -2,10 +2,12 @@
  * One Ollama call for one request, always streamed so it can be cut off: the request's
  * deadline, a cancelled job or a closing worker aborts the HTTP request itself (a custom
  * `fetch` carries the signal, so even the wait for the first byte, i.e. a model load, is
- * abortable), and Ollama sees the connection close and stops generating.
+ * abortable), and Ollama sees the connection close and stops generating. So does an Ollama
+ * that goes silent for longer than the worker's `--ollama-timeout`.
  */
 import { Ollama, type ChatRequest, type GenerateRequest, type Message, type Options } from 'ollama';
 import type { InferenceRequest } from '../contracts/types.js';
+import { OrionError } from '../lib/errors.js';
 
 export type OllamaCall =
   | { endpoint: 'generate'; body: GenerateRequest & { stream: true } }
@@ -65,15 +67,41 @@ interface Chunk {
 /**
  * Run the call to its end. `onDelta` sees each piece of text as it comes. Throws what
  * ollama-js throws (ResponseError with status_code, fetch failures, an AbortError when
- * `signal` fires, "Did not receive done" when the stream ends early).
+ * `signal` fires, "Did not receive done" when the stream ends early), and a `backend_error`
+ * OrionError when Ollama sends nothing for `idleMs`: no first byte (a model load counts) or no
+ * next chunk, i.e. a hung Ollama, whose call is then aborted so another node can serve it.
  */
 export async function runGeneration(
   host: string,
   call: OllamaCall,
   signal: AbortSignal,
   onDelta?: (delta: string) => void,
+  idleMs?: number,
 ): Promise<Generation> {
   signal.throwIfAborted();
+  const stalled = new AbortController();
+  let idle: NodeJS.Timeout | undefined;
+  const progress = (): void => {
+    if (idleMs === undefined) return;
+    clearTimeout(idle);
+    idle = setTimeout(() => stalled.abort(), idleMs);
+  };
+  const aborted = AbortSignal.any([signal, stalled.signal]);
+  try {
+    progress();
+    return await readStream(host, call, aborted, progress, onDelta);
+  } catch (err) {
+    if (stalled.signal.aborted && !signal.aborted) {
+      throw new OrionError('backend_error', `no answer from ollama for ${idleMs} ms (--ollama-timeout); call aborted`, { cause: err });
+    }
+    throw err;
+  } finally {
+    clearTimeout(idle);
+  }
+}
+
+/** The call itself; `onChunk` hears of every chunk, text or not. */
+async function readStream(host: string, call: OllamaCall, signal: AbortSignal, onChunk: () => void, onDelta?: (delta: string) => void): Promise<Generation> {
   const ollama = new Ollama({ host, fetch: fetchWithSignal(signal) });
   const stream = call.endpoint === 'chat' ? await ollama.chat(call.body) : await ollama.generate(call.body);
   const stop = (): void => stream.abort();
@@ -81,6 +109,7 @@ export async function runGeneration(
   try {
     let text = '';
     for await (const part of stream as AsyncIterable<Chunk>) {
+      onChunk();
       const delta = call.endpoint === 'chat' ? (part.message?.content ?? '') : (part.response ?? '');
       if (delta) {
         text += delta;

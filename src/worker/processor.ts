@@ -48,6 +48,8 @@ export interface ProcessorDeps {
   n: Names;
   nodeId: string;
   ollamaHost: string;
+  /** An Ollama call that sends nothing this long is given up (backend_error, retried elsewhere). */
+  ollamaTimeoutMs?: number;
   log: Logger;
   metrics?: WorkerMetrics;
   /** Ollama could not be reached at all: stop taking jobs and say so in the health registry. */
@@ -251,7 +253,7 @@ async function generate(run: JobRun, signal: AbortSignal | undefined): Promise<G
     : undefined;
 
   try {
-    const gen = await runGeneration(run.deps.ollamaHost, call, abort.signal, partials ? (d) => partials.push(d) : undefined);
+    const gen = await runGeneration(run.deps.ollamaHost, call, abort.signal, partials ? (d) => partials.push(d) : undefined, run.deps.ollamaTimeoutMs);
     await partials?.flush();
     if (partials?.superseded) {
       run.log.debug({}, 'answered or moved elsewhere during generation');

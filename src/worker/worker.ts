@@ -148,7 +148,7 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
       metrics.active.set(active);
       try {
         return await processJob(
-          { redis, n, nodeId, ollamaHost: config.ollamaHost, log, metrics, onOllamaUnreachable: ollamaUnreachable },
+          { redis, n, nodeId, ollamaHost: config.ollamaHost, ollamaTimeoutMs: config.ollamaTimeout, log, metrics, onOllamaUnreachable: ollamaUnreachable },
           job,
           signal,
         );

@@ -221,6 +221,34 @@ describe('failures', () => {
     expect(await finalOn(redis, n.responses, id)).toMatchObject({ error: { code: 'backend_error' } });
   });
 
+  it('an Ollama call with no first byte within --ollama-timeout is aborted and handed back as a counted backend_error', async () => {
+    const { n, queue } = await setup({ flags: { 'ollama-timeout': '1s' } });
+    const id = rid('hang');
+    ollama.script = scriptFor(id, { firstByteDelayMs: 5000, chunks: ['late'] });
+    const job = await enqueue(redis, queue, n, prompt(id, { prompt: id }), { attempt: 0, maxAttempts: 3 });
+    const notice = await until(async () => (await streamDocs(redis, n.reroute))[0], 5000, 'reroute notice');
+    expect(notice).toMatchObject({ request_id: id, code: 'backend_error', counts: true, message: expect.stringMatching(/no answer from ollama for 1000 ms/) });
+    expect((await ollama.waitFor((r) => r.body?.['prompt'] === id && r.clientClosed, 2000)).finished).toBe(false);
+    expect(await jobState(queue, job.id!, ['failed'])).toBe('failed');
+    expect(await redis.hget(n.requestKey(id), 'final')).toBeNull();
+  });
+
+  it('a stream that stops making progress for --ollama-timeout is given up; a slow but steady one is not', async () => {
+    const { n, queue } = await setup({ flags: { 'ollama-timeout': '1s' } });
+    const stuck = rid('stuck');
+    const steady = rid('steady');
+    ollama.script = (_path, body) => {
+      const text = JSON.stringify(body);
+      if (text.includes(stuck)) return { chunks: ['a', 'b'], chunkDelayMs: 3000 };
+      return { chunks: ['s', 'l', 'o', 'w'], chunkDelayMs: 400 };
+    };
+    await enqueue(redis, queue, n, prompt(stuck, { prompt: stuck }), { attempt: 2, maxAttempts: 3 });
+    await enqueue(redis, queue, n, prompt(steady, { prompt: steady }));
+    // Last attempt: answered with the error (and dead-lettered) rather than handed back.
+    expect(await finalOn(redis, n.responses, stuck)).toMatchObject({ attempt: 3, error: { code: 'backend_error', message: expect.stringMatching(/no answer from ollama/) } });
+    expect(await finalOn(redis, n.responses, steady)).toMatchObject({ response: 'slow' });
+  });
+
   it('Ollama down: the attempt is given back (counts false), the node reports itself unavailable and stops taking jobs until Ollama answers', async () => {
     const fake = await startFakeOllama();
     cleanups.push(() => fake.stop());

@@ -25,6 +25,7 @@ describe('worker configuration', () => {
       redisAddr: 'localhost:6379',
       redisPassword: '',
       ollamaHost: 'http://localhost:11434',
+      ollamaTimeout: 300_000,
       httpPort: 8081,
       streamPrefix: 'orion:inference',
       procRoot: '/',
@@ -68,6 +69,7 @@ describe('worker configuration', () => {
       ORION_PROC_ROOT: '/host',
       ORION_SYS_ROOT: '/host',
       ORION_LOCK_DURATION: '20s',
+      ORION_OLLAMA_TIMEOUT: '90s',
     };
     expect(load([], env)).toMatchObject({
       nodeId: 'pi-16g',
@@ -79,6 +81,7 @@ describe('worker configuration', () => {
       procRoot: '/host',
       sysRoot: '/host',
       lockDuration: 20000,
+      ollamaTimeout: 90_000,
     });
     expect(load(['--node-id', 'pi-8g', '--http-port', '8081'], env)).toMatchObject({ nodeId: 'pi-8g', httpPort: 8081 });
   });
