@@ -1,3 +1,4 @@
+import { Job, Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { built, report, routable, simState, waitFor, withDump, World } from './harness.js';
 
@@ -120,6 +121,26 @@ describe.skipIf(!built())('row 6, one node: every try on the same node', () => {
       const dead = await w.deadLetters();
       expect(dead.map((d) => [d['request_id'], d['attempt']])).toEqual([['r6-one', MAX_ATTEMPTS]]);
       figures['one node only'] = `${c.faultsInjected + c.generate} calls, attempt ${a[0]!.attempt}, 1 dead letter, 1 failed job`;
+
+      // Retried from the failed set (as Bull Board does) once Ollama works: a fresh start,
+      // answered again, attempt 1.
+      await w.clearSimFaults('pi-a');
+      const q = new Queue('pi-a', { prefix: w.n.nodeQueuePrefix, connection: { host: '127.0.0.1', port: w.redis.port } });
+      try {
+        const job = await Job.fromId(q, 'req_r6-one');
+        expect(await job!.getState()).toBe('failed');
+        await job!.retry('failed');
+      } finally {
+        await q.close();
+      }
+      const again = await waitFor('the retried answer', async () => {
+        const list = (await w.answers()).get('r6-one') ?? [];
+        return list.length === 2 ? list[1] : undefined;
+      });
+      expect(again.error).toBeUndefined();
+      expect(again.attempt).toBe(1);
+      expect((await w.queueCounts('pi-a'))['failed']).toBe(0);
+      figures['retried from the failed set'] = `answered, attempt ${again.attempt}`;
     });
   });
 });

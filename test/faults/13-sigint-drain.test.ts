@@ -10,6 +10,7 @@ describe.skipIf(!built())('row 13: SIGINT a busy worker', () => {
   let w: World;
   let bridge: Proc;
   const workers = new Map<string, Proc>();
+  const figures: Record<string, string | number> = {};
   beforeAll(async () => {
     w = await new World({ nodes: [{ id: 'pi-a' }, { id: 'pi-b', loaded: [] }], speed: 50, label: 'row13' }).start();
     await w.simFaults('pi-a', { slowStreamMs: 150 });
@@ -21,6 +22,7 @@ describe.skipIf(!built())('row 13: SIGINT a busy worker', () => {
   });
   afterAll(async () => {
     await w?.close();
+    if (Object.keys(figures).length > 0) report({ row: 13, title: 'SIGINT a worker running 4 requests (about 6 s of work left, longer than its health TTL); then one running 2 with 4 queued', figures });
   });
 
   it('finishes what it holds, exits 0, and nothing is re-routed', async () => {
@@ -60,17 +62,45 @@ describe.skipIf(!built())('row 13: SIGINT a busy worker', () => {
       expect((await simState(w, 'pi-b')).counters.generate).toBe(0);
       expect(await held(w, 'pi-a')).toBe(0);
       expect(await w.deadLetters()).toEqual([]);
-      report({
-        row: 13,
-        title: 'SIGINT a worker running 4 requests (about 6 s of work left, longer than its health TTL)',
-        figures: {
-          'exit code': exit!.code ?? 'none',
-          'SIGINT to exit (s)': drainS.toFixed(1),
-          answered: `${ids.length}/${ids.length}, all by the stopped worker`,
-          attempts: JSON.stringify(t.perAttempt),
-          'reroute notices': 0,
-          'jobs moved by the bridge': 0,
-        },
+      Object.assign(figures, {
+        'exit code': exit!.code ?? 'none',
+        'SIGINT to exit (s)': drainS.toFixed(1),
+        answered: `${ids.length}/${ids.length}, all by the stopped worker`,
+        attempts: JSON.stringify(t.perAttempt),
+        'reroute notices': 0,
+        'jobs moved by the bridge': 0,
+      });
+    });
+  });
+
+  it('with requests queued behind the running ones: those go to another node at once, unstarted', async () => {
+    const victim = w.startWorker('pi-a');
+    workers.set('pi-a', victim);
+    await withDump(w, async () => {
+      await w.healthy('pi-a');
+      await routable(bridge, ['pi-a', 'pi-b']);
+      const ids = Array.from({ length: 6 }, (_, i) => `r13-q${i}`);
+      const base = (await simState(w, 'pi-a')).counters.generate;
+      await w.send(ids.map((request_id, i) => ({ request_id, options: { num_predict: 8, seed: 10 + i } })));
+      await waitFor('pi-a running 2 of 6', async () => (await held(w, 'pi-a')) === 6 && (await w.queueCounts('pi-a'))['active'] === 2 && (await simState(w, 'pi-a')).counters.generate === base + 2);
+      const sigintAt = Date.now();
+      victim.signal('SIGINT');
+      const exit = await Promise.race([victim.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 30_000))]);
+      const drainS = (Date.now() - sigintAt) / 1000;
+      expect(exit, 'pi-a did not exit within 30 s').toEqual({ code: 0, signal: null });
+      const answers = await w.allAnswered(ids, 15_000);
+      const t = tally(answers, ids);
+      const why = `\n${JSON.stringify(t)}`;
+      expect(t.twice, why).toEqual([]);
+      expect(t.errors, why).toEqual([]);
+      // The 2 running finished on pi-a; the 4 queued never started there (attempt 1 on pi-b).
+      expect(t.perNode, why).toEqual({ 'pi-a': 2, 'pi-b': 4 });
+      expect(t.perAttempt, why).toEqual({ '1': 6 });
+      expect(await w.admin.xlen(w.n.reroute)).toBe(0);
+      await waitFor('pi-a queue empty', async () => (await held(w, 'pi-a')) === 0);
+      Object.assign(figures, {
+        'with 4 queued: SIGINT to exit (s)': drainS.toFixed(1),
+        'with 4 queued: answered': `6/6 (${JSON.stringify(t.perNode)}), attempt 1 everywhere, no reroute notice`,
       });
     });
   });
