@@ -57,6 +57,26 @@ interface Pending {
   seenAt: number;
 }
 
+/** A request this bridge answers with an error instead of placing it. */
+interface Refusal {
+  p: Pending;
+  code: ErrorCode;
+  message: string;
+}
+
+/** What `route` decided and sent, for `settle` to finish. */
+interface Routed {
+  /** The placements' adds; resolves with those that failed. */
+  placing: Promise<Placement[]>;
+  placements: readonly Placement[];
+  /** Requests placed for the first time (counted as routed). */
+  firstTime: ReadonlySet<string>;
+  hold: Held[];
+  errors: readonly Refusal[];
+  ack: string[];
+  now: number;
+}
+
 /** A batch whose request ids are claimed: `claims[i]` is the claim of `valid[i]`. */
 interface Claimed {
   now: number;
@@ -113,26 +133,34 @@ export class Intake {
   }
 
   /**
-   * Handle a batch from the reader; a batch that fails (Redis down) is retried with backoff.
-   * The batch's claims go out at once, so they overlap the placing of the batch before (the
-   * reader hands the next batch over early); all that follows runs one batch at a time, in
-   * order, after everything queued before it. A retry starts again from the claims.
+   * Handle a batch from the reader; a batch that fails (Redis down) is retried with backoff,
+   * starting again from the claims. Three stages, so that the bridge works on one batch while
+   * Redis works on another (the reader hands the next batch over early):
+   *   1. at once: the batch's claims go out;
+   *   2. in order, one batch at a time, after everything queued before it: duplicates
+   *      answered, routing, the owners and adds sent;
+   *   3. while the next batches go through 2: waiting for the adds, holding what could not be
+   *      placed, answering what cannot be, the ack.
    */
   handle(entries: StreamEntry[]): Promise<void> {
     const early = this.claim(entries);
     early.catch(() => undefined);
-    return this.serial(async () => {
-      for (let failures = 0; ; failures++) {
-        try {
-          await this.place(failures === 0 ? await early : await this.claim(entries));
-          return;
-        } catch (err) {
-          if (this.stopping) return;
-          if (failures === 0) this.o.log.warn({ err: (err as Error).message, count: entries.length }, 'batch failed; retrying');
-          await sleep(Math.min(200 * 2 ** Math.min(failures, 5), 5000));
-        }
+    return this.run(entries, early);
+  }
+
+  private async run(entries: StreamEntry[], early: Promise<Claimed>): Promise<void> {
+    for (let failures = 0; ; failures++) {
+      try {
+        const claimed = failures === 0 ? early : undefined;
+        const finish = await this.serial(async () => this.place(await (claimed ?? this.claim(entries))));
+        await finish();
+        return;
+      } catch (err) {
+        if (this.stopping) return;
+        if (failures === 0) this.o.log.warn({ err: (err as Error).message, count: entries.length }, 'batch failed; retrying');
+        await sleep(Math.min(200 * 2 ** Math.min(failures, 5), 5000));
       }
-    });
+    }
   }
 
   /** Parse the entries, refuse the unusable ones and claim the request ids of the rest. */
@@ -171,8 +199,11 @@ export class Intake {
     return { now, ack, valid, claims };
   }
 
-  /** Answer duplicates, re-place entries read again, route and place the new requests, ack. */
-  private async place({ now, ack, valid, claims }: Claimed): Promise<void> {
+  /**
+   * Answer duplicates, re-place entries read again, route the new requests and send their
+   * adds; the function returned finishes the batch (see `route`).
+   */
+  private async place({ now, ack, valid, claims }: Claimed): Promise<() => Promise<void>> {
     const { redis, n, dispatcher, stats } = this.o;
     const same: Pending[] = [];
     const toRoute: Pending[] = [];
@@ -201,7 +232,7 @@ export class Intake {
         else toRoute.push(v);
       });
     }
-    await this.route(toRoute, placements, ack, now);
+    return this.route(toRoute, placements, ack, now);
   }
 
   /** What kind of pass would have chosen `node` for `model` now (for a re-placed job). */
@@ -224,13 +255,14 @@ export class Intake {
   }
 
   /**
-   * Route and place what needs a node; hold what cannot be placed; ack the rest. `placements`
-   * may already hold re-placements of entries read again.
+   * Route what needs a node and send the placements (`placements` may already hold
+   * re-placements of entries read again). The function returned waits for them, holds what
+   * could not be placed, answers what cannot be, and acks the rest.
    */
-  private async route(list: readonly Pending[], placements: Placement[], ack: string[], now: number): Promise<void> {
-    const { registry, dispatcher, n, stats } = this.o;
+  private route(list: readonly Pending[], placements: Placement[], ack: string[], now: number): () => Promise<void> {
+    const { registry, dispatcher, n } = this.o;
     const snap = registry.current();
-    const errors: { p: Pending; code: ErrorCode; message: string }[] = [];
+    const errors: Refusal[] = [];
     const hold: Held[] = [];
     const firstTime = new Set<string>();
     for (const p of list) {
@@ -258,7 +290,15 @@ export class Intake {
             for (const h of markWaiting) pipe.hset(n.requestKey(h.request.request_id), WAITING_FIELD, '1');
           }
         : undefined;
-    const failed = await dispatcher.placeNew(placements, mark);
+    const placing = dispatcher.placeNew(placements, mark);
+    placing.catch(() => undefined);
+    return () => this.settle({ placing, placements, firstTime, hold, errors, ack, now });
+  }
+
+  /** Wait for the placements of `route`, then hold, answer and ack. */
+  private async settle({ placing, placements, firstTime, hold, errors, ack, now }: Routed): Promise<void> {
+    const { registry, dispatcher, stats } = this.o;
+    const failed = await placing;
     const failedIds = new Set(failed.map((f) => f.data.request.request_id));
     for (const pl of placements) {
       const id = pl.data.request.request_id;
@@ -317,7 +357,7 @@ export class Intake {
       const now = this.now();
       const list = [...this.held.values()].filter((h) => h.deadline > now);
       if (list.length === 0) return;
-      await this.route(list, [], [], now);
+      await this.route(list, [], [], now)();
     });
   }
 
