@@ -3,6 +3,7 @@
  * connections that block; every connection reconnects with capped backoff, quietly.
  */
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from './logger.js';
 
@@ -40,7 +41,10 @@ export function redisOptionsFor(s: RedisSettings): RedisOptions {
   if (s.redisPassword) opts.password = s.redisPassword;
   if (s.redisUsername) opts.username = s.redisUsername;
   if (tls) {
-    opts.tls = s.redisTlsCa ? { ca: readFileSync(s.redisTlsCa), servername: opts.host } : { servername: opts.host };
+    // SNI takes a host name only (an IP there is deprecated, and Node warns); the certificate
+    // is checked against the host either way.
+    const sni = isIP(opts.host) === 0 ? { servername: opts.host } : {};
+    opts.tls = s.redisTlsCa ? { ca: readFileSync(s.redisTlsCa), ...sni } : sni;
   }
   return opts;
 }
