@@ -58,7 +58,11 @@ export function connectRedis(s: RedisSettings | RedisOptions, log: Logger, name:
   const client = new Redis({ ...opts, connectionName: name, lazyConnect: false });
   let down = false;
   client.on('error', (err: Error) => {
-    if (!down) log.warn({ connection: name, err: err.message }, 'redis connection error; retrying with backoff');
+    if (!down && /WRONGPASS|NOAUTH/.test(err.message)) {
+      log.error({ connection: name, err: err.message }, 'redis refused the credentials: check --redis-username and --redis-password; retrying with backoff');
+    } else if (!down) {
+      log.warn({ connection: name, err: err.message }, 'redis connection error; retrying with backoff');
+    }
     down = true;
   });
   client.on('ready', () => {
