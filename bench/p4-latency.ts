@@ -17,7 +17,7 @@ import { names } from '../src/lib/names.js';
 import { ollamaCallFor, runGeneration } from '../src/worker/generate.js';
 import { bareStreamHop, summary } from './baselines.js';
 import { fmtNum, median, nowMs, type RowResult } from './lib.js';
-import { startBackend, startBridgeProcess, startWorkerProcess, type Child } from './proc.js';
+import { PI_8G_ROOT, startBackend, startBridgeProcess, startWorkerProcess, type Child } from './proc.js';
 
 export interface LatencyOptions {
   port: number;
@@ -102,7 +102,7 @@ async function latencyOnce(o: LatencyOptions, backendUrl: string, r: number): Pr
   try {
     const hop = summary(await bareStreamHop(o.port, o.requests));
     const direct = summary(await directCalls(backendUrl, o.requests));
-    const worker = await startWorkerProcess({ 'node-id': 'bench-p4', 'redis-addr': addr, 'stream-prefix': prefix, 'ollama-host': backendUrl });
+    const worker = await startWorkerProcess({ 'node-id': 'bench-p4', 'redis-addr': addr, 'stream-prefix': prefix, 'ollama-host': backendUrl, 'proc-root': PI_8G_ROOT, 'sys-root': PI_8G_ROOT });
     children.push(worker.child);
     const bridge = await startBridgeProcess({ 'redis-addr': addr, 'stream-prefix': prefix, 'consumer-name': 'bench' });
     children.push(bridge.child);

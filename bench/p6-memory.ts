@@ -6,7 +6,7 @@
  */
 import { Redis } from 'ioredis';
 import { fmtNum, median, type RowResult } from './lib.js';
-import { benchScript, startBackend, startBridgeProcess, startNode, startWorkerProcess, type Child } from './proc.js';
+import { PI_8G_ROOT, benchScript, startBackend, startBridgeProcess, startNode, startWorkerProcess, type Child } from './proc.js';
 
 export interface MemoryOptions {
   port: number;
@@ -31,7 +31,7 @@ async function memoryOnce(o: MemoryOptions, backendUrl: string, r: number): Prom
     children.push(bare);
     const [, worker] = await Promise.all([
       bare.waitForLine((l) => l.includes('"ready"'), 20_000, 'ready line'),
-      startWorkerProcess({ 'node-id': 'bench-node', 'redis-addr': addr, 'stream-prefix': prefix, 'ollama-host': backendUrl }).then((w) => {
+      startWorkerProcess({ 'node-id': 'bench-node', 'redis-addr': addr, 'stream-prefix': prefix, 'ollama-host': backendUrl, 'proc-root': PI_8G_ROOT, 'sys-root': PI_8G_ROOT }).then((w) => {
         children.push(w.child);
         return w;
       }),

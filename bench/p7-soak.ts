@@ -1,8 +1,10 @@
 /**
- * P7: a soak at a steady request rate through simulated nodes. Two simulated Pis (the Ollama
- * simulator, in the bench process, fast enough that each answer takes a few milliseconds) each
- * with a built worker process reading the simulator's RAM and temperature files, and one built
- * bridge process. The bench sends `rate` requests per second for `seconds`, reads every answer
+ * P7: a soak at a steady request rate through simulated nodes. Three simulated Pis (the Ollama
+ * simulator, in the bench process, fast enough that each answer takes a few milliseconds), each
+ * with one of three models loaded and a built worker process (4 jobs at once) reading the
+ * simulator's RAM and temperature files, and one built bridge process. Requests take turns
+ * over the three models, so each node serves a third of them (sticky routing sends every
+ * request for a model to the node that has it loaded). The bench sends `rate` requests per second for `seconds`, reads every answer
  * from a private reply stream, and samples the resident memory of the bridge and the workers
  * every few seconds (child processes: the figures are theirs alone).
  *
@@ -27,7 +29,7 @@ export interface SoakOptions {
   log(line: string): void;
 }
 
-const MODEL = 'gemma3:1b';
+const MODELS = ['llama3.2:3b', 'gemma3:1b', 'qwen2.5:0.5b'] as const;
 const SAMPLE_MS = 2000;
 
 interface Sample {
@@ -47,9 +49,11 @@ export async function runSoakRows(o: SoakOptions): Promise<RowResult[]> {
   };
   // Well cooled Pis: the soak is about memory and delivery, not heat.
   const thermal = { maxC: 60 };
+  const fast = { speed: 1000, numParallel: 4, responseTokens: [4, 16] as [number, number], thermal };
   const sims = await startSimulatorCluster([
-    { id: 'pi-16g', profile: 'pi5-16g', speed: 1000, numParallel: 2, loaded: [MODEL], responseTokens: [4, 16], procRoot: tmp('16g'), sysRoot: tmp('16g-sys'), thermal },
-    { id: 'pi-8g', profile: 'pi5-8g', speed: 1000, numParallel: 1, loaded: [MODEL], responseTokens: [4, 16], procRoot: tmp('8g'), sysRoot: tmp('8g-sys'), thermal },
+    { id: 'pi-16g', profile: 'pi5-16g', loaded: [MODELS[0]], procRoot: tmp('16g'), sysRoot: tmp('16g-sys'), ...fast },
+    { id: 'pi-8g-a', profile: 'pi5-8g', loaded: [MODELS[1]], procRoot: tmp('8g-a'), sysRoot: tmp('8g-a-sys'), ...fast },
+    { id: 'pi-8g-b', profile: 'pi5-8g', installed: ['gemma3:1b', 'qwen2.5:0.5b'], loaded: [MODELS[2]], procRoot: tmp('8g-b'), sysRoot: tmp('8g-b-sys'), ...fast },
   ]);
   const children: Record<string, Child> = {};
   const redis = new Redis(o.port, '127.0.0.1', { maxRetriesPerRequest: null });
@@ -58,7 +62,7 @@ export async function runSoakRows(o: SoakOptions): Promise<RowResult[]> {
     for (const [i, sim] of sims.nodes.entries()) {
       const root = dirs[i * 2]!;
       const sys = dirs[i * 2 + 1]!;
-      const w = await startWorkerProcess({ 'node-id': sim.id, 'redis-addr': addr, 'stream-prefix': prefix, 'ollama-host': sim.url, 'proc-root': root, 'sys-root': sys });
+      const w = await startWorkerProcess({ 'node-id': sim.id, 'redis-addr': addr, 'stream-prefix': prefix, 'ollama-host': sim.url, 'proc-root': root, 'sys-root': sys, concurrency: '4' });
       children[`worker ${sim.id}`] = w.child;
     }
     const bridge = await startBridgeProcess({ 'redis-addr': addr, 'stream-prefix': prefix, 'consumer-name': 'bench' });
@@ -99,7 +103,7 @@ export async function runSoakRows(o: SoakOptions): Promise<RowResult[]> {
       if (due > sent) {
         const pipe = redis.pipeline();
         for (; sent < due; sent++) {
-          pipe.xadd(n.requests, '*', 'data', JSON.stringify({ request_id: `soak-${sent}`, model: MODEL, prompt: `Report ${sent}: are the joints within limits?`, reply_to: replyTo, options: { num_predict: 16 } }));
+          pipe.xadd(n.requests, '*', 'data', JSON.stringify({ request_id: `soak-${sent}`, model: MODELS[sent % MODELS.length], prompt: `Report ${sent}: are the joints within limits?`, reply_to: replyTo, options: { num_predict: 16 } }));
         }
         await pipe.exec();
       }

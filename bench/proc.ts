@@ -14,6 +14,12 @@ export const DIST = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const ROUTER_BIN = join(DIST, 'src', 'bin', 'router.js');
 export const WORKER_BIN = join(DIST, 'src', 'bin', 'worker.js');
 export const benchScript = (name: string): string => join(DIST, 'bench', `${name}.js`);
+/**
+ * The files an 8 GB Pi shows a worker (/proc/meminfo, /proc/stat, a thermal zone), from the test
+ * fixtures: workers in the bench read these (--proc-root, --sys-root) as they would on a Pi,
+ * rather than this machine's, which has no thermal sensor.
+ */
+export const PI_8G_ROOT = join(DIST, '..', 'test', 'fixtures', 'nodes', 'pi-8g');
 
 export interface Child {
   readonly proc: ChildProcess;
@@ -49,6 +55,14 @@ export function cpuMsOf(pid: number): number {
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
 }
 
+/** Every child still running, so an interrupted bench can stop them (`stopAll`). */
+const live = new Set<Child>();
+
+/** Stop every child still running (SIGTERM, then SIGKILL after `graceMs`). */
+export async function stopAll(graceMs = 5000): Promise<void> {
+  await Promise.all([...live].map((c) => c.stop('SIGTERM', graceMs)));
+}
+
 /** Start `node [nodeArgs] script [args]`. */
 export function startNode(script: string, args: string[], opts: { nodeArgs?: string[]; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Child {
   const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), script, ...args], {
@@ -78,8 +92,7 @@ export function startNode(script: string, args: string[], opts: { nodeArgs?: str
   proc.stdout!.on('data', splitter(''));
   proc.stderr!.on('data', splitter('stderr: '));
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-
-  return {
+  const child: Child = {
     proc,
     pid,
     lines,
@@ -121,6 +134,9 @@ export function startNode(script: string, args: string[], opts: { nodeArgs?: str
       return code;
     },
   };
+  live.add(child);
+  void exited.then(() => live.delete(child));
+  return child;
 }
 
 /** A JSON log line's fields, or undefined when the line is not JSON. */

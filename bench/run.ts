@@ -14,6 +14,7 @@ import { runLatencyRows } from './p4-latency.js';
 import { runP5 } from './p5-routing.js';
 import { runMemoryRows } from './p6-memory.js';
 import { runSoakRows } from './p7-soak.js';
+import { stopAll } from './proc.js';
 
 const ALL_ROWS = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7'] as const;
 
@@ -86,6 +87,15 @@ const redis = await startRedis().catch((err: Error) => {
   log(`bench: cannot start redis-server: ${err.message}`);
   process.exit(1);
 });
+// Interrupted: stop what the bench started (bridge, workers, helpers, redis-server), then exit.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    log(`bench: ${signal}: stopping`);
+    void stopAll(2000)
+      .then(() => redis.stop())
+      .finally(() => process.exit(130));
+  });
+}
 const results: RowResult[] = [];
 let failed = false;
 const section = async (rows: string[], name: string, fn: () => Promise<RowResult[]>): Promise<void> => {
