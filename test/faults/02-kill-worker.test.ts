@@ -12,8 +12,8 @@ describe.skipIf(!built())('row 2: SIGKILL 1 of 3 workers holding 100 requests', 
     await w.simFaults('pi-a', { slowStreamMs: 5000 });
     for (const id of ['pi-a', 'pi-b', 'pi-c']) workers.set(id, w.startWorker(id));
     const bridge = w.startBridge();
-    for (const id of ['pi-a', 'pi-b', 'pi-c']) await w.healthy(id);
-    await routable(bridge, ['pi-a', 'pi-b', 'pi-c']);
+    for (const id of ['pi-a', 'pi-b', 'pi-c']) await withDump(w, () => w.healthy(id, 30_000));
+    await withDump(w, () => routable(bridge, ['pi-a', 'pi-b', 'pi-c']));
   });
   afterAll(async () => {
     await w?.close();

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { built, held, report, routable, simState, sleep, tally, waitFor, withDump, World, type Proc } from './harness.js';
+import { built, eligibleAt, held, report, routable, simState, sleep, tally, waitFor, withDump, World, type Proc } from './harness.js';
 
 // Row 3: pi-a holds the gemma3:1b requests, pi-b the llama3.2:3b ones (each node has only its
 // model loaded, so requests stick to it), both slowed so they hold them; pi-c holds nothing.
@@ -23,8 +23,8 @@ describe.skipIf(!built())('row 3: SIGKILL every worker, restart one 20 s later',
     for (const id of ['pi-a', 'pi-b']) await w.simFaults(id, { slowStreamMs: 5000 });
     for (const id of nodes) workers.set(id, w.startWorker(id));
     bridge = w.startBridge();
-    for (const id of nodes) await w.healthy(id);
-    await routable(bridge, nodes);
+    for (const id of nodes) await withDump(w, () => w.healthy(id, 30_000));
+    await withDump(w, () => routable(bridge, nodes));
   });
   afterAll(async () => {
     await w?.close();
@@ -49,7 +49,7 @@ describe.skipIf(!built())('row 3: SIGKILL every worker, restart one 20 s later',
     await Promise.all(nodes.map((id) => workers.get(id)!.kill('SIGKILL')));
     const killedAt = Date.now();
     // The Brain keeps sending during the outage: once every node is dead, these are held.
-    await withDump(w, () => waitFor('every node dead', async () => (await w.admin.exists(...nodes.map((id) => w.n.healthKey(id)))) === 0));
+    await withDump(w, () => waitFor('no eligible node at the bridge', async () => (await eligibleAt(bridge)).length === 0));
     const during = Array.from({ length: 5 }, (_, i) => `r3-h${i}`);
     ids.push(...during);
     await w.send(during.map((request_id, i) => ({ request_id, options: { num_predict: 8, seed: 100 + i } })));

@@ -14,7 +14,7 @@ describe.skipIf(!built())('row 4: SIGKILL the bridge mid-batch', () => {
   beforeAll(async () => {
     w = await new World({ nodes: nodes.map((id) => ({ id })), speed: 200, label: 'row4' }).start();
     for (const id of nodes) w.startWorker(id);
-    for (const id of nodes) await w.healthy(id);
+    for (const id of nodes) await withDump(w, () => w.healthy(id, 30_000));
   });
   afterAll(async () => {
     await w?.close();

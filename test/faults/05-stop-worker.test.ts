@@ -16,8 +16,8 @@ describe.skipIf(!built())('row 5: SIGSTOP a worker past stale-after, then SIGCON
     await w.simFaults('pi-a', { slowStreamMs: 200 });
     for (const id of ['pi-a', 'pi-b']) workers.set(id, w.startWorker(id));
     const bridge = w.startBridge();
-    for (const id of ['pi-a', 'pi-b']) await w.healthy(id);
-    await routable(bridge, ['pi-a', 'pi-b']);
+    for (const id of ['pi-a', 'pi-b']) await withDump(w, () => w.healthy(id, 30_000));
+    await withDump(w, () => routable(bridge, ['pi-a', 'pi-b']));
   });
   afterAll(async () => {
     await w?.close();
@@ -71,7 +71,7 @@ describe.skipIf(!built())('row 5: SIGSTOP a worker past stale-after, then SIGCON
       expect(await w.deadLetters(), why).toEqual([]);
       // And it works again: healthy, it takes (and answers) new requests.
       await w.clearSimFaults('pi-a');
-      await w.healthy('pi-a');
+      await w.healthy('pi-a', 30_000);
       const more = ['r5-after-0', 'r5-after-1'];
       await w.send(more.map((request_id) => ({ request_id, options: { num_predict: 8 } })));
       const late = tally(await w.allAnswered(more, 15_000), more);

@@ -20,8 +20,8 @@ describe.skipIf(!built())('row 6: a request the backend always fails', () => {
     for (const id of nodes) await w.simFaults(id, { fail500: true });
     for (const id of nodes) w.startWorker(id);
     const bridge = w.startBridge('bridge-a', ['--max-attempts', String(MAX_ATTEMPTS)]);
-    for (const id of nodes) await w.healthy(id);
-    await routable(bridge, nodes);
+    for (const id of nodes) await withDump(w, () => w.healthy(id, 30_000));
+    await withDump(w, () => routable(bridge, nodes));
   });
   afterAll(async () => {
     await w?.close();
@@ -98,8 +98,8 @@ describe.skipIf(!built())('row 6, one node: every try on the same node', () => {
     await w.simFaults('pi-a', { fail500: true });
     w.startWorker('pi-a');
     const bridge = w.startBridge('bridge-a', ['--max-attempts', String(MAX_ATTEMPTS)]);
-    await w.healthy('pi-a');
-    await routable(bridge, ['pi-a']);
+    await withDump(w, () => w.healthy('pi-a', 30_000));
+    await withDump(w, () => routable(bridge, ['pi-a']));
   });
   afterAll(async () => {
     await w?.close();

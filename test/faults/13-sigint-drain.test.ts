@@ -17,8 +17,8 @@ describe.skipIf(!built())('row 13: SIGINT a busy worker', () => {
     workers.set('pi-a', w.startWorker('pi-a', ['--concurrency', '4']));
     workers.set('pi-b', w.startWorker('pi-b'));
     bridge = w.startBridge();
-    for (const id of ['pi-a', 'pi-b']) await w.healthy(id);
-    await routable(bridge, ['pi-a', 'pi-b']);
+    for (const id of ['pi-a', 'pi-b']) await withDump(w, () => w.healthy(id, 30_000));
+    await withDump(w, () => routable(bridge, ['pi-a', 'pi-b']));
   });
   afterAll(async () => {
     await w?.close();
@@ -77,7 +77,7 @@ describe.skipIf(!built())('row 13: SIGINT a busy worker', () => {
     const victim = w.startWorker('pi-a');
     workers.set('pi-a', victim);
     await withDump(w, async () => {
-      await w.healthy('pi-a');
+      await w.healthy('pi-a', 30_000);
       await routable(bridge, ['pi-a', 'pi-b']);
       const ids = Array.from({ length: 6 }, (_, i) => `r13-q${i}`);
       const base = (await simState(w, 'pi-a')).counters.generate;

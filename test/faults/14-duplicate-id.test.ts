@@ -15,8 +15,8 @@ describe.skipIf(!built())('row 14: the same request id sent twice', () => {
     await w.simFaults('pi-a', { slowStreamMs: 100 });
     w.startWorker('pi-a');
     const bridge = w.startBridge();
-    await w.healthy('pi-a');
-    await routable(bridge, ['pi-a']);
+    await withDump(w, () => w.healthy('pi-a', 30_000));
+    await withDump(w, () => routable(bridge, ['pi-a']));
   });
   afterAll(async () => {
     await w?.close();

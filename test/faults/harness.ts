@@ -380,3 +380,10 @@ export async function routable(bridge: Proc, ids: string[], timeoutMs = 15_000):
     return ids.every((id) => nodes.some((x) => x.node_id === id && x.eligible));
   }, timeoutMs);
 }
+
+/** The nodes a bridge's `/nodes` shows eligible now. */
+export async function eligibleAt(bridge: Proc): Promise<string[]> {
+  const port = await httpPortOf(bridge);
+  const nodes = (await (await fetch(`http://127.0.0.1:${port}/nodes`, { signal: AbortSignal.timeout(2000) })).json()) as { node_id: string; eligible: boolean }[];
+  return nodes.filter((x) => x.eligible).map((x) => x.node_id);
+}
