@@ -5,11 +5,11 @@
  *             count the page cache as used and make every Pi look full)
  *   temp °C   `<sysRoot>/sys/class/thermal/thermal_zone0/temp`, in millidegrees
  * systeminformation is only the fallback where those files do not exist (it waits on its own
- * sampling, so it stays off the normal path). No sensor: null, never invented.
+ * sampling, so it stays off the normal path), and is loaded only then: a Pi, which has those
+ * files, never pays for it in memory. No sensor: null, never invented.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import si from 'systeminformation';
 import type { Redis } from 'ioredis';
 import type { Ollama } from 'ollama';
 import type { NodeHealth } from '../contracts/types.js';
@@ -19,6 +19,9 @@ import { rfc3339 } from '../lib/time.js';
 import { VERSION } from '../lib/version.js';
 
 const MIB = 1024 * 1024;
+
+/** systeminformation, loaded on first use. */
+const si = async (): Promise<typeof import('systeminformation')> => (await import('systeminformation')).default;
 
 export function round1(x: number): number {
   return Math.round(x * 10) / 10;
@@ -68,7 +71,9 @@ export class CpuMeter {
     const cur = text === undefined ? null : parseProcStat(text);
     if (!cur) {
       // Not Linux, or no such tree: systeminformation samples on its own.
-      const load = await si.currentLoad().catch(() => undefined);
+      const load = await si()
+        .then((s) => s.currentLoad())
+        .catch(() => undefined);
       return load && Number.isFinite(load.currentLoad) ? Math.min(100, Math.max(0, load.currentLoad)) : 0;
     }
     const pct = cpuPercentBetween(this.prev, cur);
@@ -104,7 +109,7 @@ export async function readMemInfo(procRoot: string): Promise<MemInfo> {
   } catch {
     // fall through to systeminformation
   }
-  const m = await si.mem();
+  const m = await (await si()).mem();
   return { totalBytes: m.total, availableBytes: m.available };
 }
 
@@ -133,7 +138,9 @@ export async function readTemperature(sysRoot: string): Promise<number | null> {
     // no sensor file
   }
   if (sysRoot !== '/') return null;
-  const t = await si.cpuTemperature().catch(() => undefined);
+  const t = await si()
+    .then((s) => s.cpuTemperature())
+    .catch(() => undefined);
   // systeminformation reports an unknown temperature as null (or -1 on older versions).
   return t && typeof t.main === 'number' && t.main > 0 ? t.main : null;
 }
