@@ -2,7 +2,8 @@
  * The bridge, `orion-inference-router`: reads `{p}:requests` as group `orion-inference-router`,
  * routes each request from an in-memory registry snapshot, and enqueues it on the chosen
  * node's BullMQ queue; re-routes jobs workers hand back and jobs of dead nodes; answers
- * requests past their deadline; serves /health, /stats, /nodes, /metrics and Bull Board.
+ * requests past their deadline; keeps its two streams trimmed to what is not acknowledged yet;
+ * serves /health, /stats, /nodes, /metrics and Bull Board.
  *
  * Connections: one command connection (queues, scripts, registry) and one blocking connection
  * per stream read (`{p}:requests`, `{p}:reroute`).
@@ -26,6 +27,7 @@ import { RouterMetrics, type QueueDepth } from './metrics.js';
 import { Registry, type Snapshot } from './registry.js';
 import { RerouteHandler } from './reroute.js';
 import { BridgeStats, type Counts } from './stats.js';
+import { trimAcked } from './trim.js';
 
 /** Knobs for tests and tuning; the defaults are the production values. */
 export interface BridgeDeps {
@@ -48,6 +50,8 @@ export interface BridgeDeps {
   depthCacheMs?: number;
   /** Statistics flush to Redis. @defaultValue 1000 */
   statsFlushMs?: number;
+  /** Trimming of acknowledged entries from the request and reroute streams. @defaultValue 5000 */
+  trimEveryMs?: number;
 }
 
 export interface BridgeHandle {
@@ -196,6 +200,11 @@ export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}):
       await rerouter.touchPending();
     }),
     every(deps.statsFlushMs ?? 1000, () => stats.flush(cmd)),
+    every(deps.trimEveryMs ?? 5000, async () => {
+      for (const stream of [n.requests, n.reroute]) {
+        await trimAcked(cmd, stream).catch((err: Error) => log.debug({ stream, err: err.message }, 'stream not trimmed; trying again later'));
+      }
+    }),
   ];
   const access = board.writable ? 'writable (admin credentials set)' : 'read-only';
   log.info({ redis: describeRedis(config), prefix: config.streamPrefix, consumer: config.consumerName, http_port: http.port, board: access }, 'bridge started');
