@@ -188,6 +188,12 @@ export async function processJob(deps: ProcessorDeps, job: JobLike, signal?: Abo
     run.attempt = run.data.attempt;
     return run.giveUp('timeout', `not started before its deadline (timeout_ms ${run.request.timeout_ms ?? DEFAULT_TIMEOUT_MS})`);
   }
+  if (run.data.attempt >= run.data.max_attempts) {
+    // Started that many times already, and back each time without an outcome: the worker
+    // running it died (BullMQ's stalled check returned it). No more starts.
+    run.attempt = run.data.attempt;
+    return run.giveUp('backend_error', `node ${deps.nodeId} stopped during attempt ${run.data.attempt} of ${run.data.max_attempts}`);
+  }
 
   run.attempt = run.data.attempt + 1;
   await job.updateData({ ...run.data, attempt: run.attempt });

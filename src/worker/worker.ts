@@ -35,6 +35,8 @@ import { chooseConcurrency, formatGiB } from './tiers.js';
 
 /** How long a health probe waits for Ollama before calling it unreachable. */
 export const OLLAMA_PROBE_TIMEOUT_MS = 2000;
+/** Stalls BullMQ allows before failing a job on its own: never, in practice (see the Worker). */
+const MAX_STALLED_COUNT = 1_000_000;
 /** How long close() waits for a health write or a Redis quit before moving on. */
 const CLOSE_STEP_TIMEOUT_MS = 2000;
 
@@ -164,6 +166,10 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
       lockDuration,
       // Check for stalled jobs often: a killed worker's jobs come back within about a lock.
       stalledInterval: Math.max(1000, Math.min(5000, Math.floor(lockDuration / 2))),
+      // A stalled job always comes back to run: left to BullMQ (default 1), a job that stalls
+      // twice (its worker killed twice while running it) is failed without an answer. The
+      // processor bounds the starts with the request's max_attempts instead.
+      maxStalledCount: MAX_STALLED_COUNT,
       autorun: false,
       ...JOB_RETENTION,
     },

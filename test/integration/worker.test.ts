@@ -213,6 +213,19 @@ describe('failures', () => {
     expect(await redis.xlen(n.reroute)).toBe(0);
   });
 
+  it('a job back with its attempts used up (its worker died during each) is answered backend_error without another start', async () => {
+    const { n, queue } = await setup();
+    const id = rid('stalled-out');
+    // As BullMQ's stalled check returns it: started 3 times of 3, never finished.
+    const job = await enqueue(redis, queue, n, prompt(id, { prompt: id }), { attempt: 3, maxAttempts: 3 });
+    const final = await finalOn(redis, n.responses, id);
+    expect(final).toMatchObject({ attempt: 3, node_id: 'pi-8g', error: { code: 'backend_error', message: 'node pi-8g stopped during attempt 3 of 3' } });
+    expect(await jobState(queue, job.id!, ['failed'])).toBe('failed');
+    expect(await streamDocs(redis, n.deadletter)).toEqual([expect.objectContaining({ error_code: 'backend_error', attempt: 3, request_id: id })]);
+    expect(ollama.generations().filter((r) => r.body?.['prompt'] === id)).toHaveLength(0);
+    expect(await redis.xlen(n.reroute)).toBe(0);
+  });
+
   it('a stream that ends without done is a backend_error', async () => {
     const { n, queue } = await setup();
     const id = rid('cut');
