@@ -8,6 +8,7 @@
 import { Ollama, type ChatRequest, type GenerateRequest, type Message, type Options } from 'ollama';
 import type { InferenceRequest } from '../contracts/types.js';
 import { OrionError } from '../lib/errors.js';
+import { httpFetch } from './http-fetch.js';
 
 export type OllamaCall =
   | { endpoint: 'generate'; body: GenerateRequest & { stream: true } }
@@ -46,9 +47,9 @@ export interface Generation {
   evalCount?: number;
 }
 
-/** A `fetch` that also gives up when `signal` aborts. */
+/** A `fetch` (the worker's, over node:http) that also gives up when `signal` aborts. */
 export function fetchWithSignal(signal: AbortSignal): typeof fetch {
-  return (input, init) => fetch(input, { ...init, signal: init?.signal ? AbortSignal.any([init.signal, signal]) : signal });
+  return (input, init) => httpFetch(input, { ...init, signal: init?.signal ? AbortSignal.any([init.signal, signal]) : signal });
 }
 
 interface Chunk {

@@ -28,6 +28,7 @@ import {
   writeHealth,
   type OllamaStatus,
 } from './health.js';
+import { httpFetch } from './http-fetch.js';
 import { healthHandler, metricsHandler } from './http.js';
 import { createWorkerMetrics, type WorkerMetrics } from './metrics.js';
 import { CANCEL_LOCK_LOST, CANCEL_SHUTDOWN, processJob, type JobResult } from './processor.js';
@@ -127,7 +128,7 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
   const connection: ConnectionOptions = { ...redisOpts, connectionName: `orion-worker-bull:${nodeId}` };
   const probeClient = new Ollama({
     host: config.ollamaHost,
-    fetch: (input, init) => fetch(input, { ...init, signal: AbortSignal.timeout(OLLAMA_PROBE_TIMEOUT_MS) }),
+    fetch: (input, init) => httpFetch(input, { ...init, signal: AbortSignal.timeout(OLLAMA_PROBE_TIMEOUT_MS) }),
   });
 
   // BullMQ reports connection trouble as 'error' events: log each source once per outage.
