@@ -258,7 +258,7 @@ export class World {
   }
 
   /** Jobs left in a node queue, by state. */
-  async queueCounts(id: string): Promise<Record<string, number>> {
+  async queueCounts(id: string): Promise<{ wait: number; active: number; prioritized: number; delayed: number; failed: number }> {
     const q = `${this.n.nodeQueuePrefix}:${id}`;
     const [wait, active, prioritized, delayed, failed] = await Promise.all([
       this.admin.llen(`${q}:wait`),
@@ -386,4 +386,11 @@ export async function eligibleAt(bridge: Proc): Promise<string[]> {
   const port = await httpPortOf(bridge);
   const nodes = (await (await fetch(`http://127.0.0.1:${port}/nodes`, { signal: AbortSignal.timeout(2000) })).json()) as { node_id: string; eligible: boolean }[];
   return nodes.filter((x) => x.eligible).map((x) => x.node_id);
+}
+
+// ------------------------------------------------------------ helpers for rows 7-12, 15
+
+/** Warn and error log lines of a program, written at or after `sinceMs` (ms since epoch). */
+export function warnings(p: Proc, sinceMs = 0): Record<string, unknown>[] {
+  return p.logs(/./).filter((o) => (o['level'] === 'warn' || o['level'] === 'error') && Date.parse(String(o['time'])) >= sinceMs);
 }

@@ -1,0 +1,78 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { built, report, sleep, tally, waitFor, withDump, World, type Proc } from './harness.js';
+
+const NODES = ['pi-a', 'pi-b'];
+
+describe.skipIf(!built())('row 8: Redis killed (SIGKILL) and restarted with appendonly yes while requests flow', () => {
+  let w: World;
+  let procs: Proc[];
+  beforeAll(async () => {
+    w = await new World({ redis: { appendonly: true }, nodes: NODES.map((id) => ({ id })), speed: 10, label: 'row8' }).start();
+    procs = [...NODES.map((id) => w.startWorker(id)), w.startBridge()];
+    for (const id of NODES) await w.healthy(id);
+  });
+  afterAll(async () => {
+    await w?.close();
+  });
+
+  it('loses nothing and answers again within 5 s of the restart', async () => {
+    // The Brain keeps sending, 2 requests every 300 ms, each a generation of about 0.2 s, so some
+    // are running when Redis dies; while Redis is down the Brain's client queues what it sends.
+    const ids: string[] = [];
+    const sends: Promise<unknown>[] = [];
+    let sending = true;
+    const brain = (async () => {
+      for (let i = 0; sending; i++) {
+        const batch = [`r8-${i}-a`, `r8-${i}-b`];
+        ids.push(...batch);
+        sends.push(w.send(batch.map((request_id) => ({ request_id, options: { num_predict: 16 } }))));
+        await sleep(300);
+      }
+    })();
+
+    await withDump(w, async () => {
+      await waitFor('10 answers before the kill', async () => (await w.answers()).size >= 10, 30_000);
+      const runningAtKill = (await Promise.all(NODES.map((id) => w.queueCounts(id)))).reduce((a, c) => a + c.active, 0);
+      await w.redis.stop('SIGKILL');
+      await sleep(1000);
+      await w.redis.start();
+      const restartAt = Date.now();
+      // The first final answer written after the restart (stream ids carry the time of the XADD).
+      const firstAnswerMs = await waitFor('an answer after the restart', async () => {
+        const [last] = await w.admin.xrevrange(w.n.responses, '+', '-', 'COUNT', 1);
+        const at = last ? Number(last[0].split('-')[0]) : 0;
+        return at >= restartAt ? at - restartAt : undefined;
+      }, 30_000, 20);
+      await sleep(1000);
+      sending = false;
+      await brain;
+      await Promise.all(sends);
+
+      const answers = await w.allAnswered(ids, 60_000);
+      const t = tally(answers, ids);
+      expect(t.errors).toEqual([]);
+      expect(firstAnswerMs).toBeLessThan(5000);
+      // Nothing left behind: no entry pending, no job waiting or running, all processes up.
+      await waitFor('request stream fully acked', async () => ((await w.admin.xpending(w.n.requests, 'orion-inference-router')) as [number])[0] === 0, 15_000);
+      for (const id of NODES) {
+        const c = await w.queueCounts(id);
+        expect(c.wait + c.active + c.prioritized + c.delayed, id).toBe(0);
+      }
+      expect(procs.filter((p) => !p.running).map((p) => p.name)).toEqual([]);
+      const letters = await w.deadLetters();
+      expect(letters).toEqual([]);
+      report({
+        row: 8,
+        title: 'Redis SIGKILL + restart with appendonly yes (appendfsync always), 1 s down, requests flowing',
+        figures: {
+          answered: `${ids.length - t.errors.length}/${ids.length}`,
+          'answered twice': t.twice.length,
+          'dead letters': letters.length,
+          'jobs running at the kill': runningAtKill,
+          'first answer after the restart (ms)': firstAnswerMs,
+          'per node': JSON.stringify(t.perNode),
+        },
+      });
+    });
+  });
+});
