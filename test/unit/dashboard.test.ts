@@ -28,7 +28,7 @@ async function exposedNames(): Promise<Set<string>> {
   for (const reg of [router.registry, worker.registry]) {
     for (const m of await reg.getMetricsAsJSON()) {
       out.add(m.name);
-      if (m.type === ('histogram' as typeof m.type)) for (const s of ['_bucket', '_sum', '_count']) out.add(m.name + s);
+      if (String(m.type) === 'histogram') for (const s of ['_bucket', '_sum', '_count']) out.add(m.name + s);
     }
   }
   return out;
