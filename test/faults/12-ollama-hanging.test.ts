@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { built, report, ROOT, tally, withDump, World, type Proc } from './harness.js';
+import { built, report, ROOT, routable, tally, withDump, World, type Proc } from './harness.js';
 
 const NODES = ['pi-a', 'pi-b'];
 /** pi-a reads the 16 GB fixture's RAM (about 20 % used), pi-b the 8 GB one's (about 62 %): pi-a comes first. */
@@ -19,6 +19,7 @@ describe.skipIf(!built())('row 12: Ollama hanging on one node', () => {
     a = w.startWorker('pi-a', [...procRoot('pi-16g'), ...limit]);
     procs = [a, w.startWorker('pi-b', [...procRoot('pi-8g'), ...limit]), w.startBridge()];
     for (const id of NODES) await w.healthy(id);
+    await routable(procs[2]!, NODES);
   });
   afterAll(async () => {
     await w?.close();
