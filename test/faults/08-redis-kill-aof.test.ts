@@ -32,7 +32,11 @@ describe.skipIf(!built())('row 8: Redis killed (SIGKILL) and restarted with appe
 
     await withDump(w, async () => {
       await waitFor('10 answers before the kill', async () => (await w.answers()).size >= 10, 30_000);
-      const runningAtKill = (await Promise.all(NODES.map((id) => w.queueCounts(id)))).reduce((a, c) => a + c.active, 0);
+      // Strike while a generation runs.
+      const runningAtKill = await waitFor('a job running', async () => {
+        const active = (await Promise.all(NODES.map((id) => w.queueCounts(id)))).reduce((a, c) => a + c.active, 0);
+        return active > 0 ? active : undefined;
+      }, 10_000, 10);
       await w.redis.stop('SIGKILL');
       await sleep(1000);
       await w.redis.start();

@@ -33,7 +33,11 @@ describe.skipIf(!built())('row 10: Redis paused for 5 s (SIGSTOP) under load', (
 
     await withDump(w, async () => {
       await waitFor('10 answers before the pause', async () => (await w.answers()).size >= 10, 30_000);
-      const runningAtPause = (await Promise.all(NODES.map((id) => w.queueCounts(id)))).reduce((a, c) => a + c.active, 0);
+      // Strike while a generation runs.
+      const runningAtPause = await waitFor('a job running', async () => {
+        const active = (await Promise.all(NODES.map((id) => w.queueCounts(id)))).reduce((a, c) => a + c.active, 0);
+        return active > 0 ? active : undefined;
+      }, 10_000, 10);
       w.redis.pause();
       await sleep(5000);
       w.redis.resume();
