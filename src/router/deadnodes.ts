@@ -141,7 +141,9 @@ export class DeadNodeSweeper {
       return false;
     }
     const c = choose(s, data.request.model, new Set([...(data.tried ?? []), node]));
-    if (c.kind === 'wait') return false;
+    // An unavailable node may be the one that has the model (while its Ollama is down it
+    // reports none): its jobs wait for it rather than being refused.
+    if (c.kind === 'wait' || (c.kind === 'model_not_found' && !s.dead.includes(node))) return false;
     if (c.kind === 'model_not_found') {
       const why = `no eligible node has model '${data.request.model}' installed`;
       await giveUpJob(this.o, data, node, 'model_not_found', why);

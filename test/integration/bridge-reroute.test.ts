@@ -152,6 +152,20 @@ describe('the jobs of a dead node are moved to eligible nodes', () => {
     await until(() => b.stats().rerouted === 2);
   });
 
+  it('leaves the waiting jobs of an unavailable node that alone has their model (it lists no models while its Ollama is down)', async () => {
+    const s = h.scope();
+    await s.node('big', { ram_percent: 10, installed_models: ['llama3.1:8b'] });
+    await s.node('small', { ram_percent: 50, installed_models: ['gemma3:1b'] });
+    const b = await s.start();
+    await s.send({ request_id: 'only-big', model: 'llama3.1:8b', prompt: 'x' });
+    await until(() => s.jobs('big').then((j) => j.length === 1));
+    await s.node('big', { ram_percent: 10, available: false, models: [], installed_models: undefined, reason: 'ollama unreachable' });
+    for (let i = 0; i < 3; i++) await b.refresh();
+    expect((await s.jobs('big')).map((j) => j.id)).toEqual(['req_only-big']);
+    expect(await s.replies()).toEqual([]);
+    expect(await s.deadletters()).toEqual([]);
+  });
+
   it('answers backend_error for a dead node\'s active job that had used its last attempt', async () => {
     const s = h.scope();
     await s.node('dying', { ram_percent: 10 });
