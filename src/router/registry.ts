@@ -1,15 +1,17 @@
 /**
  * The in-memory snapshot of the health registry the bridge routes from (SPEC.md section 6).
  * Refreshed in the background about every second with two round trips, whatever the number of
- * nodes: HGETALL `{p}:health` + SMEMBERS `{p}:nodes`, then one pipelined EXISTS per TTL key.
- * Routing decisions read only the snapshot, never Redis.
+ * nodes: HGETALL `{p}:health` + SMEMBERS `{p}:nodes`, then one script call telling which TTL
+ * keys exist. A health document unchanged since the last refresh is not parsed again (with a
+ * thousand nodes, parsing was most of the refresh). Routing decisions read only the snapshot,
+ * never Redis.
  *
  * Anticipated loads: when a request for model M goes to node X as a fallback, X is about to
  * load M. For a short while (`loadingTtlMs`) the snapshot counts M as loaded on X, so the next
  * requests for M stick to X instead of causing cold loads on other nodes before X's next
  * health report shows M. Such placements are counted as sticky hits (and as `anticipated`).
  */
-import type { Redis } from 'ioredis';
+import type { Redis, Result } from 'ioredis';
 import { normalizeModel } from '../contracts/index.js';
 import type { NodeHealth, Routing } from '../contracts/types.js';
 import type { Logger } from '../lib/logger.js';
@@ -49,6 +51,45 @@ export interface RegistryOptions {
   loadingTtlMs?: number;
   now?: () => number;
 }
+
+/**
+ * alive: which nodes' TTL keys exist.
+ * ARGV: 1 TTL key prefix (key = prefix .. node id), 2 node ids, one per line
+ * Returns one character per node id, '1' (exists) or '0'.
+ */
+const ALIVE = `
+local out, i = {}, 0
+for id in string.gmatch(ARGV[2], '[^\\n]+') do
+  i = i + 1
+  out[i] = redis.call('EXISTS', ARGV[1] .. id) == 1 and '1' or '0'
+end
+return table.concat(out)
+`;
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    orionAlive(prefix: string, ids: string): Result<string, Context>;
+  }
+}
+
+/** The nodes among `ids` whose TTL key exists, in one script call. */
+async function aliveNodes(redis: Redis, n: Names, ids: readonly string[]): Promise<Set<string>> {
+  if (typeof (redis as Partial<Redis>).orionAlive !== 'function') redis.defineCommand('orionAlive', { numberOfKeys: 0, lua: ALIVE });
+  const prefix = n.healthKey('');
+  if (n.healthKey('x') !== `${prefix}x`) throw new Error('names.ts: a TTL key must be its prefix followed by the node id');
+  // Ids that cannot travel one per line are no node's (node ids are [A-Za-z0-9._-]): not alive.
+  const asked = ids.filter((id) => id !== '' && !id.includes('\n'));
+  const alive = new Set<string>();
+  if (asked.length === 0) return alive;
+  const flags = await redis.orionAlive(prefix, asked.join('\n'));
+  if (flags.length !== asked.length) throw new Error(`alive script answered ${flags.length} of ${asked.length} nodes`);
+  asked.forEach((id, i) => {
+    if (flags[i] === '1') alive.add(id);
+  });
+  return alive;
+}
+
+type ParsedHealth = Extract<ReturnType<typeof parseHealth>, { ok: true }>;
 
 const EMPTY: Snapshot = {
   at: 0,
@@ -93,6 +134,8 @@ export function parseHealth(nodeId: string, raw: string): { ok: true; doc: Recor
 export class Registry {
   private snap: Snapshot = EMPTY;
   private readonly warned = new Map<string, string>();
+  /** The last refresh's health documents as read and as parsed, by node id. */
+  private parsed = new Map<string, { raw: string; p: ParsedHealth }>();
   /** node id -> model -> until (ms): anticipated loads. */
   private readonly loading = new Map<string, Map<string, number>>();
   private readonly listeners: ((s: Snapshot) => void | Promise<void>)[] = [];
@@ -171,15 +214,7 @@ export class Registry {
     if (first?.[0]?.[0]) throw first[0][0];
     const members = (first?.[1]?.[1] ?? []) as string[];
     const ids = [...new Set([...Object.keys(hash), ...members])].sort();
-    const alive = new Set<string>();
-    if (ids.length > 0) {
-      const pipe = redis.pipeline();
-      for (const id of ids) pipe.exists(n.healthKey(id));
-      const res = (await pipe.exec()) ?? [];
-      ids.forEach((id, i) => {
-        if (res[i]?.[1] === 1) alive.add(id);
-      });
-    }
+    const alive = await aliveNodes(redis, n, ids);
 
     const now = this.now();
     const dropAfter = this.o.dropAfterMs ?? 24 * 3600 * 1000;
@@ -187,14 +222,17 @@ export class Registry {
     const published = new Map<string, Record<string, unknown>>();
     const modelsAnywhere = new Set<string>();
     const drop: string[] = [];
+    const parsed = new Map<string, { raw: string; p: ParsedHealth }>();
     for (const [id, raw] of Object.entries(hash)) {
-      const p = parseHealth(id, raw);
+      const last = this.parsed.get(id);
+      const p = last !== undefined && last.raw === raw ? last.p : parseHealth(id, raw);
       if (!p.ok) {
         if (this.warned.get(id) !== raw) log.warn({ node: id, reason: p.reason }, 'unreadable health document; node skipped');
         this.warned.set(id, raw);
         continue;
       }
       this.warned.delete(id);
+      parsed.set(id, { raw, p });
       const view = toNodeView(p.health, alive.has(id), now, this.o.thresholds);
       if (now - view.lastSeenMs > dropAfter && !alive.has(id)) {
         drop.push(id);
@@ -205,6 +243,7 @@ export class Registry {
       views.set(id, this.withAnticipated(view, now));
       published.set(id, p.doc);
     }
+    this.parsed = parsed;
     if (drop.length > 0) {
       await redis.hdel(n.health, ...drop);
       log.info({ nodes: drop }, 'nodes silent for over 24 h dropped from the registry');
