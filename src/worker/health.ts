@@ -186,6 +186,12 @@ export interface HealthInput {
   waiting: number;
   /** Set to report the node unavailable whatever Ollama says (e.g. 'shutting down'). */
   unavailableReason?: string;
+  /**
+   * What `/api/tags` listed when Ollama last answered, reported while it does not: the models
+   * are still on disk, and the bridge holds requests for a model only this node has rather
+   * than refusing them as `model_not_found`.
+   */
+  lastInstalled?: string[];
   now?: number;
 }
 
@@ -202,6 +208,7 @@ export function buildHealth(h: HealthInput): NodeHealth {
     last_seen: rfc3339(h.now),
   };
   if (h.ollama.ok) doc.installed_models = h.ollama.installed;
+  else if (h.lastInstalled) doc.installed_models = h.lastInstalled;
   doc.ram_total_mb = round1(h.mem.totalBytes / MIB);
   doc.ram_available_mb = round1(h.mem.availableBytes / MIB);
   doc.concurrency = h.concurrency;

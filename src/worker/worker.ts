@@ -105,6 +105,8 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
   let closing = false;
   let active = 0;
   let ollama: OllamaStatus | undefined;
+  /** Installed models the last time Ollama answered. */
+  let lastInstalled: string[] | undefined;
 
   const http: HttpServerHandle = await startHttpServer({
     host: config.httpAddr,
@@ -214,10 +216,12 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
       else log.warn({ ollama: config.ollamaHost, reason: status.reason }, 'ollama does not answer');
     }
     ollama = status;
+    if (status.ok) lastInstalled = status.installed;
     const doc = buildHealth({
       nodeId,
       ...sys,
       ollama: status,
+      lastInstalled,
       concurrency,
       active,
       waiting: (counts['wait'] ?? 0) + (counts['prioritized'] ?? 0),

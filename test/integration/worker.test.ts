@@ -280,6 +280,8 @@ describe('failures', () => {
       return doc && doc['available'] === false ? doc : undefined;
     });
     expect(health['reason']).toMatch(/ollama unreachable/);
+    // Still on its disk: the bridge keeps requests for them waiting instead of refusing them.
+    expect(health['installed_models']).toEqual(fake.installed);
     expect(validateHealth(health).ok).toBe(true);
     expect(await redis.hget(n.requestKey(id), 'final')).toBeNull();
 

@@ -120,6 +120,22 @@ describe('the health document', () => {
     expect(validateHealth(doc).ok).toBe(true);
   });
 
+  it('keeps reporting the models Ollama last listed as installed while it does not answer', () => {
+    const doc = buildHealth({
+      nodeId: 'pi-16g',
+      cpuPercent: 1,
+      mem: { totalBytes: 100, availableBytes: 50 },
+      tempCelsius: null,
+      ollama: { ok: false, reason: 'ollama unreachable' },
+      lastInstalled: ['llama3.1:8b'],
+      concurrency: 2,
+      active: 0,
+      waiting: 0,
+    });
+    expect(doc).toMatchObject({ available: false, models: [], installed_models: ['llama3.1:8b'], ollama_version: null });
+    expect(validateHealth(doc).ok).toBe(true);
+  });
+
   it('marks the node unavailable while it shuts down, even with Ollama up', () => {
     const doc = buildHealth({
       nodeId: 'pi-16g',
