@@ -5,8 +5,10 @@
  * requests past their deadline; keeps its two streams trimmed to what is not acknowledged yet;
  * serves /health, /stats, /nodes, /metrics and Bull Board.
  *
- * Connections: one command connection (queues, scripts, registry) and one blocking connection
- * per stream read (`{p}:requests`, `{p}:reroute`).
+ * Connections: one command connection (queues, scripts, registry), one for the claims of request
+ * batches (on the command connection a batch's claims would wait behind the adds of the batch
+ * before it, and the bridge with them), and one blocking connection per stream read
+ * (`{p}:requests`, `{p}:reroute`).
  */
 import type { Redis } from 'ioredis';
 import type { RouterConfig } from '../config/router.js';
@@ -75,6 +77,7 @@ interface Parts {
   log: Logger;
   n: Names;
   cmd: Redis;
+  claims: Redis;
   blocking: Redis[];
   registry: Registry;
   dispatcher: Dispatcher;
@@ -95,7 +98,9 @@ function assemble(config: RouterConfig, deps: BridgeDeps, root: Logger): Parts {
   const part = (component: string): Logger => root.child({ component });
   const cmd = connectRedis(config, root, 'orion-router');
   const blocking = [connectRedis(config, root, 'orion-router-requests'), connectRedis(config, root, 'orion-router-reroute')] as const;
+  const claims = connectRedis(config, root, 'orion-router-claims');
   defineBusCommands(cmd);
+  defineBusCommands(claims);
   const thresholds = { maxTemp: config.maxTemp, maxRam: config.maxRam, staleAfterMs: config.staleAfter };
   const registry = new Registry({ redis: cmd, n, thresholds, log: part('registry'), refreshMs: deps.refreshMs, loadingTtlMs: deps.loadingTtlMs });
   const dispatcher = new Dispatcher({ redis: cmd, n, log: part('dispatcher'), addTimeoutMs: deps.addTimeoutMs, depthCacheMs: deps.depthCacheMs });
@@ -105,7 +110,7 @@ function assemble(config: RouterConfig, deps: BridgeDeps, root: Logger): Parts {
   const metrics = new RouterMetrics({ snapshot: () => registry.current(), depths, waiting: () => heldCount() });
   const stats = new BridgeStats(n, consumer, metrics);
   const common = { redis: cmd, n, registry, dispatcher, stats };
-  const intake = new Intake({ ...common, log: part('intake'), maxAttempts: config.maxAttempts });
+  const intake = new Intake({ ...common, claims, log: part('intake'), maxAttempts: config.maxAttempts });
   heldCount = () => intake.heldCount();
   const rerouter = new RerouteHandler({ ...common, log: part('reroute') });
   const readerBase = { cmd, group: ROUTER_GROUP, consumer, batchSize: config.batchSize, blockMs: deps.blockMs, claimIdleMs: config.claimIdle, claimEveryMs: deps.claimEveryMs };
@@ -121,6 +126,7 @@ function assemble(config: RouterConfig, deps: BridgeDeps, root: Logger): Parts {
     log: part('bridge'),
     n,
     cmd,
+    claims,
     blocking: [...blocking],
     registry,
     dispatcher,
@@ -188,7 +194,7 @@ export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}):
       extend: (app) => board.mount(app),
     });
   } catch (err) {
-    for (const c of [cmd, ...p.blocking]) c.disconnect();
+    for (const c of [cmd, p.claims, ...p.blocking]) c.disconnect();
     throw err;
   }
   for (const r of p.readers) r.start();
@@ -238,7 +244,7 @@ async function closeBridge(p: Parts, http: HttpServerHandle, timers: NodeJS.Time
     ['board', () => p.board.close()],
     ['queues', () => p.dispatcher.close()],
     ['http', () => http.close()],
-    ['redis', () => withTimeout(cmd.quit(), 1000, 'redis quit').catch(() => cmd.disconnect())],
+    ['redis', () => Promise.all([cmd, p.claims].map((c) => withTimeout(c.quit(), 1000, 'redis quit').catch(() => c.disconnect())))],
     ['blocking connections', async () => p.blocking.forEach((c) => c.disconnect())],
   ];
   for (const [what, step] of steps) {

@@ -91,6 +91,12 @@ export const WAITING_FIELD = 'waiting';
 
 export interface IntakeOptions {
   redis: Redis;
+  /**
+   * Connection for the claims of batches: one of their own, so that they do not wait behind
+   * the adds of the batch before (Redis answers one connection's commands in order).
+   * @defaultValue redis
+   */
+  claims?: Redis;
   n: Names;
   log: Logger;
   registry: Registry;
@@ -165,7 +171,8 @@ export class Intake {
 
   /** Parse the entries, refuse the unusable ones and claim the request ids of the rest. */
   private async claim(entries: StreamEntry[]): Promise<Claimed> {
-    const { redis, n, dispatcher } = this.o;
+    const { n, dispatcher } = this.o;
+    const redis = this.o.claims ?? this.o.redis;
     const now = this.now();
     const ack: string[] = [];
     // Answers and dead letters of unusable entries, when there are any.
