@@ -203,8 +203,10 @@ const describe = (d: DrainResult): string =>
 
 interface RunFigures {
   bare: number;
-  bareCpu: BareResult;
+  bareCpu: [BareResult, BareResult];
   xadd: number;
+  /** Drain rate with the small registry (the mean of the drains either side of the large one). */
+  smallRate: number;
   small: DrainResult;
   large: DrainResult;
 }
@@ -212,27 +214,39 @@ interface RunFigures {
 export async function runDrainRows(o: DrainOptions, rows: ReadonlySet<string>): Promise<RowResult[]> {
   const runs: RunFigures[] = [];
   const [smallN, largeN] = o.sizes;
+  // The machine is shared: each figure compared with another is measured on both sides of it
+  // (baseline, drain, baseline; 3 nodes, 1,000 nodes, 3 nodes) and the two sides averaged.
+  const logBare = (r: number, b: BareResult): void =>
+    o.log(`  run ${r + 1}: bare addBulk ${fmtNum(b.rate)} jobs/s, client CPU ${fmtNum(b.cpuUsPerJob, 1)} us, redis CPU ${fmtNum(b.redisUsPerJob, 1)} us per job`);
   for (let r = 0; r < o.runs; r++) {
-    const b = await bareAddBulk(o);
-    const bare = b.rate;
-    o.log(`  run ${r + 1}: bare addBulk ${fmtNum(bare)} jobs/s, client CPU ${fmtNum(b.cpuUsPerJob, 1)} us, redis CPU ${fmtNum(b.redisUsPerJob, 1)} us per job`);
+    const before = await bareAddBulk(o);
+    logBare(r, before);
     const small = await drainOnce(o, smallN, `p1:${r}`);
     o.log(`  run ${r + 1}: drain with ${smallN} nodes ${describe(small)}`);
-    const large = rows.has('P3') ? await drainOnce(o, largeN, `p3:${r}`) : small;
-    if (rows.has('P3')) o.log(`  run ${r + 1}: drain with ${largeN} nodes ${describe(large)}`);
+    let large = small;
+    let smallRate = small.rate;
+    if (rows.has('P3')) {
+      large = await drainOnce(o, largeN, `p3:${r}`);
+      o.log(`  run ${r + 1}: drain with ${largeN} nodes ${describe(large)}`);
+      const again = await drainOnce(o, smallN, `p1b:${r}`);
+      o.log(`  run ${r + 1}: drain with ${smallN} nodes ${describe(again)}`);
+      smallRate = (small.rate + again.rate) / 2;
+    }
+    const after = await bareAddBulk(o);
+    logBare(r, after);
     const xadd = rows.has('P2') ? await redisBenchmarkXadd(o) : NaN;
     if (rows.has('P2')) o.log(`  run ${r + 1}: redis-benchmark XADD ${fmtNum(xadd)}/s`);
-    runs.push({ bare, bareCpu: b, xadd, small, large });
+    runs.push({ bare: (before.rate + after.rate) / 2, bareCpu: [before, after], xadd, smallRate, small, large });
   }
   const out: RowResult[] = [];
   const med = (f: (x: RunFigures) => number): number => median(runs.map(f));
-  const drain = med((x) => x.small.rate);
+  const drain = med((x) => x.smallRate);
   if (rows.has('P1')) {
-    const ratio = med((x) => x.small.rate / x.bare);
+    const ratio = med((x) => x.smallRate / x.bare);
     out.push({
       row: 'P1',
       measure: `drain ${fmtNum(o.requests)} backlog (${smallN} nodes) / bare addBulk`,
-      detail: `${fmtNum(drain)} req/s vs ${fmtNum(med((x) => x.bare))} jobs/s (runs: ${runs.map((x) => fmtNum(x.small.rate / x.bare, 2)).join(', ')})`,
+      detail: `${fmtNum(drain)} req/s vs ${fmtNum(med((x) => x.bare))} jobs/s (runs: ${runs.map((x) => fmtNum(x.smallRate / x.bare, 2)).join(', ')})`,
       value: ratio,
       goal: '>= 0.9',
       met: ratio >= 0.9,
@@ -240,22 +254,22 @@ export async function runDrainRows(o: DrainOptions, rows: ReadonlySet<string>): 
     });
   }
   if (rows.has('P2')) {
-    const ratio = med((x) => x.small.rate / x.xadd);
+    const ratio = med((x) => x.smallRate / x.xadd);
     out.push({
       row: 'P2',
       measure: 'drain rate / redis-benchmark XADD (50 clients)',
-      detail: `${fmtNum(drain)} req/s vs ${fmtNum(med((x) => x.xadd))} XADD/s (runs: ${runs.map((x) => fmtNum(x.small.rate / x.xadd, 2)).join(', ')})`,
+      detail: `${fmtNum(drain)} req/s vs ${fmtNum(med((x) => x.xadd))} XADD/s (runs: ${runs.map((x) => fmtNum(x.smallRate / x.xadd, 2)).join(', ')})`,
       value: ratio,
       goal: '>= 0.35',
       met: ratio >= 0.35,
     });
   }
   if (rows.has('P3')) {
-    const ratio = med((x) => x.large.rate / x.small.rate);
+    const ratio = med((x) => x.large.rate / x.smallRate);
     out.push({
       row: 'P3',
       measure: `drain rate ${fmtNum(largeN)} nodes / ${smallN} nodes`,
-      detail: `${fmtNum(med((x) => x.large.rate))} req/s vs ${fmtNum(drain)} req/s (runs: ${runs.map((x) => fmtNum(x.large.rate / x.small.rate, 2)).join(', ')})`,
+      detail: `${fmtNum(med((x) => x.large.rate))} req/s vs ${fmtNum(drain)} req/s (runs: ${runs.map((x) => fmtNum(x.large.rate / x.smallRate, 2)).join(', ')})`,
       value: ratio,
       goal: '>= 0.8',
       met: ratio >= 0.8,

@@ -7,7 +7,7 @@
  *
  *   full path   XADD -> bridge -> node queue -> worker -> backend over HTTP -> reply stream read
  *   direct      the same generation call the worker makes (its own `runGeneration`, ollama-js
- *               over HTTP) straight to the backend
+ *               over HTTP) straight to the backend, right after each full-path request
  *   added       full path minus direct, at p50 and at p99
  *   hop         a bare stream hop (XADD -> XREADGROUP -> XADD reply -> XREAD), the least any
  *               Redis round trip through a consumer can cost
@@ -36,25 +36,26 @@ interface LatencyRun {
 const MODEL = 'gemma3:1b';
 const warmup = (count: number): number => Math.min(50, Math.floor(count / 10));
 
-/** The worker's own generation call, straight to the backend, one at a time. */
-async function directCalls(url: string, count: number): Promise<number[]> {
+/** The worker's own generation call, straight to the backend: its latency in ms. */
+async function directCall(url: string): Promise<number> {
   const call = ollamaCallFor({ request_id: 'direct', model: MODEL, prompt: 'Say ok.' });
-  const lat: number[] = [];
-  for (let i = 0; i < count; i++) {
-    const t0 = nowMs();
-    await runGeneration(url, call, new AbortController().signal);
-    lat.push(nowMs() - t0);
-  }
-  return lat.slice(warmup(count));
+  const t0 = nowMs();
+  await runGeneration(url, call, new AbortController().signal);
+  return nowMs() - t0;
 }
 
-/** Requests through the whole system, one at a time; latency until the final answer is read. */
-async function fullPath(port: number, prefix: string, count: number, run: number): Promise<number[]> {
+/**
+ * Requests through the whole system, one at a time (latency until the final answer is read),
+ * each followed by a direct call to the backend, so both are measured under the same
+ * conditions (the backend woken as often, the machine as busy).
+ */
+async function fullPath(port: number, prefix: string, count: number, run: number, backendUrl: string): Promise<{ full: number[]; direct: number[] }> {
   const n = names(prefix);
   const sender = new Redis(port, '127.0.0.1');
   const reader = new Redis(port, '127.0.0.1');
   const replyTo = `${n.responses}:bench-p4`;
   const lat: number[] = [];
+  const direct: number[] = [];
   let cursor = '0-0';
   try {
     for (let i = 0; i < count; i++) {
@@ -75,12 +76,13 @@ async function fullPath(port: number, prefix: string, count: number, run: number
         if (final) break;
       }
       lat.push(nowMs() - t0);
+      direct.push(await directCall(backendUrl));
     }
   } finally {
     sender.disconnect();
     reader.disconnect();
   }
-  return lat.slice(warmup(count));
+  return { full: lat.slice(warmup(count)), direct: direct.slice(warmup(count)) };
 }
 
 async function eligible(httpPort: number, node: string, timeoutMs = 15_000): Promise<void> {
@@ -101,14 +103,13 @@ async function latencyOnce(o: LatencyOptions, backendUrl: string, r: number): Pr
   const redis = new Redis(o.port, '127.0.0.1');
   try {
     const hop = summary(await bareStreamHop(o.port, o.requests));
-    const direct = summary(await directCalls(backendUrl, o.requests));
     const worker = await startWorkerProcess({ 'node-id': 'bench-p4', 'redis-addr': addr, 'stream-prefix': prefix, 'ollama-host': backendUrl, 'proc-root': PI_8G_ROOT, 'sys-root': PI_8G_ROOT });
     children.push(worker.child);
     const bridge = await startBridgeProcess({ 'redis-addr': addr, 'stream-prefix': prefix, 'consumer-name': 'bench' });
     children.push(bridge.child);
     await eligible(bridge.httpPort, 'bench-p4');
-    const full = summary(await fullPath(o.port, prefix, o.requests, r));
-    return { full, direct, hop };
+    const both = await fullPath(o.port, prefix, o.requests, r, backendUrl);
+    return { full: summary(both.full), direct: summary(both.direct), hop };
   } finally {
     await Promise.all(children.map((c) => c.stop('SIGTERM')));
     await redis.flushall().catch(() => undefined);
