@@ -11,8 +11,13 @@ import { fileURLToPath } from 'node:url';
 
 /** `dist/` (this file is dist/bench/proc.js once built). */
 export const DIST = join(dirname(fileURLToPath(import.meta.url)), '..');
-export const ROUTER_BIN = join(DIST, 'src', 'bin', 'router.js');
-export const WORKER_BIN = join(DIST, 'src', 'bin', 'worker.js');
+/** The programs measured: this build's, unless `useBins` points elsewhere (another build, to compare). */
+const bins = { router: join(DIST, 'src', 'bin', 'router.js'), worker: join(DIST, 'src', 'bin', 'worker.js') };
+
+export function useBins(o: { router?: string; worker?: string }): void {
+  if (o.router) bins.router = o.router;
+  if (o.worker) bins.worker = o.worker;
+}
 export const benchScript = (name: string): string => join(DIST, 'bench', `${name}.js`);
 /**
  * The files an 8 GB Pi shows a worker (/proc/meminfo, /proc/stat, a thermal zone), from the test
@@ -158,7 +163,7 @@ export async function waitForLog(child: Child, msg: string, timeoutMs = 20_000):
 /** Start the built bridge (`orion-inference-router`) and wait until it has started. */
 export async function startBridgeProcess(flags: Record<string, string>, nodeArgs: string[] = []): Promise<{ child: Child; httpPort: number }> {
   const args = Object.entries({ 'http-addr': '127.0.0.1', 'http-port': '0', 'log-level': 'info', ...flags }).map(([k, v]) => `--${k}=${v}`);
-  const child = startNode(ROUTER_BIN, args, { nodeArgs });
+  const child = startNode(bins.router, args, { nodeArgs });
   const started = await waitForLog(child, 'bridge started');
   return { child, httpPort: Number(started['http_port']) };
 }
@@ -166,7 +171,7 @@ export async function startBridgeProcess(flags: Record<string, string>, nodeArgs
 /** Start the built worker (`orion-inference-worker`) and wait until it has started. */
 export async function startWorkerProcess(flags: Record<string, string>, nodeArgs: string[] = []): Promise<{ child: Child; httpPort: number }> {
   const args = Object.entries({ 'http-addr': '127.0.0.1', 'http-port': '0', 'log-level': 'info', ...flags }).map(([k, v]) => `--${k}=${v}`);
-  const child = startNode(WORKER_BIN, args, { nodeArgs });
+  const child = startNode(bins.worker, args, { nodeArgs });
   const started = await waitForLog(child, 'worker started');
   return { child, httpPort: Number(started['http_port']) };
 }

@@ -4,7 +4,10 @@
  * with --json); exits non-zero only when it cannot run. Goals not met are reported, not failures.
  *
  *   node dist/bench/run.js [--rows P1,P2,...] [--runs 3] [--quick] [--soak-seconds 600]
- *                          [--json FILE] [--cpu-prof DIR]
+ *                          [--json FILE] [--cpu-prof DIR] [--router-bin FILE] [--worker-bin FILE]
+ *
+ * --cpu-prof writes a CPU profile of each bridge process (P1-P3) into DIR; --router-bin and
+ * --worker-bin measure other builds of the programs (e.g. an older commit's), to compare.
  */
 import { writeFileSync } from 'node:fs';
 import { startRedis } from '../test/helpers/redis.js';
@@ -14,7 +17,7 @@ import { runLatencyRows } from './p4-latency.js';
 import { runP5 } from './p5-routing.js';
 import { runMemoryRows } from './p6-memory.js';
 import { runSoakRows } from './p7-soak.js';
-import { stopAll } from './proc.js';
+import { stopAll, useBins } from './proc.js';
 
 const ALL_ROWS = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7'] as const;
 
@@ -25,15 +28,17 @@ interface Options {
   soakSeconds: number;
   json: string | undefined;
   cpuProf: string | undefined;
+  routerBin: string | undefined;
+  workerBin: string | undefined;
 }
 
 function usage(problem: string): never {
-  process.stderr.write(`bench: ${problem}\nusage: node dist/bench/run.js [--rows P1,P2,...] [--runs 3] [--quick] [--soak-seconds N] [--json FILE] [--cpu-prof DIR]\n`);
+  process.stderr.write(`bench: ${problem}\nusage: node dist/bench/run.js [--rows P1,P2,...] [--runs 3] [--quick] [--soak-seconds N] [--json FILE] [--cpu-prof DIR] [--router-bin FILE] [--worker-bin FILE]\n`);
   process.exit(2);
 }
 
 function parseOptions(argv: string[]): Options {
-  const o: Options = { rows: new Set(ALL_ROWS), runs: 3, quick: false, soakSeconds: 600, json: undefined, cpuProf: undefined };
+  const o: Options = { rows: new Set(ALL_ROWS), runs: 3, quick: false, soakSeconds: 600, json: undefined, cpuProf: undefined, routerBin: undefined, workerBin: undefined };
   let soakSet = false;
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i]!.split(/=(.*)/s, 2) as [string, string | undefined];
@@ -68,6 +73,12 @@ function parseOptions(argv: string[]): Options {
       case '--cpu-prof':
         o.cpuProf = value();
         break;
+      case '--router-bin':
+        o.routerBin = value();
+        break;
+      case '--worker-bin':
+        o.workerBin = value();
+        break;
       case '--help':
       case '-h':
         usage('benchmarks as ratios');
@@ -81,6 +92,7 @@ function parseOptions(argv: string[]): Options {
 }
 
 const o = parseOptions(process.argv.slice(2));
+useBins({ router: o.routerBin, worker: o.workerBin });
 const log = (line: string): void => void process.stderr.write(line + '\n');
 const started = Date.now();
 const redis = await startRedis().catch((err: Error) => {
