@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { built, report, sleep, tally, waitFor, withDump, World, type Proc } from './harness.js';
+import { built, firstAnswerAfter, report, sleep, someRunning, startFlow, tally, waitFor, withDump, World, type Proc } from './harness.js';
 
 const NODES = ['pi-a', 'pi-b'];
 
@@ -16,41 +16,18 @@ describe.skipIf(!built())('row 8: Redis killed (SIGKILL) and restarted with appe
   });
 
   it('loses nothing and answers again within 5 s of the restart', async () => {
-    // The Brain keeps sending, 2 requests every 300 ms, each a generation of about 0.2 s, so some
-    // are running when Redis dies; while Redis is down the Brain's client queues what it sends.
-    const ids: string[] = [];
-    const sends: Promise<unknown>[] = [];
-    let sending = true;
-    const brain = (async () => {
-      for (let i = 0; sending; i++) {
-        const batch = [`r8-${i}-a`, `r8-${i}-b`];
-        ids.push(...batch);
-        sends.push(w.send(batch.map((request_id) => ({ request_id, options: { num_predict: 16 } }))));
-        await sleep(300);
-      }
-    })();
-
+    // The Brain keeps sending, 2 requests every 300 ms, each a generation of about 0.2 s.
+    const flow = startFlow(w, 'r8', { everyMs: 300, options: { num_predict: 16 } });
     await withDump(w, async () => {
       await waitFor('10 answers before the kill', async () => (await w.answers()).size >= 10, 30_000);
-      // Strike while a generation runs.
-      const runningAtKill = await waitFor('a job running', async () => {
-        const active = (await Promise.all(NODES.map((id) => w.queueCounts(id)))).reduce((a, c) => a + c.active, 0);
-        return active > 0 ? active : undefined;
-      }, 10_000, 10);
+      const runningAtKill = await someRunning(w, NODES);
       await w.redis.stop('SIGKILL');
       await sleep(1000);
       await w.redis.start();
-      const restartAt = Date.now();
-      // The first final answer written after the restart (stream ids carry the time of the XADD).
-      const firstAnswerMs = await waitFor('an answer after the restart', async () => {
-        const [last] = await w.admin.xrevrange(w.n.responses, '+', '-', 'COUNT', 1);
-        const at = last ? Number(last[0].split('-')[0]) : 0;
-        return at >= restartAt ? at - restartAt : undefined;
-      }, 30_000, 20);
+      const firstAnswerMs = await firstAnswerAfter(w, Date.now());
       await sleep(1000);
-      sending = false;
-      await brain;
-      await Promise.all(sends);
+      await flow.stop();
+      const ids = flow.ids;
 
       const answers = await w.allAnswered(ids, 60_000);
       const t = tally(answers, ids);

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { built, report, sleep, tally, waitFor, withDump, World, type Proc } from './harness.js';
+import { built, firstAnswerAfter, report, sleep, someRunning, startFlow, tally, waitFor, withDump, World, type Proc } from './harness.js';
 
 const NODES = ['pi-a', 'pi-b'];
 
@@ -19,38 +19,18 @@ describe.skipIf(!built())('row 10: Redis paused for 5 s (SIGSTOP) under load', (
     // 2 requests every 400 ms, each a generation of about 0.2 s. A frozen Redis does not close
     // connections: commands just get no answer, and every key with a TTL (health keys, job
     // locks, both shorter than the pause) has expired when it wakes up.
-    const ids: string[] = [];
-    const sends: Promise<unknown>[] = [];
-    let sending = true;
-    const brain = (async () => {
-      for (let i = 0; sending; i++) {
-        const batch = [`r10-${i}-a`, `r10-${i}-b`];
-        ids.push(...batch);
-        sends.push(w.send(batch.map((request_id) => ({ request_id, options: { num_predict: 16 } }))));
-        await sleep(400);
-      }
-    })();
-
+    const flow = startFlow(w, 'r10', { everyMs: 400, options: { num_predict: 16 } });
     await withDump(w, async () => {
       await waitFor('10 answers before the pause', async () => (await w.answers()).size >= 10, 30_000);
-      // Strike while a generation runs.
-      const runningAtPause = await waitFor('a job running', async () => {
-        const active = (await Promise.all(NODES.map((id) => w.queueCounts(id)))).reduce((a, c) => a + c.active, 0);
-        return active > 0 ? active : undefined;
-      }, 10_000, 10);
+      const runningAtPause = await someRunning(w, NODES);
       w.redis.pause();
       await sleep(5000);
       w.redis.resume();
       const resumedAt = Date.now();
-      const firstAnswerMs = await waitFor('an answer after the resume', async () => {
-        const [last] = await w.admin.xrevrange(w.n.responses, '+', '-', 'COUNT', 1);
-        const at = last ? Number(last[0].split('-')[0]) : 0;
-        return at >= resumedAt ? at - resumedAt : undefined;
-      }, 30_000, 20);
+      const firstAnswerMs = await firstAnswerAfter(w, resumedAt);
       await sleep(1000);
-      sending = false;
-      await brain;
-      await Promise.all(sends);
+      await flow.stop();
+      const ids = flow.ids;
 
       const answers = await w.allAnswered(ids, 60_000);
       const allMs = Date.now() - resumedAt;

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { built, report, ROOT, sleep, tally, waitFor, withDump, World, type Proc } from './harness.js';
+import { built, report, ROOT, sleep, startFlow, tally, waitFor, withDump, World, type Proc } from './harness.js';
 
 const NODES = ['pi-a', 'pi-b'];
 /** pi-a reads the 16 GB fixture's RAM (about 20 % used), pi-b the 8 GB one's (about 62 %): pi-a comes first. */
@@ -22,34 +22,24 @@ describe.skipIf(!built())("row 11: Ollama refusing connections on one node", () 
     await w?.close();
   });
 
+  /** Ms from `sinceMs` until the node's published health says unavailable. */
+  const unavailableAfter = (id: string, sinceMs: number): Promise<number> =>
+    waitFor(`${id} reported unavailable`, async () => {
+      const doc = await w.admin.get(w.n.healthKey(id));
+      return doc !== null && (JSON.parse(doc) as { available: boolean }).available === false ? Date.now() - sinceMs : undefined;
+    }, 10_000, 20);
+
   it('reports the node unavailable within 2 heartbeats, serves its requests elsewhere, and does not use up attempts', async () => {
     // 2 requests every 300 ms, each a generation of about 0.2 s: all on pi-a while it is healthy.
-    const ids: string[] = [];
-    const sentAt = new Map<string, number>();
-    const sends: Promise<unknown>[] = [];
-    let sending = true;
-    const brain = (async () => {
-      for (let i = 0; sending; i++) {
-        const batch = [`r11-${i}-a`, `r11-${i}-b`];
-        for (const id of batch) sentAt.set(id, Date.now());
-        ids.push(...batch);
-        sends.push(w.send(batch.map((request_id) => ({ request_id, options: { num_predict: 16 } }))));
-        await sleep(300);
-      }
-    })();
-
+    const flow = startFlow(w, 'r11', { everyMs: 300, options: { num_predict: 16 } });
     await withDump(w, async () => {
       await waitFor('6 answers from pi-a before the fault', async () => [...(await w.answers()).values()].filter((l) => l[0]?.node_id === 'pi-a').length >= 6, 30_000);
       const faultAt = Date.now();
       await w.simFaults('pi-a', { refuseConnections: REFUSE_MS });
-      const unavailableMs = await waitFor('pi-a reported unavailable', async () => {
-        const doc = await w.admin.get(w.n.healthKey('pi-a'));
-        return doc !== null && (JSON.parse(doc) as { available: boolean }).available === false ? Date.now() - faultAt : undefined;
-      }, 10_000, 20);
+      const unavailableMs = await unavailableAfter('pi-a', faultAt);
       await sleep(3000);
-      sending = false;
-      await brain;
-      await Promise.all(sends);
+      await flow.stop();
+      const { ids, sentAt } = flow;
       const answers = await w.allAnswered(ids, 30_000);
       const doneMs = Date.now() - faultAt;
       // All answered while pi-a still refuses: nothing waited for it to come back.
@@ -77,10 +67,7 @@ describe.skipIf(!built())("row 11: Ollama refusing connections on one node", () 
       // With no request to fail on it, only the heartbeat's probe can notice: pi-b, idle now.
       const idleFaultAt = Date.now();
       await w.simFaults('pi-b', { refuseConnections: 3000 });
-      const idleUnavailableMs = await waitFor('idle pi-b reported unavailable', async () => {
-        const doc = await w.admin.get(w.n.healthKey('pi-b'));
-        return doc !== null && (JSON.parse(doc) as { available: boolean }).available === false ? Date.now() - idleFaultAt : undefined;
-      }, 10_000, 20);
+      const idleUnavailableMs = await unavailableAfter('pi-b', idleFaultAt);
       expect(idleUnavailableMs).toBeLessThanOrEqual(2 * HEARTBEAT_MS);
       report({
         row: 11,

@@ -394,3 +394,62 @@ export async function eligibleAt(bridge: Proc): Promise<string[]> {
 export function warnings(p: Proc, sinceMs = 0): Record<string, unknown>[] {
   return p.logs(/./).filter((o) => (o['level'] === 'warn' || o['level'] === 'error') && Date.parse(String(o['time'])) >= sinceMs);
 }
+
+/** The Brain sending steadily (see `startFlow`). */
+export interface Flow {
+  /** Every request id sent so far, in order. */
+  readonly ids: string[];
+  /** When each was sent (ms since epoch). */
+  readonly sentAt: ReadonlyMap<string, number>;
+  /** Stop sending; resolves once every send has reached Redis. */
+  stop(): Promise<void>;
+}
+
+/**
+ * `perBatch` requests every `everyMs` until `stop()`, ids `<label>-<batch>-<n>`. A send does not
+ * wait for the one before: while Redis is down, the Brain's client queues what it sends.
+ */
+export function startFlow(w: World, label: string, o: { everyMs: number; perBatch?: number; options?: Record<string, unknown> }): Flow {
+  const ids: string[] = [];
+  const sentAt = new Map<string, number>();
+  const sends: Promise<unknown>[] = [];
+  let sending = true;
+  const loop = (async () => {
+    // Also ends when the world is closed under it (a test that failed before stop()).
+    for (let i = 0; sending && w.admin.status !== 'end'; i++) {
+      const batch = Array.from({ length: o.perBatch ?? 2 }, (_, k) => `${label}-${i}-${k}`);
+      for (const id of batch) sentAt.set(id, Date.now());
+      ids.push(...batch);
+      const sent = w.send(batch.map((request_id) => ({ request_id, options: o.options })));
+      sent.catch(() => undefined); // seen by stop(); not an unhandled rejection meanwhile
+      sends.push(sent);
+      await sleep(o.everyMs);
+    }
+  })();
+  return {
+    ids,
+    sentAt,
+    async stop() {
+      sending = false;
+      await loop;
+      await Promise.all(sends);
+    },
+  };
+}
+
+/** Ms from `sinceMs` to the first final answer written after it (a stream id carries its XADD time). */
+export function firstAnswerAfter(w: World, sinceMs: number, timeoutMs = 30_000): Promise<number> {
+  return waitFor('an answer', async () => {
+    const [last] = await w.admin.xrevrange(w.n.responses, '+', '-', 'COUNT', 1);
+    const at = last ? Number(last[0].split('-')[0]) : 0;
+    return at >= sinceMs ? at - sinceMs : undefined;
+  }, timeoutMs, 20);
+}
+
+/** Wait until at least one job runs on the given nodes; returns how many do. */
+export function someRunning(w: World, nodes: string[], timeoutMs = 10_000): Promise<number> {
+  return waitFor('a job running', async () => {
+    const active = (await Promise.all(nodes.map((id) => w.queueCounts(id)))).reduce((a, c) => a + c.active, 0);
+    return active > 0 ? active : undefined;
+  }, timeoutMs, 10);
+}
