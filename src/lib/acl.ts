@@ -37,7 +37,7 @@ export function aclRules(n: Names, who: AclRole, secret: string): string[] {
         `~${n.healthKey(id)}`,
         `~${n.nodes}`,
         `~${n.requestKey('*')}`,
-        `~${p}:deadlines`,
+        `~${n.deadlines}`,
         // Full access, not write-only: the final answer goes out from a Lua script, and EVAL
         // checks its declared keys for reading and writing both.
         `~${n.responses}`,

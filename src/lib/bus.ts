@@ -53,7 +53,7 @@ export const DEFAULT_STREAM_MAXLEN = 100_000;
 export const DEFAULT_TIMEOUT_MS = 600_000;
 
 export function deadlinesKey(n: Names): string {
-  return `${n.prefix}:deadlines`;
+  return n.deadlines;
 }
 
 /**

@@ -59,6 +59,8 @@ export interface Names {
   bridgeStatsKey(consumer: string): string;
   /** Set of node ids that have ever had a queue (for Bull Board and re-routing). */
   readonly nodes: string;
+  /** Sorted set: unanswered requests by deadline (score = deadline ms, member = request key). */
+  readonly deadlines: string;
   /** Short lock (SET NX PX) of the bridge moving a dead node's jobs elsewhere. */
   rerouteLockKey(nodeId: string): string;
   /** Whether a reply stream name is one a request may name in `reply_to`. */
@@ -82,6 +84,7 @@ export function names(prefix: string = DEFAULT_PREFIX): Names {
     stats: `${prefix}:stats`,
     bridgeStatsKey: (consumer) => `${prefix}:stats:${consumer}`,
     nodes: `${prefix}:nodes`,
+    deadlines: `${prefix}:deadlines`,
     rerouteLockKey: (nodeId) => `${prefix}:reroute-lock:${nodeId}`,
     isReplyStream: (name) => name === responses || (name.startsWith(`${responses}:`) && name.length > responses.length + 1),
   };
