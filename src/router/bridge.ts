@@ -115,9 +115,10 @@ function assemble(config: RouterConfig, deps: BridgeDeps, root: Logger): Parts {
   const rerouter = new RerouteHandler({ ...common, log: part('reroute') });
   const readerBase = { cmd, group: ROUTER_GROUP, consumer, batchSize: config.batchSize, blockMs: deps.blockMs, claimIdleMs: config.claimIdle, claimEveryMs: deps.claimEveryMs };
   const readers = [
-    // depth 3: a batch is read and claimed, the one before routed and sent, and the one before
-    // that waits on Redis, all at once (Intake.handle).
-    new GroupReader({ ...readerBase, blocking: blocking[0], stream: n.requests, depth: 3, log: part('consumer'), handle: (e) => intake.handle(e) }),
+    // depth 8: batches are read and claimed, routed and sent, and waited for all at once
+    // (Intake.handle), so that neither the bridge nor Redis waits for the other under a
+    // backlog. Deeper measured better up to about 8 (P1 in BENCHMARKS.md).
+    new GroupReader({ ...readerBase, blocking: blocking[0], stream: n.requests, depth: 8, log: part('consumer'), handle: (e) => intake.handle(e) }),
     new GroupReader({ ...readerBase, blocking: blocking[1], stream: n.reroute, log: part('reroute'), handle: (e) => rerouter.handle(e) }),
   ];
   intake.reader = readers[0];
