@@ -9,8 +9,8 @@
  * every few seconds (child processes: the figures are theirs alone).
  *
  * At the end: every request answered exactly once (finals counted per request id), and each
- * process's memory at the end (median of the last samples) within 20% of its memory just after
- * warm-up (median of the first samples after it).
+ * process's memory at the end (median of the last quarter of the samples) within 20% of its
+ * memory just after warm-up (median of the first quarter after it).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -143,7 +143,8 @@ export async function runSoakRows(o: SoakOptions): Promise<RowResult[]> {
     // Warm-up: the first quarter of the soak, at most 60 s.
     const warm = t0 + Math.min(60_000, (o.seconds * 1000) / 4);
     const afterWarm = samples.filter((s) => s.at >= warm);
-    const k = Math.max(1, Math.min(5, Math.floor(afterWarm.length / 5)));
+    // A quarter of the samples at each end, so that a GC sawtooth does not decide the figure.
+    const k = Math.max(1, Math.floor(afterWarm.length / 4));
     const growth: Record<string, { start: number; end: number; ratio: number }> = {};
     for (const name of Object.keys(children)) {
       const start = median(afterWarm.slice(0, k).map((s) => s.rss[name]!));
