@@ -25,6 +25,7 @@ import {
   publishFinal,
   publishPartial,
   replyStreamOf,
+  startJob,
   type InferenceJobData,
   type RerouteNotice,
 } from '../lib/bus.js';
@@ -48,6 +49,8 @@ export interface ProcessorDeps {
   n: Names;
   nodeId: string;
   ollamaHost: string;
+  /** The key of a job's hash in this node's BullMQ queue (`Worker.toKey(jobId)`). */
+  jobKey: (jobId: string) => string;
   /** An Ollama call that sends nothing this long is given up (backend_error, retried elsewhere). */
   ollamaTimeoutMs?: number;
   log: Logger;
@@ -57,7 +60,7 @@ export interface ProcessorDeps {
   now?: () => number;
 }
 
-export type JobLike = Pick<Job<InferenceJobData>, 'id' | 'data' | 'attemptsMade' | 'updateData'>;
+export type JobLike = Pick<Job<InferenceJobData>, 'id' | 'data' | 'attemptsMade'>;
 
 /** The job's return value when this copy gave way to another (or to an answer already given). */
 export interface Superseded {
@@ -182,21 +185,25 @@ export async function processJob(deps: ProcessorDeps, job: JobLike, signal?: Abo
   run.data = checked.data;
   run.log = deps.log.child({ request_id: run.request.request_id });
 
-  const early = await admit(run);
-  if (early) return early;
-  if (run.now() >= run.data.deadline) {
+  if (run.job.attemptsMade > 0) await run.freshStart();
+  const late = run.now() >= run.data.deadline;
+  if (late || run.data.attempt >= run.data.max_attempts) {
+    const early = await admit(run);
+    if (early) return early;
     run.attempt = run.data.attempt;
-    return run.giveUp('timeout', `not started before its deadline (timeout_ms ${run.request.timeout_ms ?? DEFAULT_TIMEOUT_MS})`);
-  }
-  if (run.data.attempt >= run.data.max_attempts) {
+    if (late) return run.giveUp('timeout', `not started before its deadline (timeout_ms ${run.request.timeout_ms ?? DEFAULT_TIMEOUT_MS})`);
     // Started that many times already, and back each time without an outcome: the worker
     // running it died (BullMQ's stalled check returned it). No more starts.
-    run.attempt = run.data.attempt;
     return run.giveUp('backend_error', `node ${deps.nodeId} stopped during attempt ${run.data.attempt} of ${run.data.max_attempts}`);
   }
 
+  // One script checks that this copy may run and records its attempt (before the Ollama call,
+  // so a worker that dies during the call has used the attempt). A copy that may not run never
+  // reaches Ollama: it could start a cold load for nothing.
   run.attempt = run.data.attempt + 1;
-  await job.updateData({ ...run.data, attempt: run.attempt });
+  run.data = { ...run.data, attempt: run.attempt };
+  const refused = await started(run);
+  if (refused) return refused;
   const queueMs = Math.max(0, run.now() - run.data.seen_at);
   deps.metrics?.queueWait.observe(queueMs / 1000);
   run.log.debug({ attempt: run.attempt, queue_ms: queueMs, model: run.request.model }, 'started');
@@ -207,16 +214,36 @@ export async function processJob(deps: ProcessorDeps, job: JobLike, signal?: Abo
 }
 
 /**
- * Whether this copy of the job may run: a retry from Bull Board always may (after a fresh
- * start); otherwise not when the request is answered already (its answer is the result) or
- * owned by another node now.
+ * The start script's verdict: undefined when this copy runs (its attempt recorded), else what
+ * the job returns instead (the stored answer, or superseded). Rejects when Redis fails or the
+ * job is gone, as `Job.updateData` would.
+ */
+async function started(run: JobRun): Promise<JobResult | undefined> {
+  const { redis, n, nodeId, jobKey } = run.deps;
+  const id = run.request.request_id;
+  const jobId = run.job.id ?? '';
+  const r = await startJob(redis, n, id, jobKey(jobId), nodeId, run.data);
+  switch (r.kind) {
+    case 'run':
+      run.job.data = run.data;
+      return undefined;
+    case 'done':
+      run.log.debug({}, 'answered already: returning the stored answer');
+      return run.finish('superseded', '', parseFinal(r.final, id));
+    case 'moved':
+      run.log.debug({ owner: r.owner }, 'job moved to another node: this copy ends without answering');
+      return run.finish('superseded', '', { superseded: true });
+    case 'gone':
+      throw new Error(`Missing key for job ${jobId}. updateData`);
+  }
+}
+
+/**
+ * Whether a copy that will not run (too late, or out of attempts) should still answer: not
+ * when the request is answered already (its answer is the result) or owned by another node now.
  */
 async function admit(run: JobRun): Promise<JobResult | undefined> {
   const { redis, n, nodeId } = run.deps;
-  if (run.job.attemptsMade > 0) {
-    await run.freshStart();
-    return undefined;
-  }
   const id = run.request.request_id;
   const [final, owner] = await redis.hmget(n.requestKey(id), 'final', 'node');
   if (final != null) {

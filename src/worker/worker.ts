@@ -146,6 +146,7 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
   nodeQueue.on('error', onBullError('node-queue'));
 
   const lockDuration = config.lockDuration;
+  const jobKey = (jobId: string): string => jobWorker.toKey(jobId);
   const jobWorker = new Worker<InferenceJobData, JobResult>(
     nodeId,
     async (job: Job<InferenceJobData>, _token?: string, signal?: AbortSignal) => {
@@ -153,7 +154,7 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
       metrics.active.set(active);
       try {
         return await processJob(
-          { redis, n, nodeId, ollamaHost: config.ollamaHost, ollamaTimeoutMs: config.ollamaTimeout, log, metrics, onOllamaUnreachable: ollamaUnreachable },
+          { redis, n, nodeId, ollamaHost: config.ollamaHost, ollamaTimeoutMs: config.ollamaTimeout, jobKey, log, metrics, onOllamaUnreachable: ollamaUnreachable },
           job,
           signal,
         );

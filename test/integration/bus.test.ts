@@ -9,8 +9,11 @@ import {
   publishFinal,
   publishPartial,
   setOwner,
+  startJob,
+  type InferenceJobData,
 } from '../../src/lib/bus.js';
-import { names } from '../../src/lib/names.js';
+import { Queue } from 'bullmq';
+import { jobIdFor, names } from '../../src/lib/names.js';
 import { startRedis, testPrefix, type RedisServer } from '../helpers/redis.js';
 
 let server: RedisServer;
@@ -77,3 +80,57 @@ describe('the request record', () => {
     expect(docs.map((d) => d['done'])).toEqual([false, true]);
   });
 });
+
+describe('starting a job', () => {
+  const data = (id: string, attempt: number): InferenceJobData => ({
+    request: { request_id: id, model: 'm', prompt: 'p' },
+    entry_id: '1-0',
+    seen_at: 1,
+    deadline: Date.now() + 60_000,
+    attempt,
+    max_attempts: 3,
+    routing: 'sticky',
+    tried: [],
+  });
+
+  it('records the attempt in the BullMQ job only for a copy that may run, as Job.updateData would', async () => {
+    const n = names(testPrefix('bus'));
+    const queue = new Queue<InferenceJobData>('pi-8g', { prefix: n.nodeQueuePrefix, connection: redis });
+    try {
+      const add = async (id: string) => {
+        const job = await queue.add('inference', data(id, 0), { jobId: jobIdFor(id) });
+        return { job, key: queue.toKey(job.id!) };
+      };
+      const attemptOf = async (id: string) => (await queue.getJob(jobIdFor(id)))!.data.attempt;
+
+      const free = await add('s1');
+      await setOwnerNow(n, 's1', 'pi-8g');
+      expect(await startJob(redis, n, 's1', free.key, 'pi-8g', data('s1', 1))).toEqual({ kind: 'run' });
+      expect(await attemptOf('s1')).toBe(1);
+
+      const moved = await add('s2');
+      await setOwnerNow(n, 's2', 'pi-16g');
+      expect(await startJob(redis, n, 's2', moved.key, 'pi-8g', data('s2', 1))).toEqual({ kind: 'moved', owner: 'pi-16g' });
+      expect(await attemptOf('s2')).toBe(0);
+
+      const answered = await add('s3');
+      await redis.hset(n.requestKey('s3'), 'node', 'pi-8g', 'final', '{"done":true}');
+      expect(await startJob(redis, n, 's3', answered.key, 'pi-8g', data('s3', 1))).toEqual({ kind: 'done', final: '{"done":true}' });
+      expect(await attemptOf('s3')).toBe(0);
+
+      // No owner recorded (placed before owners existed) runs; a job hash that is gone is said.
+      const unowned = await add('s4');
+      expect(await startJob(redis, n, 's4', unowned.key, 'pi-8g', data('s4', 1))).toEqual({ kind: 'run' });
+      expect(await startJob(redis, n, 's5', queue.toKey(jobIdFor('s5')), 'pi-8g', data('s5', 1))).toEqual({ kind: 'gone' });
+      expect(await redis.exists(queue.toKey(jobIdFor('s5')))).toBe(0);
+    } finally {
+      await queue.close();
+    }
+  });
+});
+
+async function setOwnerNow(n: ReturnType<typeof names>, id: string, node: string): Promise<void> {
+  const pipe = redis.pipeline();
+  setOwner(pipe, n, id, node);
+  await pipe.exec();
+}
