@@ -1,14 +1,13 @@
 /**
- * Validators compiled once from bus/contracts (the same files `npx ajv validate` reads), and
- * the parsing of a request stream entry into a request or a reasoned refusal.
+ * Validators for the contracts in bus/contracts (the same files `npx ajv validate` reads),
+ * compiled ahead of time into `validators.generated.ts` (see `generate.ts`), and the parsing of
+ * a request stream entry into a request or a reasoned refusal.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import { projectRoot } from '../lib/paths.js';
+import type { ErrorObject, ValidateFunction } from 'ajv';
 import { isValidRequestId, type Names } from '../lib/names.js';
 import type { ErrorCode } from '../lib/errors.js';
 import type { InferenceRequest, InferenceResponse, NodeHealth } from './types.js';
+import * as generated from './validators.generated.js';
 
 export type * from './types.js';
 
@@ -17,32 +16,11 @@ export const MAX_REQUEST_BYTES = 1024 * 1024;
 /** How much of a non-JSON entry a dead-letter entry keeps. */
 export const DEADLETTER_RAW_LIMIT = 64 * 1024;
 
-export function loadSchema(name: 'request' | 'response' | 'health'): object {
-  const file = join(projectRoot(), 'bus', 'contracts', `inference.${name}.schema.json`);
-  return JSON.parse(readFileSync(file, 'utf8')) as object;
-}
-
-let compiled:
-  | {
-      request: ValidateFunction<InferenceRequest>;
-      response: ValidateFunction<InferenceResponse>;
-      health: ValidateFunction<NodeHealth>;
-    }
-  | undefined;
-
-function validators(): NonNullable<typeof compiled> {
-  if (!compiled) {
-    // strictRequired off: the request schema's oneOf names prompt/messages in `required` inside branches
-    // that do not redeclare them (they are declared at the top level), which is valid draft-07.
-    const ajv = new Ajv({ allErrors: true, strict: true, strictRequired: false });
-    compiled = {
-      request: ajv.compile<InferenceRequest>(loadSchema('request')),
-      response: ajv.compile<InferenceResponse>(loadSchema('response')),
-      health: ajv.compile<NodeHealth>(loadSchema('health')),
-    };
-  }
-  return compiled;
-}
+const validators = generated as unknown as {
+  request: ValidateFunction<InferenceRequest>;
+  response: ValidateFunction<InferenceResponse>;
+  health: ValidateFunction<NodeHealth>;
+};
 
 /** One line per schema problem, e.g. `/priority must be <= 9`. */
 export function describeErrors(errors: ErrorObject[] | null | undefined): string {
@@ -65,9 +43,9 @@ function check<T>(fn: ValidateFunction<T>, doc: unknown): Check<T> {
   return fn(doc) ? { ok: true, value: doc } : { ok: false, message: describeErrors(fn.errors) };
 }
 
-export const validateRequest = (doc: unknown): Check<InferenceRequest> => check(validators().request, doc);
-export const validateResponse = (doc: unknown): Check<InferenceResponse> => check(validators().response, doc);
-export const validateHealth = (doc: unknown): Check<NodeHealth> => check(validators().health, doc);
+export const validateRequest = (doc: unknown): Check<InferenceRequest> => check(validators.request, doc);
+export const validateResponse = (doc: unknown): Check<InferenceResponse> => check(validators.response, doc);
+export const validateHealth = (doc: unknown): Check<NodeHealth> => check(validators.health, doc);
 
 export type ParsedEntry =
   | { ok: true; request: InferenceRequest; raw: string }

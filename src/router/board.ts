@@ -9,7 +9,8 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import { Queue } from 'bullmq';
-import type { Express, NextFunction, Request, Response } from 'express';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type { RequestListener } from 'node:http';
 import type { Redis } from 'ioredis';
 import type { Names } from '../lib/names.js';
 import type { Dispatcher } from './dispatcher.js';
@@ -66,8 +67,13 @@ export class Board {
     if (add.length > 0) this.board.setQueues(add);
   }
 
-  /** Mount the board (with the write guard) on an Express app. */
-  mount(app: Express): void {
+  /**
+   * The board (with the write guard) as a request listener: an Express app of its own, for the
+   * requests the bridge's endpoints do not take; anything else under it is 404.
+   */
+  listener(): RequestListener {
+    const app = express();
+    app.disable('x-powered-by');
     const { adminUser, adminPassword } = this.o;
     const guard = (req: Request, res: Response, next: NextFunction): void => {
       if (req.method === 'GET' || req.method === 'HEAD' || !this.writable) return next();
@@ -75,6 +81,10 @@ export class Board {
       res.status(401).set('WWW-Authenticate', 'Basic realm="orion-inference-router", charset="UTF-8"').json({ error: 'unauthorized' });
     };
     app.use(BOARD_PATH, guard, this.server.getRouter() as (req: Request, res: Response, next: NextFunction) => void);
+    app.use((_req, res) => {
+      res.status(404).json({ error: 'not_found' });
+    });
+    return app as unknown as RequestListener;
   }
 
   async close(): Promise<void> {

@@ -12,7 +12,6 @@
  */
 import type { Redis } from 'ioredis';
 import type { RouterConfig } from '../config/router.js';
-import { validateRequest } from '../contracts/index.js';
 import { defineBusCommands } from '../lib/bus.js';
 import { startHttpServer, type HttpServerHandle } from '../lib/http.js';
 import { createLogger, type Logger } from '../lib/logger.js';
@@ -160,8 +159,6 @@ function every(ms: number, fn: () => Promise<void>): NodeJS.Timeout {
 export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}): Promise<BridgeHandle> {
   const root = deps.log ?? createLogger({ level: config.logLevel, base: { service: SERVICE } });
   const p = assemble(config, deps, root);
-  // Compile the request schema now, not on the first request.
-  validateRequest({});
   const { log, n, cmd, registry, intake, rerouter, deadNodes, deadlines, board, stats } = p;
 
   // After every refresh: show new node queues, try held requests and notices, move dead nodes' jobs.
@@ -192,7 +189,7 @@ export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}):
         depths: p.depths,
         metrics: p.metrics,
       }),
-      extend: (app) => board.mount(app),
+      fallback: board.listener(),
     });
   } catch (err) {
     for (const c of [cmd, p.claims, ...p.blocking]) c.disconnect();

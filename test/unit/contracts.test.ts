@@ -1,7 +1,8 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { normalizeModel, parseRequestEntry, validateHealth, validateRequest, validateResponse } from '../../src/contracts/index.js';
+import { GENERATED_FILE, SCHEMAS, generatedSource, newAjv, schemaOf } from '../../src/contracts/generate.js';
+import { describeErrors, normalizeModel, parseRequestEntry, validateHealth, validateRequest, validateResponse } from '../../src/contracts/index.js';
 import { names } from '../../src/lib/names.js';
 import { projectRoot } from '../../src/lib/paths.js';
 import { parseHealth } from '../../src/router/registry.js';
@@ -23,6 +24,28 @@ describe('every example under bus/contracts/examples is judged as its folder say
       }
     }
   }
+});
+
+describe('the validators compiled ahead of time', () => {
+  it('are up to date with bus/contracts (else: npm run gen:validators)', () => {
+    expect(readFileSync(GENERATED_FILE(), 'utf8') === generatedSource(), 'src/contracts/validators.generated.ts is stale: run npm run gen:validators').toBe(true);
+  });
+
+  it('judge every example as Ajv compiling the schema at run time does, with the same errors', () => {
+    const ajv = newAjv();
+    for (const kind of SCHEMAS) {
+      const live = ajv.compile(schemaOf(kind));
+      for (const verdict of ['valid', 'invalid'] as const) {
+        const dir = join(examples, kind, verdict);
+        for (const f of readdirSync(dir).filter((x) => x.endsWith('.json'))) {
+          const doc: unknown = JSON.parse(readFileSync(join(dir, f), 'utf8'));
+          const r = validators[kind](doc);
+          expect(r.ok, `${kind}/${verdict}/${f}`).toBe(live(doc));
+          if (!r.ok) expect(r.message, `${kind}/${verdict}/${f}`).toBe(describeErrors(live.errors));
+        }
+      }
+    }
+  });
 });
 
 describe('a request stream entry becomes a request or a reasoned refusal', () => {
