@@ -105,6 +105,36 @@ export async function bareStreamHop(port: number, count: number): Promise<number
   return lat.slice(Math.min(50, Math.floor(count / 10)));
 }
 
+/**
+ * BullMQ alone, one job at a time: Queue.add -> a bare Worker in a process of its own (`worker`,
+ * started as `bare-worker.js ... <reply>`) takes the job and XADDs to `reply` -> XREAD.
+ * The least a design that puts each request on a BullMQ queue can add. Returns latencies in ms.
+ */
+export async function bareBullmqRound(port: number, count: number, prefix: string, queue: string, reply: string): Promise<number[]> {
+  const q = new Queue(queue, { prefix, connection: { host: '127.0.0.1', port } });
+  const reader = new Redis(port, '127.0.0.1');
+  const lat: number[] = [];
+  try {
+    let cursor = (await reader.xadd(reply, '*', 'i', '-1'))!;
+    for (let i = 0; i < count; i++) {
+      const t0 = nowMs();
+      await q.add('j', { i }, { removeOnComplete: { age: 3600, count: 1000 } });
+      for (;;) {
+        const res = (await reader.xread('BLOCK', 5000, 'STREAMS', reply, cursor)) as [string, [string, string[]][]][] | null;
+        const entries = res?.[0]?.[1];
+        if (!entries || entries.length === 0) throw new Error(`bare BullMQ worker did not answer job ${i} within 5 s`);
+        cursor = entries[entries.length - 1]![0];
+        if (entries.some(([, f]) => f[1] === String(i))) break;
+      }
+      lat.push(nowMs() - t0);
+    }
+  } finally {
+    await q.close();
+    reader.disconnect();
+  }
+  return lat.slice(Math.min(50, Math.floor(count / 10)));
+}
+
 export function summary(lat: number[]): { p50: number; p99: number } {
   return { p50: percentile(lat, 50), p99: percentile(lat, 99) };
 }

@@ -11,13 +11,15 @@
  *   added       full path minus direct, at p50 and at p99
  *   hop         a bare stream hop (XADD -> XREADGROUP -> XADD reply -> XREAD), the least any
  *               Redis round trip through a consumer can cost
+ *   bullmq      for reference, BullMQ alone: Queue.add -> a bare Worker process -> XADD reply ->
+ *               XREAD, the least any design that puts requests on BullMQ queues can take
  */
 import { Redis } from 'ioredis';
 import { names } from '../src/lib/names.js';
 import { ollamaCallFor, runGeneration } from '../src/worker/generate.js';
-import { bareStreamHop, summary } from './baselines.js';
+import { bareBullmqRound, bareStreamHop, summary } from './baselines.js';
 import { fmtNum, median, nowMs, type RowResult } from './lib.js';
-import { PI_8G_ROOT, startBackend, startBridgeProcess, startWorkerProcess, type Child } from './proc.js';
+import { PI_8G_ROOT, benchScript, startBackend, startBridgeProcess, startNode, startWorkerProcess, type Child } from './proc.js';
 
 export interface LatencyOptions {
   port: number;
@@ -31,6 +33,7 @@ interface LatencyRun {
   full: { p50: number; p99: number };
   direct: { p50: number; p99: number };
   hop: { p50: number; p99: number };
+  bullmq: { p50: number; p99: number };
 }
 
 const MODEL = 'gemma3:1b';
@@ -103,13 +106,18 @@ async function latencyOnce(o: LatencyOptions, backendUrl: string, r: number): Pr
   const redis = new Redis(o.port, '127.0.0.1');
   try {
     const hop = summary(await bareStreamHop(o.port, o.requests));
+    const bare = startNode(benchScript('bare-worker'), [String(o.port), `${prefix}:bare`, 'q', `${prefix}:bare-reply`]);
+    children.push(bare);
+    await bare.waitForLine((l) => l.includes('"ready"'), 20_000, 'ready line');
+    const bullmq = summary(await bareBullmqRound(o.port, o.requests, `${prefix}:bare`, 'q', `${prefix}:bare-reply`));
+    await bare.stop('SIGTERM');
     const worker = await startWorkerProcess({ 'node-id': 'bench-p4', 'redis-addr': addr, 'stream-prefix': prefix, 'ollama-host': backendUrl, 'proc-root': PI_8G_ROOT, 'sys-root': PI_8G_ROOT });
     children.push(worker.child);
     const bridge = await startBridgeProcess({ 'redis-addr': addr, 'stream-prefix': prefix, 'consumer-name': 'bench' });
     children.push(bridge.child);
     await eligible(bridge.httpPort, 'bench-p4');
     const both = await fullPath(o.port, prefix, o.requests, r, backendUrl);
-    return { full: summary(both.full), direct: summary(both.direct), hop };
+    return { full: summary(both.full), direct: summary(both.direct), hop, bullmq };
   } finally {
     await Promise.all(children.map((c) => c.stop('SIGTERM')));
     await redis.flushall().catch(() => undefined);
@@ -126,7 +134,7 @@ export async function runLatencyRows(o: LatencyOptions): Promise<RowResult[]> {
     for (let r = 0; r < o.runs; r++) {
       const x = await latencyOnce(o, backend.url, r);
       o.log(
-        `  run ${r + 1}: full p50 ${ms(x.full.p50)} p99 ${ms(x.full.p99)}; direct p50 ${ms(x.direct.p50)} p99 ${ms(x.direct.p99)}; hop p50 ${ms(x.hop.p50)} p99 ${ms(x.hop.p99)}`,
+        `  run ${r + 1}: full p50 ${ms(x.full.p50)} p99 ${ms(x.full.p99)}; direct p50 ${ms(x.direct.p50)} p99 ${ms(x.direct.p99)}; hop p50 ${ms(x.hop.p50)} p99 ${ms(x.hop.p99)}; bare BullMQ p50 ${ms(x.bullmq.p50)} p99 ${ms(x.bullmq.p99)}`,
       );
       runs.push(x);
     }
@@ -139,6 +147,8 @@ export async function runLatencyRows(o: LatencyOptions): Promise<RowResult[]> {
   const full50 = median(runs.map((x) => x.full.p50));
   const direct50 = median(runs.map((x) => x.direct.p50));
   const hop50 = median(runs.map((x) => x.hop.p50));
+  const bullmq50 = median(runs.map((x) => x.bullmq.p50));
+  const bullmqHops = median(runs.map((x) => x.bullmq.p50 / x.hop.p50));
   return [
     {
       row: 'P4',
@@ -152,7 +162,9 @@ export async function runLatencyRows(o: LatencyOptions): Promise<RowResult[]> {
     {
       row: 'P4',
       measure: 'added latency p50 / bare stream hop p50',
-      detail: `${ms(added50)} vs hop ${ms(hop50)} (runs: ${runs.map((x) => fmtNum((x.full.p50 - x.direct.p50) / x.hop.p50, 2)).join(', ')})`,
+      detail:
+        `${ms(added50)} vs hop ${ms(hop50)} (runs: ${runs.map((x) => fmtNum((x.full.p50 - x.direct.p50) / x.hop.p50, 2)).join(', ')}); ` +
+        `BullMQ alone (add -> worker process -> reply) ${ms(bullmq50)} = ${fmtNum(bullmqHops, 2)} hops`,
       value: hops,
       goal: '<= 4x',
       met: hops <= 4,
