@@ -1,5 +1,5 @@
 /**
- * The bridge's endpoints as plain functions returning `{status, body}` (mapped onto Express by
+ * The bridge's endpoints as plain functions returning `{status, body}` (served by
  * src/lib/http.ts). Answers as the guide shows them, with more keys after the guide's.
  */
 import type { Redis } from 'ioredis';

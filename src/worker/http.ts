@@ -1,4 +1,4 @@
-/** The worker's endpoints as plain functions (mapped onto Express by src/lib/http.ts). */
+/** The worker's endpoints as plain functions (served by src/lib/http.ts). */
 import type { Registry } from 'prom-client';
 import type { HandlerResult } from '../lib/http.js';
 import { VERSION } from '../lib/version.js';
