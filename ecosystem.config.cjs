@@ -48,7 +48,7 @@ module.exports = {
       // A Pi generates a few tokens a second: give a running answer up to 10 minutes to finish.
       kill_timeout: 600000,
       // A small young generation: the worker allocates little per job, and the RAM is Ollama's
-      // (about 15 MB less resident when idle; `npm run bench`, row P6).
+      // (about 5 MB less resident when idle; `npm run bench`, row P6).
       node_args: ['--max-semi-space-size=2'],
       env: {
         ...shared,
