@@ -41,56 +41,61 @@ export function deployedNodeArgs(): string[] {
   return typeof args === 'string' ? args.split(/\s+/).filter(Boolean) : args;
 }
 
-async function deployedOnce(o: MemoryOptions, backendUrl: string, r: number, nodeArgs: string[]): Promise<DeployedRun> {
-  const redis = new Redis(o.port, '127.0.0.1');
-  const prefix = `bench:p6d:${r}`;
-  const addr = `127.0.0.1:${o.port}`;
-  const children: Child[] = [];
+/** A bare BullMQ worker, ready. */
+async function bareWorker(o: MemoryOptions, prefix: string, name: string, nodeArgs: string[] = []): Promise<Child> {
+  const child = startNode(benchScript('bare-worker'), [String(o.port), `${prefix}:requests`, name], { nodeArgs });
+  await child.waitForLine((l) => l.includes('"ready"'), 20_000, 'ready line');
+  return child;
+}
+
+/** The built worker on the bench's 8 GB Pi files, started. */
+async function orionWorker(o: MemoryOptions, prefix: string, backendUrl: string, nodeArgs: string[] = []): Promise<Child> {
+  const flags = { 'node-id': 'bench-node', 'redis-addr': `127.0.0.1:${o.port}`, 'stream-prefix': prefix, 'ollama-host': backendUrl, 'proc-root': PI_8G_ROOT, 'sys-root': PI_8G_ROOT };
+  return (await startWorkerProcess(flags, nodeArgs)).child;
+}
+
+/**
+ * Start processes (`start` hands each to `keep`, which stops them all at the end), let them
+ * idle for `settleMs`, and read the resident memory of each.
+ */
+async function idleRss<K extends string>(o: MemoryOptions, start: (keep: (c: Promise<Child>) => Promise<Child>) => Promise<Record<K, Child>>): Promise<Record<K, number>> {
+  const children: Promise<Child>[] = [];
+  const keep = (c: Promise<Child>): Promise<Child> => {
+    children.push(c);
+    return c;
+  };
   try {
-    const bare = startNode(benchScript('bare-worker'), [String(o.port), `${prefix}:requests`, 'bare']);
-    const bareSame = startNode(benchScript('bare-worker'), [String(o.port), `${prefix}:requests`, 'bare-same'], { nodeArgs });
-    children.push(bare, bareSame);
-    const [, , worker] = await Promise.all([
-      bare.waitForLine((l) => l.includes('"ready"'), 20_000, 'ready line'),
-      bareSame.waitForLine((l) => l.includes('"ready"'), 20_000, 'ready line'),
-      startWorkerProcess({ 'node-id': 'bench-node', 'redis-addr': addr, 'stream-prefix': prefix, 'ollama-host': backendUrl, 'proc-root': PI_8G_ROOT, 'sys-root': PI_8G_ROOT }, nodeArgs).then((w) => {
-        children.push(w.child);
-        return w;
-      }),
-    ]);
+    const procs = await start(keep);
     await new Promise((res) => setTimeout(res, o.settleMs));
-    return { bare: bare.rss(), bareSame: bareSame.rss(), worker: worker.child.rss() };
+    return Object.fromEntries(Object.entries<Child>(procs).map(([k, c]) => [k, c.rss()])) as Record<K, number>;
   } finally {
-    await Promise.all(children.map((c) => c.stop('SIGTERM')));
+    const started = await Promise.allSettled(children);
+    await Promise.all(started.map((c) => (c.status === 'fulfilled' ? c.value.stop('SIGTERM') : undefined)));
+    const redis = new Redis(o.port, '127.0.0.1');
     await redis.flushall().catch(() => undefined);
     redis.disconnect();
   }
 }
 
-async function memoryOnce(o: MemoryOptions, backendUrl: string, r: number): Promise<MemoryRun> {
-  const redis = new Redis(o.port, '127.0.0.1');
-  const prefix = `bench:p6:${r}`;
-  const addr = `127.0.0.1:${o.port}`;
-  const children: Child[] = [];
-  try {
-    const bare = startNode(benchScript('bare-worker'), [String(o.port), `${prefix}:requests`, 'bare']);
-    children.push(bare);
-    const [, worker] = await Promise.all([
-      bare.waitForLine((l) => l.includes('"ready"'), 20_000, 'ready line'),
-      startWorkerProcess({ 'node-id': 'bench-node', 'redis-addr': addr, 'stream-prefix': prefix, 'ollama-host': backendUrl, 'proc-root': PI_8G_ROOT, 'sys-root': PI_8G_ROOT }).then((w) => {
-        children.push(w.child);
-        return w;
-      }),
+function deployedOnce(o: MemoryOptions, backendUrl: string, r: number, nodeArgs: string[]): Promise<DeployedRun> {
+  const prefix = `bench:p6d:${r}`;
+  return idleRss(o, async (keep) => {
+    const [bare, bareSame, worker] = await Promise.all([
+      keep(bareWorker(o, prefix, 'bare')),
+      keep(bareWorker(o, prefix, 'bare-same', nodeArgs)),
+      keep(orionWorker(o, prefix, backendUrl, nodeArgs)),
     ]);
-    const bridge = await startBridgeProcess({ 'redis-addr': addr, 'stream-prefix': prefix, 'consumer-name': 'bench' });
-    children.push(bridge.child);
-    await new Promise((res) => setTimeout(res, o.settleMs));
-    return { bare: bare.rss(), worker: worker.child.rss(), bridge: bridge.child.rss() };
-  } finally {
-    await Promise.all(children.map((c) => c.stop('SIGTERM')));
-    await redis.flushall().catch(() => undefined);
-    redis.disconnect();
-  }
+    return { bare, bareSame, worker };
+  });
+}
+
+function memoryOnce(o: MemoryOptions, backendUrl: string, r: number): Promise<MemoryRun> {
+  const prefix = `bench:p6:${r}`;
+  return idleRss(o, async (keep) => {
+    const [bare, worker] = await Promise.all([keep(bareWorker(o, prefix, 'bare')), keep(orionWorker(o, prefix, backendUrl))]);
+    const bridge = await keep(startBridgeProcess({ 'redis-addr': `127.0.0.1:${o.port}`, 'stream-prefix': prefix, 'consumer-name': 'bench' }).then((b) => b.child));
+    return { bare, worker, bridge };
+  });
 }
 
 const mb = (b: number): string => `${fmtNum(b / 1e6, 1)} MB`;
