@@ -16,6 +16,7 @@ import { DEFAULT_TIMEOUT_MS, deadLetter, deadlinesKey, errorResponse, publishFin
 import type { ErrorCode } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { jobIdFor, type Names } from '../lib/names.js';
+import { Periodic } from '../lib/periodic.js';
 import { withTimeout, type Dispatcher } from './dispatcher.js';
 import { WAITING_FIELD, type Intake } from './intake.js';
 import type { BridgeStats } from './stats.js';
@@ -35,38 +36,24 @@ export interface DeadlineOptions {
 const LIMIT = 500;
 
 export class DeadlineSweeper {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
+  private readonly periodic: Periodic;
   private failures = 0;
 
-  constructor(private readonly o: DeadlineOptions) {}
+  constructor(private readonly o: DeadlineOptions) {
+    this.periodic = new Periodic(o.tickMs ?? 500, () => this.tickOnce());
+  }
 
   start(): void {
-    const every = this.o.tickMs ?? 500;
-    const next = (): void => {
-      this.timer = setTimeout(() => {
-        void this.tick().finally(() => {
-          if (this.timer !== undefined) next();
-        });
-      }, every);
-    };
-    next();
+    this.periodic.start();
   }
 
-  async stop(): Promise<void> {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.running;
+  stop(): Promise<void> {
+    return this.periodic.stop();
   }
 
+  /** One tick now, or the one in progress. */
   tick(): Promise<void> {
-    if (!this.running) {
-      const run = this.tickOnce().finally(() => {
-        this.running = undefined;
-      });
-      this.running = run;
-    }
-    return this.running;
+    return this.periodic.runNow();
   }
 
   private async tickOnce(): Promise<void> {

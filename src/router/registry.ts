@@ -16,6 +16,7 @@ import { normalizeModel } from '../contracts/index.js';
 import type { NodeHealth, Routing } from '../contracts/types.js';
 import type { Logger } from '../lib/logger.js';
 import type { Names } from '../lib/names.js';
+import { Periodic } from '../lib/periodic.js';
 import { RoutingIndex } from './routing-index.js';
 import { eligibleInOrder, toNodeView, type NodeView, type Thresholds } from './routing.js';
 
@@ -139,11 +140,12 @@ export class Registry {
   /** node id -> model -> until (ms): anticipated loads. */
   private readonly loading = new Map<string, Map<string, number>>();
   private readonly listeners: ((s: Snapshot) => void | Promise<void>)[] = [];
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
+  private readonly periodic: Periodic;
   private failures = 0;
 
-  constructor(private readonly o: RegistryOptions) {}
+  constructor(private readonly o: RegistryOptions) {
+    this.periodic = new Periodic(o.refreshMs ?? 1000, () => this.refreshOnce());
+  }
 
   current(): Snapshot {
     return this.snap;
@@ -159,32 +161,16 @@ export class Registry {
   }
 
   start(): void {
-    const every = this.o.refreshMs ?? 1000;
-    const tick = (): void => {
-      this.timer = setTimeout(() => {
-        void this.refreshAndNotify().finally(() => {
-          if (this.timer !== undefined) tick();
-        });
-      }, every);
-    };
-    tick();
+    this.periodic.start();
   }
 
-  async stop(): Promise<void> {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.running;
+  stop(): Promise<void> {
+    return this.periodic.stop();
   }
 
   /** Refresh now, then tell the listeners (one at a time; a failure is logged, not thrown). */
   refreshAndNotify(): Promise<void> {
-    if (!this.running) {
-      const run = this.refreshOnce().finally(() => {
-        this.running = undefined;
-      });
-      this.running = run;
-    }
-    return this.running;
+    return this.periodic.runNow();
   }
 
   private async refreshOnce(): Promise<void> {

@@ -1,0 +1,44 @@
+/**
+ * Background work run every `everyMs`, counted from the end of one run to the start of the
+ * next: runs never overlap, and a slow run delays the next one instead of piling up. A run
+ * asked for while one is in progress joins it (one run at a time, whoever asks).
+ * `run` is expected to handle its own errors (log and carry on): it is never retried here.
+ */
+export class Periodic {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+
+  constructor(
+    private readonly everyMs: number,
+    private readonly run: () => Promise<void>,
+  ) {}
+
+  start(): void {
+    const next = (): void => {
+      this.timer = setTimeout(() => {
+        void this.runNow().finally(() => {
+          if (this.timer !== undefined) next();
+        });
+      }, this.everyMs);
+    };
+    next();
+  }
+
+  /** No run starts after this; resolves once the run in progress, if any, has ended. */
+  async stop(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+
+  /** Run now, or join the run in progress; works whether started or not. */
+  runNow(): Promise<void> {
+    if (!this.running) {
+      const run = this.run().finally(() => {
+        this.running = undefined;
+      });
+      this.running = run;
+    }
+    return this.running;
+  }
+}
