@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { built, held, report, routable, simState, tally, waitFor, withDump, World, type Proc } from './harness.js';
+import { built, held, report, routable, simState, slowSingleNode, tally, waitFor, withDump, World, type Proc } from './harness.js';
 
 // Row 2: the victim (the only node with the model loaded, so every request sticks to it) is
 // slowed to a crawl, takes 100 requests (2 running, 98 queued) and is SIGKILLed. Its TTL key
@@ -62,11 +62,7 @@ describe.skipIf(!built())('row 2, restarted at once: one worker killed twice run
   let w: World;
   beforeAll(async () => {
     w = await new World({ nodes: [{ id: 'pi-a' }], speed: 50, label: 'row2b' }).start();
-    await w.simFaults('pi-a', { slowStreamMs: 5000 });
-    w.startWorker('pi-a');
-    const bridge = w.startBridge();
-    await withDump(w, () => w.healthy('pi-a', 30_000));
-    await withDump(w, () => routable(bridge, ['pi-a']));
+    await slowSingleNode(w, 5000);
   });
   afterAll(async () => {
     await w?.close();

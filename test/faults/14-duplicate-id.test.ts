@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { InferenceResponse } from '../../src/contracts/types.js';
-import { built, report, routable, simState, waitFor, withDump, World } from './harness.js';
+import { built, report, simState, slowSingleNode, waitFor, withDump, World } from './harness.js';
 
 // Row 14: the same request id sent twice runs once; every reply stream named gets the answer.
 //   a  sent again while it runs, naming another reply stream, and a third time once done,
@@ -12,11 +12,7 @@ describe.skipIf(!built())('row 14: the same request id sent twice', () => {
   beforeAll(async () => {
     w = await new World({ nodes: [{ id: 'pi-a' }], speed: 50, label: 'row14' }).start();
     // About 1 s per request, so a duplicate can arrive while the first runs.
-    await w.simFaults('pi-a', { slowStreamMs: 100 });
-    w.startWorker('pi-a');
-    const bridge = w.startBridge();
-    await withDump(w, () => w.healthy('pi-a', 30_000));
-    await withDump(w, () => routable(bridge, ['pi-a']));
+    await slowSingleNode(w, 100);
   });
   afterAll(async () => {
     await w?.close();

@@ -381,6 +381,18 @@ export async function routable(bridge: Proc, ids: string[], timeoutMs = 15_000):
   }, timeoutMs);
 }
 
+/**
+ * On a started world whose only node is `pi-a`: delay each chunk of its answers by `slowStreamMs`,
+ * start its worker and a bridge, and wait until the bridge routes to it.
+ */
+export async function slowSingleNode(w: World, slowStreamMs: number): Promise<void> {
+  await w.simFaults('pi-a', { slowStreamMs });
+  w.startWorker('pi-a');
+  const bridge = w.startBridge();
+  await withDump(w, () => w.healthy('pi-a', 30_000));
+  await withDump(w, () => routable(bridge, ['pi-a']));
+}
+
 /** The nodes a bridge's `/nodes` shows eligible now. */
 export async function eligibleAt(bridge: Proc): Promise<string[]> {
   const port = await httpPortOf(bridge);

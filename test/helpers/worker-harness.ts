@@ -1,16 +1,55 @@
 /**
- * For worker tests: a worker configuration for a test Redis and Ollama stand-in, and jobs
- * added to a node queue exactly as the bridge adds them (request record claimed, owner set,
- * job id `req_{id}`, BullMQ priority from the ORION priority).
+ * For worker tests: a test Redis and Ollama stand-in shared by a test file, a worker
+ * configuration for them, and jobs added to a node queue exactly as the bridge adds them
+ * (request record claimed, owner set, job id `req_{id}`, BullMQ priority from the ORION priority).
  */
 import { fileURLToPath } from 'node:url';
 import { Queue, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll } from 'vitest';
 import type { Flags } from '../../src/config/options.js';
 import { loadWorkerConfig, type WorkerConfig } from '../../src/config/worker.js';
 import type { InferenceRequest, Routing } from '../../src/contracts/types.js';
 import { bullPriority, claimRequest, defineBusCommands, replyStreamOf, setOwner, DEFAULT_TIMEOUT_MS, type InferenceJobData } from '../../src/lib/bus.js';
 import { jobIdFor, type Names } from '../../src/lib/names.js';
+import { startFakeOllama, type FakeOllama } from './fake-ollama.js';
+import { startRedis, type RedisServer } from './redis.js';
+
+/**
+ * What the tests of one file share: a throwaway Redis, a client on it and an Ollama stand-in.
+ * Set once the file's `beforeAll` has run.
+ */
+export class WorkerEnv {
+  server!: RedisServer;
+  redis!: Redis;
+  ollama!: FakeOllama;
+  /** Run after each test, last added first; failures are ignored. */
+  readonly cleanups: (() => Promise<unknown>)[] = [];
+}
+
+/**
+ * A WorkerEnv for the calling test file, through its hooks: started before the tests, stopped
+ * after them; after each test the cleanups run and the stand-in's script is reset to its plain
+ * answer. Call it at the top level of the file.
+ */
+export function useWorkerEnv(): WorkerEnv {
+  const env = new WorkerEnv();
+  beforeAll(async () => {
+    env.server = await startRedis();
+    env.redis = new Redis(env.server.port, '127.0.0.1');
+    env.ollama = await startFakeOllama();
+  });
+  afterEach(async () => {
+    while (env.cleanups.length) await env.cleanups.pop()!().catch(() => undefined);
+    env.ollama.script = () => ({ chunks: ['Hello', ' world'] });
+  });
+  afterAll(async () => {
+    env.redis.disconnect();
+    await env.ollama.stop();
+    await env.server.stop();
+  });
+  return env;
+}
 
 export const fixtureNode = (name: string): string => fileURLToPath(new URL(`../fixtures/nodes/${name}`, import.meta.url));
 

@@ -5,44 +5,25 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
 import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { validateHealth } from '../../src/contracts/index.js';
 import { names } from '../../src/lib/names.js';
 import { createWorker } from '../../src/worker/worker.js';
-import { startFakeOllama, type FakeOllama } from '../helpers/fake-ollama.js';
-import { freePort, startRedis, testPrefix, type RedisServer } from '../helpers/redis.js';
-import { enqueue, finalOn, fixtureNode, jobState, nodeQueue, until, workerConfig } from '../helpers/worker-harness.js';
+import { freePort, startRedis, testPrefix } from '../helpers/redis.js';
+import { enqueue, finalOn, fixtureNode, jobState, nodeQueue, until, useWorkerEnv, workerConfig } from '../helpers/worker-harness.js';
 
-let server: RedisServer;
-let redis: Redis;
-let ollama: FakeOllama;
-const cleanups: (() => Promise<unknown>)[] = [];
-
-beforeAll(async () => {
-  server = await startRedis();
-  redis = new Redis(server.port, '127.0.0.1');
-  ollama = await startFakeOllama();
-});
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!().catch(() => undefined);
-  ollama.script = () => ({ chunks: ['Hello', ' world'] });
-});
-afterAll(async () => {
-  redis.disconnect();
-  await ollama.stop();
-  await server.stop();
-});
+const env = useWorkerEnv();
 
 async function start(flags: Record<string, string> = {}, nodeId = 'pi-8g') {
   const prefix = testPrefix('health');
   const n = names(prefix);
-  const worker = await createWorker(workerConfig({ redisAddr: server.addr, ollamaUrl: ollama.url, prefix, nodeId, flags }));
-  cleanups.push(() => worker.close());
+  const worker = await createWorker(workerConfig({ redisAddr: env.server.addr, ollamaUrl: env.ollama.url, prefix, nodeId, flags }));
+  env.cleanups.push(() => worker.close());
   return { n, worker };
 }
 
 const healthOf = async (n: ReturnType<typeof names>, nodeId: string): Promise<Record<string, unknown> | undefined> => {
-  const raw = await redis.hget(n.health, nodeId);
+  const raw = await env.redis.hget(n.health, nodeId);
   return raw ? (JSON.parse(raw) as Record<string, unknown>) : undefined;
 };
 
@@ -66,42 +47,42 @@ describe('heartbeat', () => {
       worker_version: '0.1.0',
       ollama_version: '0.6.4',
     });
-    expect(await redis.get(n.healthKey('pi-8g'))).toBe(JSON.stringify(first));
-    expect(await redis.smembers(n.nodes)).toEqual(['pi-8g']);
-    const ttl = await redis.pttl(n.healthKey('pi-8g'));
+    expect(await env.redis.get(n.healthKey('pi-8g'))).toBe(JSON.stringify(first));
+    expect(await env.redis.smembers(n.nodes)).toEqual(['pi-8g']);
+    const ttl = await env.redis.pttl(n.healthKey('pi-8g'));
     expect(ttl).toBeGreaterThan(14_000);
     expect(ttl).toBeLessThanOrEqual(15_000);
 
     // Beats keep coming: each beat probes Ollama again (ps, tags, version) and refreshes the TTL.
-    const probes = (): number => ollama.requests.filter((r) => r.path === '/api/ps').length;
+    const probes = (): number => env.ollama.requests.filter((r) => r.path === '/api/ps').length;
     const before = probes();
     await new Promise((r) => setTimeout(r, 700));
     expect(probes() - before).toBeGreaterThanOrEqual(2);
-    expect(await redis.pttl(n.healthKey('pi-8g'))).toBeGreaterThan(14_500);
+    expect(await env.redis.pttl(n.healthKey('pi-8g'))).toBeGreaterThan(14_500);
     expect(validateHealth(await healthOf(n, 'pi-8g')).ok).toBe(true);
     // The scheduler lives in the node's heartbeat queue.
-    expect(await redis.exists(`${n.heartbeatQueuePrefix}:pi-8g:repeat`)).toBe(1);
+    expect(await env.redis.exists(`${n.heartbeatQueuePrefix}:pi-8g:repeat`)).toBe(1);
   });
 
   it('honours --health-ttl and reports a node without a thermal sensor as null', async () => {
     const { n } = await start({ 'health-ttl': '3s', 'proc-root': fixtureNode('pi-16g'), 'sys-root': fixtureNode('no-sensor') }, 'pi-16g');
     const h = await healthOf(n, 'pi-16g');
     expect(h).toMatchObject({ temp_celsius: null, concurrency: 2, available: true });
-    expect(await redis.pttl(n.healthKey('pi-16g'))).toBeLessThanOrEqual(3000);
+    expect(await env.redis.pttl(n.healthKey('pi-16g'))).toBeLessThanOrEqual(3000);
   });
 
   it('reports unavailable with the reason when Ollama does not answer at start, and takes no jobs', async () => {
     const port = await freePort();
     const prefix = testPrefix('health');
     const n = names(prefix);
-    const worker = await createWorker(workerConfig({ redisAddr: server.addr, ollamaUrl: `http://127.0.0.1:${port}`, prefix }));
-    cleanups.push(() => worker.close());
+    const worker = await createWorker(workerConfig({ redisAddr: env.server.addr, ollamaUrl: `http://127.0.0.1:${port}`, prefix }));
+    env.cleanups.push(() => worker.close());
     const h = await healthOf(n, 'pi-8g');
     expect(h).toMatchObject({ available: false, models: [], ollama_version: null, reason: expect.stringMatching(/ollama unreachable/) });
     expect(validateHealth(h).ok).toBe(true);
-    const queue = nodeQueue(server.addr, n, 'pi-8g');
-    cleanups.push(() => queue.close());
-    const job = await enqueue(redis, queue, n, { request_id: 'idle', model: 'm', prompt: 'p' });
+    const queue = nodeQueue(env.server.addr, n, 'pi-8g');
+    env.cleanups.push(() => queue.close());
+    const job = await enqueue(env.redis, queue, n, { request_id: 'idle', model: 'm', prompt: 'p' });
     await new Promise((r) => setTimeout(r, 300));
     expect(['waiting', 'prioritized']).toContain(await queue.getJobState(job.id!));
   });
@@ -110,14 +91,14 @@ describe('heartbeat', () => {
 describe('Redis going away', () => {
   it('does not stop the worker: health is published again once Redis is back, even with its data lost', async () => {
     const own = await startRedis();
-    cleanups.push(() => own.stop());
+    env.cleanups.push(() => own.stop());
     const prefix = testPrefix('health');
     const n = names(prefix);
-    const worker = await createWorker(workerConfig({ redisAddr: own.addr, ollamaUrl: ollama.url, prefix, flags: { 'heartbeat-interval': '200ms' } }));
-    cleanups.push(() => worker.close());
+    const worker = await createWorker(workerConfig({ redisAddr: own.addr, ollamaUrl: env.ollama.url, prefix, flags: { 'heartbeat-interval': '200ms' } }));
+    env.cleanups.push(() => worker.close());
     const client = new Redis(own.port, '127.0.0.1', { lazyConnect: true, retryStrategy: () => 50 });
     client.on('error', () => undefined);
-    cleanups.push(async () => client.disconnect());
+    env.cleanups.push(async () => client.disconnect());
     await client.connect();
     expect(await client.hexists(n.health, 'pi-8g')).toBe(1);
     await own.stop('SIGKILL');
@@ -131,7 +112,7 @@ describe('Redis going away', () => {
     expect(doc).toMatchObject({ node_id: 'pi-8g', available: true });
     // And jobs are served again.
     const queue = nodeQueue(own.addr, n, 'pi-8g');
-    cleanups.push(() => queue.close());
+    env.cleanups.push(() => queue.close());
     await enqueue(client, queue, n, { request_id: 'after-restart', model: 'm', prompt: 'p' });
     expect(await finalOn(client, n.responses, 'after-restart', 8000)).toMatchObject({ response: 'Hello world' });
   });
@@ -140,9 +121,9 @@ describe('Redis going away', () => {
 describe('Redis gone at shutdown', () => {
   it('close() still returns promptly, and http is closed', async () => {
     const own = await startRedis();
-    cleanups.push(() => own.stop());
+    env.cleanups.push(() => own.stop());
     const prefix = testPrefix('health');
-    const worker = await createWorker(workerConfig({ redisAddr: own.addr, ollamaUrl: ollama.url, prefix }));
+    const worker = await createWorker(workerConfig({ redisAddr: own.addr, ollamaUrl: env.ollama.url, prefix }));
     await own.stop('SIGKILL');
     const t0 = Date.now();
     await worker.close();
@@ -157,7 +138,7 @@ describe('HTTP', () => {
     const res = await fetch(`http://127.0.0.1:${worker.httpPort}/health`);
     expect(res.status).toBe(200);
     const text = await res.text();
-    expect(text.startsWith(`{"status":"ok","service":"orion-inference-worker","node_id":"pi-8g","version":"0.1.0","ollama":"${ollama.url}"`)).toBe(true);
+    expect(text.startsWith(`{"status":"ok","service":"orion-inference-worker","node_id":"pi-8g","version":"0.1.0","ollama":"${env.ollama.url}"`)).toBe(true);
     expect(JSON.parse(text)).toMatchObject({ concurrency: 1, active: 0, available: true });
   });
 
@@ -165,14 +146,14 @@ describe('HTTP', () => {
     const prefix = testPrefix('health');
     const n = names(prefix);
     const { worker } = await (async () => {
-      const w = await createWorker(workerConfig({ redisAddr: server.addr, ollamaUrl: ollama.url, prefix }));
-      cleanups.push(() => w.close());
+      const w = await createWorker(workerConfig({ redisAddr: env.server.addr, ollamaUrl: env.ollama.url, prefix }));
+      env.cleanups.push(() => w.close());
       return { worker: w };
     })();
-    const queue = nodeQueue(server.addr, n, 'pi-8g');
-    cleanups.push(() => queue.close());
-    await enqueue(redis, queue, n, { request_id: 'm1', model: 'gemma3:1b', prompt: 'p' });
-    await finalOn(redis, n.responses, 'm1');
+    const queue = nodeQueue(env.server.addr, n, 'pi-8g');
+    env.cleanups.push(() => queue.close());
+    await enqueue(env.redis, queue, n, { request_id: 'm1', model: 'gemma3:1b', prompt: 'p' });
+    await finalOn(env.redis, n.responses, 'm1');
     const res = await fetch(`http://127.0.0.1:${worker.httpPort}/metrics`);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/text\/plain/);
@@ -200,11 +181,11 @@ describe('shutdown', () => {
   it('close() lets the running job finish, then reports the node unavailable; safe to call twice', async () => {
     const prefix = testPrefix('health');
     const n = names(prefix);
-    const worker = await createWorker(workerConfig({ redisAddr: server.addr, ollamaUrl: ollama.url, prefix }));
-    const queue = nodeQueue(server.addr, n, 'pi-8g');
-    cleanups.push(() => queue.close());
-    ollama.script = () => ({ chunks: ['slow', ' but', ' sure'], chunkDelayMs: 150 });
-    const job = await enqueue(redis, queue, n, { request_id: 'drain', model: 'm', prompt: 'p' });
+    const worker = await createWorker(workerConfig({ redisAddr: env.server.addr, ollamaUrl: env.ollama.url, prefix }));
+    const queue = nodeQueue(env.server.addr, n, 'pi-8g');
+    env.cleanups.push(() => queue.close());
+    env.ollama.script = () => ({ chunks: ['slow', ' but', ' sure'], chunkDelayMs: 150 });
+    const job = await enqueue(env.redis, queue, n, { request_id: 'drain', model: 'm', prompt: 'p' });
     await jobState(queue, job.id!, ['active']);
     await until(async () => worker.active() === 1);
     const closing = worker.close();
@@ -212,7 +193,7 @@ describe('shutdown', () => {
     // While draining the node already says it is going away.
     await until(async () => (await healthOf(n, 'pi-8g'))?.['available'] === false, 2000, 'unavailable while draining');
     await closing;
-    expect(await finalOn(redis, n.responses, 'drain', 100)).toMatchObject({ response: 'slow but sure' });
+    expect(await finalOn(env.redis, n.responses, 'drain', 100)).toMatchObject({ response: 'slow but sure' });
     expect(await queue.getJobState(job.id!)).toBe('completed');
     const h = await healthOf(n, 'pi-8g');
     expect(h).toMatchObject({ available: false, reason: 'shutting down', active: 0 });
@@ -224,17 +205,17 @@ describe('shutdown', () => {
   it('close({force}) aborts the running generation and hands the job back without counting the attempt', async () => {
     const prefix = testPrefix('health');
     const n = names(prefix);
-    const worker = await createWorker(workerConfig({ redisAddr: server.addr, ollamaUrl: ollama.url, prefix }));
-    const queue = nodeQueue(server.addr, n, 'pi-8g');
-    cleanups.push(() => queue.close());
-    ollama.script = () => ({ chunks: Array.from({ length: 50 }, () => 'x'), chunkDelayMs: 100 });
-    const job = await enqueue(redis, queue, n, { request_id: 'forced', model: 'm', prompt: 'forced' });
-    await ollama.waitFor((r) => r.body?.['prompt'] === 'forced');
+    const worker = await createWorker(workerConfig({ redisAddr: env.server.addr, ollamaUrl: env.ollama.url, prefix }));
+    const queue = nodeQueue(env.server.addr, n, 'pi-8g');
+    env.cleanups.push(() => queue.close());
+    env.ollama.script = () => ({ chunks: Array.from({ length: 50 }, () => 'x'), chunkDelayMs: 100 });
+    const job = await enqueue(env.redis, queue, n, { request_id: 'forced', model: 'm', prompt: 'forced' });
+    await env.ollama.waitFor((r) => r.body?.['prompt'] === 'forced');
     await worker.close({ force: true });
-    const notice = await until(async () => (await redis.xrange(n.reroute, '-', '+'))[0]);
+    const notice = await until(async () => (await env.redis.xrange(n.reroute, '-', '+'))[0]);
     expect(JSON.parse(notice[1][1]!)).toMatchObject({ request_id: 'forced', counts: false, code: 'backend_error' });
     expect(await queue.getJobState(job.id!)).toBe('failed');
-    expect((await ollama.waitFor((r) => r.body?.['prompt'] === 'forced' && r.clientClosed)).finished).toBe(false);
+    expect((await env.ollama.waitFor((r) => r.body?.['prompt'] === 'forced' && r.clientClosed)).finished).toBe(false);
   });
 });
 
@@ -242,9 +223,9 @@ describe('start-up refusals', () => {
   it('refuses a node under 6 GiB without --concurrency before connecting anywhere, and runs with it', async () => {
     const prefix = testPrefix('health');
     await expect(
-      createWorker(workerConfig({ redisAddr: server.addr, ollamaUrl: ollama.url, prefix, flags: { 'proc-root': fixtureNode('pi-4g') } })),
+      createWorker(workerConfig({ redisAddr: env.server.addr, ollamaUrl: env.ollama.url, prefix, flags: { 'proc-root': fixtureNode('pi-4g') } })),
     ).rejects.toThrow(/4 GB Pi is kinematics only/);
-    expect(await redis.hlen(names(prefix).health)).toBe(0);
+    expect(await env.redis.hlen(names(prefix).health)).toBe(0);
     const { worker } = await start({ 'proc-root': fixtureNode('pi-4g'), concurrency: '1' });
     expect(worker.concurrency).toBe(1);
   });
@@ -284,7 +265,7 @@ describe('start-up refusals', () => {
     });
 
     it('refuses a 4 GB node without --concurrency, saying why', async () => {
-      const r = await run(['--node-id', 'pi-4g', '--proc-root', fixtureNode('pi-4g'), '--redis-addr', server.addr]);
+      const r = await run(['--node-id', 'pi-4g', '--proc-root', fixtureNode('pi-4g'), '--redis-addr', env.server.addr]);
       expect(r.code).toBe(2);
       expect(r.stderr).toMatch(/kinematics only/);
     });

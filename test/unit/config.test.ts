@@ -1,20 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { defaultHostname } from '../../src/config/common.js';
-import { booleanFlagsOf, helpText, parseArgv } from '../../src/config/options.js';
+import { helpText } from '../../src/config/options.js';
 import { loadRouterConfig, routerOptions } from '../../src/config/router.js';
-import { ConfigError } from '../../src/lib/errors.js';
+import { configLoader } from '../helpers/config.js';
 
-const load = (argv: string[], env: Record<string, string> = {}) => loadRouterConfig({ flags: parseArgv(argv, booleanFlagsOf(routerOptions)).flags, env });
-
-function problems(argv: string[], env: Record<string, string> = {}): string[] {
-  try {
-    load(argv, env);
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems;
-    throw err;
-  }
-  throw new Error('expected a ConfigError');
-}
+const { load, problems } = configLoader(routerOptions, loadRouterConfig);
 
 describe('router configuration', () => {
   it('has the guide\'s defaults, and SPEC.md\'s for the rest', () => {

@@ -1,21 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { parseArgv, booleanFlagsOf, helpText } from '../../src/config/options.js';
+import { helpText } from '../../src/config/options.js';
 import { loadWorkerConfig, workerOptions } from '../../src/config/worker.js';
-import { ConfigError } from '../../src/lib/errors.js';
+import { configLoader } from '../helpers/config.js';
 
-function load(argv: string[], env: Record<string, string> = {}) {
-  return loadWorkerConfig({ flags: parseArgv(argv, booleanFlagsOf(workerOptions)).flags, env });
-}
-
-function problems(argv: string[], env: Record<string, string> = {}): string[] {
-  try {
-    load(argv, env);
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems;
-    throw err;
-  }
-  throw new Error('expected a ConfigError');
-}
+const { load, problems } = configLoader(workerOptions, loadWorkerConfig);
 
 describe('worker configuration', () => {
   it('has the guide\'s defaults', () => {

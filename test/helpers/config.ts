@@ -1,0 +1,29 @@
+/**
+ * For configuration tests: a program's configuration loaded from an argv and an environment
+ * the way its entry point loads it, and the problems reported when it is refused.
+ */
+import { booleanFlagsOf, parseArgv, type Flags, type OptionTable } from '../../src/config/options.js';
+import { ConfigError } from '../../src/lib/errors.js';
+
+type LoadConfig<C> = (input: { flags: Flags; env: Record<string, string | undefined> }) => C;
+
+export interface ConfigLoader<C> {
+  load(argv: string[], env?: Record<string, string>): C;
+  /** The problems of a refused configuration; throws if it was accepted. */
+  problems(argv: string[], env?: Record<string, string>): string[];
+}
+
+export function configLoader<C>(table: OptionTable, loadConfig: LoadConfig<C>): ConfigLoader<C> {
+  const booleans = booleanFlagsOf(table);
+  const load = (argv: string[], env: Record<string, string> = {}): C => loadConfig({ flags: parseArgv(argv, booleans).flags, env });
+  const problems = (argv: string[], env: Record<string, string> = {}): string[] => {
+    try {
+      load(argv, env);
+    } catch (err) {
+      if (err instanceof ConfigError) return err.problems;
+      throw err;
+    }
+    throw new Error('expected a ConfigError');
+  };
+  return { load, problems };
+}
