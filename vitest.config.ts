@@ -4,13 +4,14 @@ import { defineConfig } from 'vitest/config';
 // faults (built programs as real processes, killed and restarted).
 /**
  * Connection resets by a Redis that a test kills on purpose (SIGKILL) may reach BullMQ while
- * one of its connections is still connecting, and BullMQ lets that failure go as an unhandled
- * rejection (the programs log such rejections and go on: src/bin/*.ts). Only that error, a
- * socket read reset, is let through; any other unhandled error still fails the run.
+ * one of its connections is still connecting or closing, and BullMQ lets that failure go as an
+ * unhandled rejection (the programs log such rejections and go on: src/bin/*.ts). Only that
+ * error, a socket reset on read or write, is let through; any other unhandled error still
+ * fails the run.
  */
 function isRedisKilledReset(error: unknown): boolean {
   const e = error as { code?: unknown; syscall?: unknown; type?: unknown };
-  return e.code === 'ECONNRESET' && e.syscall === 'read' && e.type === 'Unhandled Rejection';
+  return e.code === 'ECONNRESET' && (e.syscall === 'read' || e.syscall === 'write') && e.type === 'Unhandled Rejection';
 }
 
 export default defineConfig({

@@ -40,6 +40,8 @@ export const OLLAMA_PROBE_TIMEOUT_MS = 2000;
 const MAX_STALLED_COUNT = 1_000_000;
 /** How long close() waits for a health write or a Redis quit before moving on. */
 const CLOSE_STEP_TIMEOUT_MS = 2000;
+/** How long a BullMQ object may take to close once its connections are dropped with Redis gone. */
+const DEAD_REDIS_CLOSE_MS = 250;
 
 export const JOB_RETENTION = {
   removeOnComplete: { age: 3600, count: 1000 },
@@ -79,16 +81,44 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
 }
 
 /**
+ * Wait for `p` at most `ms`, and no longer once `up()` says Redis is gone (nothing that waits on
+ * it can finish then; checked now and every 50 ms). Resolves with p's value, or undefined.
+ */
+function whileRedisUp<T>(p: Promise<T>, ms: number, up: () => boolean): Promise<T | undefined> {
+  let t: NodeJS.Timeout | undefined;
+  let poll: NodeJS.Timeout | undefined;
+  const giveUp = new Promise<undefined>((resolve) => {
+    if (!up()) return resolve(undefined);
+    t = setTimeout(() => resolve(undefined), ms);
+    poll = setInterval(() => {
+      if (!up()) resolve(undefined);
+    }, 50);
+  });
+  return Promise.race([p, giveUp]).finally(() => {
+    clearTimeout(t);
+    clearInterval(poll);
+  });
+}
+
+/**
  * Wait for a BullMQ worker or queue to close; when it cannot (its QUIT waits on a Redis that is
  * gone), drop its connections so it gives up.
  */
-async function closeBull(obj: Worker | Queue, closing: Promise<void>, graceMs: number): Promise<void> {
-  const done = await withTimeout(closing.then(() => true), graceMs);
+async function closeBull(obj: Worker | Queue, closing: Promise<void>, redisUp: () => boolean): Promise<void> {
+  const done = await whileRedisUp(
+    closing.then(() => true),
+    CLOSE_STEP_TIMEOUT_MS,
+    redisUp,
+  );
   if (done) return;
-  const clients = [await obj.client];
-  if (obj instanceof Worker) clients.push(await obj.waitUntilReady());
-  for (const c of clients) c.disconnect();
-  await withTimeout(closing, CLOSE_STEP_TIMEOUT_MS);
+  // A connection still connecting to a Redis that is gone never becomes ready: do not wait for it.
+  const waitMs = redisUp() ? CLOSE_STEP_TIMEOUT_MS : DEAD_REDIS_CLOSE_MS;
+  const ready = <T>(p: Promise<T>): Promise<T | undefined> => withTimeout(p, waitMs).catch(() => undefined);
+  const clients = [await ready(obj.client)];
+  if (obj instanceof Worker) clients.push(await ready(obj.waitUntilReady()));
+  for (const c of clients) c?.disconnect();
+  // With Redis gone there is nothing left for it to finish: do not wait long.
+  await withTimeout(closing, redisUp() ? CLOSE_STEP_TIMEOUT_MS : DEAD_REDIS_CLOSE_MS);
 }
 
 export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}): Promise<WorkerHandle> {
@@ -334,30 +364,28 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
     if (opts.force) jobWorker.cancelAllJobs(CANCEL_SHUTDOWN);
     // With Redis gone, nothing below can reach it: skip the writes and drop connections at once.
     const redisUp = (): boolean => redis.status === 'ready';
-    const grace = (): number => (redisUp() ? CLOSE_STEP_TIMEOUT_MS : 0);
-    const finalHealth = async (): Promise<unknown> => (redisUp() ? publishHealth() : undefined);
+    // Each write waits for Redis at most CLOSE_STEP_TIMEOUT_MS, and is not even tried once it is gone.
+    const onRedis =
+      (fn: () => Promise<unknown>) =>
+      async (): Promise<unknown> =>
+        redisUp() ? whileRedisUp(fn(), CLOSE_STEP_TIMEOUT_MS, redisUp) : undefined;
+    const finalHealth = onRedis(() => publishHealth());
     // BullMQ loses track of a connection closed while it is still connecting (its late failure
     // surfaces as an unhandled rejection): let every connection finish connecting first.
-    if (redisUp()) {
-      await step(
-        'connections',
-        () => Promise.allSettled([jobWorker, heartbeatWorker, nodeQueue, heartbeatQueue].map((q) => q.waitUntilReady())),
-        CLOSE_STEP_TIMEOUT_MS,
-      );
-    }
-    await Promise.all([
-      step('heartbeat worker', () => closeBull(heartbeatWorker, heartbeatWorker.close(), grace())),
-      step('health', finalHealth, CLOSE_STEP_TIMEOUT_MS),
-    ]);
+    await step(
+      'connections',
+      onRedis(() => Promise.allSettled([jobWorker, heartbeatWorker, nodeQueue, heartbeatQueue].map((q) => q.waitUntilReady()))),
+    );
+    await Promise.all([step('heartbeat worker', () => closeBull(heartbeatWorker, heartbeatWorker.close(), redisUp)), step('health', finalHealth)]);
     http.markClosing();
     // Stop taking jobs and wait, without a time limit, for the running ones to finish.
     const jobWorkerClosed = jobWorker.close();
     await step('drain', () => Promise.race([jobWorkerClosed, untilIdle()]));
-    await step('job worker', () => closeBull(jobWorker, jobWorkerClosed, grace()));
-    await step('health', finalHealth, CLOSE_STEP_TIMEOUT_MS);
-    await step('queues', () => Promise.all([nodeQueue, heartbeatQueue].map((q) => closeBull(q, q.close(), grace()))));
+    await step('job worker', () => closeBull(jobWorker, jobWorkerClosed, redisUp));
+    await step('health', finalHealth);
+    await step('queues', () => Promise.all([nodeQueue, heartbeatQueue].map((q) => closeBull(q, q.close(), redisUp))));
     await step('http', () => http.close());
-    if (redisUp()) await step('redis', () => redis.quit(), CLOSE_STEP_TIMEOUT_MS);
+    await step('redis', onRedis(() => redis.quit()));
     redis.disconnect();
     log.info({}, 'worker stopped');
   }
