@@ -228,14 +228,28 @@ async function started(run: JobRun): Promise<JobResult | undefined> {
       run.job.data = run.data;
       return undefined;
     case 'done':
-      run.log.debug({}, 'answered already: returning the stored answer');
-      return run.finish('superseded', '', parseFinal(r.final, id));
+      return giveWay(run, r.final, null);
     case 'moved':
-      run.log.debug({ owner: r.owner }, 'job moved to another node: this copy ends without answering');
-      return run.finish('superseded', '', { superseded: true });
+      return giveWay(run, null, r.owner);
     case 'gone':
       throw new Error(`Missing key for job ${jobId}. updateData`);
   }
+}
+
+/**
+ * What a copy returns instead of running, from the request record: the stored answer when there
+ * is one, superseded when another node owns the job now; undefined when neither holds.
+ */
+function giveWay(run: JobRun, final: string | null, owner: string | null): JobResult | undefined {
+  if (final !== null) {
+    run.log.debug({}, 'answered already: returning the stored answer');
+    return run.finish('superseded', '', parseFinal(final, run.request.request_id));
+  }
+  if (owner !== null && owner !== run.deps.nodeId) {
+    run.log.debug({ owner }, 'job moved to another node: this copy ends without answering');
+    return run.finish('superseded', '', { superseded: true });
+  }
+  return undefined;
 }
 
 /**
@@ -243,18 +257,9 @@ async function started(run: JobRun): Promise<JobResult | undefined> {
  * when the request is answered already (its answer is the result) or owned by another node now.
  */
 async function admit(run: JobRun): Promise<JobResult | undefined> {
-  const { redis, n, nodeId } = run.deps;
-  const id = run.request.request_id;
-  const [final, owner] = await redis.hmget(n.requestKey(id), 'final', 'node');
-  if (final != null) {
-    run.log.debug({}, 'answered already: returning the stored answer');
-    return run.finish('superseded', '', parseFinal(final, id));
-  }
-  if (owner != null && owner !== nodeId) {
-    run.log.debug({ owner }, 'job moved to another node: this copy ends without answering');
-    return run.finish('superseded', '', { superseded: true });
-  }
-  return undefined;
+  const { redis, n } = run.deps;
+  const [final, owner] = await redis.hmget(n.requestKey(run.request.request_id), 'final', 'node');
+  return giveWay(run, final ?? null, owner ?? null);
 }
 
 /**
