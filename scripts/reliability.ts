@@ -18,8 +18,14 @@ export interface RowReport {
   figures: Record<string, string | number>;
 }
 
-/** Rows of the whole fault suite. */
-export const ROWS_IN_SUITE = 15;
+/** Rows of the whole fault suite: one per file test/faults/NN-*.test.ts. */
+export function rowsInSuite(root = projectRoot()): number[] {
+  return readdirSync(join(root, 'test/faults'))
+    .map((f) => /^(\d+)-.*\.test\.ts$/.exec(f)?.[1])
+    .filter((n): n is string => n !== undefined)
+    .map(Number)
+    .sort((a, b) => a - b);
+}
 export const BEGIN = '<!-- fault-suite table: written by `npm run reliability`; edit outside these markers -->';
 export const END = '<!-- end of fault-suite table -->';
 
@@ -47,7 +53,7 @@ function redisVersion(): string {
 /** The generated block: when and where it ran, then one table line per row. */
 export function renderTable(rows: readonly RowReport[], at = new Date()): string {
   return [
-    `Last run: ${at.toISOString()} on Node ${process.version}, ${redisVersion()}, ${rows.length} of ${ROWS_IN_SUITE} rows.`,
+    `Last run: ${at.toISOString()} on Node ${process.version}, ${redisVersion()}, ${rows.length} of ${rowsInSuite().length} rows.`,
     '',
     '| # | fault | measured |',
     '|---|-------|----------|',
@@ -66,7 +72,7 @@ export function splice(doc: string, block: string): string {
 
 function main(): number {
   const rows = readRows();
-  const missing = Array.from({ length: ROWS_IN_SUITE }, (_, i) => i + 1).filter((r) => !rows.some((x) => x.row === r));
+  const missing = rowsInSuite().filter((r) => !rows.some((x) => x.row === r));
   if (missing.length > 0) {
     console.error(`docs/RELIABILITY.md left as it was: rows ${missing.join(', ')} have no result in ${ROW_RESULTS} (run the whole fault suite: npm run reliability)`);
     return 1;
