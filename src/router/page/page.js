@@ -279,7 +279,7 @@
       var d;
       try {
         d = JSON.parse(m.data);
-      } catch (_e) {
+      } catch {
         return;
       }
       // A reconnect sends the recent decisions again: show each once.
