@@ -25,7 +25,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['src/bin/**', 'bench/**', 'test/**', 'src/demo/**', 'src/cli/**'],
+    files: ['src/bin/**', 'bench/**', 'scripts/**', 'test/**', 'src/demo/**', 'src/cli/**'],
     rules: { 'no-console': 'off' },
   },
 );
