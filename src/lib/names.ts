@@ -57,12 +57,21 @@ export interface Names {
   readonly stats: string;
   /** Hash of one bridge's counters. */
   bridgeStatsKey(consumer: string): string;
-  /** Set of node ids that have ever had a queue (for Bull Board and re-routing). */
+  /**
+   * Set of every node id that has published health (each report adds it again). With the health
+   * hash it tells the bridge which node queues exist: Bull Board shows them, and the dead-node
+   * sweep looks in them even after a node's health entry is gone.
+   */
   readonly nodes: string;
   /** Sorted set: unanswered requests by deadline (score = deadline ms, member = request key). */
   readonly deadlines: string;
   /** Short lock (SET NX PX) of the bridge moving a dead node's jobs elsewhere. */
   rerouteLockKey(nodeId: string): string;
+  /**
+   * String with TTL: set by a client to cancel request `requestId` (SPEC.md section 9); the
+   * bridge checks it before placing, the worker before starting and while generating.
+   */
+  cancelKey(requestId: string): string;
   /** Whether a reply stream name is one a request may name in `reply_to`. */
   isReplyStream(name: string): boolean;
 }
@@ -86,6 +95,7 @@ export function names(prefix: string = DEFAULT_PREFIX): Names {
     nodes: `${prefix}:nodes`,
     deadlines: `${prefix}:deadlines`,
     rerouteLockKey: (nodeId) => `${prefix}:reroute-lock:${nodeId}`,
+    cancelKey: (requestId) => `${prefix}:cancel:${requestId}`,
     isReplyStream: (name) => name === responses || (name.startsWith(`${responses}:`) && name.length > responses.length + 1),
   };
 }
