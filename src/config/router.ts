@@ -22,6 +22,33 @@ export const routerOptions = {
     defaultText: '90',
     parse: parsers.number(0, 100),
   } satisfies OptionSpec<number>,
+  routing: {
+    flag: 'routing',
+    env: 'ORION_ROUTING',
+    description: 'balanced: start each request where it starts soonest (the guide\'s choice on an idle cluster), moving waiting jobs when another node frees up; guide: the guide\'s rule to the letter',
+    default: 'balanced' as RoutingMode,
+    defaultText: 'balanced',
+    parse: (raw: string): RoutingMode => {
+      if (raw !== 'balanced' && raw !== 'guide') throw new Error('must be balanced or guide');
+      return raw;
+    },
+  } satisfies OptionSpec<RoutingMode>,
+  readmitTemp: {
+    flag: 'readmit-temp',
+    env: 'ORION_READMIT_TEMP',
+    description: 'A node excluded for temperature gets requests again only below this (°C; at most --max-temp)',
+    default: 70,
+    defaultText: '70',
+    parse: parsers.number(0, 200),
+  } satisfies OptionSpec<number>,
+  readmitRam: {
+    flag: 'readmit-ram',
+    env: 'ORION_READMIT_RAM',
+    description: 'A node excluded for RAM gets requests again only below this (%; at most --max-ram)',
+    default: 85,
+    defaultText: '85',
+    parse: parsers.number(0, 100),
+  } satisfies OptionSpec<number>,
   staleAfter: {
     flag: 'stale-after',
     env: 'ORION_STALE_AFTER',
@@ -85,12 +112,16 @@ export const routerOptions = {
   ...logOption,
 };
 
+export type RoutingMode = 'balanced' | 'guide';
+
 export type RouterConfig = Resolved<typeof routerOptions>;
 
 export function loadRouterConfig(input: { flags: Flags; env: Record<string, string | undefined> }): RouterConfig {
-  return resolveOptions(routerOptions, input, (c) =>
-    c.adminUser !== undefined && c.adminPassword !== undefined && (c.adminUser === '') !== (c.adminPassword === '')
-      ? ['--admin-user and --admin-password go together: set both for write access, or neither for read-only']
-      : [],
-  );
+  return resolveOptions(routerOptions, input, (c) => {
+    const problems: string[] = [];
+    if (c.adminUser !== undefined && c.adminPassword !== undefined && (c.adminUser === '') !== (c.adminPassword === '')) {
+      problems.push('--admin-user and --admin-password go together: set both for write access, or neither for read-only');
+    }
+    return problems;
+  });
 }

@@ -29,6 +29,7 @@ import { Registry, type Snapshot } from './registry.js';
 import { RerouteHandler } from './reroute.js';
 import { BridgeStats, type Counts } from './stats.js';
 import { trimAcked } from './trim.js';
+import type { Thresholds } from './routing.js';
 
 /** Knobs for tests and tuning; the defaults are the production values. */
 export interface BridgeDeps {
@@ -91,6 +92,17 @@ interface Parts {
   depths(): Promise<ReadonlyMap<string, QueueDepth>>;
 }
 
+/** The eligibility thresholds of a configuration; a readmit threshold is at most its maximum. */
+export function thresholdsOf(config: RouterConfig): Required<Thresholds> {
+  return {
+    maxTemp: config.maxTemp,
+    maxRam: config.maxRam,
+    staleAfterMs: config.staleAfter,
+    readmitTemp: Math.min(config.readmitTemp, config.maxTemp),
+    readmitRam: Math.min(config.readmitRam, config.maxRam),
+  };
+}
+
 function assemble(config: RouterConfig, deps: BridgeDeps, root: Logger): Parts {
   const n = names(config.streamPrefix);
   const consumer = config.consumerName;
@@ -100,7 +112,7 @@ function assemble(config: RouterConfig, deps: BridgeDeps, root: Logger): Parts {
   const claims = connectRedis(config, root, 'orion-router-claims');
   defineBusCommands(cmd);
   defineBusCommands(claims);
-  const thresholds = { maxTemp: config.maxTemp, maxRam: config.maxRam, staleAfterMs: config.staleAfter };
+  const thresholds = thresholdsOf(config);
   const registry = new Registry({ redis: cmd, n, thresholds, log: part('registry'), refreshMs: deps.refreshMs, loadingTtlMs: deps.loadingTtlMs });
   const dispatcher = new Dispatcher({ redis: cmd, n, log: part('dispatcher'), addTimeoutMs: deps.addTimeoutMs, depthCacheMs: deps.depthCacheMs });
   const depths = (): Promise<ReadonlyMap<string, QueueDepth>> =>
@@ -188,6 +200,7 @@ export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}):
         snapshot: () => registry.current(),
         depths: p.depths,
         metrics: p.metrics,
+        readmit: { temp: thresholdsOf(config).readmitTemp, ram: thresholdsOf(config).readmitRam },
       }),
       fallback: board.listener(),
     });

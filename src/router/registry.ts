@@ -18,7 +18,7 @@ import type { Logger } from '../lib/logger.js';
 import type { Names } from '../lib/names.js';
 import { Periodic } from '../lib/periodic.js';
 import { RoutingIndex } from './routing-index.js';
-import { eligibleInOrder, toNodeView, type NodeView, type Thresholds } from './routing.js';
+import { eligibleInOrder, nextHeld, toNodeView, type Held, type NodeView, type Thresholds } from './routing.js';
 
 export interface Snapshot {
   /** When it was taken (ms since epoch); 0 before the first refresh. */
@@ -137,6 +137,8 @@ export class Registry {
   private readonly warned = new Map<string, string>();
   /** The last refresh's health documents as read and as parsed, by node id. */
   private parsed = new Map<string, { raw: string; p: ParsedHealth }>();
+  /** Hysteresis memory: nodes excluded for temperature or RAM, not yet below readmit. */
+  private held = new Map<string, Held>();
   /** node id -> model -> until (ms): anticipated loads. */
   private readonly loading = new Map<string, Map<string, number>>();
   private readonly listeners: ((s: Snapshot) => void | Promise<void>)[] = [];
@@ -209,6 +211,7 @@ export class Registry {
     const modelsAnywhere = new Set<string>();
     const drop: string[] = [];
     const parsed = new Map<string, { raw: string; p: ParsedHealth }>();
+    const held = new Map<string, Held>();
     for (const [id, raw] of Object.entries(hash)) {
       const last = this.parsed.get(id);
       const p = last !== undefined && last.raw === raw ? last.p : parseHealth(id, raw);
@@ -219,7 +222,9 @@ export class Registry {
       }
       this.warned.delete(id);
       parsed.set(id, { raw, p });
-      const view = toNodeView(p.health, alive.has(id), now, this.o.thresholds);
+      const h = nextHeld(p.health, this.held.get(id), this.o.thresholds);
+      if (h.temperature || h.ram) held.set(id, h);
+      const view = toNodeView(p.health, alive.has(id), now, this.o.thresholds, h);
       if (now - view.lastSeenMs > dropAfter && !alive.has(id)) {
         drop.push(id);
         continue;
@@ -230,6 +235,7 @@ export class Registry {
       published.set(id, p.doc);
     }
     this.parsed = parsed;
+    this.held = held;
     if (drop.length > 0) {
       await redis.hdel(n.health, ...drop);
       log.info({ nodes: drop }, 'nodes silent for over 24 h dropped from the registry');
