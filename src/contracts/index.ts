@@ -22,19 +22,26 @@ const validators = generated as unknown as {
   health: ValidateFunction<NodeHealth>;
 };
 
-/** One line per schema problem, e.g. `/priority must be <= 9`. */
+/** What the request schema's top-level `oneOf` (prompt xor messages) means, said once. */
+export const PROMPT_OR_MESSAGES = 'give exactly one of prompt or messages';
+
+/**
+ * One line per schema problem, e.g. `/priority must be <= 9`. The top-level `oneOf` of the
+ * request schema (prompt xor messages) is said in words once, instead of Ajv's lines for each
+ * branch ("must NOT be valid" twice, or "must have required property" for both).
+ */
 export function describeErrors(errors: ErrorObject[] | null | undefined): string {
   if (!errors?.length) return 'invalid';
-  return errors
-    .filter((e) => e.keyword !== 'if')
-    .map((e) => {
-      const where = e.instancePath || '(root)';
-      if (e.keyword === 'additionalProperties') {
-        return `${where}: unknown field '${String(e.params['additionalProperty'])}'`;
-      }
-      return `${where} ${e.message ?? 'is invalid'}`;
-    })
-    .join('; ');
+  const lines: string[] = [];
+  for (const e of errors) {
+    if (e.keyword === 'if') continue;
+    const where = e.instancePath || '(root)';
+    if (e.schemaPath.startsWith('#/oneOf/') && e.instancePath === '') continue;
+    if (e.schemaPath === '#/oneOf' && e.instancePath === '') lines.push(`${where}: ${PROMPT_OR_MESSAGES}`);
+    else if (e.keyword === 'additionalProperties') lines.push(`${where}: unknown field '${String(e.params['additionalProperty'])}'`);
+    else lines.push(`${where} ${e.message ?? 'is invalid'}`);
+  }
+  return lines.join('; ');
 }
 
 export type Check<T> = { ok: true; value: T } | { ok: false; message: string };

@@ -57,7 +57,11 @@ export interface Names {
   readonly stats: string;
   /** Hash of one bridge's counters. */
   bridgeStatsKey(consumer: string): string;
-  /** Set of node ids that have ever had a queue (for Bull Board and re-routing). */
+  /**
+   * Set of every node id that has published health (each report adds it again). With the health
+   * hash it tells the bridge which node queues exist: Bull Board shows them, and the dead-node
+   * sweep looks in them even after a node's health entry is gone.
+   */
   readonly nodes: string;
   /** Sorted set: unanswered requests by deadline (score = deadline ms, member = request key). */
   readonly deadlines: string;

@@ -33,6 +33,7 @@ import type { ErrorCode } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { Names } from '../lib/names.js';
 import { rfc3339 } from '../lib/time.js';
+import { whilePassing } from '../lib/transient.js';
 import { mapOllamaError } from './errors.js';
 import { ollamaCallFor, runGeneration, type Generation } from './generate.js';
 import { checkJobData, type CheckedJob } from './job-data.js';
@@ -69,6 +70,12 @@ export interface Superseded {
 
 export type JobResult = InferenceResponse | Superseded;
 
+/**
+ * How long a write of a job's outcome (start record, final answer, dead letter, hand-back) is
+ * tried again while Redis refuses it for a passing reason (out of memory, failover).
+ */
+export const PASSING_FAULT_MS = 5 * 60_000;
+
 const nsToMs = (ns: number | undefined): number | undefined => (ns === undefined ? undefined : Math.round(ns / 1000) / 1000);
 
 class JobRun {
@@ -87,6 +94,11 @@ class JobRun {
 
   now(): number {
     return this.deps.now?.() ?? Date.now();
+  }
+
+  /** A write that is tried again while Redis is out of memory or failing over. */
+  write<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    return whilePassing(fn, { what, log: this.log, giveUpAt: Date.now() + PASSING_FAULT_MS });
   }
 
   get request(): InferenceRequest {
@@ -121,9 +133,9 @@ class JobRun {
   async giveUp(code: ErrorCode, message: string): Promise<never> {
     const { redis, n, nodeId } = this.deps;
     const doc = errorResponse(this.request.request_id, code, message, this.finalExtra());
-    const published = await publishFinal(redis, n, this.replyTo, doc, nodeId);
+    const published = await this.write('error answer', () => publishFinal(redis, n, this.replyTo, doc, nodeId));
     if (published) {
-      await deadLetter(redis, n, {
+      const letter = {
         reason: message,
         error_code: code,
         request_id: this.request.request_id,
@@ -131,7 +143,8 @@ class JobRun {
         node_id: nodeId,
         attempt: this.attempt >= 1 ? this.attempt : undefined,
         request: this.request,
-      });
+      };
+      await this.write('dead letter', () => deadLetter(redis, n, letter));
       this.log.warn({ request_id: this.request.request_id, code, attempt: this.attempt, err: message }, 'request failed');
     } else {
       this.log.debug({ request_id: this.request.request_id, code }, 'error not published: answered already or moved to another node');
@@ -149,7 +162,7 @@ class JobRun {
       throw new Error(`moved to ${owner} meanwhile`);
     }
     const notice: RerouteNotice = { request_id: this.request.request_id, node_id: nodeId, code, message, counts };
-    await redis.xadd(n.reroute, 'MAXLEN', '~', DEFAULT_STREAM_MAXLEN, '*', 'data', JSON.stringify(notice));
+    await this.write('hand-back notice', () => redis.xadd(n.reroute, 'MAXLEN', '~', DEFAULT_STREAM_MAXLEN, '*', 'data', JSON.stringify(notice)));
     this.log.warn({ request_id: this.request.request_id, code, attempt: this.attempt, counts, err: message }, 'handed back for another node');
     this.finish('rerouted', code, undefined);
     throw new Error(`${code}: ${message}`);
@@ -222,7 +235,7 @@ async function started(run: JobRun): Promise<JobResult | undefined> {
   const { redis, n, nodeId, jobKey } = run.deps;
   const id = run.request.request_id;
   const jobId = run.job.id ?? '';
-  const r = await startJob(redis, n, id, jobKey(jobId), nodeId, run.data);
+  const r = await run.write('job start', () => startJob(redis, n, id, jobKey(jobId), nodeId, run.data));
   switch (r.kind) {
     case 'run':
       run.job.data = run.data;
@@ -314,7 +327,7 @@ async function answer(run: JobRun, gen: Generation, queueMs: number): Promise<Jo
   const doc = finalAnswer(run, gen, run.request.messages !== undefined, queueMs);
   if (gen.loadNs !== undefined) metrics?.loadDuration.observe(gen.loadNs / 1e9);
   if (gen.evalCount !== undefined) metrics?.tokens.inc({ model: run.request.model }, gen.evalCount);
-  if (!(await publishFinal(redis, n, run.replyTo, doc, nodeId))) {
+  if (!(await run.write('final answer', () => publishFinal(redis, n, run.replyTo, doc, nodeId)))) {
     const stored = await redis.hget(n.requestKey(id), 'final');
     run.log.debug({}, 'answer not published: answered already or moved to another node');
     return run.finish('superseded', '', stored !== null ? parseFinal(stored, id) : { superseded: true });

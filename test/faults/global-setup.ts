@@ -11,6 +11,16 @@ const ROOT = join(import.meta.dirname, '../..');
 const RESULTS = join(ROOT, 'test/faults/.results');
 /** Rows of the fault suite (issue 4's table). */
 const ROWS_IN_SUITE = 15;
+/** Prose below this line of docs/RELIABILITY.md is written by hand and kept by every run. */
+export const PROSE_MARKER = '<!-- Written by hand below this line; the fault suite keeps it. -->';
+
+/** The hand-written part of the document now, from the marker on ('' when there is none). */
+function keptProse(file: string): string {
+  if (!existsSync(file)) return '';
+  const text = readFileSync(file, 'utf8');
+  const at = text.indexOf(PROSE_MARKER);
+  return at === -1 ? '' : text.slice(at);
+}
 
 export function setup(): () => void {
   rmSync(RESULTS, { recursive: true, force: true });
@@ -46,6 +56,8 @@ export function setup(): () => void {
     // Only a run of the whole suite rewrites the document; a run of some rows leaves it as it
     // was and writes its rows beside the results.
     const whole = rows.length >= ROWS_IN_SUITE;
+    const prose = keptProse(join(ROOT, 'docs/RELIABILITY.md'));
+    if (prose) lines.push(prose.trimEnd(), '');
     writeFileSync(whole ? join(ROOT, 'docs/RELIABILITY.md') : join(RESULTS, 'RELIABILITY.partial.md'), lines.join('\n'));
   };
 }
