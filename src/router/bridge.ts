@@ -30,6 +30,9 @@ import { RerouteHandler } from './reroute.js';
 import { BridgeStats, type Counts } from './stats.js';
 import { trimAcked } from './trim.js';
 import type { Thresholds } from './routing.js';
+import { Balancing } from './balancing.js';
+import { requestStatusHandler } from './where.js';
+import type { IncomingMessage } from 'node:http';
 
 /** Knobs for tests and tuning; the defaults are the production values. */
 export interface BridgeDeps {
@@ -89,6 +92,7 @@ interface Parts {
   deadlines: DeadlineSweeper;
   board: Board;
   readers: GroupReader[];
+  balancing: Balancing;
   depths(): Promise<ReadonlyMap<string, QueueDepth>>;
 }
 
@@ -120,7 +124,8 @@ function assemble(config: RouterConfig, deps: BridgeDeps, root: Logger): Parts {
   let heldCount = (): number => 0;
   const metrics = new RouterMetrics({ snapshot: () => registry.current(), depths, waiting: () => heldCount() });
   const stats = new BridgeStats(n, consumer, metrics);
-  const common = { redis: cmd, n, registry, dispatcher, stats };
+  const balancing = new Balancing({ config, redis: cmd, n, registry, dispatcher, stats, log: part });
+  const common = { redis: cmd, n, registry, dispatcher, stats, placer: balancing.placer };
   const intake = new Intake({ ...common, claims, log: part('intake'), maxAttempts: config.maxAttempts });
   heldCount = () => intake.heldCount();
   const rerouter = new RerouteHandler({ ...common, log: part('reroute') });
@@ -150,6 +155,7 @@ function assemble(config: RouterConfig, deps: BridgeDeps, root: Logger): Parts {
     deadlines: new DeadlineSweeper({ redis: cmd, n, dispatcher, intake, stats, log: part('deadlines'), tickMs: deps.deadlineTickMs }),
     board: new Board({ redis: cmd, n, dispatcher, adminUser: config.adminUser, adminPassword: config.adminPassword }),
     readers,
+    balancing,
     depths,
   };
 }
@@ -173,8 +179,10 @@ export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}):
   const p = assemble(config, deps, root);
   const { log, n, cmd, registry, intake, rerouter, deadNodes, deadlines, board, stats } = p;
 
-  // After every refresh: show new node queues, try held requests and notices, move dead nodes' jobs.
+  // After every refresh: count the queues and learn, show new node queues, try held requests and
+  // notices, move dead nodes' jobs, rebalance waiting jobs and keep models warm.
   registry.onRefresh(async (s) => {
+    await p.balancing.afterRefresh(s);
     board.sync(s.known);
     await intake.retryHeld();
     await rerouter.retryPending();
@@ -200,6 +208,8 @@ export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}):
         snapshot: () => registry.current(),
         depths: p.depths,
         metrics: p.metrics,
+        routing: config.routing,
+        where: { redis: cmd, n, eta: p.balancing.etaSource((id) => intake.isHeld(id)) },
         readmit: { temp: thresholdsOf(config).readmitTemp, ram: thresholdsOf(config).readmitRam },
       }),
       fallback: board.listener(),
@@ -250,6 +260,7 @@ async function closeBridge(p: Parts, http: HttpServerHandle, timers: NodeJS.Time
     ['registry', () => p.registry.stop()],
     ['deadlines', () => p.deadlines.stop()],
     ['dead nodes', () => p.deadNodes.stop()],
+    ['balancing', () => p.balancing.stop()],
     ['timers', async () => timers.forEach((t) => clearInterval(t))],
     ['stats flush', () => p.stats.flush(cmd)],
     ['board', () => p.board.close()],
@@ -275,5 +286,6 @@ function httpRoutes(ctx: HandlerContext) {
     '/stats': () => statsHandler(ctx),
     '/nodes': () => nodesHandler(ctx),
     '/metrics': () => metricsHandler(ctx),
+    '/requests/*': (req: IncomingMessage) => requestStatusHandler(ctx.where, (req.url ?? '').split('?')[0]!.slice('/requests/'.length)),
   };
 }

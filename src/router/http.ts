@@ -10,6 +10,7 @@ import { withTimeout } from './dispatcher.js';
 import type { QueueDepth, RouterMetrics } from './metrics.js';
 import type { Snapshot } from './registry.js';
 import { countsOf, type Counts } from './stats.js';
+import type { WhereContext } from './where.js';
 
 export const SERVICE = 'orion-inference-router';
 
@@ -25,6 +26,8 @@ export interface HandlerContext {
   snapshot(): Snapshot;
   depths(): Promise<ReadonlyMap<string, QueueDepth>>;
   metrics: RouterMetrics;
+  /** Where `/requests/{id}` reads from. */
+  where: WhereContext;
   /** `--routing`. */
   routing?: 'balanced' | 'guide';
   /** Readmit thresholds (`--readmit-temp`, `--readmit-ram`), shown for nodes in hysteresis. */

@@ -23,7 +23,7 @@ export interface NodeLoadFigures {
 
 const ZERO: NodeLoadFigures = { waiting: 0, running: 0 };
 
-export class NodeLoad {
+export class LoadTracker {
   private counted = new Map<string, NodeLoadFigures>();
   /** Own placements (+) and moves away (-) per node since the last read was sent. */
   private delta = new Map<string, number>();
