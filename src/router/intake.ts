@@ -23,10 +23,12 @@ import type { Redis } from 'ioredis';
 import { parseRequestEntry } from '../contracts/index.js';
 import type { InferenceRequest } from '../contracts/types.js';
 import {
-  DEFAULT_STREAM_MAXLEN,
   DEFAULT_TIMEOUT_MS,
   claimRequests,
   deadLetter,
+  deliver,
+  deliveryOf,
+  misdelivery,
   errorResponse,
   publishFinal,
   replyStreamOf,
@@ -36,10 +38,10 @@ import {
 } from '../lib/bus.js';
 import type { ErrorCode } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
-import type { Names } from '../lib/names.js';
-import { sleep, streamIdMs } from '../lib/time.js';
+import { isValidNodeId, type Names } from '../lib/names.js';
+import { arrivalMs, sleep } from '../lib/time.js';
 import type { GroupReader, StreamEntry } from './consumer.js';
-import { withTimeout, type Dispatcher, type Placement } from './dispatcher.js';
+import { withTimeout, type Dispatcher, type PlaceResult, type Placement } from './dispatcher.js';
 import { choose, type Registry } from './registry.js';
 import type { BridgeStats } from './stats.js';
 
@@ -49,6 +51,7 @@ interface Held {
   request: InferenceRequest;
   deadline: number;
   seenAt: number;
+  bytes?: number;
   /** no_node / no_model: nothing eligible can serve it; retry: its add failed. */
   reason: 'no_node' | 'no_model' | 'retry';
 }
@@ -58,6 +61,8 @@ interface Pending {
   request: InferenceRequest;
   deadline: number;
   seenAt: number;
+  /** The size of its `data` text (SPEC.md section 3), carried to the worker. */
+  bytes?: number;
   /** Its sender cancelled it before this bridge placed it. */
   cancelled?: boolean;
 }
@@ -72,12 +77,12 @@ interface Refusal {
 /** What `route` decided and sent, for `settle` to finish. */
 interface Routed {
   /** The placements' adds; resolves with those that failed. */
-  placing: Promise<Placement[]>;
+  placing: Promise<PlaceResult>;
   placements: readonly Placement[];
   /** Requests placed for the first time (counted as routed). */
   firstTime: ReadonlySet<string>;
   hold: Held[];
-  errors: readonly Refusal[];
+  errors: Refusal[];
   ack: string[];
   now: number;
 }
@@ -197,9 +202,10 @@ export class Intake {
       }
       // Still held here (our own idle entry came back through XAUTOCLAIM): nothing new.
       if (this.held.get(p.request.request_id)?.entryId === e.id) continue;
-      const deadline = streamIdMs(e.id) + (p.request.timeout_ms ?? DEFAULT_TIMEOUT_MS);
-      valid.push({ entryId: e.id, request: p.request, deadline, seenAt: now });
-      items.push({ requestId: p.request.request_id, entryId: e.id, replyTo: replyStreamOf(n, p.request), deadline });
+      const timeoutMs = p.request.timeout_ms ?? DEFAULT_TIMEOUT_MS;
+      const deadline = arrivalMs(e.id, now) + timeoutMs;
+      valid.push({ entryId: e.id, request: p.request, deadline, seenAt: now, bytes: p.bytes });
+      items.push({ requestId: p.request.request_id, entryId: e.id, replyTo: replyStreamOf(n, p.request), deadline, timeoutMs });
     }
     // Both go out before either is awaited (one round trip); either failing fails the batch.
     const refused = refusals?.exec().then((res) => {
@@ -224,17 +230,21 @@ export class Intake {
     const same: Pending[] = [];
     const toRoute: Pending[] = [];
     let replies: ReturnType<Redis['pipeline']> | undefined;
+    const answered: Pending[] = [];
     valid.forEach((v, i) => {
       const c = claims[i]!;
       if (c.kind === 'new') toRoute.push(v);
       else if (c.kind === 'same') same.push(v);
       else {
         stats.duplicate();
-        if (c.kind === 'done') (replies ??= redis.pipeline()).xadd(replyStreamOf(n, v.request), 'MAXLEN', '~', DEFAULT_STREAM_MAXLEN, '*', 'data', c.final);
+        if (c.kind === 'done') {
+          void deliver((replies ??= redis.pipeline()), n, replyStreamOf(n, v.request), c.final);
+          answered.push(v);
+        }
         ack.push(v.entryId);
       }
     });
-    if (replies) await withTimeout(replies.exec(), dispatcher.timeoutMs, 'answering duplicates');
+    if (replies) await this.checkDeliveries(answered, (await withTimeout(replies.exec(), dispatcher.timeoutMs, 'answering duplicates')) ?? []);
 
     const placements: Placement[] = [];
     if (same.length > 0) {
@@ -244,11 +254,22 @@ export class Intake {
       same.forEach((v, i) => {
         const [final, node] = (rows[i]?.[1] ?? [null, null]) as [string | null, string | null];
         if (final !== null) ack.push(v.entryId);
-        else if (node !== null) placements.push({ nodeId: node, data: this.jobData(v, this.routingOn(node, v.request.model)) });
+        else if (node !== null && isValidNodeId(node)) placements.push({ nodeId: node, data: this.jobData(v, this.routingOn(node, v.request.model)) });
         else toRoute.push(v);
       });
     }
     return this.route(toRoute, placements, ack, now);
+  }
+
+  /** Dead-letter the stored answers of duplicates that could not go to their own reply stream. */
+  private async checkDeliveries(list: readonly Pending[], res: [Error | null, unknown][]): Promise<void> {
+    const { redis, n } = this.o;
+    for (let i = 0; i < list.length; i++) {
+      const [err, reply] = res[i] ?? [null, 1];
+      const p = list[i]!;
+      const why = err ? `stored answer not sent to reply_to: ${err.message}` : misdelivery(n, replyStreamOf(n, p.request), deliveryOf(reply));
+      if (why !== undefined) await deadLetter(redis, n, { reason: why, request_id: p.request.request_id, entry_id: p.entryId, request: p.request });
+    }
   }
 
   /** What kind of pass would have chosen `node` for `model` now (for a re-placed job). */
@@ -258,7 +279,7 @@ export class Intake {
   }
 
   private jobData(p: Pending, routing: 'sticky' | 'fallback'): InferenceJobData {
-    return {
+    const data: InferenceJobData = {
       request: p.request,
       entry_id: p.entryId,
       seen_at: p.seenAt,
@@ -268,6 +289,8 @@ export class Intake {
       routing,
       tried: [],
     };
+    if (p.bytes !== undefined) data.request_bytes = p.bytes;
+    return data;
   }
 
   /**
@@ -318,19 +341,25 @@ export class Intake {
   /** Wait for the placements of `route`, then hold, answer and ack. */
   private async settle({ placing, placements, firstTime, hold, errors, ack, now }: Routed): Promise<void> {
     const { registry, dispatcher, stats } = this.o;
-    const failed = await placing;
-    const failedIds = new Set(failed.map((f) => f.data.request.request_id));
+    const { retry, refused } = await placing;
+    const failedIds = new Set(retry.map((f) => f.data.request.request_id));
+    const refusedIds = new Set(refused.map((f) => f.placement.data.request.request_id));
+    for (const { placement: pl, reason } of refused) {
+      const p: Pending = { entryId: pl.data.entry_id, request: pl.data.request, deadline: pl.data.deadline, seenAt: pl.data.seen_at };
+      errors.push({ p, code: 'internal', message: `could not be queued on ${pl.nodeId}: ${reason}` });
+    }
     for (const pl of placements) {
       const id = pl.data.request.request_id;
+      if (refusedIds.has(id)) continue;
       if (failedIds.has(id)) {
-        hold.push({ entryId: pl.data.entry_id, request: pl.data.request, deadline: pl.data.deadline, seenAt: pl.data.seen_at, reason: 'retry' });
+        hold.push({ entryId: pl.data.entry_id, request: pl.data.request, deadline: pl.data.deadline, seenAt: pl.data.seen_at, bytes: pl.data.request_bytes, reason: 'retry' });
         continue;
       }
       ack.push(pl.data.entry_id);
       this.held.delete(id);
       if (firstTime.has(id)) {
         const anticipated = pl.data.routing === 'sticky' && !registry.reportsLoaded(pl.nodeId, pl.data.request.model);
-        stats.routed(pl.nodeId, pl.data.routing, now - streamIdMs(pl.data.entry_id), anticipated);
+        stats.routed(pl.nodeId, pl.data.routing, now - arrivalMs(pl.data.entry_id, now), anticipated);
       }
     }
     for (const h of hold) {
@@ -364,7 +393,8 @@ export class Intake {
     if (requestId !== undefined) {
       const model = typeof (original as { model?: unknown } | null)?.model === 'string' ? { model: (original as { model: string }).model } : {};
       const doc = errorResponse(requestId, 'invalid_request', reason, model);
-      pipe.xadd(replyTo ?? n.responses, 'MAXLEN', '~', DEFAULT_STREAM_MAXLEN, '*', 'data', JSON.stringify(doc));
+      // Dead-lettered below either way: a reply_to that is not a stream changes nothing more.
+      void deliver(pipe, n, replyTo ?? n.responses, JSON.stringify(doc));
     }
     void deadLetter(pipe, n, { reason, error_code: 'invalid_request', request_id: requestId, entry_id: entryId, request: original });
     stats.error('invalid_request');
@@ -398,9 +428,15 @@ export class Intake {
           code === 'timeout'
             ? `not placed on a node within timeout_ms (${h.request.timeout_ms ?? DEFAULT_TIMEOUT_MS} ms)`
             : `no eligible node for model '${h.request.model}' within timeout_ms (${h.request.timeout_ms ?? DEFAULT_TIMEOUT_MS} ms)`;
-        if (await this.answer(h, code, message)) {
-          this.o.stats.error(code);
-          if (code === 'timeout') this.o.stats.timeout();
+        try {
+          if (await this.answer(h, code, message)) {
+            this.o.stats.error(code);
+            if (code === 'timeout') this.o.stats.timeout();
+          }
+        } catch (err) {
+          // This one is tried again next tick; the others are not held up by it.
+          this.o.log.warn({ request_id: h.request.request_id, err: (err as Error).message }, 'could not answer a held request past its deadline');
+          continue;
         }
         this.held.delete(h.request.request_id);
         ack.push(h.entryId);

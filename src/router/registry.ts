@@ -15,7 +15,7 @@ import type { Redis, Result } from 'ioredis';
 import { normalizeModel } from '../contracts/index.js';
 import type { NodeHealth, Routing } from '../contracts/types.js';
 import type { Logger } from '../lib/logger.js';
-import type { Names } from '../lib/names.js';
+import { isValidNodeId, type Names } from '../lib/names.js';
 import { Periodic } from '../lib/periodic.js';
 import { RoutingIndex } from './routing-index.js';
 import { eligibleInOrder, toNodeView, type NodeView, type Thresholds } from './routing.js';
@@ -132,8 +132,34 @@ export function parseHealth(nodeId: string, raw: string): { ok: true; doc: Recor
   return { ok: true, doc: d, health };
 }
 
+/** How often the same junk in the registry is warned about again. */
+export const JUNK_WARN_EVERY_MS = 10 * 60_000;
+
+/**
+ * Registry entries that are no node id: warned about when first seen and then at most every
+ * JUNK_WARN_EVERY_MS, not at every refresh.
+ */
+export class JunkWarnings {
+  private readonly warnedAt = new Map<string, number>();
+
+  /** The entries of this refresh that are junk; returns those warned about now. */
+  see(junk: readonly string[], now: number, log: Logger, n: Names): string[] {
+    const present = new Set(junk);
+    for (const id of this.warnedAt.keys()) if (!present.has(id)) this.warnedAt.delete(id);
+    const due = junk.filter((id) => now - (this.warnedAt.get(id) ?? -Infinity) >= JUNK_WARN_EVERY_MS);
+    if (due.length === 0) return due;
+    for (const id of due) this.warnedAt.set(id, now);
+    log.warn(
+      { entries: due.slice(0, 20).map((id) => id.slice(0, 80)), count: junk.length, keys: [n.health, n.nodes] },
+      'registry entries that are no node id (1-64 of [A-Za-z0-9._-]) skipped; remove them with HDEL/SREM',
+    );
+    return due;
+  }
+}
+
 export class Registry {
   private snap: Snapshot = EMPTY;
+  private readonly junk = new JunkWarnings();
   private readonly warned = new Map<string, string>();
   /** The last refresh's health documents as read and as parsed, by node id. */
   private parsed = new Map<string, { raw: string; p: ParsedHealth }>();
@@ -199,10 +225,14 @@ export class Registry {
     const hash = (first?.[0]?.[1] ?? {}) as Record<string, string>;
     if (first?.[0]?.[0]) throw first[0][0];
     const members = (first?.[1]?.[1] ?? []) as string[];
-    const ids = [...new Set([...Object.keys(hash), ...members])].sort();
+    const now = this.now();
+    // Only node ids: anything else in the registry (a field `evil:node`, an empty one) names no
+    // queue and is skipped, with a warning now and then (a worker's ACL user may write any field).
+    const all = [...new Set([...Object.keys(hash), ...members])];
+    const ids = all.filter(isValidNodeId).sort();
+    if (ids.length < all.length) this.junk.see(all.filter((id) => !isValidNodeId(id)), now, log, n);
     const alive = await aliveNodes(redis, n, ids);
 
-    const now = this.now();
     const dropAfter = this.o.dropAfterMs ?? 24 * 3600 * 1000;
     const views = new Map<string, NodeView>();
     const published = new Map<string, Record<string, unknown>>();
@@ -210,6 +240,7 @@ export class Registry {
     const drop: string[] = [];
     const parsed = new Map<string, { raw: string; p: ParsedHealth }>();
     for (const [id, raw] of Object.entries(hash)) {
+      if (!isValidNodeId(id)) continue;
       const last = this.parsed.get(id);
       const p = last !== undefined && last.raw === raw ? last.p : parseHealth(id, raw);
       if (!p.ok) {

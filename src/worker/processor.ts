@@ -20,12 +20,12 @@ import type { InferenceRequest, InferenceResponse } from '../contracts/types.js'
 import {
   DEFAULT_STREAM_MAXLEN,
   DEFAULT_TIMEOUT_MS,
-  REQUEST_RECORD_TTL_S,
   deadLetter,
   deadlinesKey,
   errorResponse,
   publishFinal,
   publishPartial,
+  recordTtlSeconds,
   replyStreamOf,
   startJob,
   type InferenceJobData,
@@ -34,7 +34,7 @@ import {
 import type { ErrorCode } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { Names } from '../lib/names.js';
-import { rfc3339 } from '../lib/time.js';
+import { rfc3339, setLongTimeout } from '../lib/time.js';
 import { whilePassing } from '../lib/transient.js';
 import { mapOllamaError } from './errors.js';
 import { ollamaCallFor, runGeneration, type Generation } from './generate.js';
@@ -199,7 +199,7 @@ class JobRun {
       .hset(key, 'node', nodeId)
       .hsetnx(key, 'reply_to', this.replyTo);
     if (this.data.entry_id) multi.hsetnx(key, 'entry', this.data.entry_id);
-    await multi.expire(key, REQUEST_RECORD_TTL_S).zadd(deadlinesKey(n), deadline, key).exec();
+    await multi.expire(key, recordTtlSeconds(this.request.timeout_ms)).zadd(deadlinesKey(n), deadline, key).exec();
     this.log.info({ request_id: this.request.request_id, deadline: rfc3339(deadline) }, 'manual retry: fresh start');
   }
 }
@@ -302,14 +302,15 @@ async function admit(run: JobRun): Promise<JobResult | undefined> {
 async function generate(run: JobRun, signal: AbortSignal | undefined): Promise<Generation | JobResult> {
   const { redis, n, nodeId } = run.deps;
   const abort = new AbortController();
-  const timer = setTimeout(() => abort.abort('deadline'), Math.max(0, run.data.deadline - run.now()));
+  const timer = setLongTimeout(() => abort.abort('deadline'), run.data.deadline - run.now());
   const onJobSignal = (): void => abort.abort(signal?.reason ?? CANCEL_SHUTDOWN);
   if (signal?.aborted) onJobSignal();
   signal?.addEventListener('abort', onJobSignal, { once: true });
   const watch = new CancelWatch(redis, n.cancelKey(run.request.request_id), () => abort.abort(CANCEL_BY_SENDER));
 
   const call = ollamaCallFor(run.request);
-  const base = { request_id: run.request.request_id, model: run.request.model, node_id: nodeId, done: false };
+  // Partials carry their attempt: one with a higher attempt than before starts the text anew.
+  const base = { request_id: run.request.request_id, model: run.request.model, node_id: nodeId, done: false, attempt: run.attempt };
   const partials = run.request.stream && call.endpoint !== 'embed'
     ? new PartialPublisher(
         (delta) => {
@@ -337,7 +338,7 @@ async function generate(run: JobRun, signal: AbortSignal | undefined): Promise<G
     return await failed(run, err, abort.signal);
   } finally {
     watch.stop();
-    clearTimeout(timer);
+    timer.clear();
     signal?.removeEventListener('abort', onJobSignal);
   }
 }
