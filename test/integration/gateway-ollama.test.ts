@@ -7,14 +7,13 @@
 import { Ollama } from 'ollama';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { embeddingOf } from '../../src/simulator/embed.js';
-import { API_KEY, MODEL, gatewayBuilt, simCounters, startGatewayWorld, waitFor, type GatewayWorld } from './gateway.harness.js';
+import { API_KEY, MODEL, simCounters, startGatewayWorld, waitFor, type GatewayWorld } from './gateway.harness.js';
 
 let g: GatewayWorld;
 let ollama: Ollama;
 const auth = { Authorization: `Bearer ${API_KEY}` };
 
 beforeAll(async () => {
-  if (!gatewayBuilt()) throw new Error('run `npm run build` first: this test runs dist/src/bin/gateway.js');
   g = await startGatewayWorld('gw-ollama');
   ollama = new Ollama({ host: g.url, headers: auth });
 }, 90_000);

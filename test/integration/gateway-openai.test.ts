@@ -5,13 +5,12 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { embeddingOf } from '../../src/simulator/embed.js';
-import { API_KEY, MODEL, gatewayBuilt, startGatewayWorld, type GatewayWorld } from './gateway.harness.js';
+import { API_KEY, MODEL, startGatewayWorld, type GatewayWorld } from './gateway.harness.js';
 
 let g: GatewayWorld;
 let client: OpenAI;
 
 beforeAll(async () => {
-  if (!gatewayBuilt()) throw new Error('run `npm run build` first: this test runs dist/src/bin/gateway.js');
   g = await startGatewayWorld('gw-openai');
   client = new OpenAI({ baseURL: `${g.url}/v1`, apiKey: API_KEY, maxRetries: 0, timeout: 30_000 });
 }, 90_000);

@@ -4,7 +4,7 @@
  * Redis. Clients then talk to the gateway over HTTP as they would in production.
  */
 import { join } from 'node:path';
-import { existsSync } from 'node:fs';
+import { requireBuilt } from '../helpers/built.js';
 import { ROOT, World, httpPortOf, routable, startProc, waitFor, withDump, type Proc } from '../faults/harness.js';
 
 export const GATEWAY_BIN = join(ROOT, 'dist/src/bin/gateway.js');
@@ -19,9 +19,9 @@ export interface GatewayWorld {
   close(): Promise<void>;
 }
 
-export const gatewayBuilt = (): boolean => existsSync(GATEWAY_BIN);
 
 export async function startGatewayWorld(label: string): Promise<GatewayWorld> {
+  requireBuilt(GATEWAY_BIN);
   const w = await new World({ nodes: [{ id: 'pi-a', loaded: [MODEL] }], label }).start();
   try {
     w.startWorker('pi-a');
