@@ -65,6 +65,8 @@ export interface Names {
   readonly nodes: string;
   /** Sorted set: unanswered requests by deadline (score = deadline ms, member = request key). */
   readonly deadlines: string;
+  /** Set of node ids an operator drained (`orion drain`): no new work, waiting jobs moved away. */
+  readonly drained: string;
   /** Short lock (SET NX PX) of the bridge moving a dead node's jobs elsewhere. */
   rerouteLockKey(nodeId: string): string;
   /**
@@ -94,6 +96,7 @@ export function names(prefix: string = DEFAULT_PREFIX): Names {
     bridgeStatsKey: (consumer) => `${prefix}:stats:${consumer}`,
     nodes: `${prefix}:nodes`,
     deadlines: `${prefix}:deadlines`,
+    drained: `${prefix}:drained`,
     rerouteLockKey: (nodeId) => `${prefix}:reroute-lock:${nodeId}`,
     cancelKey: (requestId) => `${prefix}:cancel:${requestId}`,
     isReplyStream: (name) => name === responses || (name.startsWith(`${responses}:`) && name.length > responses.length + 1),

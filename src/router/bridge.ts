@@ -3,7 +3,8 @@
  * routes each request from an in-memory registry snapshot, and enqueues it on the chosen
  * node's BullMQ queue; re-routes jobs workers hand back and jobs of dead nodes; answers
  * requests past their deadline; keeps its two streams trimmed to what is not acknowledged yet;
- * serves /health, /stats, /nodes, /metrics and Bull Board.
+ * serves /health, /stats, /nodes, /metrics, Bull Board, and the live cluster page (`/`, with
+ * `/cluster` and the decision stream `/events`).
  *
  * Connections: one command connection (queues, scripts, registry), one for the claims of request
  * batches (on the command connection a batch's claims would wait behind the adds of the batch
@@ -20,14 +21,17 @@ import { connectRedis, describeRedis } from '../lib/redis.js';
 import { Board } from './board.js';
 import { GroupReader } from './consumer.js';
 import { DeadlineSweeper } from './deadlines.js';
+import { DecisionFeed } from './decisions.js';
 import { DeadNodeSweeper } from './deadnodes.js';
 import { Dispatcher, withTimeout } from './dispatcher.js';
 import { SERVICE, healthHandler, metricsHandler, nodesHandler, statsHandler, type HandlerContext } from './http.js';
 import { Intake } from './intake.js';
 import { RouterMetrics, type QueueDepth } from './metrics.js';
+import { ASSET_PATHS, assetHandler, clusterHandler, type ClusterContext } from './page.js';
 import { Registry, type Snapshot } from './registry.js';
 import { RerouteHandler } from './reroute.js';
 import { BridgeStats, type Counts } from './stats.js';
+import { Timeline } from './timeline.js';
 import { trimAcked } from './trim.js';
 
 /** Knobs for tests and tuning; the defaults are the production values. */
@@ -53,6 +57,8 @@ export interface BridgeDeps {
   statsFlushMs?: number;
   /** Trimming of acknowledged entries from the request and reroute streams. @defaultValue 5000 */
   trimEveryMs?: number;
+  /** Step of the live page's charts (one read of the cluster counters each). @defaultValue 5000 */
+  timelineStepMs?: number;
 }
 
 export interface BridgeHandle {
@@ -88,6 +94,8 @@ interface Parts {
   deadlines: DeadlineSweeper;
   board: Board;
   readers: GroupReader[];
+  decisions: DecisionFeed;
+  timeline: Timeline;
   depths(): Promise<ReadonlyMap<string, QueueDepth>>;
 }
 
@@ -102,14 +110,15 @@ function assemble(config: RouterConfig, deps: BridgeDeps, root: Logger): Parts {
   defineBusCommands(claims);
   const thresholds = { maxTemp: config.maxTemp, maxRam: config.maxRam, staleAfterMs: config.staleAfter };
   const registry = new Registry({ redis: cmd, n, thresholds, log: part('registry'), refreshMs: deps.refreshMs, loadingTtlMs: deps.loadingTtlMs });
-  const dispatcher = new Dispatcher({ redis: cmd, n, log: part('dispatcher'), addTimeoutMs: deps.addTimeoutMs, depthCacheMs: deps.depthCacheMs });
+  const decisions = new DecisionFeed();
+  const dispatcher = new Dispatcher({ redis: cmd, n, log: part('dispatcher'), addTimeoutMs: deps.addTimeoutMs, depthCacheMs: deps.depthCacheMs, decisions });
   const depths = (): Promise<ReadonlyMap<string, QueueDepth>> =>
     withTimeout(dispatcher.depths(registry.current().known), 1000, 'job counts').catch(() => new Map<string, QueueDepth>());
   let heldCount = (): number => 0;
   const metrics = new RouterMetrics({ snapshot: () => registry.current(), depths, waiting: () => heldCount() });
   const stats = new BridgeStats(n, consumer, metrics);
   const common = { redis: cmd, n, registry, dispatcher, stats };
-  const intake = new Intake({ ...common, claims, log: part('intake'), maxAttempts: config.maxAttempts });
+  const intake = new Intake({ ...common, claims, log: part('intake'), maxAttempts: config.maxAttempts, decisions });
   heldCount = () => intake.heldCount();
   const rerouter = new RerouteHandler({ ...common, log: part('reroute') });
   const readerBase = { cmd, group: ROUTER_GROUP, consumer, batchSize: config.batchSize, blockMs: deps.blockMs, claimIdleMs: config.claimIdle, claimEveryMs: deps.claimEveryMs };
@@ -138,6 +147,8 @@ function assemble(config: RouterConfig, deps: BridgeDeps, root: Logger): Parts {
     deadlines: new DeadlineSweeper({ redis: cmd, n, dispatcher, intake, stats, log: part('deadlines'), tickMs: deps.deadlineTickMs }),
     board: new Board({ redis: cmd, n, dispatcher, adminUser: config.adminUser, adminPassword: config.adminPassword }),
     readers,
+    decisions,
+    timeline: new Timeline({ redis: cmd, n, local: () => stats.snapshot(), stepMs: deps.timelineStepMs }),
     depths,
   };
 }
@@ -173,23 +184,40 @@ export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}):
   board.sync(registry.current().known);
 
   let http: HttpServerHandle;
+  const boardListener = board.listener();
   try {
     http = await startHttpServer({
       host: config.httpAddr,
       port: config.httpPort,
       log: root.child({ component: 'http' }),
-      routes: httpRoutes({
-        redis: cmd,
-        n,
-        consumer: config.consumerName,
-        counts: () => stats.snapshot(),
-        waiting: () => intake.heldCount(),
-        reroutesPending: () => rerouter.pendingCount(),
-        snapshot: () => registry.current(),
-        depths: p.depths,
-        metrics: p.metrics,
-      }),
-      fallback: board.listener(),
+      routes: httpRoutes(
+        {
+          redis: cmd,
+          n,
+          consumer: config.consumerName,
+          counts: () => stats.snapshot(),
+          waiting: () => intake.heldCount(),
+          reroutesPending: () => rerouter.pendingCount(),
+          snapshot: () => registry.current(),
+          depths: p.depths,
+          metrics: p.metrics,
+        },
+        {
+          consumer: config.consumerName,
+          thresholds: { maxTemp: config.maxTemp, maxRam: config.maxRam, staleAfterMs: config.staleAfter },
+          snapshot: () => registry.current(),
+          depths: p.depths,
+          timeline: () => p.timeline.view(),
+          held: () => intake.heldCount(),
+          boardWritable: board.writable,
+        },
+      ),
+      // The decision stream is long-lived, so not a plain route; everything else goes to Bull Board.
+      fallback: (req, res) => {
+        const path = (req.url ?? '/').split('?')[0];
+        if (path === '/events' && req.method === 'GET') p.decisions.serve(req, res);
+        else boardListener(req, res);
+      },
     });
   } catch (err) {
     for (const c of [cmd, p.claims, ...p.blocking]) c.disconnect();
@@ -198,6 +226,7 @@ export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}):
   for (const r of p.readers) r.start();
   registry.start();
   deadlines.start();
+  p.timeline.start();
   const timers = [
     every(deps.touchEveryMs ?? Math.max(250, Math.floor(config.claimIdle / 3)), async () => {
       await intake.touchHeld();
@@ -231,11 +260,13 @@ async function closeBridge(p: Parts, http: HttpServerHandle, timers: NodeJS.Time
   const { log, cmd } = p;
   log.info({}, 'bridge closing');
   http.markClosing();
+  p.decisions.close();
   p.intake.stop();
   const steps: [string, () => Promise<unknown>][] = [
     ['stream readers', () => Promise.all(p.readers.map((r) => r.stop()))],
     ['registry', () => p.registry.stop()],
     ['deadlines', () => p.deadlines.stop()],
+    ['timeline', () => p.timeline.stop()],
     ['dead nodes', () => p.deadNodes.stop()],
     ['timers', async () => timers.forEach((t) => clearInterval(t))],
     ['stats flush', () => p.stats.flush(cmd)],
@@ -256,11 +287,13 @@ async function closeBridge(p: Parts, http: HttpServerHandle, timers: NodeJS.Time
   log.info({}, 'bridge closed');
 }
 
-function httpRoutes(ctx: HandlerContext) {
+function httpRoutes(ctx: HandlerContext, page: ClusterContext) {
   return {
     '/health': () => healthHandler(),
     '/stats': () => statsHandler(ctx),
     '/nodes': () => nodesHandler(ctx),
     '/metrics': () => metricsHandler(ctx),
+    '/cluster': () => clusterHandler(page),
+    ...Object.fromEntries(ASSET_PATHS.map((path) => [path, () => assetHandler(path)])),
   };
 }

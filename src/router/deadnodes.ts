@@ -9,7 +9,8 @@
  *     worker; with attempts used up the request is answered `backend_error` and the job is
  *     moved to the failed set instead).
  * A node that is alive but reports itself unavailable (Ollama not answering, worker shutting
- * down) takes no new jobs: its waiting jobs are moved the same way, its active ones left to it.
+ * down), or that an operator drained (`orion drain`), takes no new jobs: its waiting jobs are
+ * moved the same way, its active ones left to finish there.
  * A move is owner -> add (same id) -> remove, safe to repeat after a crash at any step. Jobs
  * whose request is answered already are cleared away; jobs past their deadline are left to the
  * deadline sweep.
@@ -60,7 +61,7 @@ export class DeadNodeSweeper {
     if (s.eligible.length === 0) return;
     // A node that reports itself unavailable (Ollama down, worker shutting down) is alive but
     // takes no new jobs: what waits in its queue goes elsewhere too; its running jobs stay.
-    const unavailable = [...s.views.values()].filter((v) => v.excludedReason === 'unavailable').map((v) => v.health.node_id);
+    const unavailable = [...s.views.values()].filter((v) => v.excludedReason === 'unavailable' || v.excludedReason === 'drained').map((v) => v.health.node_id);
     for (const [node, dead] of [...s.dead.map((id) => [id, true] as const), ...unavailable.map((id) => [id, false] as const)]) {
       try {
         await this.sweepNode(node, s, dead);
@@ -111,7 +112,7 @@ export class DeadNodeSweeper {
           this.o.log.warn({ node, job_id: job.id, err: (err as Error).message }, 'could not move a job of a dead node');
         }
       }
-      if (moved > 0) this.o.log.info({ node, moved }, dead ? 'jobs of a dead node moved to eligible nodes' : 'waiting jobs of an unavailable node moved to eligible nodes');
+      if (moved > 0) this.o.log.info({ node, moved }, dead ? 'jobs of a dead node moved to eligible nodes' : 'waiting jobs of an unavailable or drained node moved to eligible nodes');
       return moved;
     } finally {
       await redis.eval(RELEASE, 1, lock, consumer).catch(() => undefined);
@@ -152,8 +153,9 @@ export class DeadNodeSweeper {
     }
     const to = c.node.health.node_id;
     if (c.routing === 'fallback') registry.noteLoading(to, data.request.model);
-    await dispatcher.move({ nodeId: to, data: { ...data, routing: c.routing } }, node, job);
-    stats.rerouted(s.dead.includes(node) ? 'dead_node' : 'unavailable_node');
+    const why = s.dead.includes(node) ? 'dead_node' : s.views.get(node)?.excludedReason === 'drained' ? 'drained_node' : 'unavailable_node';
+    await dispatcher.move({ nodeId: to, data: { ...data, routing: c.routing } }, node, job, why.replace('_', ' '));
+    stats.rerouted(why);
     return true;
   }
 }

@@ -11,6 +11,7 @@ import type { InferenceRequest } from '../contracts/types.js';
 import { bullPriority, setOwners, type InferenceJobData } from '../lib/bus.js';
 import type { Logger } from '../lib/logger.js';
 import { isValidNodeId, jobIdFor, type Names } from '../lib/names.js';
+import type { DecisionFeed } from './decisions.js';
 import type { QueueDepth } from './metrics.js';
 
 export const JOB_NAME = 'inference';
@@ -29,6 +30,8 @@ export interface DispatcherOptions {
   addTimeoutMs?: number;
   /** How long job counts are cached for /metrics and /stats. @defaultValue 2000 */
   depthCacheMs?: number;
+  /** Where placements and moves are told as they happen (the live page), when anyone listens. */
+  decisions?: DecisionFeed;
 }
 
 export class TimeoutError extends Error {
@@ -164,6 +167,7 @@ export class Dispatcher {
     try {
       const jobs = list.map((it) => ({ name: JOB_NAME, data: it.data, opts: jobOptions(it.data.request) }));
       await withTimeout(q.addBulk(jobs), this.timeoutMs, `adding ${list.length} jobs to ${nodeId}`);
+      this.tell(list, 'placed');
       return;
     } catch (err) {
       if (list.length === 1 || !isJobFault(err)) {
@@ -180,6 +184,7 @@ export class Dispatcher {
       list.map(async (it) => {
         try {
           await withTimeout(q.add(JOB_NAME, it.data, jobOptions(it.data.request)), this.timeoutMs, `adding a job to ${nodeId}`);
+          this.tell([it], 'placed');
         } catch (err) {
           if (isJobFault(err)) result.refused.push({ placement: it, reason: (err as Error).message });
           else result.retry.push(it);
@@ -188,11 +193,23 @@ export class Dispatcher {
     );
   }
 
+  /** Tell the decision feed about placements, when anyone listens. */
+  private tell(list: readonly Placement[], kind: 'placed' | 'moved', from?: string, reason?: string): void {
+    const feed = this.o.decisions;
+    if (!feed?.active) return;
+    const t = Date.now();
+    for (const { nodeId, data } of list) {
+      const r = data.request;
+      feed.push({ t, kind, request_id: r.request_id, model: r.model, node: nodeId, from, routing: data.routing, priority: r.priority ?? 5, reason });
+    }
+  }
+
   /**
    * Put one job on `to` and take the copy on `from` away: owner, add, remove. Returns false
    * when the old copy is still locked by a worker (the new copy is placed; call again later).
+   * `reason` says why it moves (shown on the live page).
    */
-  async move(placement: Placement, from: string, old: Job<InferenceJobData> | undefined): Promise<boolean> {
+  async move(placement: Placement, from: string, old: Job<InferenceJobData> | undefined, reason?: string): Promise<boolean> {
     const { redis, n } = this.o;
     const id = placement.data.request.request_id;
     await withTimeout(redis.hset(n.requestKey(id), 'node', placement.nodeId), this.timeoutMs, 'recording the owner');
@@ -202,6 +219,7 @@ export class Dispatcher {
         this.timeoutMs,
         `adding a job to ${placement.nodeId}`,
       );
+      this.tell([placement], 'moved', from, reason);
       if (old) return this.removeCopy(from, jobIdFor(id));
       return true;
     }

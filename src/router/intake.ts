@@ -41,6 +41,7 @@ import type { Logger } from '../lib/logger.js';
 import { isValidNodeId, type Names } from '../lib/names.js';
 import { arrivalMs, sleep } from '../lib/time.js';
 import type { GroupReader, StreamEntry } from './consumer.js';
+import type { DecisionFeed } from './decisions.js';
 import { withTimeout, type Dispatcher, type PlaceResult, type Placement } from './dispatcher.js';
 import { choose, type Registry } from './registry.js';
 import type { BridgeStats } from './stats.js';
@@ -113,6 +114,8 @@ export interface IntakeOptions {
   dispatcher: Dispatcher;
   stats: BridgeStats;
   maxAttempts: number;
+  /** Where held and refused requests are told (the live page), when anyone listens. */
+  decisions?: DecisionFeed;
   now?: () => number;
 }
 
@@ -362,11 +365,16 @@ export class Intake {
         stats.routed(pl.nodeId, pl.data.routing, now - arrivalMs(pl.data.entry_id, now), anticipated);
       }
     }
+    const feed = this.o.decisions?.active ? this.o.decisions : undefined;
     for (const h of hold) {
-      if (!this.held.has(h.request.request_id)) this.o.log.info({ request_id: h.request.request_id, model: h.request.model, reason: h.reason }, 'no eligible node: request held');
+      if (!this.held.has(h.request.request_id)) {
+        this.o.log.info({ request_id: h.request.request_id, model: h.request.model, reason: h.reason }, 'no eligible node: request held');
+        feed?.push({ t: Date.now(), kind: 'held', request_id: h.request.request_id, model: h.request.model, priority: h.request.priority ?? 5, reason: h.reason });
+      }
       this.held.set(h.request.request_id, h);
     }
     for (const e of errors) {
+      feed?.push({ t: Date.now(), kind: 'refused', request_id: e.p.request.request_id, model: e.p.request.model, reason: e.code });
       if ((await this.answer(e.p, e.code, e.message)) && e.code !== 'cancelled') stats.error(e.code);
       ack.push(e.p.entryId);
       this.held.delete(e.p.request.request_id);

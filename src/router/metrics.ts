@@ -53,7 +53,7 @@ export class RouterMetrics {
     this.timeouts = new Counter({ name: `${p}timeouts_total`, help: 'Requests answered timeout by this bridge', registers });
     this.rerouted = new Counter({
       name: `${p}rerouted_total`,
-      help: 'Jobs moved to another node: notice = a worker handed it back, dead_node = its node went silent, unavailable_node = its node reported itself unavailable',
+      help: 'Jobs moved to another node: notice = a worker handed it back, dead_node = its node went silent, unavailable_node = its node reported itself unavailable, drained_node = an operator drained its node',
       labelNames: ['reason'],
       registers,
     });

@@ -1,10 +1,11 @@
 /**
  * The in-memory snapshot of the health registry the bridge routes from (SPEC.md section 6).
  * Refreshed in the background about every second with two round trips, whatever the number of
- * nodes: HGETALL `{p}:health` + SMEMBERS `{p}:nodes`, then one script call telling which TTL
+ * nodes: HGETALL `{p}:health` + SMEMBERS `{p}:nodes` and `{p}:drained`, then one script call telling which TTL
  * keys exist. A health document unchanged since the last refresh is not parsed again (with a
  * thousand nodes, parsing was most of the refresh). Routing decisions read only the snapshot,
- * never Redis.
+ * never Redis. A node in `{p}:drained` (set by `orion drain`) is shown with the exclusion
+ * reason `drained` and gets no new work.
  *
  * Anticipated loads: when a request for model M goes to node X as a fallback, X is about to
  * load M. For a short while (`loadingTtlMs`) the snapshot counts M as loaded on X, so the next
@@ -18,7 +19,7 @@ import type { Logger } from '../lib/logger.js';
 import { isValidNodeId, type Names } from '../lib/names.js';
 import { Periodic } from '../lib/periodic.js';
 import { RoutingIndex } from './routing-index.js';
-import { eligibleInOrder, toNodeView, type NodeView, type Thresholds } from './routing.js';
+import { drainedView, eligibleInOrder, toNodeView, type NodeView, type Thresholds } from './routing.js';
 
 export interface Snapshot {
   /** When it was taken (ms since epoch); 0 before the first refresh. */
@@ -221,10 +222,11 @@ export class Registry {
   /** Read the registry and build a new snapshot. */
   async refresh(): Promise<Snapshot> {
     const { redis, n, log } = this.o;
-    const first = await redis.pipeline().hgetall(n.health).smembers(n.nodes).exec();
+    const first = await redis.pipeline().hgetall(n.health).smembers(n.nodes).smembers(n.drained).exec();
     const hash = (first?.[0]?.[1] ?? {}) as Record<string, string>;
     if (first?.[0]?.[0]) throw first[0][0];
     const members = (first?.[1]?.[1] ?? []) as string[];
+    const drained = new Set((first?.[2]?.[1] ?? []) as string[]);
     const now = this.now();
     // Only node ids: anything else in the registry (a field `evil:node`, an empty one) names no
     // queue and is skipped, with a warning now and then (a worker's ACL user may write any field).
@@ -250,7 +252,8 @@ export class Registry {
       }
       this.warned.delete(id);
       parsed.set(id, { raw, p });
-      const view = toNodeView(p.health, alive.has(id), now, this.o.thresholds);
+      const plain = toNodeView(p.health, alive.has(id), now, this.o.thresholds);
+      const view = drained.has(id) ? drainedView(plain) : plain;
       if (now - view.lastSeenMs > dropAfter && !alive.has(id)) {
         drop.push(id);
         continue;

@@ -175,7 +175,7 @@ export class RerouteHandler {
     const to = c.node.health.node_id;
     data.routing = c.routing;
     if (c.routing === 'fallback') registry.noteLoading(to, data.request.model);
-    const moved = await dispatcher.move({ nodeId: to, data }, from, old);
+    const moved = await dispatcher.move({ nodeId: to, data }, from, old, `handed back: ${notice.code}`);
     stats.rerouted('notice');
     log.info({ request_id: id, from, to, routing: c.routing, attempt: data.attempt, code: notice.code }, 'job moved to another node');
     return moved;

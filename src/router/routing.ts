@@ -11,7 +11,8 @@
 import type { NodeHealth, Routing } from '../contracts/types.js';
 import { normalizeModel } from '../contracts/index.js';
 
-export type ExcludedReason = 'stale' | 'temperature' | 'ram' | 'unavailable';
+/** `drained`: an operator took the node out of rotation (`orion drain`, the set `{p}:drained`). */
+export type ExcludedReason = 'stale' | 'drained' | 'temperature' | 'ram' | 'unavailable';
 
 export interface Thresholds {
   maxTemp: number;
@@ -60,6 +61,15 @@ export function toNodeView(h: NodeHealth, ttlAlive: boolean, now: number, t: Thr
   };
   if (reason !== undefined) view.excludedReason = reason;
   return view;
+}
+
+/**
+ * The view of a node an operator drained: not eligible, reason `drained`, unless it is stale
+ * already (a dead node stays `stale`, so its running jobs are recovered as a dead node's).
+ */
+export function drainedView(view: NodeView): NodeView {
+  if (view.excludedReason === 'stale') return view;
+  return { ...view, eligible: false, excludedReason: 'drained' };
 }
 
 /** Routing order: ram_percent ascending, ties by node id. */

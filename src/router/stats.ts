@@ -75,7 +75,7 @@ export class BridgeStats {
     this.metrics?.timeouts.inc();
   }
 
-  rerouted(reason: 'notice' | 'dead_node' | 'unavailable_node'): void {
+  rerouted(reason: 'notice' | 'dead_node' | 'unavailable_node' | 'drained_node'): void {
     this.add('rerouted');
     this.metrics?.rerouted.inc({ reason });
   }
