@@ -21,6 +21,7 @@
  */
 import type { Redis } from 'ioredis';
 import { parseRequestEntry } from '../contracts/index.js';
+import { traceStep } from '../lib/trace.js';
 import type { InferenceRequest } from '../contracts/types.js';
 import {
   DEFAULT_TIMEOUT_MS,
@@ -198,6 +199,7 @@ export class Intake {
         continue;
       }
       const p = parseRequestEntry(e.fields, n);
+      if (p.ok) traceStep(p.request.request_id, 'bridge read');
       if (!p.ok) {
         this.refuse((refusals ??= redis.pipeline()), e.id, p.reason, p.original, p.requestId, p.replyTo);
         ack.push(e.id);
@@ -358,6 +360,7 @@ export class Intake {
         hold.push({ entryId: pl.data.entry_id, request: pl.data.request, deadline: pl.data.deadline, seenAt: pl.data.seen_at, bytes: pl.data.request_bytes, reason: 'retry' });
         continue;
       }
+      traceStep(id, 'job queued');
       ack.push(pl.data.entry_id);
       this.held.delete(id);
       if (firstTime.has(id)) {
