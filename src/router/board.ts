@@ -12,6 +12,7 @@ import { Queue } from 'bullmq';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { RequestListener } from 'node:http';
 import type { Redis } from 'ioredis';
+import { HeldConnection } from '../lib/bull.js';
 import type { Names } from '../lib/names.js';
 import type { Dispatcher } from './dispatcher.js';
 
@@ -59,7 +60,7 @@ export class Board {
       this.shown.add(id);
       const q = this.o.dispatcher.queue(id);
       add.push(new BullMQAdapter(q, { readOnlyMode: !this.writable, prefix: `${this.o.n.nodeQueuePrefix}:`, description: `jobs routed to ${id}` }));
-      const hb = new Queue(id, { prefix: this.o.n.heartbeatQueuePrefix, connection: this.o.redis });
+      const hb = new Queue(id, { prefix: this.o.n.heartbeatQueuePrefix, connection: this.o.redis }, HeldConnection);
       hb.on('error', () => undefined);
       this.heartbeats.push(hb);
       add.push(new BullMQAdapter(hb, { readOnlyMode: true, prefix: `${this.o.n.heartbeatQueuePrefix}:`, description: `health job of ${id}` }));

@@ -8,6 +8,7 @@
 import { Job, Queue, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { InferenceRequest } from '../contracts/types.js';
+import { HeldConnection } from '../lib/bull.js';
 import { bullPriority, setOwners, type InferenceJobData } from '../lib/bus.js';
 import type { Logger } from '../lib/logger.js';
 import { jobIdFor, type Names } from '../lib/names.js';
@@ -69,7 +70,7 @@ export class Dispatcher {
   queue(nodeId: string): Queue<InferenceJobData> {
     let q = this.queues.get(nodeId);
     if (!q) {
-      q = new Queue<InferenceJobData>(nodeId, { prefix: this.o.n.nodeQueuePrefix, connection: this.o.redis });
+      q = new Queue<InferenceJobData>(nodeId, { prefix: this.o.n.nodeQueuePrefix, connection: this.o.redis }, HeldConnection);
       q.on('error', (err) => {
         if (!this.queueErrorLogged) this.o.log.warn({ node: nodeId, err: err.message }, 'node queue error');
         this.queueErrorLogged = true;
