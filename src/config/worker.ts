@@ -74,7 +74,7 @@ export const workerOptions = {
   lockDuration: {
     flag: 'lock-duration',
     env: 'ORION_LOCK_DURATION',
-    description: 'BullMQ job lock; a dead worker\'s jobs are recovered after it lapses',
+    description: 'BullMQ job lock, renewed while a job runs; a dead worker\'s running jobs move once its health key expired and their lock lapsed',
     default: 10000,
     defaultText: '10s',
     parse: parsers.duration(1000),

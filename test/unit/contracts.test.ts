@@ -48,6 +48,24 @@ describe('the validators compiled ahead of time', () => {
   });
 });
 
+describe('the refusal of a request with both or neither of prompt and messages', () => {
+  const base = { request_id: 'r-1', model: 'gemma3:1b' };
+  it.each([
+    ['both', { ...base, prompt: 'hi', messages: [{ role: 'user', content: 'hi' }] }],
+    ['neither', base],
+  ])('with %s says it once, in words', (_kind, doc) => {
+    const r = validateRequest(doc);
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.message).toBe('(root): give exactly one of prompt, messages or input');
+  });
+
+  it('still lists the other problems of the same request', () => {
+    const r = validateRequest({ ...base, prompt: 'hi', messages: [], priority: 99 });
+    expect(r.ok === false && r.message).toBe('(root): give exactly one of prompt, messages or input; /priority must be <= 9');
+  });
+});
+
 describe('a request stream entry becomes a request or a reasoned refusal', () => {
   const n = names('orion:inference');
   const ok = { request_id: 'r-1', model: 'gemma3:1b', prompt: 'Why is the sky blue?' };
