@@ -101,6 +101,12 @@ export function nodesHandler(ctx: Pick<HandlerContext, 'snapshot'>): HandlerResu
     delete doc['excluded_reason'];
     doc['eligible'] = view.eligible;
     if (!view.eligible) doc['excluded_reason'] = view.excludedReason;
+    const instances = s.duplicates.get(id);
+    if (instances) {
+      // The others than the process whose document this is.
+      doc['duplicate_instances'] = instances.filter((x) => x !== doc['instance_id']);
+      doc['warning'] = `${instances.length} worker processes publish health as ${id}; give each its own --node-id`;
+    }
     return doc;
   });
   return { status: 200, body };
