@@ -112,7 +112,7 @@ export function nodesHandler(ctx: Pick<HandlerContext, 'snapshot' | 'readmit' | 
   const body = [...eligible, ...others].map((id) => {
     const view = s.views.get(id)!;
     const doc: Record<string, unknown> = { ...(s.published.get(id) ?? view.health) };
-    for (const k of ['eligible', 'excluded_reason', 'hysteresis', 'readmit_below', 'queue_waiting', 'queue_running']) delete doc[k];
+    for (const k of ['eligible', 'excluded_reason', 'hysteresis', 'readmit_below', 'warning', 'queue_waiting', 'queue_running']) delete doc[k];
     doc['eligible'] = view.eligible;
     if (!view.eligible) doc['excluded_reason'] = view.excludedReason;
     if (view.hysteresis) {
@@ -125,6 +125,12 @@ export function nodesHandler(ctx: Pick<HandlerContext, 'snapshot' | 'readmit' | 
       const l = ctx.load(id);
       doc['queue_waiting'] = l.waiting;
       doc['queue_running'] = l.running;
+    }
+    const instances = s.duplicates.get(id);
+    if (instances) {
+      // The others than the process whose document this is.
+      doc['duplicate_instances'] = instances.filter((x) => x !== doc['instance_id']);
+      doc['warning'] = `${instances.length} worker processes publish health as ${id}; give each its own --node-id`;
     }
     return doc;
   });
