@@ -29,6 +29,7 @@ import {
   writeHealth,
   type OllamaStatus,
 } from './health.js';
+import { DuplicateWatch } from './duplicates.js';
 import { httpFetch } from './http-fetch.js';
 import { healthHandler, metricsHandler } from './http.js';
 import { createWorkerMetrics, type WorkerMetrics } from './metrics.js';
@@ -214,6 +215,7 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
   let healthChain: Promise<unknown> = Promise.resolve();
   let healthFailing = false;
   let lastHealthAt = 0;
+  const duplicates = new DuplicateWatch();
   let healthPending = 0;
   let takingJobs = false;
 
@@ -252,8 +254,10 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
       active,
       waiting: (counts['wait'] ?? 0) + (counts['prioritized'] ?? 0),
       ...(closing ? { unavailableReason: 'shutting down' } : {}),
+      instanceId: duplicates.instanceId,
+      duplicateInstances: duplicates.current(Date.now()),
     });
-    await writeHealth(redis, n, doc, config.healthTtl);
+    duplicates.replaced(await writeHealth(redis, n, doc, config.healthTtl), Date.now(), nodeId, log);
     metrics.cpu.set(doc.cpu_percent);
     metrics.ram.set(doc.ram_percent);
     if (doc.temp_celsius === null) metrics.temp.reset();
