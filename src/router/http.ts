@@ -6,7 +6,7 @@ import type { Redis } from 'ioredis';
 import type { HandlerResult } from '../lib/http.js';
 import { ROUTER_GROUP, type Names } from '../lib/names.js';
 import { VERSION } from '../lib/version.js';
-import { withTimeout } from './dispatcher.js';
+import { withTimeout } from '../lib/time.js';
 import type { QueueDepth, RouterMetrics } from './metrics.js';
 import type { Snapshot } from './registry.js';
 import { countsOf, type Counts } from './stats.js';
