@@ -163,7 +163,7 @@ function assemble(config: RouterConfig, deps: BridgeDeps, root: Logger): Parts {
     rerouter,
     deadNodes: new DeadNodeSweeper({ ...common, log: part('dead-nodes'), consumer }),
     deadlines: new DeadlineSweeper({ redis: cmd, n, dispatcher, intake, stats, log: part('deadlines'), tickMs: deps.deadlineTickMs }),
-    board: new Board({ redis: cmd, n, dispatcher, adminUser: config.adminUser, adminPassword: config.adminPassword }),
+    board: new Board({ redis: cmd, n, dispatcher, adminUser: config.adminUser, adminPassword: config.adminPassword, log: part('board') }),
     readers,
     balancing,
     decisions,
