@@ -223,6 +223,7 @@ export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}):
           depths: p.depths,
           metrics: p.metrics,
           routing: config.routing,
+          load: (id) => p.balancing.load.get(id),
           where: { redis: cmd, n, eta: p.balancing.etaSource((id) => intake.isHeld(id)) },
           readmit: { temp: thresholdsOf(config).readmitTemp, ram: thresholdsOf(config).readmitRam },
         },
