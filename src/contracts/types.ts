@@ -65,6 +65,8 @@ export interface NodeHealth {
   worker_version?: string;
   ollama_version?: string | null;
   reason?: string;
+  /** Redis's clock minus the node's own (ms); `last_seen` is on Redis's clock. */
+  clock_offset_ms?: number;
 }
 
 export interface DeadLetter {

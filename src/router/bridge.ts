@@ -17,6 +17,7 @@ import { startHttpServer, type HttpServerHandle } from '../lib/http.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { ROUTER_GROUP, names, type Names } from '../lib/names.js';
 import { connectRedis, describeRedis } from '../lib/redis.js';
+import { RedisWatch } from '../lib/redis-watch.js';
 import { Board } from './board.js';
 import { GroupReader } from './consumer.js';
 import { DeadlineSweeper } from './deadlines.js';
@@ -53,6 +54,8 @@ export interface BridgeDeps {
   statsFlushMs?: number;
   /** Trimming of acknowledged entries from the request and reroute streams. @defaultValue 5000 */
   trimEveryMs?: number;
+  /** How often Redis's clock and maxmemory-policy are read. @defaultValue 5000 */
+  redisWatchMs?: number;
 }
 
 export interface BridgeHandle {
@@ -88,6 +91,8 @@ interface Parts {
   deadlines: DeadlineSweeper;
   board: Board;
   readers: GroupReader[];
+  /** Redis's clock (every deadline and freshness judgement) and its maxmemory-policy. */
+  watch: RedisWatch;
   depths(): Promise<ReadonlyMap<string, QueueDepth>>;
 }
 
@@ -100,15 +105,17 @@ function assemble(config: RouterConfig, deps: BridgeDeps, root: Logger): Parts {
   const claims = connectRedis(config, root, 'orion-router-claims');
   defineBusCommands(cmd);
   defineBusCommands(claims);
+  const watch = new RedisWatch(cmd, part('redis'), deps.redisWatchMs ?? 5000);
+  const now = (): number => watch.clock.now();
   const thresholds = { maxTemp: config.maxTemp, maxRam: config.maxRam, staleAfterMs: config.staleAfter };
-  const registry = new Registry({ redis: cmd, n, thresholds, log: part('registry'), refreshMs: deps.refreshMs, loadingTtlMs: deps.loadingTtlMs });
+  const registry = new Registry({ redis: cmd, n, thresholds, log: part('registry'), refreshMs: deps.refreshMs, loadingTtlMs: deps.loadingTtlMs, now });
   const dispatcher = new Dispatcher({ redis: cmd, n, log: part('dispatcher'), addTimeoutMs: deps.addTimeoutMs, depthCacheMs: deps.depthCacheMs });
   const depths = (): Promise<ReadonlyMap<string, QueueDepth>> =>
     withTimeout(dispatcher.depths(registry.current().known), 1000, 'job counts').catch(() => new Map<string, QueueDepth>());
   let heldCount = (): number => 0;
   const metrics = new RouterMetrics({ snapshot: () => registry.current(), depths, waiting: () => heldCount() });
   const stats = new BridgeStats(n, consumer, metrics);
-  const common = { redis: cmd, n, registry, dispatcher, stats };
+  const common = { redis: cmd, n, registry, dispatcher, stats, now };
   const intake = new Intake({ ...common, claims, log: part('intake'), maxAttempts: config.maxAttempts });
   heldCount = () => intake.heldCount();
   const rerouter = new RerouteHandler({ ...common, log: part('reroute') });
@@ -117,7 +124,8 @@ function assemble(config: RouterConfig, deps: BridgeDeps, root: Logger): Parts {
     // depth 8: batches are read and claimed, routed and sent, and waited for all at once
     // (Intake.handle), so that neither the bridge nor Redis waits for the other under a
     // backlog. 8 drained faster than 3 or 5, and as fast as 16 (P1 in BENCHMARKS.md).
-    new GroupReader({ ...readerBase, blocking: blocking[0], stream: n.requests, depth: 8, log: part('consumer'), handle: (e) => intake.handle(e) }),
+    // Under a maxmemory-policy that evicts, no new request is read (SPEC.md section 7).
+    new GroupReader({ ...readerBase, blocking: blocking[0], stream: n.requests, depth: 8, log: part('consumer'), handle: (e) => intake.handle(e), paused: () => watch.policy.refusing() }),
     new GroupReader({ ...readerBase, blocking: blocking[1], stream: n.reroute, log: part('reroute'), handle: (e) => rerouter.handle(e) }),
   ];
   intake.reader = readers[0];
@@ -135,9 +143,10 @@ function assemble(config: RouterConfig, deps: BridgeDeps, root: Logger): Parts {
     intake,
     rerouter,
     deadNodes: new DeadNodeSweeper({ ...common, log: part('dead-nodes'), consumer }),
-    deadlines: new DeadlineSweeper({ redis: cmd, n, dispatcher, intake, stats, log: part('deadlines'), tickMs: deps.deadlineTickMs }),
+    deadlines: new DeadlineSweeper({ redis: cmd, n, dispatcher, intake, stats, log: part('deadlines'), tickMs: deps.deadlineTickMs, now }),
     board: new Board({ redis: cmd, n, dispatcher, adminUser: config.adminUser, adminPassword: config.adminPassword }),
     readers,
+    watch,
     depths,
   };
 }
@@ -159,12 +168,14 @@ function every(ms: number, fn: () => Promise<void>): NodeJS.Timeout {
 export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}): Promise<BridgeHandle> {
   const root = deps.log ?? createLogger({ level: config.logLevel, base: { service: SERVICE } });
   const p = assemble(config, deps, root);
-  const { log, n, cmd, registry, intake, rerouter, deadNodes, deadlines, board, stats } = p;
+  const { log, n, cmd, registry, intake, rerouter, deadNodes, deadlines, board, stats, watch } = p;
+  // Redis's clock and policy before anything is judged or read (bounded: Redis may be down).
+  await watch.start();
 
   // After every refresh: show new node queues, try held requests and notices, move dead nodes' jobs.
   registry.onRefresh(async (s) => {
     board.sync(s.known);
-    await intake.retryHeld();
+    if (!watch.policy.refusing()) await intake.retryHeld();
     await rerouter.retryPending();
     await deadNodes.sweep(s);
   });
@@ -188,7 +199,7 @@ export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}):
         snapshot: () => registry.current(),
         depths: p.depths,
         metrics: p.metrics,
-      }),
+      }, watch),
       fallback: board.listener(),
     });
   } catch (err) {
@@ -235,6 +246,7 @@ async function closeBridge(p: Parts, http: HttpServerHandle, timers: NodeJS.Time
   const steps: [string, () => Promise<unknown>][] = [
     ['stream readers', () => Promise.all(p.readers.map((r) => r.stop()))],
     ['registry', () => p.registry.stop()],
+    ['redis watch', async () => p.watch.stop()],
     ['deadlines', () => p.deadlines.stop()],
     ['dead nodes', () => p.deadNodes.stop()],
     ['timers', async () => timers.forEach((t) => clearInterval(t))],
@@ -256,9 +268,9 @@ async function closeBridge(p: Parts, http: HttpServerHandle, timers: NodeJS.Time
   log.info({}, 'bridge closed');
 }
 
-function httpRoutes(ctx: HandlerContext) {
+function httpRoutes(ctx: HandlerContext, watch: RedisWatch) {
   return {
-    '/health': () => healthHandler(),
+    '/health': () => healthHandler(() => watch.view()),
     '/stats': () => statsHandler(ctx),
     '/nodes': () => nodesHandler(ctx),
     '/metrics': () => metricsHandler(ctx),

@@ -192,7 +192,10 @@ export interface HealthInput {
    * than refusing them as `model_not_found`.
    */
   lastInstalled?: string[];
+  /** Redis's clock, ms since the epoch (`last_seen` is stamped on it); the local clock when unset. */
   now?: number;
+  /** Redis's clock minus this machine's, when measured. */
+  clockOffsetMs?: number;
 }
 
 /** The health document, in the guide's field order, numbers rounded to one decimal. */
@@ -217,6 +220,7 @@ export function buildHealth(h: HealthInput): NodeHealth {
   doc.worker_version = VERSION;
   doc.ollama_version = h.ollama.ok ? h.ollama.version : null;
   if (!available) doc.reason = h.unavailableReason ?? (h.ollama.ok ? 'unavailable' : h.ollama.reason);
+  if (h.clockOffsetMs !== undefined) doc.clock_offset_ms = Math.round(h.clockOffsetMs);
   return doc;
 }
 

@@ -18,6 +18,7 @@ import { startHttpServer, type HttpServerHandle } from '../lib/http.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { names } from '../lib/names.js';
 import { connectRedis, describeRedis, redisOptionsFor } from '../lib/redis.js';
+import { RedisWatch } from '../lib/redis-watch.js';
 import { VERSION } from '../lib/version.js';
 import {
   CpuMeter,
@@ -138,6 +139,11 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
   /** Installed models the last time Ollama answered. */
   let lastInstalled: string[] | undefined;
 
+  const redisOpts = redisOptionsFor(config);
+  const redis = connectRedis(redisOpts, log, `orion-worker:${nodeId}`);
+  defineBusCommands(redis);
+  // Redis's clock and maxmemory-policy, read at start and on every beat.
+  const redisWatch = new RedisWatch(redis, log, config.heartbeatInterval, () => void publishHealth());
   const http: HttpServerHandle = await startHttpServer({
     host: config.httpAddr,
     port: config.httpPort,
@@ -148,15 +154,16 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
         ollamaHost: config.ollamaHost,
         concurrency,
         active,
-        available: !closing && ollama?.ok === true,
+        available: !closing && ollama?.ok === true && !redisWatch.policy.refusing(),
+        redis: redisWatch.view(),
       })),
       '/metrics': metricsHandler(metrics.registry),
     },
+  }).catch((err: unknown) => {
+    redis.disconnect();
+    throw err;
   });
 
-  const redisOpts = redisOptionsFor(config);
-  const redis = connectRedis(redisOpts, log, `orion-worker:${nodeId}`);
-  defineBusCommands(redis);
   const connection: ConnectionOptions = { ...redisOpts, connectionName: `orion-worker-bull:${nodeId}` };
   const probeClient = new Ollama({
     host: config.ollamaHost,
@@ -184,7 +191,18 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
       metrics.active.set(active);
       try {
         return await processJob(
-          { redis, n, nodeId, ollamaHost: config.ollamaHost, ollamaTimeoutMs: config.ollamaTimeout, jobKey, log, metrics, onOllamaUnreachable: ollamaUnreachable },
+          {
+            redis,
+            n,
+            nodeId,
+            ollamaHost: config.ollamaHost,
+            ollamaTimeoutMs: config.ollamaTimeout,
+            jobKey,
+            log,
+            metrics,
+            onOllamaUnreachable: ollamaUnreachable,
+            now: () => redisWatch.clock.now(),
+          },
           job,
           signal,
         );
@@ -231,7 +249,7 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
       if (jobWorker.isPaused()) jobWorker.resume();
       else if (!jobWorker.isRunning()) jobWorker.run().catch(onBullError('job-worker'));
     } else {
-      log.warn({ reason }, 'not taking jobs until Ollama answers');
+      log.warn({ reason }, 'not taking jobs');
       void jobWorker.pause(true).catch(onBullError('job-worker'));
     }
   };
@@ -256,7 +274,9 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
       concurrency,
       active,
       waiting: (counts['wait'] ?? 0) + (counts['prioritized'] ?? 0),
-      ...(closing ? { unavailableReason: 'shutting down' } : {}),
+      ...unavailable(),
+      now: redisWatch.clock.now(),
+      clockOffsetMs: redisWatch.clock.offsetMs(),
     });
     await writeHealth(redis, n, doc, config.healthTtl);
     metrics.cpu.set(doc.cpu_percent);
@@ -264,8 +284,20 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
     if (doc.temp_celsius === null) metrics.temp.reset();
     else metrics.temp.set(doc.temp_celsius);
     metrics.ollamaUp.set(status.ok ? 1 : 0);
-    setTakingJobs(status.ok, status.ok ? 'ollama answers' : status.reason);
+    const refusing = redisWatch.policy.refusing();
+    setTakingJobs(status.ok && !refusing, refusing ? evictingReason() : status.ok ? 'ollama answers' : status.reason);
     return doc;
+  }
+
+  function evictingReason(): string {
+    return `redis maxmemory-policy ${redisWatch.policy.current().policy} evicts keys`;
+  }
+
+  /** Why the node reports itself unavailable whatever Ollama says, if it does. */
+  function unavailable(): { unavailableReason?: string } {
+    if (closing) return { unavailableReason: 'shutting down' };
+    if (redisWatch.policy.refusing()) return { unavailableReason: evictingReason() };
+    return {};
   }
 
   /** Health writes run one after another, so an older document never overwrites a newer one. */
@@ -298,7 +330,9 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
     void publishHealth();
   }
 
-  // Publish once now (and start taking jobs if Ollama answers), then on every beat.
+  // Read Redis's clock and policy, publish once now (and start taking jobs if Ollama answers
+  // and the policy allows), then on every beat.
+  await redisWatch.start();
   await publishHealth();
   const heartbeatQueue = new Queue(nodeId, { connection, prefix: n.heartbeatQueuePrefix });
   heartbeatQueue.on('error', onBullError('heartbeat-queue'));
@@ -352,6 +386,7 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
   async function doClose(opts: CloseOptions): Promise<void> {
     closing = true;
     clearInterval(watchdog);
+    redisWatch.stop();
     log.info({ active, force: !!opts.force }, 'shutting down: finishing running jobs');
     const step = async (what: string, fn: () => Promise<unknown>, timeoutMs?: number): Promise<void> => {
       log.debug({ step: what }, 'shutdown step');
