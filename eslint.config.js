@@ -17,7 +17,7 @@ export default tseslint.config(
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
   {
-    files: ['src/bin/**', 'bench/**', 'test/**', 'src/demo/**', 'src/cli/**'],
+    files: ['src/bin/**', 'bench/**', 'scripts/**', 'test/**', 'src/demo/**', 'src/cli/**'],
     rules: { 'no-console': 'off' },
   },
 );

@@ -22,8 +22,8 @@ const validators = generated as unknown as {
   health: ValidateFunction<NodeHealth>;
 };
 
-/** What the request schema's top-level `oneOf` (prompt xor messages) means, said once. */
-export const PROMPT_OR_MESSAGES = 'give exactly one of prompt or messages';
+/** What the request schema's top-level `oneOf` (one of prompt, messages, input) means, said once. */
+export const PROMPT_OR_MESSAGES = 'give exactly one of prompt, messages or input';
 
 /**
  * One line per schema problem, e.g. `/priority must be <= 9`. The top-level `oneOf` of the

@@ -168,10 +168,11 @@ return 1
 /**
  * start: admit a job copy and record its attempt, in one step (one round trip where a check
  * and BullMQ's `Job.updateData` took two).
- * KEYS: 1 request hash, 2 the job's hash in its BullMQ queue
+ * KEYS: 1 request hash, 2 the job's hash in its BullMQ queue, 3 the request's cancel key
  * ARGV: 1 node id, 2 the job's data with this attempt counted (JSON)
  * Returns {'run'} (the data written, as `Job.updateData` writes it) | {'done', final} (answered
- * already) | {'moved', owner} (another node owns the job now) | {'gone'} (the job hash is missing).
+ * already) | {'moved', owner} (another node owns the job now) | {'gone'} (the job hash is
+ * missing) | {'cancelled'} (its sender cancelled it: not started, no attempt used).
  */
 const START = `
 local final = redis.call('HGET', KEYS[1], 'final')
@@ -179,6 +180,7 @@ if final then return {'done', final} end
 local owner = redis.call('HGET', KEYS[1], 'node')
 if owner and owner ~= ARGV[1] then return {'moved', owner} end
 if redis.call('EXISTS', KEYS[2]) == 0 then return {'gone'} end
+if redis.call('EXISTS', KEYS[3]) == 1 then return {'cancelled'} end
 redis.call('HSET', KEYS[2], 'data', ARGV[2])
 return {'run'}
 `;
@@ -194,7 +196,7 @@ declare module 'ioredis' {
     orionOwners(...args: (string | number)[]): Result<number, Context>;
     orionFinal(k1: string, k2: string, k3: string, k4: string, node: string, doc: string, maxlen: number, ttl: number): Result<number, Context>;
     orionPartial(k1: string, k2: string, node: string, doc: string, maxlen: number): Result<number, Context>;
-    orionStart(k1: string, k2: string, node: string, data: string): Result<Reply, Context>;
+    orionStart(k1: string, k2: string, k3: string, node: string, data: string): Result<Reply, Context>;
   }
 }
 
@@ -206,10 +208,10 @@ export function defineBusCommands(redis: Redis): void {
   redis.defineCommand('orionOwners', { lua: OWNERS });
   redis.defineCommand('orionFinal', { numberOfKeys: 4, lua: FINAL });
   redis.defineCommand('orionPartial', { numberOfKeys: 2, lua: PARTIAL });
-  redis.defineCommand('orionStart', { numberOfKeys: 2, lua: START });
+  redis.defineCommand('orionStart', { numberOfKeys: 3, lua: START });
 }
 
-export type StartResult = { kind: 'run' } | { kind: 'done'; final: string } | { kind: 'moved'; owner: string } | { kind: 'gone' };
+export type StartResult = { kind: 'run' } | { kind: 'done'; final: string } | { kind: 'moved'; owner: string } | { kind: 'gone' } | { kind: 'cancelled' };
 
 /**
  * Admit a job copy on `nodeId` and store its data with the attempt counted (see START). The
@@ -218,8 +220,8 @@ export type StartResult = { kind: 'run' } | { kind: 'done'; final: string } | { 
  */
 export async function startJob(redis: Redis, n: Names, requestId: string, jobKey: string, nodeId: string, data: InferenceJobData): Promise<StartResult> {
   defineBusCommands(redis);
-  const [kind, value = ''] = await redis.orionStart(n.requestKey(requestId), jobKey, nodeId, JSON.stringify(data));
-  if (kind === 'run' || kind === 'gone') return { kind };
+  const [kind, value = ''] = await redis.orionStart(n.requestKey(requestId), jobKey, n.cancelKey(requestId), nodeId, JSON.stringify(data));
+  if (kind === 'run' || kind === 'gone' || kind === 'cancelled') return { kind };
   return kind === 'done' ? { kind, final: value } : { kind: 'moved', owner: value };
 }
 

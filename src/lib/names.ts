@@ -67,6 +67,11 @@ export interface Names {
   readonly deadlines: string;
   /** Short lock (SET NX PX) of the bridge moving a dead node's jobs elsewhere. */
   rerouteLockKey(nodeId: string): string;
+  /**
+   * String with TTL: set by a client to cancel request `requestId` (SPEC.md section 9); the
+   * bridge checks it before placing, the worker before starting and while generating.
+   */
+  cancelKey(requestId: string): string;
   /** Whether a reply stream name is one a request may name in `reply_to`. */
   isReplyStream(name: string): boolean;
 }
@@ -90,6 +95,7 @@ export function names(prefix: string = DEFAULT_PREFIX): Names {
     nodes: `${prefix}:nodes`,
     deadlines: `${prefix}:deadlines`,
     rerouteLockKey: (nodeId) => `${prefix}:reroute-lock:${nodeId}`,
+    cancelKey: (requestId) => `${prefix}:cancel:${requestId}`,
     isReplyStream: (name) => name === responses || (name.startsWith(`${responses}:`) && name.length > responses.length + 1),
   };
 }

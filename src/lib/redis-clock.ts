@@ -4,14 +4,14 @@
  * a minute off is neither late nor stale because of it.
  *
  * The offset (Redis time minus local time) is sampled with `TIME` at start and periodically,
- * corrected by half the round trip; `now()` is the local clock plus the last good offset. A
- * sample whose round trip is long (Redis busy or far) is used only when there is none better.
+ * corrected by half the round trip; `now()` is the local clock plus the offset of the recent
+ * sample with the shortest round trip (Redis busy or far makes a sample less exact).
  */
 import type { Redis } from 'ioredis';
 import type { Logger } from './logger.js';
 
-/** A sample slower than this is kept only when no better one is there. */
-const GOOD_RTT_MS = 250;
+/** Samples kept to choose from. */
+const SAMPLES = 5;
 /** Past this much, the clock offset is worth a warning. */
 export const CLOCK_WARN_MS = 2000;
 
@@ -24,8 +24,8 @@ export interface Clock {
 
 export class RedisClock implements Clock {
   private offset: number | undefined;
-  /** Slow samples refused in a row. */
-  private refused = 0;
+  /** The last few samples; the offset is the one of the shortest round trip among them. */
+  private readonly samples: { offset: number; rtt: number }[] = [];
   private warned = false;
 
   constructor(
@@ -47,15 +47,12 @@ export class RedisClock implements Clock {
     const [sec, usec] = (await this.redis.time()) as [string | number, string | number];
     const t1 = Date.now();
     const redisMs = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
-    const rtt = t1 - t0;
-    // A slow sample is refused while there is a good one, up to 5 times in a row (then the
-    // good one is old news: the clock may have been set since).
-    if (this.offset !== undefined && rtt > GOOD_RTT_MS && this.refused < 5) {
-      this.refused++;
-      return;
-    }
-    this.refused = 0;
-    this.offset = Math.round(redisMs - (t0 + t1) / 2);
+    // The error of a sample is at most half its round trip: of the last SAMPLES, the one with
+    // the shortest round trip wins (a busy moment does not move the clock; a clock that was
+    // set is followed within SAMPLES samples).
+    this.samples.push({ offset: Math.round(redisMs - (t0 + t1) / 2), rtt: t1 - t0 });
+    if (this.samples.length > SAMPLES) this.samples.shift();
+    this.offset = this.samples.reduce((best, x) => (x.rtt < best.rtt ? x : best)).offset;
     this.report();
   }
 

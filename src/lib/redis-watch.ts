@@ -47,9 +47,10 @@ export class RedisWatch {
     }
   }
 
-  /** First round now (bounded), then every `everyMs`. */
+  /** First round now (bounded, with two more clock samples to choose from), then every `everyMs`. */
   async start(): Promise<void> {
     await this.check();
+    for (let i = 0; i < 2; i++) await bounded(this.clock.sample(), CHECK_TIMEOUT_MS).catch(() => undefined);
     this.timer ??= setInterval(() => void this.check(), this.everyMs);
     this.timer.unref();
   }

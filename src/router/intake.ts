@@ -9,6 +9,9 @@
  *   claim 'done'       the stored final answer goes to this entry's reply stream; acked
  *   claim 'waiting'    the running job's final answer will also go to this reply stream; acked
  *   model_not_found    answered at once (dead-lettered, acked)
+ *   cancelled          its `{p}:cancel:{id}` key is set (SPEC.md section 9): answered
+ *                      `cancelled`, never placed, not dead-lettered, acked; a held request
+ *                      cancelled later is answered so at the next deadline sweep
  *   no eligible node   held here, not acked, tried again after every registry refresh, kept
  *                      from siblings by XCLAIM (idle reset), answered `no_healthy_node` at its
  *                      deadline
@@ -55,6 +58,8 @@ interface Pending {
   request: InferenceRequest;
   deadline: number;
   seenAt: number;
+  /** Its sender cancelled it before this bridge placed it. */
+  cancelled?: boolean;
 }
 
 /** A request this bridge answers with an error instead of placing it. */
@@ -202,7 +207,11 @@ export class Intake {
       if (failed) throw failed[0];
     });
     const claimed = items.length > 0 ? claimRequests(redis, n, items) : Promise.resolve([]);
-    const [claims] = await withTimeout(Promise.all([claimed, refused]), dispatcher.timeoutMs, 'claiming requests');
+    const cancels = items.length > 0 ? redis.mget(items.map((it) => n.cancelKey(it.requestId))) : Promise.resolve([]);
+    const [claims, , cancelled] = await withTimeout(Promise.all([claimed, refused, cancels]), dispatcher.timeoutMs, 'claiming requests');
+    cancelled.forEach((c, i) => {
+      if (c !== null) valid[i]!.cancelled = true;
+    });
     return { now, ack, valid, claims };
   }
 
@@ -278,6 +287,10 @@ export class Intake {
         ack.push(p.entryId);
         continue;
       }
+      if (p.cancelled) {
+        errors.push({ p, code: 'cancelled', message: 'cancelled by its sender before it was placed on a node' });
+        continue;
+      }
       const c = choose(snap, p.request.model);
       if (c.kind === 'routed') {
         const nodeId = c.node.health.node_id;
@@ -325,19 +338,20 @@ export class Intake {
       this.held.set(h.request.request_id, h);
     }
     for (const e of errors) {
-      if (await this.answer(e.p, e.code, e.message)) stats.error(e.code);
+      if ((await this.answer(e.p, e.code, e.message)) && e.code !== 'cancelled') stats.error(e.code);
       ack.push(e.p.entryId);
       this.held.delete(e.p.request.request_id);
     }
     await withTimeout(this.reader!.ack(ack), dispatcher.timeoutMs, 'acking entries');
   }
 
-  /** Publish a final error for a request this bridge could not place, and dead-letter it. */
+  /** Publish a final error for a request this bridge could not place, and dead-letter it (unless its sender cancelled it). */
   private async answer(p: Pending, code: ErrorCode, message: string): Promise<boolean> {
     const { redis, n, log } = this.o;
     const extra = p.request.metadata !== undefined ? { model: p.request.model, metadata: p.request.metadata } : { model: p.request.model };
     const ok = await publishFinal(redis, n, replyStreamOf(n, p.request), errorResponse(p.request.request_id, code, message, extra));
-    if (ok) {
+    if (ok && code === 'cancelled') log.info({ request_id: p.request.request_id }, 'request cancelled before placement');
+    else if (ok) {
       await deadLetter(redis, n, { reason: message, error_code: code, request_id: p.request.request_id, entry_id: p.entryId, request: p.request });
       log.warn({ request_id: p.request.request_id, code, err: message }, 'request refused');
     }
@@ -376,6 +390,7 @@ export class Intake {
     return this.serial(async () => {
       const now = this.now();
       const ack: string[] = [];
+      await this.answerCancelledHeld(ack);
       for (const h of [...this.held.values()]) {
         if (h.deadline > now) continue;
         const code: ErrorCode = h.reason === 'retry' ? 'timeout' : 'no_healthy_node';
@@ -392,6 +407,19 @@ export class Intake {
       }
       await this.reader!.ack(ack);
     });
+  }
+
+  /** Answer `cancelled` to held requests whose sender cancelled them (one MGET for all held). */
+  private async answerCancelledHeld(ack: string[]): Promise<void> {
+    const list = [...this.held.values()];
+    if (list.length === 0) return;
+    const flags = await this.o.redis.mget(list.map((h) => this.o.n.cancelKey(h.request.request_id)));
+    for (const [i, h] of list.entries()) {
+      if (flags[i] === null || flags[i] === undefined) continue;
+      await this.answer(h, 'cancelled', 'cancelled by its sender while waiting for an eligible node');
+      this.held.delete(h.request.request_id);
+      ack.push(h.entryId);
+    }
   }
 
   /** Reset the idle time of held entries so no sibling bridge claims them. */

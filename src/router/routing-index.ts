@@ -48,6 +48,15 @@ export class RoutingIndex {
     }
   }
 
+  /**
+   * The nodes that may serve `model`, each list in routing order, as `candidatesOf` (balanced.ts)
+   * builds them by walking every node: for `balancedFrom` without that walk.
+   */
+  candidates(model: string): { loaded: readonly NodeView[]; installed: readonly NodeView[]; unknown: readonly NodeView[] } {
+    const want = this.norm(model);
+    return { loaded: this.loadedBy.get(want) ?? [], installed: this.installedBy.get(want) ?? [], unknown: this.unknown };
+  }
+
   /** Same answer as `pickNode(model, ordered, avoid)`. */
   pick(model: string, avoid?: ReadonlySet<string>): Decision {
     if (this.ordered.length === 0) return { kind: 'no_healthy_node' };

@@ -8,6 +8,8 @@
  *     result without running again; an owner other than this node means the job moved on, and
  *     this copy ends quietly (a zombie must not answer);
  *   past the deadline: `timeout`, never a late start;
+ *   cancelled by its sender (`{p}:cancel:{id}`, before the start or during the call): answered
+ *     `cancelled`, the Ollama call aborted, not retried, not dead-lettered;
  *   then the Ollama call, answered on the reply stream (partials in order when streamed), or
  *   mapped to an error code: retryable ones with attempts left go back to the bridge through a
  *   reroute notice, the rest are answered with an error and dead-lettered.
@@ -36,6 +38,7 @@ import { rfc3339 } from '../lib/time.js';
 import { whilePassing } from '../lib/transient.js';
 import { mapOllamaError } from './errors.js';
 import { ollamaCallFor, runGeneration, type Generation } from './generate.js';
+import { CancelWatch } from './cancel-watch.js';
 import { checkJobData, type CheckedJob } from './job-data.js';
 import { PartialPublisher } from './partials.js';
 import type { JobOutcome, WorkerMetrics } from './metrics.js';
@@ -43,6 +46,8 @@ import type { JobOutcome, WorkerMetrics } from './metrics.js';
 /** Reasons a worker gives when it aborts a job's processor signal. */
 export const CANCEL_SHUTDOWN = 'worker shutting down';
 export const CANCEL_LOCK_LOST = 'job lock lost';
+/** Abort reason when the request's sender cancelled it. */
+export const CANCEL_BY_SENDER = 'cancelled';
 
 export interface ProcessorDeps {
   /** Command connection (not a blocking one). */
@@ -153,6 +158,19 @@ class JobRun {
     throw new UnrecoverableError(`${code}: ${message}`);
   }
 
+  /**
+   * Answer `cancelled` (no dead letter: the sender asked for it) and return the answer as the
+   * job's result, so the job is done, never retried.
+   */
+  async cancelled(started: boolean): Promise<JobResult> {
+    const { redis, n, nodeId } = this.deps;
+    const message = started ? 'cancelled by its sender; generation aborted' : 'cancelled by its sender before it started';
+    const doc = errorResponse(this.request.request_id, 'cancelled', message, this.finalExtra());
+    const published = await publishFinal(redis, n, this.replyTo, doc, nodeId);
+    this.log.info({ request_id: this.request.request_id, started, published }, 'request cancelled');
+    return this.finish('cancelled', 'cancelled', published ? doc : { superseded: true });
+  }
+
   /** Hand the job back to the bridge to place on another node, and fail this copy. */
   async reroute(code: ErrorCode, message: string, counts: boolean): Promise<never> {
     const { redis, n, nodeId } = this.deps;
@@ -246,6 +264,8 @@ async function started(run: JobRun): Promise<JobResult | undefined> {
       return giveWay(run, null, r.owner);
     case 'gone':
       throw new Error(`Missing key for job ${jobId}. updateData`);
+    case 'cancelled':
+      return run.cancelled(false);
   }
 }
 
@@ -279,17 +299,18 @@ async function admit(run: JobRun): Promise<JobResult | undefined> {
  * The Ollama call, with partial answers when asked for. One controller carries every reason to
  * stop: the deadline, the job's own signal (worker closing, lock lost), the job moving away.
  */
-async function generate(run: JobRun, signal: AbortSignal | undefined): Promise<Generation | Superseded> {
+async function generate(run: JobRun, signal: AbortSignal | undefined): Promise<Generation | JobResult> {
   const { redis, n, nodeId } = run.deps;
   const abort = new AbortController();
   const timer = setTimeout(() => abort.abort('deadline'), Math.max(0, run.data.deadline - run.now()));
   const onJobSignal = (): void => abort.abort(signal?.reason ?? CANCEL_SHUTDOWN);
   if (signal?.aborted) onJobSignal();
   signal?.addEventListener('abort', onJobSignal, { once: true });
+  const watch = new CancelWatch(redis, n.cancelKey(run.request.request_id), () => abort.abort(CANCEL_BY_SENDER));
 
   const call = ollamaCallFor(run.request);
   const base = { request_id: run.request.request_id, model: run.request.model, node_id: nodeId, done: false };
-  const partials = run.request.stream
+  const partials = run.request.stream && call.endpoint !== 'embed'
     ? new PartialPublisher(
         (delta) => {
           const doc: InferenceResponse =
@@ -315,6 +336,7 @@ async function generate(run: JobRun, signal: AbortSignal | undefined): Promise<G
     await partials?.flush().catch(() => undefined);
     return await failed(run, err, abort.signal);
   } finally {
+    watch.stop();
     clearTimeout(timer);
     signal?.removeEventListener('abort', onJobSignal);
   }
@@ -324,7 +346,7 @@ async function generate(run: JobRun, signal: AbortSignal | undefined): Promise<G
 async function answer(run: JobRun, gen: Generation, queueMs: number): Promise<JobResult> {
   const { redis, n, nodeId, metrics } = run.deps;
   const id = run.request.request_id;
-  const doc = finalAnswer(run, gen, run.request.messages !== undefined, queueMs);
+  const doc = finalAnswer(run, gen, queueMs);
   if (gen.loadNs !== undefined) metrics?.loadDuration.observe(gen.loadNs / 1e9);
   if (gen.evalCount !== undefined) metrics?.tokens.inc({ model: run.request.model }, gen.evalCount);
   if (!(await run.write('final answer', () => publishFinal(redis, n, run.replyTo, doc, nodeId)))) {
@@ -340,14 +362,19 @@ async function answer(run: JobRun, gen: Generation, queueMs: number): Promise<Jo
 }
 
 /** The final answer, fields in the order SPEC.md lists them; absent values left out. */
-function finalAnswer(run: JobRun, gen: Generation, chat: boolean, queueMs: number): InferenceResponse {
+function finalAnswer(run: JobRun, gen: Generation, queueMs: number): InferenceResponse {
+  const chat = run.request.messages !== undefined;
+  const embed = run.request.input !== undefined;
+  const message: InferenceResponse['message'] = { role: 'assistant', content: gen.text };
+  if (gen.toolCalls !== undefined) message.tool_calls = gen.toolCalls;
   const fields: Record<string, unknown> = {
     request_id: run.request.request_id,
     model: run.request.model,
     node_id: run.deps.nodeId,
     done: true,
-    response: chat ? undefined : gen.text,
-    message: chat ? { role: 'assistant', content: gen.text } : undefined,
+    response: chat || embed ? undefined : gen.text,
+    message: chat ? message : undefined,
+    embeddings: embed ? (gen.embeddings ?? []) : undefined,
     done_reason: gen.doneReason,
     total_duration_ms: nsToMs(gen.totalNs),
     load_duration_ms: nsToMs(gen.loadNs),
@@ -366,13 +393,14 @@ function finalAnswer(run: JobRun, gen: Generation, chat: boolean, queueMs: numbe
 }
 
 /** The Ollama call failed or was aborted: decide between timeout, hand-back and error answer. */
-async function failed(run: JobRun, err: unknown, signal: AbortSignal): Promise<never | Superseded> {
+async function failed(run: JobRun, err: unknown, signal: AbortSignal): Promise<JobResult> {
   if (signal.aborted) {
     const reason: unknown = signal.reason;
     if (reason === 'deadline') {
       return run.giveUp('timeout', `not finished within timeout_ms (${run.request.timeout_ms ?? DEFAULT_TIMEOUT_MS} ms); generation aborted`);
     }
     if (reason === 'superseded') return run.finish('superseded', '', { superseded: true });
+    if (reason === CANCEL_BY_SENDER) return run.cancelled(true);
     if (reason === CANCEL_LOCK_LOST) {
       // The lock lapsed: the bridge recovers the job elsewhere; this copy just stops.
       run.finish('cancelled', '', undefined);

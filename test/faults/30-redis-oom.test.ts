@@ -1,17 +1,19 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { built, firstAnswerAfter, report, sleep, someRunning, withDump, World, waitFor, type Proc } from './harness.js';
+import { requireBuilt, firstAnswerAfter, report, sleep, someRunning, withDump, World, waitFor, type Proc } from './harness.js';
 import { drained, settle, startAcceptedFlow } from './redis-faults.js';
+
+requireBuilt();
 
 const NODES = ['pi-a', 'pi-b'];
 const OOM_MS = 8000;
 
-describe.skipIf(!built())('row 30: Redis out of memory (noeviction) for 8 s under load', () => {
+describe('row 30: Redis out of memory (noeviction) for 8 s under load', () => {
   let w: World;
   let procs: Proc[];
   beforeAll(async () => {
     w = await new World({ redis: { args: ['--maxmemory-policy', 'noeviction'] }, nodes: NODES.map((id) => ({ id })), speed: 10, label: 'row30' }).start();
     procs = [...NODES.map((id) => w.startWorker(id)), w.startBridge()];
-    for (const id of NODES) await w.healthy(id);
+    for (const id of NODES) await w.healthy(id, 45_000);
   });
   afterAll(async () => {
     await w?.close();

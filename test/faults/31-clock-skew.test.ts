@@ -1,6 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { built, httpPortOf, report, routable, withDump, World, waitFor, type Proc } from './harness.js';
-import { drained, hasFaketime, settle, startSkewedWorker } from './redis-faults.js';
+import { requireBuilt, httpPortOf, report, routable, withDump, World, waitFor, type Proc } from './harness.js';
+import { drained, requireFaketime, settle, startSkewedWorker } from './redis-faults.js';
+
+requireBuilt();
+requireFaketime();
 
 const AHEAD = 'pi-ahead';
 const BEHIND = 'pi-behind';
@@ -14,7 +17,7 @@ interface NodeRow {
   clock_warning?: string;
 }
 
-describe.skipIf(!built() || !hasFaketime())('row 31: workers whose clocks are 60 s ahead and 60 s behind', () => {
+describe('row 31: workers whose clocks are 60 s ahead and 60 s behind', () => {
   let w: World;
   let procs: Proc[];
   let bridge: Proc;
@@ -61,7 +64,8 @@ describe.skipIf(!built() || !hasFaketime())('row 31: workers whose clocks are 60
       expect(Object.keys(perNode).sort()).toEqual([...NODES].sort());
       const queueMs = finals.map((a) => a.queue_ms ?? -1);
       expect(Math.min(...queueMs)).toBeGreaterThanOrEqual(0);
-      expect(Math.max(...queueMs)).toBeLessThan(10_000);
+      // A machine's offset would add 60 s; the real wait, on a busy test machine, is seconds.
+      expect(Math.max(...queueMs)).toBeLessThan(30_000);
 
       // Still fresh after several beats (the one behind never goes stale).
       const rows = (await (await fetch(`http://127.0.0.1:${port}/nodes`)).json()) as NodeRow[];

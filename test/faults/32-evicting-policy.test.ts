@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { built, httpPortOf, report, sleep, waitFor, withDump, World, type Proc } from './harness.js';
+import { requireBuilt, httpPortOf, report, sleep, waitFor, withDump, World, type Proc } from './harness.js';
 import { drained, settle } from './redis-faults.js';
+
+requireBuilt();
 
 const NODES = ['pi-a', 'pi-b'];
 
@@ -20,11 +22,11 @@ async function redisViewOf(p: Proc): Promise<RedisView | undefined> {
 /** Wait until every program's /health says it takes work (or not); returns the ms it took. */
 async function allTaking(procs: Proc[], taking: boolean): Promise<number> {
   const from = Date.now();
-  await waitFor(`every program ${taking ? 'taking' : 'refusing'} work`, async () => (await Promise.all(procs.map(redisViewOf))).every((v) => v?.taking_work === taking), 20_000);
+  await waitFor(`every program ${taking ? 'taking' : 'refusing'} work`, async () => (await Promise.all(procs.map(redisViewOf))).every((v) => v?.taking_work === taking), 40_000);
   return Date.now() - from;
 }
 
-describe.skipIf(!built())('row 32: maxmemory-policy allkeys-lru at start, then switched while running', () => {
+describe('row 32: maxmemory-policy allkeys-lru at start, then switched while running', () => {
   let w: World;
   let procs: Proc[];
   beforeAll(async () => {

@@ -5,12 +5,14 @@
  * runs in seconds.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import type { InferenceRequest, InferenceResponse } from '../../src/contracts/types.js';
 import { names, type Names } from '../../src/lib/names.js';
+import { ROW_RESULTS, type RowReport } from '../../scripts/reliability.js';
+import { requireBuilt as requireBuiltFiles } from '../helpers/built.js';
 import { freePort, startRedis, testPrefix, type RedisServer, type RedisServerOptions } from '../helpers/redis.js';
 
 export const ROOT = join(import.meta.dirname, '../..');
@@ -19,7 +21,8 @@ export const BIN = {
   worker: join(ROOT, 'dist/src/bin/worker.js'),
   sim: join(ROOT, 'dist/src/bin/sim.js'),
 };
-export const built = (): boolean => Object.values(BIN).every((f) => existsSync(f));
+/** Fails the calling test file, saying why, when the programs are not built. */
+export const requireBuilt = (): void => requireBuiltFiles(...Object.values(BIN));
 
 /** Intervals of the fault suite: fast enough to run in minutes, in the guide's proportions. */
 export const FAST = { heartbeat: '1s', healthTtl: '3s', staleAfter: '3s', lockDuration: '3s' };
@@ -283,14 +286,9 @@ export class World {
   }
 }
 
-/** One row of docs/RELIABILITY.md, written by the row's test and gathered at the end. */
-export interface RowReport {
-  row: number;
-  title: string;
-  figures: Record<string, string | number>;
-}
-
-export const RESULTS_DIR = join(ROOT, 'test/faults/.results');
+/** One row of the RELIABILITY table, written by the row's test to build/reports/faults/ and gathered at the end. */
+export type { RowReport };
+export const RESULTS_DIR = ROW_RESULTS;
 
 export function report(r: RowReport): void {
   mkdirSync(RESULTS_DIR, { recursive: true });

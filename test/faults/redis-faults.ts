@@ -101,11 +101,11 @@ export function startSkewedWorker(w: World, id: string, offset: string, extra: s
   return p;
 }
 
-export const hasFaketime = (): boolean => {
+/** Fails the row at once when Debian's `faketime` is missing (.ci/run installs it). */
+export function requireFaketime(): void {
   try {
     execFileSync('faketime', ['-f', '+0s', 'true'], { stdio: 'ignore' });
-    return true;
   } catch {
-    return false;
+    throw new Error('faketime is not installed: apt-get install faketime (.ci/run does)');
   }
-};
+}

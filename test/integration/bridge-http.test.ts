@@ -22,7 +22,7 @@ describe('the bridge answers its endpoints as the guide shows them', () => {
     const body = JSON.parse(text) as Record<string, unknown>;
     expect(Object.keys(body)).toEqual(['status', 'service', 'version', 'redis']);
     expect(body['redis']).toMatchObject({ maxmemory_policy: 'noeviction', evicting: false, taking_work: true });
-    expect(Math.abs((body['redis'] as { clock_offset_ms: number }).clock_offset_ms)).toBeLessThan(100);
+    expect(Math.abs((body['redis'] as { clock_offset_ms: number }).clock_offset_ms)).toBeLessThan(1000);
   });
 
   it('GET /stats starts with the guide\'s four counters of this bridge, then the others and the cluster totals', async () => {

@@ -1,0 +1,217 @@
+/**
+ * `--routing balanced`, pure: no Redis, no clock of its own. SPEC.md section 6.
+ *
+ * For each eligible node that has the model (loaded; else installed; else, when no node reports
+ * it installed, a node that does not report installed_models), the expected time to first token
+ * is the wait for a free job slot there plus the model's load time when it is not loaded there.
+ * The smallest wins and ties keep the guide's order. Three refinements, each for a reason:
+ * - The guide's own choice stands whenever it can start the request at once (a free slot):
+ *   on an idle cluster every choice is exactly `pickNode`'s, a cold choice included.
+ * - A cold load must beat the best warm node by `coldMarginMs`: a load also costs memory (it
+ *   may evict another model) and estimates are noisy, so a near tie is not worth it.
+ * - `model_not_found` and `no_healthy_node` are the guide's answers, unchanged.
+ */
+import type { Routing } from '../contracts/types.js';
+import { normalizeModel } from '../contracts/index.js';
+import type { CostLearner } from './learner.js';
+import { pickNode, type Decision, type NodeView } from './routing.js';
+
+/** How busy a node is now: jobs placed there and not finished, from the bridge's own counts. */
+export interface NodeLoad {
+  /** Jobs in the node's queue not yet started. */
+  waiting: number;
+  /** Jobs the node is running. */
+  running: number;
+  /**
+   * Expected ms of work ahead (the remaining time of the running jobs plus the answer time of
+   * the waiting ones), when the caller knows better than counts times the learned answer time.
+   */
+  workMs?: number;
+  /** Ms until a load of the asked model already under way there completes (0: none). */
+  loadingMs?: number;
+}
+
+export type LoadOf = (nodeId: string, model: string) => NodeLoad;
+
+export interface BalancedOptions {
+  /** A cold load must start the request this much sooner than the best warm node. @defaultValue 2000 */
+  coldMarginMs?: number;
+  /** Share of an answer a running job still has ahead of it, on average. @defaultValue 0.5 */
+  runningResidual?: number;
+}
+
+export const DEFAULT_COLD_MARGIN_MS = 2_000;
+export const DEFAULT_RUNNING_RESIDUAL = 0.5;
+
+export type BalancedDecision =
+  | {
+      kind: 'routed';
+      node: NodeView;
+      routing: Routing;
+      /** Expected ms until the request starts producing (slot wait + load). */
+      etaMs: number;
+      waitMs: number;
+      loadMs: number;
+      /** The guide's choice, for counters. */
+      guide: NodeView;
+      /** Departed from the guide's choice to start sooner. */
+      spill: boolean;
+      /** The chosen node must load the model first. */
+      coldLoad: boolean;
+      /** A warm node was chosen over a cold one that had a free slot: waiting was cheaper. */
+      avoidedColdLoad: boolean;
+    }
+  | { kind: 'model_not_found' }
+  | { kind: 'no_healthy_node' };
+
+/** The candidates for one model, each list in the guide's order. */
+export interface Candidates {
+  loaded: readonly NodeView[];
+  installed: readonly NodeView[];
+  unknown: readonly NodeView[];
+}
+
+/** Build the candidate lists by one walk of `ordered` (the eligible nodes in routing order). */
+export function candidatesOf(model: string, ordered: readonly NodeView[]): Candidates {
+  const want = normalizeModel(model);
+  const loaded: NodeView[] = [];
+  const installed: NodeView[] = [];
+  const unknown: NodeView[] = [];
+  for (const n of ordered) {
+    if (n.installed === undefined) unknown.push(n);
+    else if (n.installed.has(want)) installed.push(n);
+    if (n.loaded.has(want)) loaded.push(n);
+  }
+  return { loaded, installed, unknown };
+}
+
+export function slotsOf(n: NodeView): number {
+  const c = n.health.concurrency;
+  return typeof c === 'number' && Number.isFinite(c) && c >= 1 ? Math.floor(c) : 1;
+}
+
+/**
+ * Expected ms before a job placed now on `n` gets a slot, `ahead` jobs being before it (running
+ * ones included) and `workMs` the work they hold. With c slots it waits for ahead - c + 1 of
+ * them to finish, spread over c slots.
+ */
+export function slotWaitMs(slots: number, ahead: number, workMs: number): number {
+  if (ahead < slots || ahead <= 0) return 0;
+  return (workMs * (ahead - slots + 1)) / (ahead * slots);
+}
+
+/** The work held by `l`'s jobs on `nodeId`, `answerMs` being one answer there. */
+export function workOf(l: NodeLoad, answerMs: number, residual: number): number {
+  if (l.workMs !== undefined && Number.isFinite(l.workMs)) return Math.max(0, l.workMs);
+  return (Math.max(0, l.running) * residual + Math.max(0, l.waiting)) * answerMs;
+}
+
+export interface Eta {
+  etaMs: number;
+  waitMs: number;
+  loadMs: number;
+  /** The node could start the job at once (a free slot). */
+  free: boolean;
+}
+
+/** Expected time to first token for `model` on `n`, `warm` saying whether it is loaded there. */
+export function etaOn(n: NodeView, model: string, warm: boolean, load: LoadOf, learner: CostLearner, o?: BalancedOptions): Eta {
+  const id = n.health.node_id;
+  const l = load(id, model);
+  const slots = slotsOf(n);
+  const ahead = Math.max(0, l.waiting) + Math.max(0, l.running);
+  const free = ahead < slots;
+  const waitMs = free ? 0 : slotWaitMs(slots, ahead, workOf(l, learner.answerMs(id, model), o?.runningResidual ?? DEFAULT_RUNNING_RESIDUAL));
+  if (warm) {
+    const loading = Math.max(0, l.loadingMs ?? 0);
+    return { etaMs: Math.max(waitMs, loading), waitMs, loadMs: loading, free };
+  }
+  const loadMs = learner.loadMs(id, model);
+  return { etaMs: waitMs + loadMs, waitMs, loadMs, free };
+}
+
+/**
+ * Choose a node for `model` among `ordered` (eligible, in routing order): the guide's answer
+ * when it can start at once, else the node with the smallest expected time to first token.
+ * `avoid` names nodes to pass over when another choice exists, as in `pickNode`.
+ */
+export function pickBalanced(
+  model: string,
+  ordered: readonly NodeView[],
+  load: LoadOf,
+  learner: CostLearner,
+  avoid?: ReadonlySet<string>,
+  options?: BalancedOptions,
+): BalancedDecision {
+  return balancedFrom(model, pickNode(model, ordered, avoid), candidatesOf(model, ordered), load, learner, avoid, options);
+}
+
+/**
+ * The balanced rule from the guide's decision and the candidate lists (a caller with an index,
+ * such as the bridge's RoutingIndex, passes them without walking every node).
+ */
+export function balancedFrom(
+  model: string,
+  guide: Decision,
+  c: Candidates,
+  load: LoadOf,
+  learner: CostLearner,
+  avoid?: ReadonlySet<string>,
+  o?: BalancedOptions,
+): BalancedDecision {
+  if (guide.kind !== 'routed') return guide;
+  const g = guide.node;
+  const want = normalizeModel(model);
+  const gWarm = g.loaded.has(want);
+  const gEta = etaOn(g, want, gWarm, load, learner, o);
+  const keep = (avoidedColdLoad = false): BalancedDecision => routed(g, g, gWarm, gEta, avoidedColdLoad);
+  if (gEta.free && !(gWarm && gEta.loadMs > 0)) return keep();
+  const ok = (n: NodeView): boolean => avoid === undefined || !avoid.has(n.health.node_id);
+  // Warm: the smallest ETA, ties to the guide's order.
+  let warm: { n: NodeView; e: Eta } | undefined;
+  for (const n of c.loaded) {
+    if (!ok(n)) continue;
+    const e = n === g ? gEta : etaOn(n, want, true, load, learner, o);
+    if (warm === undefined || e.etaMs < warm.e.etaMs) warm = { n, e };
+  }
+  const margin = warm === undefined ? 0 : (o?.coldMarginMs ?? DEFAULT_COLD_MARGIN_MS);
+  // Cold: weighed only when a load could beat the best warm node; else only asked whether one
+  // could have started at once (the counter of cold loads avoided).
+  const weigh = warm === undefined || warm.e.etaMs > learner.loadFloorMs(want) + margin;
+  const pool = c.installed.length > 0 || warm !== undefined ? c.installed : c.unknown;
+  let cold: { n: NodeView; e: Eta } | undefined;
+  let coldFree = false;
+  for (const n of pool) {
+    if (!ok(n) || n.loaded.has(want)) continue;
+    if (!weigh) {
+      const l = load(n.health.node_id, want);
+      if (l.waiting + l.running < slotsOf(n)) {
+        coldFree = true;
+        break;
+      }
+      continue;
+    }
+    const e = n === g ? gEta : etaOn(n, want, false, load, learner, o);
+    coldFree ||= e.free;
+    if (cold === undefined || e.etaMs < cold.e.etaMs) cold = { n, e };
+  }
+  const best = cold !== undefined && (warm === undefined || cold.e.etaMs + margin < warm.e.etaMs) ? { ...cold, warm: false } : warm && { ...warm, warm: true };
+  if (best === undefined) return keep();
+  if (best.n === g || (best.e.etaMs >= gEta.etaMs && (gWarm || !best.warm))) return keep(gWarm && coldFree);
+  return routed(best.n, g, best.warm, best.e, best.warm && coldFree);
+}
+
+function routed(n: NodeView, g: NodeView, warm: boolean, e: Eta, avoidedColdLoad: boolean): BalancedDecision {
+  return {
+    kind: 'routed',
+    node: n,
+    routing: warm ? 'sticky' : 'fallback',
+    etaMs: e.etaMs,
+    waitMs: e.waitMs,
+    loadMs: e.loadMs,
+    guide: g,
+    spill: n !== g,
+    coldLoad: !warm,
+    avoidedColdLoad: avoidedColdLoad && warm && e.waitMs > 0,
+  };
+}

@@ -1,0 +1,214 @@
+/**
+ * What the balanced rule knows about the cluster's speed, learned from the final responses the
+ * workers publish (SPEC.md section 4): per node and model, the time one answer occupies a job
+ * slot and the time a cold load takes; per node, the rate it loads models at (MB/s), from loads
+ * of models of known size. Pure: no Redis, no clock; the bridge feeds it and may share it between
+ * bridges through `toJSON` / `fromJSON`.
+ *
+ * Estimates fall back in this order: learned for (node, model); for a load, the model's size at
+ * the node's learned rate; the same model on other nodes (the mean of what was learned there);
+ * the default (`--default-answer-time`, `--default-load-time`).
+ */
+import { normalizeModel } from '../contracts/index.js';
+
+/**
+ * A cold load of a 2 GB model (llama3.2:3b) from a Raspberry Pi 5's microSD card at 85 MB/s:
+ * about 24 s (the Ollama simulator's pi5 profiles; ROUTING-NOTES.md).
+ */
+export const DEFAULT_LOAD_TIME_MS = 24_000;
+/**
+ * One chat answer on a Pi 5: about 210 tokens on average (Azure chat trace) at 10-12 tokens/s
+ * for a 1B-class model, plus its prompt: about 20 s.
+ */
+export const DEFAULT_ANSWER_TIME_MS = 20_000;
+/** Weight of a new observation in the moving averages. */
+export const LEARN_ALPHA = 0.2;
+/** Ollama reports a few ms of load_duration on a warm model; above this it was a cold load. */
+export const COLD_LOAD_MIN_MS = 500;
+
+/** The fields of a final response (SPEC.md section 4) the learner reads. */
+export interface Observation {
+  total_duration_ms?: number;
+  load_duration_ms?: number;
+  prompt_eval_duration_ms?: number;
+  eval_duration_ms?: number;
+  prompt_eval_count?: number;
+  eval_count?: number;
+}
+
+export interface LearnerDefaults {
+  /** @defaultValue DEFAULT_LOAD_TIME_MS */
+  loadMs: number;
+  /** @defaultValue DEFAULT_ANSWER_TIME_MS */
+  answerMs: number;
+}
+
+/** An exponentially weighted mean and how many samples made it. */
+interface Ewma {
+  v: number;
+  n: number;
+}
+
+export interface LearnerJSON {
+  v: 1;
+  answer: Record<string, Ewma>;
+  load: Record<string, Ewma>;
+  rate: Record<string, Ewma>;
+  sizes: Record<string, number>;
+}
+
+function ewma(prev: Ewma | undefined, x: number): Ewma {
+  if (prev === undefined) return { v: x, n: 1 };
+  return { v: prev.v + LEARN_ALPHA * (x - prev.v), n: prev.n + 1 };
+}
+
+const key = (node: string, model: string): string => `${node}\u0000${model}`;
+const finite = (x: number | undefined): x is number => typeof x === 'number' && Number.isFinite(x) && x >= 0;
+
+export class CostLearner {
+  readonly defaults: LearnerDefaults;
+  private readonly answer = new Map<string, Ewma>();
+  private readonly load = new Map<string, Ewma>();
+  /** Per node, MB/s. */
+  private readonly rate = new Map<string, Ewma>();
+  /** Per model, MB on disk (from whoever knows: `/api/tags`, a catalogue, a test). */
+  private readonly sizes = new Map<string, number>();
+  /** Per model: the mean answer / load time over every node that learned one (a cache). */
+  private readonly answerByModel = new Map<string, { sum: number; count: number }>();
+  private readonly loadByModel = new Map<string, { sum: number; count: number }>();
+  /** Per model, `loadFloorMs`'s answer until the next load is learned. */
+  private readonly floors = new Map<string, number>();
+
+  constructor(defaults: Partial<LearnerDefaults> = {}) {
+    this.defaults = { loadMs: defaults.loadMs ?? DEFAULT_LOAD_TIME_MS, answerMs: defaults.answerMs ?? DEFAULT_ANSWER_TIME_MS };
+  }
+
+  /** Remember a model's size on disk, in MB, for estimating loads where it was never loaded. */
+  noteSize(model: string, sizeMb: number): void {
+    if (finite(sizeMb) && sizeMb > 0 && this.sizes.get(normalizeModel(model)) !== sizeMb) {
+      this.sizes.set(normalizeModel(model), sizeMb);
+      this.floors.clear();
+    }
+  }
+
+  /** Learn from one final response of `model` served on `node`. Bad or missing fields are ignored. */
+  observe(node: string, model: string, o: Observation, sizeMb?: number): void {
+    const m = normalizeModel(model);
+    if (sizeMb !== undefined) this.noteSize(m, sizeMb);
+    const k = key(node, m);
+    const load = finite(o.load_duration_ms) ? o.load_duration_ms : 0;
+    let busy: number | undefined;
+    if (finite(o.prompt_eval_duration_ms) || finite(o.eval_duration_ms)) {
+      busy = (finite(o.prompt_eval_duration_ms) ? o.prompt_eval_duration_ms : 0) + (finite(o.eval_duration_ms) ? o.eval_duration_ms : 0);
+    } else if (finite(o.total_duration_ms)) {
+      busy = Math.max(0, o.total_duration_ms - load);
+    }
+    if (busy !== undefined && busy > 0) this.learn(this.answer, this.answerByModel, k, m, busy);
+    if (load >= COLD_LOAD_MIN_MS) {
+      this.floors.clear();
+      this.learn(this.load, this.loadByModel, k, m, load);
+      const size = this.sizes.get(m);
+      if (size !== undefined) this.rate.set(node, ewma(this.rate.get(node), size / (load / 1000)));
+    }
+  }
+
+  private learn(map: Map<string, Ewma>, byModel: Map<string, { sum: number; count: number }>, k: string, m: string, x: number): void {
+    const prev = map.get(k);
+    const next = ewma(prev, x);
+    map.set(k, next);
+    const agg = byModel.get(m) ?? { sum: 0, count: 0 };
+    agg.sum += next.v - (prev?.v ?? 0);
+    if (prev === undefined) agg.count += 1;
+    byModel.set(m, agg);
+  }
+
+  /** Expected ms one answer of `model` occupies a job slot on `node` (prompt + generation). */
+  answerMs(node: string, model: string): number {
+    const m = normalizeModel(model);
+    const own = this.answer.get(key(node, m));
+    if (own !== undefined) return own.v;
+    const agg = this.answerByModel.get(m);
+    if (agg !== undefined && agg.count > 0) return agg.sum / agg.count;
+    return this.defaults.answerMs;
+  }
+
+  /** Expected ms a cold load of `model` takes on `node`; `sizeMb` overrides a remembered size. */
+  loadMs(node: string, model: string, sizeMb?: number): number {
+    const m = normalizeModel(model);
+    const own = this.load.get(key(node, m));
+    if (own !== undefined) return own.v;
+    const size = sizeMb ?? this.sizes.get(m);
+    const rate = this.rate.get(node);
+    if (size !== undefined && rate !== undefined && rate.v > 0) return (size / rate.v) * 1000;
+    const agg = this.loadByModel.get(m);
+    if (agg !== undefined && agg.count > 0) return agg.sum / agg.count;
+    return this.defaults.loadMs;
+  }
+
+  /**
+   * A lower bound of `loadMs(n, model)` over every node n: a cheap test that lets a caller skip
+   * looking at cold nodes when waiting on a warm one is already shorter than any load.
+   */
+  loadFloorMs(model: string): number {
+    const m = normalizeModel(model);
+    let floor = this.floors.get(m);
+    if (floor !== undefined) return floor;
+    const agg = this.loadByModel.get(m);
+    floor = agg !== undefined && agg.count > 0 ? agg.sum / agg.count : this.defaults.loadMs;
+    for (const [k, e] of this.load) if (k.endsWith(`\u0000${m}`) && e.v < floor) floor = e.v;
+    const size = this.sizes.get(m);
+    if (size !== undefined) for (const r of this.rate.values()) if (r.v > 0) floor = Math.min(floor, (size / r.v) * 1000);
+    this.floors.set(m, floor);
+    return floor;
+  }
+
+  /** The node's learned load rate in MB/s, if any. */
+  loadRateMbps(node: string): number | undefined {
+    return this.rate.get(node)?.v;
+  }
+
+  toJSON(): LearnerJSON {
+    return {
+      v: 1,
+      answer: Object.fromEntries(this.answer),
+      load: Object.fromEntries(this.load),
+      rate: Object.fromEntries(this.rate),
+      sizes: Object.fromEntries(this.sizes),
+    };
+  }
+
+  /** Rebuild from `toJSON`'s output; entries that are not well-formed are skipped. */
+  static fromJSON(doc: unknown, defaults: Partial<LearnerDefaults> = {}): CostLearner {
+    const l = new CostLearner(defaults);
+    if (typeof doc !== 'object' || doc === null) return l;
+    const d = doc as Partial<LearnerJSON>;
+    for (const [k, e] of entries(d.answer)) l.restore(l.answer, l.answerByModel, k, e);
+    for (const [k, e] of entries(d.load)) l.restore(l.load, l.loadByModel, k, e);
+    for (const [k, e] of entries(d.rate)) l.rate.set(k, e);
+    if (typeof d.sizes === 'object' && d.sizes !== null) {
+      for (const [m, s] of Object.entries(d.sizes)) if (typeof s === 'number') l.noteSize(m, s);
+    }
+    return l;
+  }
+
+  private restore(map: Map<string, Ewma>, byModel: Map<string, { sum: number; count: number }>, k: string, e: Ewma): void {
+    const sep = k.indexOf('\u0000');
+    if (sep <= 0) return;
+    map.set(k, e);
+    const m = k.slice(sep + 1);
+    const agg = byModel.get(m) ?? { sum: 0, count: 0 };
+    agg.sum += e.v;
+    agg.count += 1;
+    byModel.set(m, agg);
+  }
+}
+
+function entries(rec: unknown): [string, Ewma][] {
+  if (typeof rec !== 'object' || rec === null) return [];
+  const out: [string, Ewma][] = [];
+  for (const [k, e] of Object.entries(rec as Record<string, unknown>)) {
+    const x = e as Partial<Ewma> | null;
+    if (x !== null && typeof x === 'object' && finite(x.v) && typeof x.n === 'number') out.push([k, { v: x.v, n: x.n }]);
+  }
+  return out;
+}

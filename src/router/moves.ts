@@ -1,0 +1,160 @@
+/**
+ * Decisions the balanced rule takes after placement, pure like `pickBalanced`: moving a job that
+ * still waits to a node that can start it sooner by a clear margin, starting a second copy of a
+ * model whose backlog outgrows its warm nodes, and keeping the last warm copy of a model with
+ * recent demand from expiring. The bridge owns the doing (SPEC.md section 7's guarantees).
+ */
+import type { Routing } from '../contracts/types.js';
+import { normalizeModel } from '../contracts/index.js';
+import {
+  DEFAULT_COLD_MARGIN_MS,
+  DEFAULT_RUNNING_RESIDUAL,
+  candidatesOf,
+  etaOn,
+  slotWaitMs,
+  slotsOf,
+  type BalancedOptions,
+  type Eta,
+  type LoadOf,
+} from './balanced.js';
+import type { CostLearner } from './learner.js';
+import type { NodeView } from './routing.js';
+
+/** A job still waiting in a node's queue. */
+export interface WaitingJob {
+  model: string;
+  /** The node whose queue holds it. */
+  nodeId: string;
+  /** Jobs before it on that node, the running ones included. */
+  ahead: number;
+}
+
+export interface MoveOptions extends BalancedOptions {
+  /** A move must start the job at least this much sooner. @defaultValue 2000 */
+  minGainMs?: number;
+  /** ... and at least this share of its expected wait where it is. @defaultValue 0.25 */
+  minGainShare?: number;
+}
+
+export const DEFAULT_MIN_GAIN_MS = 2_000;
+export const DEFAULT_MIN_GAIN_SHARE = 0.25;
+
+export interface Move {
+  node: NodeView;
+  routing: Routing;
+  fromEtaMs: number;
+  toEtaMs: number;
+  gainMs: number;
+  coldLoad: boolean;
+}
+
+/** Expected ms until `job` starts where it is; Infinity when its node is gone or not eligible. */
+export function etaInPlace(job: WaitingJob, from: NodeView | undefined, load: LoadOf, learner: CostLearner, o?: BalancedOptions): number {
+  if (from === undefined || !from.eligible) return Number.POSITIVE_INFINITY;
+  const model = normalizeModel(job.model);
+  const l = load(job.nodeId, model);
+  const answer = learner.answerMs(job.nodeId, model);
+  const running = Math.min(Math.max(0, l.running), job.ahead);
+  const work = (running * (o?.runningResidual ?? DEFAULT_RUNNING_RESIDUAL) + Math.max(0, job.ahead - running)) * answer;
+  const wait = slotWaitMs(slotsOf(from), job.ahead, work);
+  if (from.loaded.has(model)) return Math.max(wait, l.loadingMs ?? 0);
+  return wait + learner.loadMs(job.nodeId, model);
+}
+
+/**
+ * Where `job` should move, if anywhere: the eligible node (of `ordered`, other than its own)
+ * with the smallest expected time to first token, a cold one only when it beats the best warm
+ * one by the cold margin, and only when the gain is over max(minGainMs, minGainShare x the
+ * wait where it is).
+ */
+export function shouldMove(
+  job: WaitingJob,
+  from: NodeView | undefined,
+  ordered: readonly NodeView[],
+  load: LoadOf,
+  learner: CostLearner,
+  o?: MoveOptions,
+): Move | undefined {
+  const model = normalizeModel(job.model);
+  const fromEta = etaInPlace(job, from, load, learner, o);
+  if (fromEta <= (o?.minGainMs ?? DEFAULT_MIN_GAIN_MS)) return undefined;
+  const c = candidatesOf(model, ordered);
+  const best = (list: readonly NodeView[], warm: boolean): { n: NodeView; e: Eta } | undefined => {
+    let b: { n: NodeView; e: Eta } | undefined;
+    for (const n of list) {
+      if (n.health.node_id === job.nodeId || n.loaded.has(model) !== warm) continue;
+      const e = etaOn(n, model, warm, load, learner, o);
+      if (b === undefined || e.etaMs < b.e.etaMs) b = { n, e };
+    }
+    return b;
+  };
+  const warm = best(c.loaded, true);
+  const cold = best(c.installed.length > 0 || warm !== undefined ? c.installed : c.unknown, false);
+  const margin = warm === undefined ? 0 : (o?.coldMarginMs ?? DEFAULT_COLD_MARGIN_MS);
+  const pick = cold !== undefined && (warm === undefined || cold.e.etaMs + margin < warm.e.etaMs) ? cold : warm;
+  if (pick === undefined) return undefined;
+  const gain = fromEta - pick.e.etaMs;
+  const need = Math.max(o?.minGainMs ?? DEFAULT_MIN_GAIN_MS, (o?.minGainShare ?? DEFAULT_MIN_GAIN_SHARE) * (Number.isFinite(fromEta) ? fromEta : 0));
+  if (!(gain > need)) return undefined;
+  const isWarm = pick === warm;
+  return { node: pick.n, routing: isWarm ? 'sticky' : 'fallback', fromEtaMs: fromEta, toEtaMs: pick.e.etaMs, gainMs: gain, coldLoad: !isWarm };
+}
+
+export interface SecondCopyOptions extends BalancedOptions {
+  /**
+   * Start a second copy once the shortest wait on a warm node reaches this share of the load
+   * time on the best free cold node: the copy is warm by the time the backlog would have
+   * made a request load it anyway. @defaultValue 0.75
+   */
+  triggerShare?: number;
+}
+
+/**
+ * A node to load `model` on ahead of demand, or undefined: only when the model is warm
+ * somewhere, every warm node is busy, and some node that has it installed has a free slot.
+ */
+export function secondCopyTarget(
+  model: string,
+  ordered: readonly NodeView[],
+  load: LoadOf,
+  learner: CostLearner,
+  o?: SecondCopyOptions,
+): NodeView | undefined {
+  const want = normalizeModel(model);
+  const c = candidatesOf(want, ordered);
+  if (c.loaded.length === 0) return undefined;
+  let warmWait = Number.POSITIVE_INFINITY;
+  for (const n of c.loaded) warmWait = Math.min(warmWait, etaOn(n, want, true, load, learner, o).etaMs);
+  let target: { n: NodeView; loadMs: number } | undefined;
+  for (const n of c.installed) {
+    if (n.loaded.has(want)) continue;
+    const e = etaOn(n, want, false, load, learner, o);
+    if (e.free && (target === undefined || e.loadMs < target.loadMs)) target = { n, loadMs: e.loadMs };
+  }
+  if (target === undefined) return undefined;
+  return warmWait >= (o?.triggerShare ?? 0.75) * target.loadMs ? target.n : undefined;
+}
+
+export interface KeepAliveState {
+  /** Eligible nodes with the model loaded now. */
+  warmCopies: number;
+  /** When the model was last asked for (ms, the caller's clock). */
+  lastDemandMs: number;
+  /** When the copy in question would unload (Ollama's `expires_at`), ms. */
+  expiresAtMs: number;
+  now: number;
+}
+
+export interface KeepAliveOptions {
+  /** Demand this recent counts as recent. @defaultValue 600000 (10 min) */
+  demandWindowMs?: number;
+  /** Renew this long before the copy would expire. @defaultValue 60000 */
+  renewBeforeMs?: number;
+}
+
+/** Whether to renew the keep-alive of the last warm copy of a model with recent demand. */
+export function shouldRenewKeepAlive(s: KeepAliveState, o?: KeepAliveOptions): boolean {
+  if (s.warmCopies !== 1) return false;
+  if (s.now - s.lastDemandMs > (o?.demandWindowMs ?? 600_000)) return false;
+  return s.expiresAtMs - s.now <= (o?.renewBeforeMs ?? 60_000);
+}

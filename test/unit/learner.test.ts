@@ -1,0 +1,125 @@
+import { describe, expect, it } from 'vitest';
+import type { NodeHealth } from '../../src/contracts/types.js';
+import { DEFAULT_ANSWER_TIME_MS, DEFAULT_LOAD_TIME_MS, CostLearner } from '../../src/router/learner.js';
+import type { NodeLoad } from '../../src/router/balanced.js';
+import { secondCopyTarget, shouldMove, shouldRenewKeepAlive } from '../../src/router/moves.js';
+import { eligibleInOrder, toNodeView } from '../../src/router/routing.js';
+
+const SEEN = '2026-01-19T12:00:00Z';
+const NOW = Date.parse(SEEN) + 1000;
+const T = { maxTemp: 75, maxRam: 90, staleAfterMs: 15_000 };
+const node = (id: string, over: Partial<NodeHealth> = {}): NodeHealth => ({
+  node_id: id, cpu_percent: 10, ram_percent: 50, temp_celsius: 50, models: [], available: true, last_seen: SEEN, ...over,
+});
+const cluster = (nodes: NodeHealth[]) => eligibleInOrder(nodes.map((h) => toNodeView(h, true, NOW, T)));
+const loads = (m: Record<string, Partial<NodeLoad>>) => (id: string): NodeLoad => ({ waiting: 0, running: 0, ...m[id] });
+
+describe('the cost learner', () => {
+  it('answers the defaults before it has seen anything', () => {
+    const l = new CostLearner();
+    expect(l.answerMs('a', 'gemma3:1b')).toBe(DEFAULT_ANSWER_TIME_MS);
+    expect(l.loadMs('a', 'gemma3:1b')).toBe(DEFAULT_LOAD_TIME_MS);
+    expect(new CostLearner({ loadMs: 5000, answerMs: 7000 }).loadMs('a', 'x')).toBe(5000);
+  });
+
+  it('learns answer time from prompt and eval durations, else total minus load', () => {
+    const l = new CostLearner();
+    l.observe('a', 'gemma3:1b', { prompt_eval_duration_ms: 1000, eval_duration_ms: 9000, total_duration_ms: 40_000, load_duration_ms: 30_000 });
+    expect(l.answerMs('a', 'gemma3:1b')).toBe(10_000);
+    l.observe('b', 'gemma3', { total_duration_ms: 30_000, load_duration_ms: 10_000 });
+    expect(l.answerMs('b', 'gemma3:latest')).toBe(20_000);
+  });
+
+  it('moves toward new samples as a moving average', () => {
+    const l = new CostLearner();
+    l.observe('a', 'm', { eval_duration_ms: 10_000 });
+    l.observe('a', 'm', { eval_duration_ms: 20_000 });
+    expect(l.answerMs('a', 'm')).toBe(12_000);
+  });
+
+  it('learns a load only from a real cold load, and the node rate from a model of known size', () => {
+    const l = new CostLearner();
+    l.observe('a', 'small', { load_duration_ms: 3, eval_duration_ms: 100 });
+    expect(l.loadMs('a', 'small')).toBe(DEFAULT_LOAD_TIME_MS);
+    l.observe('a', 'big', { load_duration_ms: 20_000 }, 2000);
+    expect(l.loadMs('a', 'big')).toBe(20_000);
+    expect(l.loadRateMbps('a')).toBe(100);
+    expect(l.loadMs('a', 'other', 500)).toBe(5000);
+    l.noteSize('other2', 1000);
+    expect(l.loadMs('a', 'other2')).toBe(10_000);
+  });
+
+  it('estimates a model never loaded on a node from the same model elsewhere, then the default', () => {
+    const l = new CostLearner();
+    l.observe('a', 'm', { load_duration_ms: 8000, eval_duration_ms: 4000 });
+    l.observe('b', 'm', { load_duration_ms: 12_000, eval_duration_ms: 6000 });
+    expect(l.loadMs('c', 'm')).toBe(10_000);
+    expect(l.answerMs('c', 'm')).toBe(5000);
+    expect(l.loadFloorMs('m')).toBe(8000);
+  });
+
+  it('ignores garbage fields', () => {
+    const l = new CostLearner();
+    l.observe('a', 'm', { eval_duration_ms: Number.NaN, load_duration_ms: -5, total_duration_ms: Number.POSITIVE_INFINITY });
+    expect(l.answerMs('a', 'm')).toBe(DEFAULT_ANSWER_TIME_MS);
+  });
+
+  it('round-trips through JSON with the same answers', () => {
+    const l = new CostLearner({ loadMs: 9000 });
+    l.observe('a', 'm', { load_duration_ms: 8000, eval_duration_ms: 4000 }, 800);
+    l.observe('b', 'n', { eval_duration_ms: 3000 });
+    const back = CostLearner.fromJSON(JSON.parse(JSON.stringify(l)), { loadMs: 9000 });
+    for (const [n, m] of [['a', 'm'], ['b', 'n'], ['c', 'm'], ['c', 'zz']] as const) {
+      expect(back.answerMs(n, m)).toBe(l.answerMs(n, m));
+      expect(back.loadMs(n, m)).toBe(l.loadMs(n, m));
+    }
+    expect(CostLearner.fromJSON('nonsense').answerMs('a', 'm')).toBe(DEFAULT_ANSWER_TIME_MS);
+    expect(CostLearner.fromJSON({ answer: { bad: { v: 'x' } } }).answerMs('a', 'm')).toBe(DEFAULT_ANSWER_TIME_MS);
+  });
+});
+
+describe('moving a waiting job', () => {
+  const learner = new CostLearner({ answerMs: 20_000, loadMs: 24_000 });
+  const nodes = cluster([node('a', { ram_percent: 10, models: ['m'] }), node('b', { ram_percent: 60, models: ['m'] })]);
+
+  it('moves a job deep in a queue to a warm node that is free', () => {
+    const mv = shouldMove({ model: 'm', nodeId: 'a', ahead: 3 }, nodes[0], nodes, loads({ a: { running: 1, waiting: 3 } }), learner);
+    expect(mv).toMatchObject({ routing: 'sticky', toEtaMs: 0, fromEtaMs: 50_000, coldLoad: false });
+    expect(mv?.node.health.node_id).toBe('b');
+  });
+
+  it('does not move for a small gain', () => {
+    const mv = shouldMove({ model: 'm', nodeId: 'a', ahead: 1 }, nodes[0], nodes, loads({ a: { running: 1 }, b: { running: 1 } }), learner);
+    expect(mv).toBeUndefined();
+  });
+
+  it('does not move to a node that is only a little less busy (25 % margin)', () => {
+    // Where it is: 0.5 + 2 answers = 50 s; there: 0.5 + 1.5 answers = 40 s, a 20 % gain.
+    const mv = shouldMove({ model: 'm', nodeId: 'a', ahead: 3 }, nodes[0], nodes, loads({ a: { running: 1, waiting: 3 }, b: { running: 1, waiting: 1, workMs: 40_000 } }), learner);
+    expect(mv).toBeUndefined();
+  });
+
+  it('moves everything off a node that is no longer eligible', () => {
+    const mv = shouldMove({ model: 'm', nodeId: 'gone', ahead: 0 }, undefined, nodes, loads({}), learner);
+    expect(mv?.node.health.node_id).toBe('a');
+  });
+});
+
+describe('second copies and keep-alive', () => {
+  const learner = new CostLearner({ answerMs: 20_000, loadMs: 24_000 });
+  const nodes = cluster([node('w', { models: ['m'] }), node('c', { installed_models: ['m'] })]);
+
+  it('starts a second copy once the backlog nears a load time, not before', () => {
+    expect(secondCopyTarget('m', nodes, loads({ w: { running: 1 } }), learner)).toBeUndefined();
+    expect(secondCopyTarget('m', nodes, loads({ w: { running: 1, waiting: 1 } }), learner)?.health.node_id).toBe('c');
+    expect(secondCopyTarget('m', nodes, loads({ w: { running: 1, waiting: 1 }, c: { running: 1 } }), learner)).toBeUndefined();
+  });
+
+  it('renews only the last warm copy of a model with recent demand, shortly before it expires', () => {
+    const base = { warmCopies: 1, lastDemandMs: 0, expiresAtMs: 100_000, now: 50_000 };
+    expect(shouldRenewKeepAlive(base)).toBe(true);
+    expect(shouldRenewKeepAlive({ ...base, warmCopies: 2 })).toBe(false);
+    expect(shouldRenewKeepAlive({ ...base, now: 700_000, expiresAtMs: 720_000 })).toBe(false);
+    expect(shouldRenewKeepAlive({ ...base, expiresAtMs: 500_000 })).toBe(false);
+  });
+});
