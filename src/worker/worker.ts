@@ -347,6 +347,7 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
   // it. When no beat has landed for three intervals (and none is stuck waiting on Redis),
   // schedule it again and publish directly, so the node does not look dead while it is not.
   const watchdog = setInterval(() => {
+    reviveLoops();
     if (closing || healthPending > 0 || Date.now() - lastHealthAt < 3 * config.heartbeatInterval) return;
     log.warn({}, 'no heartbeat for three intervals: scheduling it again');
     void schedule().catch(onBullError('heartbeat-queue'));
@@ -361,6 +362,21 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
     { connection, prefix: n.heartbeatQueuePrefix, concurrency: 1 },
   );
   heartbeatWorker.on('error', onBullError('heartbeat-worker'));
+
+  /**
+   * A write that Redis refuses inside BullMQ (out of memory, a replica after a failover) ends a
+   * BullMQ worker's loop for good: BullMQ retries only connection errors. The watchdog starts a
+   * loop that ended so again, once per beat, while the node should be taking jobs.
+   */
+  function reviveLoops(): void {
+    if (closing) return;
+    const revive = (w: Worker, source: string): void => {
+      log.warn({ source }, 'queue loop stopped (Redis refused a write inside BullMQ): starting it again');
+      w.run().catch(onBullError(source));
+    };
+    if (takingJobs && !jobWorker.isRunning() && !jobWorker.isPaused()) revive(jobWorker, 'job-worker');
+    if (!heartbeatWorker.isRunning() && !heartbeatWorker.isPaused()) revive(heartbeatWorker, 'heartbeat-worker');
+  }
 
   log.info(
     {
