@@ -79,6 +79,10 @@ export interface NodeHealth {
   worker_version?: string;
   ollama_version?: string | null;
   reason?: string;
+  /** Random id of the worker process that wrote the document (new at every start). */
+  instance_id?: string;
+  /** Other worker processes seen publishing under this node id in the last minute. */
+  duplicate_instances?: string[];
   /** Redis's clock minus the node's own (ms); `last_seen` is on Redis's clock. */
   clock_offset_ms?: number;
 }

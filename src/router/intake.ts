@@ -21,12 +21,15 @@
  */
 import type { Redis } from 'ioredis';
 import { parseRequestEntry } from '../contracts/index.js';
+import { traceStep } from '../lib/trace.js';
 import type { InferenceRequest } from '../contracts/types.js';
 import {
-  DEFAULT_STREAM_MAXLEN,
   DEFAULT_TIMEOUT_MS,
   claimRequests,
   deadLetter,
+  deliver,
+  deliveryOf,
+  misdelivery,
   errorResponse,
   publishFinal,
   replyStreamOf,
@@ -36,10 +39,12 @@ import {
 } from '../lib/bus.js';
 import type { ErrorCode } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
-import type { Names } from '../lib/names.js';
-import { sleep, streamIdMs } from '../lib/time.js';
+import { isValidNodeId, type Names } from '../lib/names.js';
+import { arrivalMs, sleep } from '../lib/time.js';
 import type { GroupReader, StreamEntry } from './consumer.js';
-import { withTimeout, type Dispatcher, type Placement } from './dispatcher.js';
+import type { DecisionFeed } from './decisions.js';
+import { withTimeout, type Dispatcher, type PlaceResult, type Placement } from './dispatcher.js';
+import type { PlacementFlags, Placer } from './placer.js';
 import { choose, type Registry } from './registry.js';
 import type { BridgeStats } from './stats.js';
 
@@ -49,6 +54,7 @@ interface Held {
   request: InferenceRequest;
   deadline: number;
   seenAt: number;
+  bytes?: number;
   /** no_node / no_model: nothing eligible can serve it; retry: its add failed. */
   reason: 'no_node' | 'no_model' | 'retry';
 }
@@ -58,6 +64,8 @@ interface Pending {
   request: InferenceRequest;
   deadline: number;
   seenAt: number;
+  /** The size of its `data` text (SPEC.md section 3), carried to the worker. */
+  bytes?: number;
   /** Its sender cancelled it before this bridge placed it. */
   cancelled?: boolean;
 }
@@ -72,12 +80,12 @@ interface Refusal {
 /** What `route` decided and sent, for `settle` to finish. */
 interface Routed {
   /** The placements' adds; resolves with those that failed. */
-  placing: Promise<Placement[]>;
+  placing: Promise<PlaceResult>;
   placements: readonly Placement[];
-  /** Requests placed for the first time (counted as routed). */
-  firstTime: ReadonlySet<string>;
+  /** Requests placed for the first time (counted as routed), with what the balanced rule did. */
+  firstTime: ReadonlyMap<string, PlacementFlags>;
   hold: Held[];
-  errors: readonly Refusal[];
+  errors: Refusal[];
   ack: string[];
   now: number;
 }
@@ -105,9 +113,12 @@ export interface IntakeOptions {
   n: Names;
   log: Logger;
   registry: Registry;
+  placer: Placer;
   dispatcher: Dispatcher;
   stats: BridgeStats;
   maxAttempts: number;
+  /** Where held and refused requests are told (the live page), when anyone listens. */
+  decisions?: DecisionFeed;
   now?: () => number;
 }
 
@@ -190,6 +201,7 @@ export class Intake {
         continue;
       }
       const p = parseRequestEntry(e.fields, n);
+      if (p.ok) traceStep(p.request.request_id, 'bridge read');
       if (!p.ok) {
         this.refuse((refusals ??= redis.pipeline()), e.id, p.reason, p.original, p.requestId, p.replyTo);
         ack.push(e.id);
@@ -197,9 +209,10 @@ export class Intake {
       }
       // Still held here (our own idle entry came back through XAUTOCLAIM): nothing new.
       if (this.held.get(p.request.request_id)?.entryId === e.id) continue;
-      const deadline = streamIdMs(e.id) + (p.request.timeout_ms ?? DEFAULT_TIMEOUT_MS);
-      valid.push({ entryId: e.id, request: p.request, deadline, seenAt: now });
-      items.push({ requestId: p.request.request_id, entryId: e.id, replyTo: replyStreamOf(n, p.request), deadline });
+      const timeoutMs = p.request.timeout_ms ?? DEFAULT_TIMEOUT_MS;
+      const deadline = arrivalMs(e.id, now) + timeoutMs;
+      valid.push({ entryId: e.id, request: p.request, deadline, seenAt: now, bytes: p.bytes });
+      items.push({ requestId: p.request.request_id, entryId: e.id, replyTo: replyStreamOf(n, p.request), deadline, timeoutMs });
     }
     // Both go out before either is awaited (one round trip); either failing fails the batch.
     const refused = refusals?.exec().then((res) => {
@@ -224,17 +237,21 @@ export class Intake {
     const same: Pending[] = [];
     const toRoute: Pending[] = [];
     let replies: ReturnType<Redis['pipeline']> | undefined;
+    const answered: Pending[] = [];
     valid.forEach((v, i) => {
       const c = claims[i]!;
       if (c.kind === 'new') toRoute.push(v);
       else if (c.kind === 'same') same.push(v);
       else {
         stats.duplicate();
-        if (c.kind === 'done') (replies ??= redis.pipeline()).xadd(replyStreamOf(n, v.request), 'MAXLEN', '~', DEFAULT_STREAM_MAXLEN, '*', 'data', c.final);
+        if (c.kind === 'done') {
+          void deliver((replies ??= redis.pipeline()), n, replyStreamOf(n, v.request), c.final);
+          answered.push(v);
+        }
         ack.push(v.entryId);
       }
     });
-    if (replies) await withTimeout(replies.exec(), dispatcher.timeoutMs, 'answering duplicates');
+    if (replies) await this.checkDeliveries(answered, (await withTimeout(replies.exec(), dispatcher.timeoutMs, 'answering duplicates')) ?? []);
 
     const placements: Placement[] = [];
     if (same.length > 0) {
@@ -244,11 +261,22 @@ export class Intake {
       same.forEach((v, i) => {
         const [final, node] = (rows[i]?.[1] ?? [null, null]) as [string | null, string | null];
         if (final !== null) ack.push(v.entryId);
-        else if (node !== null) placements.push({ nodeId: node, data: this.jobData(v, this.routingOn(node, v.request.model)) });
+        else if (node !== null && isValidNodeId(node)) placements.push({ nodeId: node, data: this.jobData(v, this.routingOn(node, v.request.model)) });
         else toRoute.push(v);
       });
     }
     return this.route(toRoute, placements, ack, now);
+  }
+
+  /** Dead-letter the stored answers of duplicates that could not go to their own reply stream. */
+  private async checkDeliveries(list: readonly Pending[], res: [Error | null, unknown][]): Promise<void> {
+    const { redis, n } = this.o;
+    for (let i = 0; i < list.length; i++) {
+      const [err, reply] = res[i] ?? [null, 1];
+      const p = list[i]!;
+      const why = err ? `stored answer not sent to reply_to: ${err.message}` : misdelivery(n, replyStreamOf(n, p.request), deliveryOf(reply));
+      if (why !== undefined) await deadLetter(redis, n, { reason: why, request_id: p.request.request_id, entry_id: p.entryId, request: p.request });
+    }
   }
 
   /** What kind of pass would have chosen `node` for `model` now (for a re-placed job). */
@@ -258,7 +286,7 @@ export class Intake {
   }
 
   private jobData(p: Pending, routing: 'sticky' | 'fallback'): InferenceJobData {
-    return {
+    const data: InferenceJobData = {
       request: p.request,
       entry_id: p.entryId,
       seen_at: p.seenAt,
@@ -268,6 +296,8 @@ export class Intake {
       routing,
       tried: [],
     };
+    if (p.bytes !== undefined) data.request_bytes = p.bytes;
+    return data;
   }
 
   /**
@@ -276,11 +306,10 @@ export class Intake {
    * could not be placed, answers what cannot be, and acks the rest.
    */
   private route(list: readonly Pending[], placements: Placement[], ack: string[], now: number): () => Promise<void> {
-    const { registry, dispatcher, n } = this.o;
-    const snap = registry.current();
+    const { placer, dispatcher, n } = this.o;
     const errors: Refusal[] = [];
     const hold: Held[] = [];
-    const firstTime = new Set<string>();
+    const firstTime = new Map<string, PlacementFlags>();
     for (const p of list) {
       if (p.deadline <= now) {
         // Past its deadline already (the bridge was down): the deadline sweep answers it.
@@ -291,12 +320,12 @@ export class Intake {
         errors.push({ p, code: 'cancelled', message: 'cancelled by its sender before it was placed on a node' });
         continue;
       }
-      const c = choose(snap, p.request.model);
+      const c = placer.choose(p.request.model);
       if (c.kind === 'routed') {
         const nodeId = c.node.health.node_id;
         placements.push({ nodeId, data: this.jobData(p, c.routing) });
-        firstTime.add(p.request.request_id);
-        if (c.routing === 'fallback') registry.noteLoading(nodeId, p.request.model);
+        firstTime.set(p.request.request_id, c.flags);
+        placer.placing(nodeId, p.request.model, c.routing);
       } else if (c.kind === 'model_not_found') {
         errors.push({ p, code: 'model_not_found', message: `no node has model '${p.request.model}' installed` });
       } else {
@@ -317,27 +346,43 @@ export class Intake {
 
   /** Wait for the placements of `route`, then hold, answer and ack. */
   private async settle({ placing, placements, firstTime, hold, errors, ack, now }: Routed): Promise<void> {
-    const { registry, dispatcher, stats } = this.o;
-    const failed = await placing;
-    const failedIds = new Set(failed.map((f) => f.data.request.request_id));
+    const { registry, dispatcher, stats, placer } = this.o;
+    const { retry, refused } = await placing;
+    const failedIds = new Set(retry.map((f) => f.data.request.request_id));
+    const refusedIds = new Set(refused.map((f) => f.placement.data.request.request_id));
+    for (const { placement: pl, reason } of refused) {
+      if (firstTime.has(pl.data.request.request_id)) placer.left(pl.nodeId);
+      const p: Pending = { entryId: pl.data.entry_id, request: pl.data.request, deadline: pl.data.deadline, seenAt: pl.data.seen_at };
+      errors.push({ p, code: 'internal', message: `could not be queued on ${pl.nodeId}: ${reason}` });
+    }
     for (const pl of placements) {
       const id = pl.data.request.request_id;
+      if (refusedIds.has(id)) continue;
       if (failedIds.has(id)) {
-        hold.push({ entryId: pl.data.entry_id, request: pl.data.request, deadline: pl.data.deadline, seenAt: pl.data.seen_at, reason: 'retry' });
+        if (firstTime.has(id)) placer.left(pl.nodeId);
+        hold.push({ entryId: pl.data.entry_id, request: pl.data.request, deadline: pl.data.deadline, seenAt: pl.data.seen_at, bytes: pl.data.request_bytes, reason: 'retry' });
         continue;
       }
+      traceStep(id, 'job queued');
       ack.push(pl.data.entry_id);
       this.held.delete(id);
-      if (firstTime.has(id)) {
+      const flags = firstTime.get(id);
+      if (flags) {
         const anticipated = pl.data.routing === 'sticky' && !registry.reportsLoaded(pl.nodeId, pl.data.request.model);
-        stats.routed(pl.nodeId, pl.data.routing, now - streamIdMs(pl.data.entry_id), anticipated);
+        stats.routed(pl.nodeId, pl.data.routing, now - arrivalMs(pl.data.entry_id, now), anticipated);
+        placer.count(pl.nodeId, flags);
       }
     }
+    const feed = this.o.decisions?.active ? this.o.decisions : undefined;
     for (const h of hold) {
-      if (!this.held.has(h.request.request_id)) this.o.log.info({ request_id: h.request.request_id, model: h.request.model, reason: h.reason }, 'no eligible node: request held');
+      if (!this.held.has(h.request.request_id)) {
+        this.o.log.info({ request_id: h.request.request_id, model: h.request.model, reason: h.reason }, 'no eligible node: request held');
+        feed?.push({ t: Date.now(), kind: 'held', request_id: h.request.request_id, model: h.request.model, priority: h.request.priority ?? 5, reason: h.reason });
+      }
       this.held.set(h.request.request_id, h);
     }
     for (const e of errors) {
+      feed?.push({ t: Date.now(), kind: 'refused', request_id: e.p.request.request_id, model: e.p.request.model, reason: e.code });
       if ((await this.answer(e.p, e.code, e.message)) && e.code !== 'cancelled') stats.error(e.code);
       ack.push(e.p.entryId);
       this.held.delete(e.p.request.request_id);
@@ -364,7 +409,8 @@ export class Intake {
     if (requestId !== undefined) {
       const model = typeof (original as { model?: unknown } | null)?.model === 'string' ? { model: (original as { model: string }).model } : {};
       const doc = errorResponse(requestId, 'invalid_request', reason, model);
-      pipe.xadd(replyTo ?? n.responses, 'MAXLEN', '~', DEFAULT_STREAM_MAXLEN, '*', 'data', JSON.stringify(doc));
+      // Dead-lettered below either way: a reply_to that is not a stream changes nothing more.
+      void deliver(pipe, n, replyTo ?? n.responses, JSON.stringify(doc));
     }
     void deadLetter(pipe, n, { reason, error_code: 'invalid_request', request_id: requestId, entry_id: entryId, request: original });
     stats.error('invalid_request');
@@ -398,9 +444,15 @@ export class Intake {
           code === 'timeout'
             ? `not placed on a node within timeout_ms (${h.request.timeout_ms ?? DEFAULT_TIMEOUT_MS} ms)`
             : `no eligible node for model '${h.request.model}' within timeout_ms (${h.request.timeout_ms ?? DEFAULT_TIMEOUT_MS} ms)`;
-        if (await this.answer(h, code, message)) {
-          this.o.stats.error(code);
-          if (code === 'timeout') this.o.stats.timeout();
+        try {
+          if (await this.answer(h, code, message)) {
+            this.o.stats.error(code);
+            if (code === 'timeout') this.o.stats.timeout();
+          }
+        } catch (err) {
+          // This one is tried again next tick; the others are not held up by it.
+          this.o.log.warn({ request_id: h.request.request_id, err: (err as Error).message }, 'could not answer a held request past its deadline');
+          continue;
         }
         this.held.delete(h.request.request_id);
         ack.push(h.entryId);

@@ -1,10 +1,11 @@
 /**
  * The in-memory snapshot of the health registry the bridge routes from (SPEC.md section 6).
  * Refreshed in the background about every second with two round trips, whatever the number of
- * nodes: HGETALL `{p}:health` + SMEMBERS `{p}:nodes`, then one script call telling which TTL
+ * nodes: HGETALL `{p}:health` + SMEMBERS `{p}:nodes` and `{p}:drained`, then one script call telling which TTL
  * keys exist. A health document unchanged since the last refresh is not parsed again (with a
  * thousand nodes, parsing was most of the refresh). Routing decisions read only the snapshot,
- * never Redis.
+ * never Redis. A node in `{p}:drained` (set by `orion drain`) is shown with the exclusion
+ * reason `drained` and gets no new work.
  *
  * Anticipated loads: when a request for model M goes to node X as a fallback, X is about to
  * load M. For a short while (`loadingTtlMs`) the snapshot counts M as loaded on X, so the next
@@ -15,10 +16,10 @@ import type { Redis, Result } from 'ioredis';
 import { normalizeModel } from '../contracts/index.js';
 import type { NodeHealth, Routing } from '../contracts/types.js';
 import type { Logger } from '../lib/logger.js';
-import type { Names } from '../lib/names.js';
+import { isValidNodeId, type Names } from '../lib/names.js';
 import { Periodic } from '../lib/periodic.js';
 import { RoutingIndex } from './routing-index.js';
-import { eligibleInOrder, toNodeView, type NodeView, type Thresholds } from './routing.js';
+import { drainedView, eligibleInOrder, nextHeld, toNodeView, type Held, type NodeView, type Thresholds } from './routing.js';
 
 export interface Snapshot {
   /** When it was taken (ms since epoch); 0 before the first refresh. */
@@ -132,11 +133,39 @@ export function parseHealth(nodeId: string, raw: string): { ok: true; doc: Recor
   return { ok: true, doc: d, health };
 }
 
+/** How often the same junk in the registry is warned about again. */
+export const JUNK_WARN_EVERY_MS = 10 * 60_000;
+
+/**
+ * Registry entries that are no node id: warned about when first seen and then at most every
+ * JUNK_WARN_EVERY_MS, not at every refresh.
+ */
+export class JunkWarnings {
+  private readonly warnedAt = new Map<string, number>();
+
+  /** The entries of this refresh that are junk; returns those warned about now. */
+  see(junk: readonly string[], now: number, log: Logger, n: Names): string[] {
+    const present = new Set(junk);
+    for (const id of this.warnedAt.keys()) if (!present.has(id)) this.warnedAt.delete(id);
+    const due = junk.filter((id) => now - (this.warnedAt.get(id) ?? -Infinity) >= JUNK_WARN_EVERY_MS);
+    if (due.length === 0) return due;
+    for (const id of due) this.warnedAt.set(id, now);
+    log.warn(
+      { entries: due.slice(0, 20).map((id) => id.slice(0, 80)), count: junk.length, keys: [n.health, n.nodes] },
+      'registry entries that are no node id (1-64 of [A-Za-z0-9._-]) skipped; remove them with HDEL/SREM',
+    );
+    return due;
+  }
+}
+
 export class Registry {
   private snap: Snapshot = EMPTY;
+  private readonly junk = new JunkWarnings();
   private readonly warned = new Map<string, string>();
   /** The last refresh's health documents as read and as parsed, by node id. */
   private parsed = new Map<string, { raw: string; p: ParsedHealth }>();
+  /** Hysteresis memory: nodes excluded for temperature or RAM, not yet below readmit. */
+  private held = new Map<string, Held>();
   /** node id -> model -> until (ms): anticipated loads. */
   private readonly loading = new Map<string, Map<string, number>>();
   private readonly listeners: ((s: Snapshot) => void | Promise<void>)[] = [];
@@ -195,21 +224,28 @@ export class Registry {
   /** Read the registry and build a new snapshot. */
   async refresh(): Promise<Snapshot> {
     const { redis, n, log } = this.o;
-    const first = await redis.pipeline().hgetall(n.health).smembers(n.nodes).exec();
+    const first = await redis.pipeline().hgetall(n.health).smembers(n.nodes).smembers(n.drained).exec();
     const hash = (first?.[0]?.[1] ?? {}) as Record<string, string>;
     if (first?.[0]?.[0]) throw first[0][0];
     const members = (first?.[1]?.[1] ?? []) as string[];
-    const ids = [...new Set([...Object.keys(hash), ...members])].sort();
+    const drained = new Set((first?.[2]?.[1] ?? []) as string[]);
+    const now = this.now();
+    // Only node ids: anything else in the registry (a field `evil:node`, an empty one) names no
+    // queue and is skipped, with a warning now and then (a worker's ACL user may write any field).
+    const all = [...new Set([...Object.keys(hash), ...members])];
+    const ids = all.filter(isValidNodeId).sort();
+    if (ids.length < all.length) this.junk.see(all.filter((id) => !isValidNodeId(id)), now, log, n);
     const alive = await aliveNodes(redis, n, ids);
 
-    const now = this.now();
     const dropAfter = this.o.dropAfterMs ?? 24 * 3600 * 1000;
     const views = new Map<string, NodeView>();
     const published = new Map<string, Record<string, unknown>>();
     const modelsAnywhere = new Set<string>();
     const drop: string[] = [];
     const parsed = new Map<string, { raw: string; p: ParsedHealth }>();
+    const held = new Map<string, Held>();
     for (const [id, raw] of Object.entries(hash)) {
+      if (!isValidNodeId(id)) continue;
       const last = this.parsed.get(id);
       const p = last !== undefined && last.raw === raw ? last.p : parseHealth(id, raw);
       if (!p.ok) {
@@ -219,7 +255,10 @@ export class Registry {
       }
       this.warned.delete(id);
       parsed.set(id, { raw, p });
-      const view = toNodeView(p.health, alive.has(id), now, this.o.thresholds);
+      const h = nextHeld(p.health, this.held.get(id), this.o.thresholds);
+      if (h.temperature || h.ram) held.set(id, h);
+      const plain = toNodeView(p.health, alive.has(id), now, this.o.thresholds, h);
+      const view = drained.has(id) ? drainedView(plain) : plain;
       if (now - view.lastSeenMs > dropAfter && !alive.has(id)) {
         drop.push(id);
         continue;
@@ -230,6 +269,7 @@ export class Registry {
       published.set(id, p.doc);
     }
     this.parsed = parsed;
+    this.held = held;
     if (drop.length > 0) {
       await redis.hdel(n.health, ...drop);
       log.info({ nodes: drop }, 'nodes silent for over 24 h dropped from the registry');

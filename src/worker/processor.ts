@@ -20,12 +20,12 @@ import type { InferenceRequest, InferenceResponse } from '../contracts/types.js'
 import {
   DEFAULT_STREAM_MAXLEN,
   DEFAULT_TIMEOUT_MS,
-  REQUEST_RECORD_TTL_S,
   deadLetter,
   deadlinesKey,
   errorResponse,
   publishFinal,
   publishPartial,
+  recordTtlSeconds,
   replyStreamOf,
   startJob,
   type InferenceJobData,
@@ -34,7 +34,7 @@ import {
 import type { ErrorCode } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { Names } from '../lib/names.js';
-import { rfc3339 } from '../lib/time.js';
+import { rfc3339, setLongTimeout } from '../lib/time.js';
 import { whilePassing } from '../lib/transient.js';
 import { mapOllamaError } from './errors.js';
 import { ollamaCallFor, runGeneration, type Generation } from './generate.js';
@@ -42,6 +42,7 @@ import { CancelWatch } from './cancel-watch.js';
 import { checkJobData, type CheckedJob } from './job-data.js';
 import { PartialPublisher } from './partials.js';
 import type { JobOutcome, WorkerMetrics } from './metrics.js';
+import { traceStep } from '../lib/trace.js';
 
 /** Reasons a worker gives when it aborts a job's processor signal. */
 export const CANCEL_SHUTDOWN = 'worker shutting down';
@@ -199,7 +200,7 @@ class JobRun {
       .hset(key, 'node', nodeId)
       .hsetnx(key, 'reply_to', this.replyTo);
     if (this.data.entry_id) multi.hsetnx(key, 'entry', this.data.entry_id);
-    await multi.expire(key, REQUEST_RECORD_TTL_S).zadd(deadlinesKey(n), deadline, key).exec();
+    await multi.expire(key, recordTtlSeconds(this.request.timeout_ms)).zadd(deadlinesKey(n), deadline, key).exec();
     this.log.info({ request_id: this.request.request_id, deadline: rfc3339(deadline) }, 'manual retry: fresh start');
   }
 }
@@ -214,6 +215,7 @@ export async function processJob(deps: ProcessorDeps, job: JobLike, signal?: Abo
   const checked = checkJobData(job.data, job.id, deps.n);
   if (!checked.ok) return refuseJob(run, checked);
   run.data = checked.data;
+  traceStep(run.request.request_id, 'worker took job');
   run.log = deps.log.child({ request_id: run.request.request_id });
 
   if (run.job.attemptsMade > 0) await run.freshStart();
@@ -235,6 +237,7 @@ export async function processJob(deps: ProcessorDeps, job: JobLike, signal?: Abo
   run.data = { ...run.data, attempt: run.attempt };
   const refused = await started(run);
   if (refused) return refused;
+  traceStep(run.request.request_id, 'start recorded');
   const queueMs = Math.max(0, run.now() - run.data.seen_at);
   deps.metrics?.queueWait.observe(queueMs / 1000);
   run.log.debug({ attempt: run.attempt, queue_ms: queueMs, model: run.request.model }, 'started');
@@ -302,14 +305,15 @@ async function admit(run: JobRun): Promise<JobResult | undefined> {
 async function generate(run: JobRun, signal: AbortSignal | undefined): Promise<Generation | JobResult> {
   const { redis, n, nodeId } = run.deps;
   const abort = new AbortController();
-  const timer = setTimeout(() => abort.abort('deadline'), Math.max(0, run.data.deadline - run.now()));
+  const timer = setLongTimeout(() => abort.abort('deadline'), run.data.deadline - run.now());
   const onJobSignal = (): void => abort.abort(signal?.reason ?? CANCEL_SHUTDOWN);
   if (signal?.aborted) onJobSignal();
   signal?.addEventListener('abort', onJobSignal, { once: true });
   const watch = new CancelWatch(redis, n.cancelKey(run.request.request_id), () => abort.abort(CANCEL_BY_SENDER));
 
   const call = ollamaCallFor(run.request);
-  const base = { request_id: run.request.request_id, model: run.request.model, node_id: nodeId, done: false };
+  // Partials carry their attempt: one with a higher attempt than before starts the text anew.
+  const base = { request_id: run.request.request_id, model: run.request.model, node_id: nodeId, done: false, attempt: run.attempt };
   const partials = run.request.stream && call.endpoint !== 'embed'
     ? new PartialPublisher(
         (delta) => {
@@ -325,7 +329,9 @@ async function generate(run: JobRun, signal: AbortSignal | undefined): Promise<G
     : undefined;
 
   try {
+    traceStep(run.request.request_id, 'ollama call');
     const gen = await runGeneration(run.deps.ollamaHost, call, abort.signal, partials ? (d) => partials.push(d) : undefined, run.deps.ollamaTimeoutMs);
+    traceStep(run.request.request_id, 'ollama done');
     await partials?.flush();
     if (partials?.superseded) {
       run.log.debug({}, 'answered or moved elsewhere during generation');
@@ -337,7 +343,7 @@ async function generate(run: JobRun, signal: AbortSignal | undefined): Promise<G
     return await failed(run, err, abort.signal);
   } finally {
     watch.stop();
-    clearTimeout(timer);
+    timer.clear();
     signal?.removeEventListener('abort', onJobSignal);
   }
 }
@@ -349,7 +355,9 @@ async function answer(run: JobRun, gen: Generation, queueMs: number): Promise<Jo
   const doc = finalAnswer(run, gen, queueMs);
   if (gen.loadNs !== undefined) metrics?.loadDuration.observe(gen.loadNs / 1e9);
   if (gen.evalCount !== undefined) metrics?.tokens.inc({ model: run.request.model }, gen.evalCount);
-  if (!(await run.write('final answer', () => publishFinal(redis, n, run.replyTo, doc, nodeId)))) {
+  const published = await run.write('final answer', () => publishFinal(redis, n, run.replyTo, doc, nodeId));
+  traceStep(id, 'final published');
+  if (!published) {
     const stored = await redis.hget(n.requestKey(id), 'final');
     run.log.debug({}, 'answer not published: answered already or moved to another node');
     return run.finish('superseded', '', stored !== null ? parseFinal(stored, id) : { superseded: true });

@@ -113,6 +113,8 @@ export interface SimNodeSpec {
   id: string;
   profile?: string;
   loaded?: string[];
+  /** The simulator writes the node's /proc and /sys files (RAM, temperature) for its worker to read. */
+  files?: boolean;
 }
 
 export interface WorldOptions {
@@ -158,7 +160,13 @@ export class World {
       cfg,
       JSON.stringify({
         speed: this.opts.speed ?? 50,
-        nodes: this.opts.nodes.map((node) => ({ id: node.id, profile: node.profile ?? 'pi5-16g', port: this.simPorts.get(node.id), loaded: node.loaded ?? ['gemma3:1b'] })),
+        nodes: this.opts.nodes.map((node) => ({
+          id: node.id,
+          profile: node.profile ?? 'pi5-16g',
+          port: this.simPorts.get(node.id),
+          loaded: node.loaded ?? ['gemma3:1b'],
+          ...(node.files ? { sysRoot: this.nodeRoot(node.id), procRoot: this.nodeRoot(node.id) } : {}),
+        })),
       }),
     );
     this.sim = this.track(startProc('ollama-sim', BIN.sim, ['--config', cfg, '--log-level', 'warn']));
@@ -169,6 +177,11 @@ export class World {
   private track(p: Proc): Proc {
     this.procs.add(p);
     return p;
+  }
+
+  /** Where the simulator writes a node's /proc and /sys files (`files: true`). */
+  nodeRoot(id: string): string {
+    return join(this.dir, 'nodes', id);
   }
 
   simUrl(id: string): string {
@@ -198,6 +211,7 @@ export class World {
   }
 
   startWorker(id: string, extra: string[] = [], env: Record<string, string> = {}): Proc {
+    if (this.opts.nodes.find((node) => node.id === id)?.files) extra = ['--proc-root', this.nodeRoot(id), '--sys-root', this.nodeRoot(id), ...extra];
     return this.track(
       startProc(
         `worker ${id}`,
