@@ -63,9 +63,10 @@ export function redisOptionsFor(s: RedisSettings): RedisOptions {
 
 /**
  * Find the master through Sentinels and follow its failovers: ioredis asks them for the
- * master's address on every (re)connect, checks it is a master, and, with the failover
- * detector, reconnects as soon as a Sentinel announces a new one. Writes refused meanwhile
- * (READONLY, connection reset) are the callers' passing faults (src/lib/transient.ts).
+ * master's address on every (re)connect, so a connection to a master that died reconnects to
+ * the one they name next. Writes refused meanwhile (READONLY) are the callers' passing faults
+ * (src/lib/transient.ts). ioredis's failover detector stays off: with it (ioredis 5.11), a
+ * switch of master left connections failing with "Connection is closed" for good (fault row 33).
  */
 function withSentinels(opts: RedisOptions, s: RedisSettings, tls: boolean): void {
   delete opts.host;
@@ -73,7 +74,6 @@ function withSentinels(opts: RedisOptions, s: RedisSettings, tls: boolean): void
   opts.sentinels = (s.redisSentinels ?? []).map(hostPort);
   opts.name = s.redisMasterName || 'mymaster';
   if (s.redisSentinelPassword) opts.sentinelPassword = s.redisSentinelPassword;
-  opts.failoverDetector = true;
   // Keep asking the Sentinels while none answers (never give up), at most every 2 s.
   opts.sentinelRetryStrategy = (times) => Math.min(times * 100, 2000);
   if (tls) {

@@ -65,6 +65,7 @@ export async function startSentinelCluster(masterPort: number): Promise<Sentinel
   const clients: Redis[] = [];
   const ask = async (port: number): Promise<string[]> => {
     const c = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 1, lazyConnect: true, retryStrategy: () => null });
+    c.on('error', () => undefined);
     try {
       return ((await c.call('SENTINEL', 'get-master-addr-by-name', MASTER_NAME)) as string[] | null) ?? [];
     } finally {
@@ -76,6 +77,7 @@ export async function startSentinelCluster(masterPort: number): Promise<Sentinel
     const views = await Promise.all(
       started.map(async (s) => {
         const c = new Redis({ port: s.port, host: '127.0.0.1', maxRetriesPerRequest: 1, lazyConnect: true, retryStrategy: () => null });
+        c.on('error', () => undefined);
         try {
           const master = (await c.call('SENTINEL', 'master', MASTER_NAME)) as string[];
           const f = (k: string): string => master[master.indexOf(k) + 1] ?? '';
@@ -100,7 +102,6 @@ export async function startSentinelCluster(masterPort: number): Promise<Sentinel
         sentinels: started.map((s) => ({ host: '127.0.0.1', port: s.port })),
         name: MASTER_NAME,
         maxRetriesPerRequest: null,
-        failoverDetector: true,
         retryStrategy: () => 100,
       });
       c.on('error', () => undefined);
