@@ -12,7 +12,8 @@ describe('row 30: Redis out of memory (noeviction) for 8 s under load', () => {
   let procs: Proc[];
   beforeAll(async () => {
     w = await new World({ redis: { args: ['--maxmemory-policy', 'noeviction'] }, nodes: NODES.map((id) => ({ id })), speed: 10, label: 'row30' }).start();
-    procs = [...NODES.map((id) => w.startWorker(id)), w.startBridge()];
+    // --routing guide: these rows test Redis faults, not the balanced router's job moves.
+    procs = [...NODES.map((id) => w.startWorker(id)), w.startBridge('bridge-a', ['--routing', 'guide'])];
     for (const id of NODES) await w.healthy(id, 45_000);
   });
   afterAll(async () => {

@@ -24,7 +24,8 @@ describe('row 31: workers whose clocks are 60 s ahead and 60 s behind', () => {
   beforeAll(async () => {
     // A model loaded on each node only, so that both get requests.
     w = await new World({ nodes: [{ id: AHEAD, loaded: ['gemma3:1b'] }, { id: BEHIND, loaded: ['llama3.2:3b'] }], speed: 10, label: 'row31' }).start();
-    bridge = w.startBridge();
+    // --routing guide: these rows test Redis faults, not the balanced router's job moves.
+    bridge = w.startBridge('bridge-a', ['--routing', 'guide']);
     procs = [startSkewedWorker(w, AHEAD, '+60s'), startSkewedWorker(w, BEHIND, '-60s'), bridge];
   });
   afterAll(async () => {

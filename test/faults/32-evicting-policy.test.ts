@@ -31,7 +31,8 @@ describe('row 32: maxmemory-policy allkeys-lru at start, then switched while run
   let procs: Proc[];
   beforeAll(async () => {
     w = await new World({ redis: { args: ['--maxmemory-policy', 'allkeys-lru'] }, nodes: NODES.map((id) => ({ id })), speed: 10, label: 'row32' }).start();
-    procs = [...NODES.map((id) => w.startWorker(id)), w.startBridge()];
+    // --routing guide: these rows test Redis faults, not the balanced router's job moves.
+    procs = [...NODES.map((id) => w.startWorker(id)), w.startBridge('bridge-a', ['--routing', 'guide'])];
   });
   afterAll(async () => {
     await w?.close();
