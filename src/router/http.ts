@@ -7,7 +7,7 @@ import type { HandlerResult } from '../lib/http.js';
 import { ROUTER_GROUP, type Names } from '../lib/names.js';
 import { clockWarning } from '../lib/redis-clock.js';
 import { VERSION } from '../lib/version.js';
-import { withTimeout } from './dispatcher.js';
+import { withTimeout } from '../lib/time.js';
 import type { QueueDepth, RouterMetrics } from './metrics.js';
 import type { Snapshot } from './registry.js';
 import { countsOf, type Counts } from './stats.js';
@@ -112,7 +112,7 @@ export function nodesHandler(ctx: Pick<HandlerContext, 'snapshot' | 'readmit'>):
   const body = [...eligible, ...others].map((id) => {
     const view = s.views.get(id)!;
     const doc: Record<string, unknown> = { ...(s.published.get(id) ?? view.health) };
-    for (const k of ['eligible', 'excluded_reason', 'hysteresis', 'readmit_below']) delete doc[k];
+    for (const k of ['eligible', 'excluded_reason', 'hysteresis', 'readmit_below', 'warning']) delete doc[k];
     const clock = clockWarning(typeof doc['clock_offset_ms'] === 'number' ? doc['clock_offset_ms'] : undefined);
     delete doc['clock_warning'];
     if (clock) doc['clock_warning'] = clock;
@@ -122,6 +122,12 @@ export function nodesHandler(ctx: Pick<HandlerContext, 'snapshot' | 'readmit'>):
       // Under the maximum again, but excluded until below the readmit threshold.
       doc['hysteresis'] = true;
       doc['readmit_below'] = view.excludedReason === 'temperature' ? ctx.readmit?.temp : ctx.readmit?.ram;
+    }
+    const instances = s.duplicates.get(id);
+    if (instances) {
+      // The others than the process whose document this is.
+      doc['duplicate_instances'] = instances.filter((x) => x !== doc['instance_id']);
+      doc['warning'] = `${instances.length} worker processes publish health as ${id}; give each its own --node-id`;
     }
     return doc;
   });
