@@ -40,7 +40,7 @@ export function offlineBound(nodes: readonly SimNode[], arrivals: readonly Arriv
   arrivals.forEach((a, i) => {
     const seen: { node: SimNode; free: number }[] = [];
     let best: { slot: { node: SimNode; free: number }; start: number; first: number; end: number } | undefined;
-    while (heap.size > 0 && seen.length < LOOK) {
+    while (heap.size > 0 && (seen.length < LOOK || best === undefined)) {
       const slot = heap.pop()!;
       seen.push(slot);
       if (!slot.node.installed.includes(a.model)) continue;

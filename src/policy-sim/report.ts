@@ -118,13 +118,13 @@ export function buildReport(r: ReportInput): Report {
   const out: string[] = [r.intro, '', '## Goals', '', goalsTable(r.cells), ''];
   out.push('## Plots', '');
   for (const name of Object.keys(svgs)) out.push(`![${name}](${r.svgDir}/${name})`, '');
-  out.push('## Results', '', `Mean ± 95 % confidence half-width over ${r.seeds} seeds; times in simulated seconds.`, '');
+  out.push('## Results', '', 'Mean ± 95 % confidence half-width over the seeds each table names; times in simulated seconds.', '');
   for (const c of r.cells) {
-    out.push(`### ${c.size} nodes, ${c.kind} arrivals, offered load ${c.load} (${r.requests(c.size)} requests a run)`, '', table(c), '');
+    out.push(`### ${c.size} nodes, ${c.kind} arrivals, offered load ${c.load} (${c.runs.balanced.length} seeds, ${r.requests(c.size)} requests a run)`, '', table(c), '');
   }
   if (r.heat.length > 0) {
     out.push('## With heat (passively cooled Pi 5s)', '', HEAT_TEXT, '');
-    for (const c of r.heat) out.push(`### ${c.size} nodes, ${c.kind}, offered load ${c.load}, heat on`, '', table(c), '');
+    for (const c of r.heat) out.push(`### ${c.size} nodes, ${c.kind}, offered load ${c.load}, heat on (${c.runs.balanced.length} seeds)`, '', table(c), '');
   }
   if (r.replay) out.push('## Replay of a recorded log', '', table(r.replay), '');
   if (r.scale) {

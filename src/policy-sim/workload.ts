@@ -4,8 +4,8 @@
  *
  * Recorded log (JSONL, one arrival a line, never any content):
  *   {"at_ms": 1733390000123, "model": "gemma3:1b", "prompt_tokens": 142, "eval_tokens": 210}
- * `at_ms` is any millisecond clock (epoch ms from the bridge); the replay starts at the first
- * line. `prompt_tokens` and `eval_tokens` are Ollama's prompt_eval_count and eval_count; when
+ * `at_ms` is any millisecond clock (epoch ms from the bridge); lines may come in any order and
+ * the replay starts at the earliest. `prompt_tokens` and `eval_tokens` are Ollama's prompt_eval_count and eval_count; when
  * missing they are drawn like the synthetic workload's.
  */
 import { cumulative, exponential, lognormal, pick, rng, subSeed, zipfWeights } from './random.js';
@@ -85,7 +85,6 @@ export function generate(kind: 'poisson' | 'bursty', count: number, ratePerS: nu
 export function parseReplay(text: string, seed: number): Arrival[] {
   const rl = rng(subSeed(seed, 'lengths'));
   const out: Arrival[] = [];
-  let first: number | undefined;
   const lines = text.split('\n');
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i]!.trim();
@@ -100,12 +99,14 @@ export function parseReplay(text: string, seed: number): Arrival[] {
     if (typeof d.at_ms !== 'number' || !Number.isFinite(d.at_ms) || typeof d.model !== 'string') {
       throw new Error(`replay line ${i + 1}: needs a numeric at_ms and a model`);
     }
-    first ??= d.at_ms;
     const drawn = lengths(rl);
     const tok = (v: unknown, dflt: number): number => (typeof v === 'number' && v >= 1 ? Math.min(MAX_TOKENS, Math.round(v)) : dflt);
-    out.push({ at: d.at_ms - first, model: d.model, promptTokens: tok(d.prompt_tokens, drawn.promptTokens), evalTokens: tok(d.eval_tokens, drawn.evalTokens) });
+    out.push({ at: d.at_ms, model: d.model, promptTokens: tok(d.prompt_tokens, drawn.promptTokens), evalTokens: tok(d.eval_tokens, drawn.evalTokens) });
   }
-  return out.sort((a, b) => a.at - b.at);
+  out.sort((a, b) => a.at - b.at);
+  const first = out[0]?.at ?? 0;
+  for (const a of out) a.at -= first;
+  return out;
 }
 
 /** The log line for one arrival, as the bridge would record it. */
