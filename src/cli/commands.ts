@@ -32,7 +32,7 @@ Commands:
   deadletter [--count N]
                       the newest dead-letter entries, with their reasons
   validate FILE       check a request document against bus/contracts (like npx ajv validate)
-  acl --role bridge|worker|brain [--node-id ID] --password PW [--user NAME] [--file]
+  acl --role bridge|worker|brain|gateway [--node-id ID] --password PW [--user NAME] [--file]
                       print the least-privilege Redis ACL user for a role (docs/SECURITY.md)
 
 Common flags (each with an ORION_* twin): --redis-addr, --redis-password, --redis-username,
@@ -157,10 +157,10 @@ function acl(flags: Flags, ctx: CliContext): number {
   const password = str(flags, 'password');
   const nodeId = str(flags, 'node-id');
   let who: AclRole;
-  if (role === 'bridge' || role === 'brain') who = { role };
+  if (role === 'bridge' || role === 'brain' || role === 'gateway') who = { role };
   else if (role === 'worker' && nodeId !== undefined && isValidNodeId(nodeId)) who = { role, nodeId };
   else {
-    ctx.err('acl needs --role bridge, --role brain, or --role worker with a valid --node-id');
+    ctx.err('acl needs --role bridge, --role brain, --role gateway, or --role worker with a valid --node-id');
     return 2;
   }
   if (!password) {

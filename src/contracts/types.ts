@@ -1,9 +1,17 @@
 /** TypeScript shapes of the bus messages; bus/contracts/*.schema.json is the source of truth. */
 import type { ErrorCode } from '../lib/errors.js';
 
+/** A tool call as Ollama writes it: arguments as an object, not a JSON string. */
+export interface ToolCall {
+  function: { name: string; arguments: Record<string, unknown>; index?: number };
+  [key: string]: unknown;
+}
+
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant' | 'tool';
   content: string;
+  tool_calls?: ToolCall[];
+  tool_name?: string;
 }
 
 export interface InferenceRequest {
@@ -11,6 +19,10 @@ export interface InferenceRequest {
   model: string;
   prompt?: string;
   messages?: ChatMessage[];
+  /** Embedding request: the text(s) to embed (SPEC.md section 9). */
+  input?: string | string[];
+  /** Tools offered to the model (chat), in Ollama's shape. */
+  tools?: Record<string, unknown>[];
   system?: string;
   options?: Record<string, unknown>;
   format?: 'json' | Record<string, unknown>;
@@ -32,7 +44,9 @@ export interface InferenceResponse {
   node_id?: string;
   done: boolean;
   response?: string;
-  message?: { role: string; content: string };
+  message?: { role: string; content: string; tool_calls?: ToolCall[] };
+  /** Embedding requests: one vector per input. */
+  embeddings?: number[][];
   done_reason?: string;
   total_duration_ms?: number;
   load_duration_ms?: number;
@@ -65,6 +79,10 @@ export interface NodeHealth {
   worker_version?: string;
   ollama_version?: string | null;
   reason?: string;
+  /** Random id of the worker process that wrote the document (new at every start). */
+  instance_id?: string;
+  /** Other worker processes seen publishing under this node id in the last minute. */
+  duplicate_instances?: string[];
 }
 
 export interface DeadLetter {

@@ -6,13 +6,16 @@
  * - worker for node X: its own queue and heartbeat queue, its health entries, the request
  *   records and reply streams it answers, and write-only access to the dead-letter and
  *   reroute streams; never another node's queue, never the request stream;
- * - brain: add requests, read (and delete its own private) reply streams; nothing else.
+ * - brain: add requests, read (and delete its own private) reply streams, cancel its requests
+ *   (SET of `{p}:cancel:*`); nothing else;
+ * - gateway: what the brain may, plus reading the health registry (the hash, the TTL keys and
+ *   the node set, through a script) to list models and refuse what no node can serve.
  *
  * `orion acl` prints them as ACL SETUSER lines for redis-cli or an ACL file.
  */
 import { type Names } from './names.js';
 
-export type AclRole = { role: 'bridge' } | { role: 'worker'; nodeId: string } | { role: 'brain' };
+export type AclRole = { role: 'bridge' } | { role: 'worker'; nodeId: string } | { role: 'brain' } | { role: 'gateway' };
 
 /** Commands every client needs: ioredis's ready check (INFO), naming the connection, AUTH/HELLO. */
 const BASE = ['+info', '+ping', '+hello', '+auth', '+select', '+client|setname', '+client|getname', '+client|id'];
@@ -38,10 +41,15 @@ export function aclRules(n: Names, who: AclRole, secret: string): string[] {
         `~${n.nodes}`,
         `~${n.requestKey('*')}`,
         `~${n.deadlines}`,
+        // Full access, not read-only: the start script declares the cancel key, and EVAL checks
+        // declared keys for reading and writing both.
+        `~${n.cancelKey('*')}`,
         // Full access, not write-only: the final answer goes out from a Lua script, and EVAL
         // checks its declared keys for reading and writing both.
         `~${n.responses}`,
         `~${n.responses}:*`,
+        // What answers cost (node, model, durations, counts), added by the same script.
+        `~${n.observations}`,
         `%W~${n.deadletter}`,
         `%W~${n.reroute}`,
         '+@all',
@@ -50,8 +58,41 @@ export function aclRules(n: Names, who: AclRole, secret: string): string[] {
       ];
     }
     case 'brain':
-      return [...head, `%W~${n.requests}`, `%R~${n.responses}`, `~${n.responses}:*`, '-@all', ...BASE, '+xadd', '+xread', '+xrange', '+xrevrange', '+xlen', '+del'];
+      return [...head, ...brainRules(n)];
+    case 'gateway':
+      return [
+        ...head,
+        ...brainRules(n),
+        `%R~${n.health}`,
+        `%R~${n.healthKey('*')}`,
+        `%R~${n.nodes}`,
+        '+hgetall',
+        '+smembers',
+        '+exists',
+        '+expire',
+        '+eval',
+        '+evalsha',
+        '+script|load',
+      ];
   }
+}
+
+function brainRules(n: Names): string[] {
+  return [
+    `%W~${n.requests}`,
+    `%R~${n.responses}`,
+    `~${n.responses}:*`,
+    `%W~${n.cancelKey('*')}`,
+    '-@all',
+    ...BASE,
+    '+xadd',
+    '+xread',
+    '+xrange',
+    '+xrevrange',
+    '+xlen',
+    '+del',
+    '+set',
+  ];
 }
 
 /** `ACL SETUSER name rules...` as one line for redis-cli or an ACL file (`user name rules...`). */

@@ -9,6 +9,7 @@
  *   final     the final answer, once there is one (a duplicate request gets it at once)
  *   waiting   '1' once a bridge held the request for lack of an eligible node (if it is never
  *             placed, its deadline answer is `no_healthy_node` rather than `timeout`)
+ *   timeout_ms the request's own timeout (quoted by deadline answers that cannot see the job)
  * and `{p}:deadlines` (sorted set, score = deadline ms) lists requests still unanswered, so a
  * bridge can answer `timeout` within a second wherever a request waits.
  */
@@ -33,6 +34,8 @@ export interface InferenceJobData {
   routing: Routing;
   /** Nodes where it failed, avoided when it is placed again. */
   tried: string[];
+  /** The request's size as the bridge measured it: the UTF-8 bytes of its `data` text. */
+  request_bytes?: number;
 }
 
 /** What a worker posts on `{p}:reroute` when a job should run elsewhere. */
@@ -46,8 +49,16 @@ export interface RerouteNotice {
   counts: boolean;
 }
 
-/** How long a request id is remembered. */
+/** How long a request id is remembered after its answer (and at least after its arrival). */
 export const REQUEST_RECORD_TTL_S = 24 * 3600;
+
+/**
+ * The TTL of a request record from the request's arrival: 24 h after its deadline, so a record
+ * always outlives the request it tracks (a timeout_ms may be as long as 24 h itself).
+ */
+export function recordTtlSeconds(timeoutMs: number | undefined): number {
+  return REQUEST_RECORD_TTL_S + Math.ceil((timeoutMs ?? DEFAULT_TIMEOUT_MS) / 1000);
+}
 /** Reply and dead-letter streams are trimmed to about this many entries. */
 export const DEFAULT_STREAM_MAXLEN = 100_000;
 export const DEFAULT_TIMEOUT_MS = 600_000;
@@ -57,15 +68,15 @@ export function deadlinesKey(n: Names): string {
 }
 
 /**
- * claim(request hash, waiters set, deadlines zset, entry id, reply_to, ttl seconds, deadline ms):
- * register a request id, or find it already known.
+ * claim(request hash, waiters set, deadlines zset, entry id, reply_to, ttl seconds, deadline ms,
+ * timeout ms): register a request id, or find it already known.
  * Returns {'new'} | {'same'} (re-read of the same entry) | {'done', final} | {'waiting'}
  */
 const CLAIM_FN = `
-local function claim(rk, wk, dk, entry_id, reply_to, ttl, deadline)
+local function claim(rk, wk, dk, entry_id, reply_to, ttl, deadline, timeout)
   local entry = redis.call('HGET', rk, 'entry')
   if not entry then
-    redis.call('HSET', rk, 'entry', entry_id, 'reply_to', reply_to)
+    redis.call('HSET', rk, 'entry', entry_id, 'reply_to', reply_to, 'timeout_ms', timeout)
     redis.call('EXPIRE', rk, ttl)
     redis.call('ZADD', dk, deadline, rk)
     return {'new'}
@@ -84,10 +95,10 @@ end
 /**
  * claim: one request id.
  * KEYS: 1 request hash, 2 waiters set, 3 deadlines zset
- * ARGV: 1 entry id, 2 reply_to, 3 ttl seconds, 4 deadline ms
+ * ARGV: 1 entry id, 2 reply_to, 3 ttl seconds, 4 deadline ms, 5 timeout ms
  */
 const CLAIM = `${CLAIM_FN}
-return claim(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+return claim(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 `;
 
 /**
@@ -96,16 +107,16 @@ return claim(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
  * for every argument: one line per request, and each distinct reply stream once.
  * KEYS: 1 deadlines zset, then one request hash per request
  * ARGV: 1 ttl seconds, 2 waiters key suffix (waiters set = request hash .. suffix),
- *       3 lines 'entry id,reply stream number,deadline ms' each ending in a newline,
+ *       3 lines 'entry id,reply stream number,deadline ms,timeout ms' each ending in a newline,
  *       4.. the reply streams, numbered from 1
  * Returns {kinds, final...}: kinds has a letter per request, n(ew), s(ame), w(aiting) or
  * d(one), and each d has its final answer after kinds, in order.
  */
 const CLAIM_MANY = `${CLAIM_FN}
 local kinds, out, i = {}, {''}, 0
-for entry_id, r, deadline in string.gmatch(ARGV[3], '([^,]+),(%d+),([^\\n]+)\\n') do
+for entry_id, r, deadline, timeout in string.gmatch(ARGV[3], '([^,]+),(%d+),([^,]+),([^\\n]+)\\n') do
   i = i + 1
-  local c = claim(KEYS[i + 1], KEYS[i + 1] .. ARGV[2], KEYS[1], entry_id, ARGV[3 + tonumber(r)], ARGV[1], deadline)
+  local c = claim(KEYS[i + 1], KEYS[i + 1] .. ARGV[2], KEYS[1], entry_id, ARGV[3 + tonumber(r)], ARGV[1], deadline, timeout)
   kinds[i] = string.sub(c[1], 1, 1)
   if c[2] then out[#out + 1] = c[2] end
 end
@@ -129,49 +140,98 @@ return k - 1
 `;
 
 /**
+ * target(reply stream, default stream): where a document for `reply stream` can go. A key of
+ * another type under that name (someone's hash, list, ...) would make XADD fail with WRONGTYPE
+ * half-way through a script (scripts do not roll back), so it is looked at first:
+ * 1 = the reply stream, 2 = the default stream instead, 3 = neither is a stream (nowhere).
+ */
+const TARGET_FN = `
+local function is_stream(key)
+  local t = redis.call('TYPE', key)['ok']
+  return t == 'none' or t == 'stream'
+end
+local function target(stream, fallback)
+  if is_stream(stream) then return 1, stream end
+  if is_stream(fallback) then return 2, fallback end
+  return 3, nil
+end
+`;
+
+/**
  * final: publish the one final answer of a request.
- * KEYS: 1 request hash, 2 waiters set, 3 deadlines zset, 4 reply stream
- * ARGV: 1 node id ('' = any owner), 2 final JSON, 3 maxlen, 4 ttl seconds
- * Returns 1 when published, 0 when suppressed (already answered, or the job moved to another
- * node: a late "zombie" worker must not answer twice).
+ * KEYS: 1 request hash, 2 waiters set, 3 deadlines zset, 4 reply stream, 5 default reply stream,
+ *       6 observations stream
+ * ARGV: 1 node id ('' = any owner), 2 final JSON, 3 maxlen, 4 ttl seconds, 5 observation JSON
+ *       ('' = none: see observationOf), 6 observations maxlen
+ * Returns 0 when suppressed (already answered, or the job moved to another node: a late
+ * "zombie" worker must not answer twice), else where it went (see target): 1 the reply
+ * stream, 2 the default stream (the reply stream's name holds another type of key), 3 stored
+ * in the record only. Waiter streams that are not streams are skipped (their copy goes to the
+ * default stream once).
  * The waiter streams are read from the set, not declared: ORION runs on one Redis, not a cluster.
  */
-const FINAL = `
+const FINAL = `${TARGET_FN}
 if ARGV[1] ~= '' then
   local owner = redis.call('HGET', KEYS[1], 'node')
   if owner and owner ~= ARGV[1] then return 0 end
 end
+local where, stream = target(KEYS[4], KEYS[5])
 if redis.call('HSETNX', KEYS[1], 'final', ARGV[2]) == 0 then return 0 end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('ZREM', KEYS[3], KEYS[1])
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'data', ARGV[2])
+local sent = {}
+if stream then
+  redis.call('XADD', stream, 'MAXLEN', '~', ARGV[3], '*', 'data', ARGV[2])
+  sent[stream] = true
+end
 for _, w in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  if w ~= KEYS[4] then redis.call('XADD', w, 'MAXLEN', '~', ARGV[3], '*', 'data', ARGV[2]) end
+  local _, ws = target(w, KEYS[5])
+  if ws and not sent[ws] then
+    redis.call('XADD', ws, 'MAXLEN', '~', ARGV[3], '*', 'data', ARGV[2])
+    sent[ws] = true
+  end
 end
 redis.call('DEL', KEYS[2])
-return 1
+if ARGV[5] ~= '' then redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[6], '*', 'data', ARGV[5]) end
+return where
 `;
 
 /**
  * partial: publish a partial answer unless the job has moved or the request is answered.
- * KEYS: 1 request hash, 2 reply stream
+ * KEYS: 1 request hash, 2 reply stream, 3 default reply stream
  * ARGV: 1 node id, 2 partial JSON, 3 maxlen
+ * Returns 0 when suppressed, else where it went (see target; 3 = nowhere).
  */
-const PARTIAL = `
+const PARTIAL = `${TARGET_FN}
 local owner = redis.call('HGET', KEYS[1], 'node')
 if owner and owner ~= ARGV[1] then return 0 end
 if redis.call('HEXISTS', KEYS[1], 'final') == 1 then return 0 end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'data', ARGV[2])
-return 1
+local where, stream = target(KEYS[2], KEYS[3])
+if stream then redis.call('XADD', stream, 'MAXLEN', '~', ARGV[3], '*', 'data', ARGV[2]) end
+return where
+`;
+
+/**
+ * deliver: add a document to a reply stream, or to the default stream when the reply stream's
+ * name holds another type of key. For answers written outside the final script (refusals of
+ * invalid requests, stored answers sent to a duplicate's reply stream).
+ * KEYS: 1 reply stream, 2 default reply stream; ARGV: 1 JSON, 2 maxlen
+ * Returns where it went (see target).
+ */
+const DELIVER = `${TARGET_FN}
+local where, stream = target(KEYS[1], KEYS[2])
+if stream then redis.call('XADD', stream, 'MAXLEN', '~', ARGV[2], '*', 'data', ARGV[1]) end
+return where
 `;
 
 /**
  * start: admit a job copy and record its attempt, in one step (one round trip where a check
  * and BullMQ's `Job.updateData` took two).
- * KEYS: 1 request hash, 2 the job's hash in its BullMQ queue
+ * KEYS: 1 request hash, 2 the job's hash in its BullMQ queue, 3 the request's cancel key
  * ARGV: 1 node id, 2 the job's data with this attempt counted (JSON)
  * Returns {'run'} (the data written, as `Job.updateData` writes it) | {'done', final} (answered
- * already) | {'moved', owner} (another node owns the job now) | {'gone'} (the job hash is missing).
+ * already) | {'moved', owner} (another node owns the job now) | {'gone'} (the job hash is
+ * missing) | {'cancelled'} (its sender cancelled it: not started, no attempt used).
  */
 const START = `
 local final = redis.call('HGET', KEYS[1], 'final')
@@ -179,6 +239,7 @@ if final then return {'done', final} end
 local owner = redis.call('HGET', KEYS[1], 'node')
 if owner and owner ~= ARGV[1] then return {'moved', owner} end
 if redis.call('EXISTS', KEYS[2]) == 0 then return {'gone'} end
+if redis.call('EXISTS', KEYS[3]) == 1 then return {'cancelled'} end
 redis.call('HSET', KEYS[2], 'data', ARGV[2])
 return {'run'}
 `;
@@ -187,14 +248,15 @@ type Reply = [string] | [string, string];
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    orionClaim(k1: string, k2: string, k3: string, entry: string, replyTo: string, ttl: number, deadline: number): Result<Reply, Context>;
+    orionClaim(k1: string, k2: string, k3: string, entry: string, replyTo: string, ttl: number, deadline: number, timeoutMs: number): Result<Reply, Context>;
     /** numkeys, then the keys, then the arguments (see CLAIM_MANY). */
     orionClaimMany(...args: (string | number)[]): Result<string[], Context>;
     /** numkeys, then the request hashes, then node ids and counts (see OWNERS). */
     orionOwners(...args: (string | number)[]): Result<number, Context>;
-    orionFinal(k1: string, k2: string, k3: string, k4: string, node: string, doc: string, maxlen: number, ttl: number): Result<number, Context>;
-    orionPartial(k1: string, k2: string, node: string, doc: string, maxlen: number): Result<number, Context>;
-    orionStart(k1: string, k2: string, node: string, data: string): Result<Reply, Context>;
+    orionFinal(k1: string, k2: string, k3: string, k4: string, k5: string, k6: string, node: string, doc: string, maxlen: number, ttl: number, obs: string, obsMaxlen: number): Result<number, Context>;
+    orionPartial(k1: string, k2: string, k3: string, node: string, doc: string, maxlen: number): Result<number, Context>;
+    orionDeliver(stream: string, fallback: string, doc: string, maxlen: number): Result<number, Context>;
+    orionStart(k1: string, k2: string, k3: string, node: string, data: string): Result<Reply, Context>;
   }
 }
 
@@ -204,12 +266,13 @@ export function defineBusCommands(redis: Redis): void {
   redis.defineCommand('orionClaim', { numberOfKeys: 3, lua: CLAIM });
   redis.defineCommand('orionClaimMany', { lua: CLAIM_MANY });
   redis.defineCommand('orionOwners', { lua: OWNERS });
-  redis.defineCommand('orionFinal', { numberOfKeys: 4, lua: FINAL });
-  redis.defineCommand('orionPartial', { numberOfKeys: 2, lua: PARTIAL });
-  redis.defineCommand('orionStart', { numberOfKeys: 2, lua: START });
+  redis.defineCommand('orionFinal', { numberOfKeys: 6, lua: FINAL });
+  redis.defineCommand('orionPartial', { numberOfKeys: 3, lua: PARTIAL });
+  redis.defineCommand('orionDeliver', { numberOfKeys: 2, lua: DELIVER });
+  redis.defineCommand('orionStart', { numberOfKeys: 3, lua: START });
 }
 
-export type StartResult = { kind: 'run' } | { kind: 'done'; final: string } | { kind: 'moved'; owner: string } | { kind: 'gone' };
+export type StartResult = { kind: 'run' } | { kind: 'done'; final: string } | { kind: 'moved'; owner: string } | { kind: 'gone' } | { kind: 'cancelled' };
 
 /**
  * Admit a job copy on `nodeId` and store its data with the attempt counted (see START). The
@@ -218,8 +281,8 @@ export type StartResult = { kind: 'run' } | { kind: 'done'; final: string } | { 
  */
 export async function startJob(redis: Redis, n: Names, requestId: string, jobKey: string, nodeId: string, data: InferenceJobData): Promise<StartResult> {
   defineBusCommands(redis);
-  const [kind, value = ''] = await redis.orionStart(n.requestKey(requestId), jobKey, nodeId, JSON.stringify(data));
-  if (kind === 'run' || kind === 'gone') return { kind };
+  const [kind, value = ''] = await redis.orionStart(n.requestKey(requestId), jobKey, n.cancelKey(requestId), nodeId, JSON.stringify(data));
+  if (kind === 'run' || kind === 'gone' || kind === 'cancelled') return { kind };
   return kind === 'done' ? { kind, final: value } : { kind: 'moved', owner: value };
 }
 
@@ -244,6 +307,7 @@ export function claimRequest(
   entryId: string,
   replyTo: string,
   deadline: number,
+  timeoutMs = DEFAULT_TIMEOUT_MS,
 ): void {
   (pipe as unknown as Redis).orionClaim(
     n.requestKey(requestId),
@@ -251,8 +315,9 @@ export function claimRequest(
     deadlinesKey(n),
     entryId,
     replyTo,
-    REQUEST_RECORD_TTL_S,
+    recordTtlSeconds(timeoutMs),
     deadline,
+    timeoutMs,
   );
 }
 
@@ -261,6 +326,8 @@ export interface ClaimItem {
   entryId: string;
   replyTo: string;
   deadline: number;
+  /** The request's timeout_ms (default applied). */
+  timeoutMs: number;
 }
 
 /** What the waiters set's name adds to the request hash's (CLAIM_MANY derives one from the other). */
@@ -278,13 +345,16 @@ export async function claimRequests(redis: Redis, n: Names, items: readonly Clai
   const keys: string[] = [deadlinesKey(n)];
   const streams = new Map<string, number>();
   let lines = '';
+  // One TTL for the batch: the longest any of its records needs.
+  let ttl = REQUEST_RECORD_TTL_S;
   for (const it of items) {
     keys.push(n.requestKey(it.requestId));
     let r = streams.get(it.replyTo);
     if (r === undefined) streams.set(it.replyTo, (r = streams.size + 1));
-    lines += `${it.entryId},${r},${it.deadline}\n`;
+    lines += `${it.entryId},${r},${it.deadline},${it.timeoutMs}\n`;
+    ttl = Math.max(ttl, recordTtlSeconds(it.timeoutMs));
   }
-  const [kinds = '', ...finals] = await redis.orionClaimMany(keys.length, ...keys, REQUEST_RECORD_TTL_S, waitersSuffix(n), lines, ...streams.keys());
+  const [kinds = '', ...finals] = await redis.orionClaimMany(keys.length, ...keys, ttl, waitersSuffix(n), lines, ...streams.keys());
   if (kinds.length !== items.length) throw new Error(`claim script answered ${kinds.length} of ${items.length} requests`);
   let f = 0;
   return [...kinds].map((k) => (k === 'd' ? { kind: 'done', final: finals[f++] ?? '{}' } : { kind: CLAIM_KINDS[k] as Exclude<ClaimResult['kind'], 'done'> }));
@@ -321,9 +391,36 @@ export function replyStreamOf(n: Names, request: Pick<InferenceRequest, 'reply_t
   return request.reply_to !== undefined && n.isReplyStream(request.reply_to) ? request.reply_to : n.responses;
 }
 
+/** Where a document went: the reply stream, the default stream instead, or nowhere. */
+export type Delivery = 'reply_to' | 'default' | 'nowhere';
+const DELIVERY: Record<number, Delivery> = { 1: 'reply_to', 2: 'default', 3: 'nowhere' };
+
+/** Why a document did not reach its reply stream (for the dead letter), or undefined when it did. */
+export function misdelivery(n: Names, replyTo: string, where: Delivery): string | undefined {
+  if (where === 'reply_to') return undefined;
+  return where === 'default'
+    ? `reply_to ${replyTo} names a key that is not a stream; the answer went to ${n.responses} instead`
+    : `neither reply_to ${replyTo} nor ${n.responses} is a stream; the answer is kept in the request record only`;
+}
+
+/**
+ * A response as JSON. A document that cannot be serialised (it should never happen: requests
+ * are bounded in size and depth) loses its echoed metadata rather than its answer.
+ */
+export function responseJson(doc: InferenceResponse): string {
+  try {
+    return JSON.stringify(doc);
+  } catch {
+    const { metadata: _dropped, ...rest } = doc;
+    return JSON.stringify(rest);
+  }
+}
+
 /**
  * Publish the final answer. `nodeId` set: only if that node still owns the job. Returns
- * whether it was published (false: someone already answered, or the job moved away).
+ * whether it was published (false: someone already answered, or the job moved away). An
+ * answer whose reply stream is not a stream goes to the default stream and is dead-lettered
+ * with the reason.
  */
 export async function publishFinal(
   redis: Redis,
@@ -340,12 +437,72 @@ export async function publishFinal(
     n.waitersKey(id),
     deadlinesKey(n),
     replyTo,
+    n.responses,
+    n.observations,
     nodeId,
-    JSON.stringify(doc),
+    responseJson(doc),
     maxlen,
     REQUEST_RECORD_TTL_S,
+    observationOf(doc),
+    OBSERVATIONS_MAXLEN,
   );
-  return r === 1;
+  if (r === 0) return false;
+  const why = misdelivery(n, replyTo, DELIVERY[r] ?? 'nowhere');
+  if (why !== undefined) {
+    await deadLetter(redis, n, { reason: why, error_code: doc.error?.code, request_id: id, node_id: doc.node_id, attempt: doc.attempt });
+  }
+  return true;
+}
+
+/** The observations stream keeps about this many answers (the learners' memory after a restart). */
+export const OBSERVATIONS_MAXLEN = 10_000;
+
+/**
+ * What one answer cost, as the bridges learn it (`{p}:observations`): the node, the model and
+ * the final answer's Ollama figures under the answer's own names; never content. `at` = when
+ * it was answered (ms since epoch).
+ */
+export interface Observation {
+  node: string;
+  model: string;
+  at: number;
+  total_duration_ms?: number;
+  load_duration_ms?: number;
+  prompt_eval_duration_ms?: number;
+  eval_duration_ms?: number;
+  prompt_eval_count?: number;
+  eval_count?: number;
+  queue_ms?: number;
+}
+
+const OBSERVED = ['total_duration_ms', 'load_duration_ms', 'prompt_eval_duration_ms', 'eval_duration_ms', 'prompt_eval_count', 'eval_count', 'queue_ms'] as const;
+
+/** The observation of a final answer: '' unless it is a successful answer with Ollama's figures. */
+export function observationOf(doc: InferenceResponse): string {
+  if (doc.error !== undefined || doc.node_id === undefined || doc.model === undefined || doc.total_duration_ms === undefined) return '';
+  const o: Record<string, unknown> = { node: doc.node_id, model: doc.model, at: Date.parse(doc.created_at) || Date.now() };
+  for (const k of OBSERVED) {
+    const v = doc[k];
+    if (typeof v === 'number' && Number.isFinite(v)) o[k] = v;
+  }
+  return JSON.stringify(o);
+}
+
+/** An observation read back from the stream, or undefined when it does not parse. */
+export function parseObservation(raw: string): Observation | undefined {
+  let d: unknown;
+  try {
+    d = JSON.parse(raw);
+  } catch {
+    return undefined;
+  }
+  const o = d as Partial<Observation> | null;
+  if (!o || typeof o.node !== 'string' || typeof o.model !== 'string' || typeof o.at !== 'number') return undefined;
+  for (const k of OBSERVED) {
+    const v = o[k];
+    if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v) && v >= 0)) return undefined;
+  }
+  return o as Observation;
 }
 
 export async function publishPartial(
@@ -357,8 +514,22 @@ export async function publishPartial(
   maxlen = DEFAULT_STREAM_MAXLEN,
 ): Promise<boolean> {
   defineBusCommands(redis);
-  const r = await redis.orionPartial(n.requestKey(doc.request_id), replyTo, nodeId, JSON.stringify(doc), maxlen);
-  return r === 1;
+  const r = await redis.orionPartial(n.requestKey(doc.request_id), replyTo, n.responses, nodeId, responseJson(doc), maxlen);
+  return r !== 0;
+}
+
+/**
+ * Add a document to a reply stream outside the final script (see DELIVER): on a pipeline the
+ * call is queued (its reply is 1, 2 or 3, see `deliveryOf`); on a connection it is sent.
+ */
+export function deliver(target: Redis | ChainableCommander, n: Names, replyTo: string, json: string, maxlen = DEFAULT_STREAM_MAXLEN): Promise<unknown> {
+  const out: unknown = (target as Redis).orionDeliver(replyTo, n.responses, json, maxlen);
+  return out instanceof Promise ? out : Promise.resolve(1);
+}
+
+/** The reply of a DELIVER call as a Delivery. */
+export function deliveryOf(reply: unknown): Delivery {
+  return DELIVERY[Number(reply)] ?? 'nowhere';
 }
 
 /** Add a dead-letter entry (fields unknown at the time left out). */
@@ -369,13 +540,26 @@ export function deadLetterDoc(fields: Omit<DeadLetter, 'created_at'>): DeadLette
   return out as unknown as DeadLetter;
 }
 
+/**
+ * A dead letter as JSON. A request that cannot be serialised (too deep for JSON.stringify,
+ * which recurses) is replaced by a note saying so: the dead letter itself must never fail.
+ */
+export function deadLetterJson(fields: Omit<DeadLetter, 'created_at'>): string {
+  const doc = deadLetterDoc(fields);
+  try {
+    return JSON.stringify(doc);
+  } catch (err) {
+    return JSON.stringify({ ...doc, request: `[request not serialisable: ${(err as Error).message}]` });
+  }
+}
+
 export async function deadLetter(
   redis: Redis | ChainableCommander,
   n: Names,
   fields: Omit<DeadLetter, 'created_at'>,
   maxlen = DEFAULT_STREAM_MAXLEN,
 ): Promise<void> {
-  await redis.xadd(n.deadletter, 'MAXLEN', '~', maxlen, '*', 'data', JSON.stringify(deadLetterDoc(fields)));
+  await redis.xadd(n.deadletter, 'MAXLEN', '~', maxlen, '*', 'data', deadLetterJson(fields));
 }
 
 /** A final error document. */

@@ -8,6 +8,8 @@ export const ERROR_CODES = [
   'backend_error',
   'overloaded',
   'internal',
+  /** The sender cancelled the request (SPEC.md section 9): not retried, not dead-lettered. */
+  'cancelled',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

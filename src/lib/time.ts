@@ -10,6 +10,40 @@ export function streamIdMs(entryId: string): number {
   return Number.isFinite(ms) ? ms : Date.now();
 }
 
+/**
+ * When a request arrived (SPEC.md section 7): its stream entry id's time, or `readAt` (the
+ * moment the bridge read it, on the clock the caller judges deadlines by) when that is earlier.
+ * An entry added with an explicit id in the future is not believed, and neither are the `*`
+ * entries after it, to which Redis gives ids just above it.
+ */
+export function arrivalMs(entryId: string, readAt: number): number {
+  return Math.min(streamIdMs(entryId), readAt);
+}
+
+/** The longest delay setTimeout honours; beyond it Node fires after 1 ms. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A timer that may be cleared. */
+export interface LongTimer {
+  clear(): void;
+}
+
+/**
+ * setTimeout for any delay: a delay over MAX_TIMER_MS (about 24.8 days) is waited in steps
+ * rather than clamped to 1 ms. A negative or NaN delay fires at once, like setTimeout.
+ */
+export function setLongTimeout(fn: () => void, ms: number, unref = false): LongTimer {
+  let t: NodeJS.Timeout | undefined;
+  const until = Date.now() + (Number.isFinite(ms) ? Math.max(0, ms) : 0);
+  const arm = (): void => {
+    const left = until - Date.now();
+    t = left > MAX_TIMER_MS ? setTimeout(arm, MAX_TIMER_MS) : setTimeout(fn, Math.max(0, left));
+    if (unref) t.unref();
+  };
+  arm();
+  return { clear: () => clearTimeout(t) };
+}
+
 /** Parse `15s`, `500ms`, `2m`, `1h`, or a bare number of seconds; null when malformed. */
 export function parseDuration(v: string | number): number | null {
   if (typeof v === 'number') return Number.isFinite(v) ? v * 1000 : null;
@@ -23,9 +57,9 @@ export function parseDuration(v: string | number): number | null {
 
 export const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
   new Promise((resolve) => {
-    const t = setTimeout(done, ms);
+    const t = setLongTimeout(done, ms);
     function done(): void {
-      clearTimeout(t);
+      t.clear();
       signal?.removeEventListener('abort', done);
       resolve();
     }

@@ -1,6 +1,7 @@
 /**
- * Bull Board at `/admin/queues` (SPEC.md section 8): every node queue, added as nodes appear,
- * and each node's heartbeat queue (always read-only). Without --admin-user/--admin-password the
+ * Bull Board at `/admin/queues` (SPEC.md section 8): every node queue, added as nodes appear
+ * and taken away when a node leaves the registry (`orion forget`), and each node's heartbeat
+ * queue (always read-only). Without --admin-user/--admin-password the
  * node queues are read-only too (Bull Board refuses write actions with 405); with them, pages
  * and reads stay open and every write (any method but GET/HEAD) needs HTTP Basic credentials.
  */
@@ -12,6 +13,7 @@ import { Queue } from 'bullmq';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { RequestListener } from 'node:http';
 import type { Redis } from 'ioredis';
+import { HeldConnection } from '../lib/bull.js';
 import type { Names } from '../lib/names.js';
 import type { Dispatcher } from './dispatcher.js';
 
@@ -39,8 +41,8 @@ export function basicAuthOk(header: string | undefined, user: string, password: 
 export class Board {
   private readonly server = new ExpressAdapter();
   private readonly board: ReturnType<typeof createBullBoard>;
-  private readonly shown = new Set<string>();
-  private readonly heartbeats: Queue[] = [];
+  /** Node id -> its two adapters on the board and its heartbeat queue. */
+  private readonly shown = new Map<string, { adapters: BullMQAdapter[]; heartbeat: Queue }>();
 
   constructor(private readonly o: BoardOptions) {
     this.server.setBasePath(BOARD_PATH);
@@ -51,20 +53,27 @@ export class Board {
     return this.o.adminUser !== '' && this.o.adminPassword !== '';
   }
 
-  /** Show the queues of these nodes (those already shown are left alone). */
+  /** Show the queues of exactly these nodes: new ones are added, those gone are taken away. */
   sync(nodeIds: Iterable<string>): void {
     const add: BullMQAdapter[] = [];
-    for (const id of nodeIds) {
+    const keep = new Set(nodeIds);
+    for (const id of keep) {
       if (this.shown.has(id)) continue;
-      this.shown.add(id);
       const q = this.o.dispatcher.queue(id);
-      add.push(new BullMQAdapter(q, { readOnlyMode: !this.writable, prefix: `${this.o.n.nodeQueuePrefix}:`, description: `jobs routed to ${id}` }));
-      const hb = new Queue(id, { prefix: this.o.n.heartbeatQueuePrefix, connection: this.o.redis });
+      const jobs = new BullMQAdapter(q, { readOnlyMode: !this.writable, prefix: `${this.o.n.nodeQueuePrefix}:`, description: `jobs routed to ${id}` });
+      const hb = new Queue(id, { prefix: this.o.n.heartbeatQueuePrefix, connection: this.o.redis }, HeldConnection);
       hb.on('error', () => undefined);
-      this.heartbeats.push(hb);
-      add.push(new BullMQAdapter(hb, { readOnlyMode: true, prefix: `${this.o.n.heartbeatQueuePrefix}:`, description: `health job of ${id}` }));
+      const beats = new BullMQAdapter(hb, { readOnlyMode: true, prefix: `${this.o.n.heartbeatQueuePrefix}:`, description: `health job of ${id}` });
+      this.shown.set(id, { adapters: [jobs, beats], heartbeat: hb });
+      add.push(jobs, beats);
     }
     if (add.length > 0) this.board.setQueues(add);
+    for (const [id, entry] of this.shown) {
+      if (keep.has(id)) continue;
+      for (const a of entry.adapters) this.board.removeQueue(a);
+      this.shown.delete(id);
+      void entry.heartbeat.close().catch(() => undefined);
+    }
   }
 
   /**
@@ -88,6 +97,6 @@ export class Board {
   }
 
   async close(): Promise<void> {
-    await Promise.allSettled(this.heartbeats.map((q) => q.close()));
+    await Promise.allSettled([...this.shown.values()].map((e) => e.heartbeat.close()));
   }
 }

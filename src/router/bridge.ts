@@ -3,7 +3,8 @@
  * routes each request from an in-memory registry snapshot, and enqueues it on the chosen
  * node's BullMQ queue; re-routes jobs workers hand back and jobs of dead nodes; answers
  * requests past their deadline; keeps its two streams trimmed to what is not acknowledged yet;
- * serves /health, /stats, /nodes, /metrics and Bull Board.
+ * serves /health, /stats, /nodes, /metrics, Bull Board, and the live cluster page (`/`, with
+ * `/cluster` and the decision stream `/events`).
  *
  * Connections: one command connection (queues, scripts, registry), one for the claims of request
  * batches (on the command connection a batch's claims would wait behind the adds of the batch
@@ -20,15 +21,22 @@ import { connectRedis, describeRedis } from '../lib/redis.js';
 import { Board } from './board.js';
 import { GroupReader } from './consumer.js';
 import { DeadlineSweeper } from './deadlines.js';
+import { DecisionFeed } from './decisions.js';
 import { DeadNodeSweeper } from './deadnodes.js';
 import { Dispatcher, withTimeout } from './dispatcher.js';
 import { SERVICE, healthHandler, metricsHandler, nodesHandler, statsHandler, type HandlerContext } from './http.js';
 import { Intake } from './intake.js';
 import { RouterMetrics, type QueueDepth } from './metrics.js';
+import { ASSET_PATHS, assetHandler, clusterHandler, type ClusterContext } from './page.js';
 import { Registry, type Snapshot } from './registry.js';
 import { RerouteHandler } from './reroute.js';
 import { BridgeStats, type Counts } from './stats.js';
+import { Timeline } from './timeline.js';
 import { trimAcked } from './trim.js';
+import type { Thresholds } from './routing.js';
+import { Balancing } from './balancing.js';
+import { requestStatusHandler } from './where.js';
+import type { IncomingMessage } from 'node:http';
 
 /** Knobs for tests and tuning; the defaults are the production values. */
 export interface BridgeDeps {
@@ -53,6 +61,8 @@ export interface BridgeDeps {
   statsFlushMs?: number;
   /** Trimming of acknowledged entries from the request and reroute streams. @defaultValue 5000 */
   trimEveryMs?: number;
+  /** Step of the live page's charts (one read of the cluster counters each). @defaultValue 5000 */
+  timelineStepMs?: number;
 }
 
 export interface BridgeHandle {
@@ -88,7 +98,21 @@ interface Parts {
   deadlines: DeadlineSweeper;
   board: Board;
   readers: GroupReader[];
+  balancing: Balancing;
+  decisions: DecisionFeed;
+  timeline: Timeline;
   depths(): Promise<ReadonlyMap<string, QueueDepth>>;
+}
+
+/** The eligibility thresholds of a configuration; a readmit threshold is at most its maximum. */
+export function thresholdsOf(config: RouterConfig): Required<Thresholds> {
+  return {
+    maxTemp: config.maxTemp,
+    maxRam: config.maxRam,
+    staleAfterMs: config.staleAfter,
+    readmitTemp: Math.min(config.readmitTemp, config.maxTemp),
+    readmitRam: Math.min(config.readmitRam, config.maxRam),
+  };
 }
 
 function assemble(config: RouterConfig, deps: BridgeDeps, root: Logger): Parts {
@@ -100,16 +124,18 @@ function assemble(config: RouterConfig, deps: BridgeDeps, root: Logger): Parts {
   const claims = connectRedis(config, root, 'orion-router-claims');
   defineBusCommands(cmd);
   defineBusCommands(claims);
-  const thresholds = { maxTemp: config.maxTemp, maxRam: config.maxRam, staleAfterMs: config.staleAfter };
+  const thresholds = thresholdsOf(config);
   const registry = new Registry({ redis: cmd, n, thresholds, log: part('registry'), refreshMs: deps.refreshMs, loadingTtlMs: deps.loadingTtlMs });
-  const dispatcher = new Dispatcher({ redis: cmd, n, log: part('dispatcher'), addTimeoutMs: deps.addTimeoutMs, depthCacheMs: deps.depthCacheMs });
+  const decisions = new DecisionFeed();
+  const dispatcher = new Dispatcher({ redis: cmd, n, log: part('dispatcher'), addTimeoutMs: deps.addTimeoutMs, depthCacheMs: deps.depthCacheMs, decisions });
   const depths = (): Promise<ReadonlyMap<string, QueueDepth>> =>
     withTimeout(dispatcher.depths(registry.current().known), 1000, 'job counts').catch(() => new Map<string, QueueDepth>());
   let heldCount = (): number => 0;
   const metrics = new RouterMetrics({ snapshot: () => registry.current(), depths, waiting: () => heldCount() });
   const stats = new BridgeStats(n, consumer, metrics);
-  const common = { redis: cmd, n, registry, dispatcher, stats };
-  const intake = new Intake({ ...common, claims, log: part('intake'), maxAttempts: config.maxAttempts });
+  const balancing = new Balancing({ config, redis: cmd, n, registry, dispatcher, stats, log: part });
+  const common = { redis: cmd, n, registry, dispatcher, stats, placer: balancing.placer };
+  const intake = new Intake({ ...common, claims, log: part('intake'), maxAttempts: config.maxAttempts, decisions });
   heldCount = () => intake.heldCount();
   const rerouter = new RerouteHandler({ ...common, log: part('reroute') });
   const readerBase = { cmd, group: ROUTER_GROUP, consumer, batchSize: config.batchSize, blockMs: deps.blockMs, claimIdleMs: config.claimIdle, claimEveryMs: deps.claimEveryMs };
@@ -138,6 +164,9 @@ function assemble(config: RouterConfig, deps: BridgeDeps, root: Logger): Parts {
     deadlines: new DeadlineSweeper({ redis: cmd, n, dispatcher, intake, stats, log: part('deadlines'), tickMs: deps.deadlineTickMs }),
     board: new Board({ redis: cmd, n, dispatcher, adminUser: config.adminUser, adminPassword: config.adminPassword }),
     readers,
+    balancing,
+    decisions,
+    timeline: new Timeline({ redis: cmd, n, local: () => stats.snapshot(), stepMs: deps.timelineStepMs }),
     depths,
   };
 }
@@ -161,8 +190,10 @@ export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}):
   const p = assemble(config, deps, root);
   const { log, n, cmd, registry, intake, rerouter, deadNodes, deadlines, board, stats } = p;
 
-  // After every refresh: show new node queues, try held requests and notices, move dead nodes' jobs.
+  // After every refresh: count the queues and learn, show new node queues, try held requests and
+  // notices, move dead nodes' jobs, rebalance waiting jobs and keep models warm.
   registry.onRefresh(async (s) => {
+    await p.balancing.afterRefresh(s);
     board.sync(s.known);
     await intake.retryHeld();
     await rerouter.retryPending();
@@ -173,23 +204,43 @@ export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}):
   board.sync(registry.current().known);
 
   let http: HttpServerHandle;
+  const boardListener = board.listener();
   try {
     http = await startHttpServer({
       host: config.httpAddr,
       port: config.httpPort,
       log: root.child({ component: 'http' }),
-      routes: httpRoutes({
-        redis: cmd,
-        n,
-        consumer: config.consumerName,
-        counts: () => stats.snapshot(),
-        waiting: () => intake.heldCount(),
-        reroutesPending: () => rerouter.pendingCount(),
-        snapshot: () => registry.current(),
-        depths: p.depths,
-        metrics: p.metrics,
-      }),
-      fallback: board.listener(),
+      routes: httpRoutes(
+        {
+          redis: cmd,
+          n,
+          consumer: config.consumerName,
+          counts: () => stats.snapshot(),
+          waiting: () => intake.heldCount(),
+          reroutesPending: () => rerouter.pendingCount(),
+          snapshot: () => registry.current(),
+          depths: p.depths,
+          metrics: p.metrics,
+          routing: config.routing,
+          where: { redis: cmd, n, eta: p.balancing.etaSource((id) => intake.isHeld(id)) },
+          readmit: { temp: thresholdsOf(config).readmitTemp, ram: thresholdsOf(config).readmitRam },
+        },
+        {
+          consumer: config.consumerName,
+          thresholds: thresholdsOf(config),
+          snapshot: () => registry.current(),
+          depths: p.depths,
+          timeline: () => p.timeline.view(),
+          held: () => intake.heldCount(),
+          boardWritable: board.writable,
+        },
+      ),
+      // The decision stream is long-lived, so not a plain route; everything else goes to Bull Board.
+      fallback: (req, res) => {
+        const path = (req.url ?? '/').split('?')[0];
+        if (path === '/events' && req.method === 'GET') p.decisions.serve(req, res);
+        else boardListener(req, res);
+      },
     });
   } catch (err) {
     for (const c of [cmd, p.claims, ...p.blocking]) c.disconnect();
@@ -198,6 +249,7 @@ export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}):
   for (const r of p.readers) r.start();
   registry.start();
   deadlines.start();
+  p.timeline.start();
   const timers = [
     every(deps.touchEveryMs ?? Math.max(250, Math.floor(config.claimIdle / 3)), async () => {
       await intake.touchHeld();
@@ -231,12 +283,15 @@ async function closeBridge(p: Parts, http: HttpServerHandle, timers: NodeJS.Time
   const { log, cmd } = p;
   log.info({}, 'bridge closing');
   http.markClosing();
+  p.decisions.close();
   p.intake.stop();
   const steps: [string, () => Promise<unknown>][] = [
     ['stream readers', () => Promise.all(p.readers.map((r) => r.stop()))],
     ['registry', () => p.registry.stop()],
     ['deadlines', () => p.deadlines.stop()],
+    ['timeline', () => p.timeline.stop()],
     ['dead nodes', () => p.deadNodes.stop()],
+    ['balancing', () => p.balancing.stop()],
     ['timers', async () => timers.forEach((t) => clearInterval(t))],
     ['stats flush', () => p.stats.flush(cmd)],
     ['board', () => p.board.close()],
@@ -256,11 +311,14 @@ async function closeBridge(p: Parts, http: HttpServerHandle, timers: NodeJS.Time
   log.info({}, 'bridge closed');
 }
 
-function httpRoutes(ctx: HandlerContext) {
+function httpRoutes(ctx: HandlerContext, page: ClusterContext) {
   return {
     '/health': () => healthHandler(),
     '/stats': () => statsHandler(ctx),
     '/nodes': () => nodesHandler(ctx),
     '/metrics': () => metricsHandler(ctx),
+    '/requests/*': (req: IncomingMessage) => requestStatusHandler(ctx.where, (req.url ?? '').split('?')[0]!.slice('/requests/'.length)),
+    '/cluster': () => clusterHandler(page),
+    ...Object.fromEntries(ASSET_PATHS.map((path) => [path, () => assetHandler(path)])),
   };
 }

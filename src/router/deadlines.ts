@@ -15,7 +15,7 @@ import type { InferenceResponse } from '../contracts/types.js';
 import { DEFAULT_TIMEOUT_MS, deadLetter, deadlinesKey, errorResponse, publishFinal, type InferenceJobData } from '../lib/bus.js';
 import type { ErrorCode } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
-import { jobIdFor, type Names } from '../lib/names.js';
+import { isValidNodeId, jobIdFor, type Names } from '../lib/names.js';
 import { Periodic } from '../lib/periodic.js';
 import { withTimeout, type Dispatcher } from './dispatcher.js';
 import { WAITING_FIELD, type Intake } from './intake.js';
@@ -34,6 +34,17 @@ export interface DeadlineOptions {
 }
 
 const LIMIT = 500;
+
+/** A request past its deadline, as its record tells it. */
+interface Expired {
+  id: string;
+  node: string | undefined;
+  replyTo: string;
+  entryId: string | undefined;
+  waited: boolean;
+  /** The request's timeout_ms as recorded at its arrival. */
+  timeoutMs: number | undefined;
+}
 
 export class DeadlineSweeper {
   private readonly periodic: Periodic;
@@ -76,14 +87,16 @@ export class DeadlineSweeper {
     if (keys.length === 0) return 0;
     const recordPrefix = n.requestKey('');
     const pipe = redis.pipeline();
-    for (const k of keys) pipe.hmget(k, 'final', 'node', 'reply_to', 'entry', WAITING_FIELD);
+    for (const k of keys) pipe.hmget(k, 'final', 'node', 'reply_to', 'entry', WAITING_FIELD, 'timeout_ms');
     const rows = (await pipe.exec()) ?? [];
     const stale: string[] = [];
     let answered = 0;
     for (let i = 0; i < keys.length; i++) {
       const key = keys[i]!;
       const id = key.slice(recordPrefix.length);
-      const [final, node, replyTo, entry, waited] = (rows[i]?.[1] ?? []) as (string | null)[];
+      const [final, rawNode, replyTo, entry, waited, timeout] = (rows[i]?.[1] ?? []) as (string | null)[];
+      // A node id that is none (the record was written by hand) has no queue to look in.
+      const node = rawNode !== null && rawNode !== undefined && isValidNodeId(rawNode) ? rawNode : null;
       if (final != null || (node == null && replyTo == null) || !key.startsWith(recordPrefix)) {
         stale.push(key);
         continue;
@@ -91,7 +104,9 @@ export class DeadlineSweeper {
       // Held by this bridge: Intake.expireHeld answers it (with what it knows of the request).
       if (this.o.intake.isHeld(id)) continue;
       try {
-        if (await this.expire(id, node ?? undefined, replyTo ?? n.responses, entry ?? undefined, waited != null)) answered++;
+        const timeoutMs = Number(timeout);
+        const r = { id, node: node ?? undefined, replyTo: replyTo ?? n.responses, entryId: entry ?? undefined, waited: waited != null, timeoutMs: timeoutMs > 0 ? timeoutMs : undefined };
+        if (await this.expire(r)) answered++;
       } catch (err) {
         this.o.log.warn({ request_id: id, err: (err as Error).message }, 'could not answer a request past its deadline');
       }
@@ -100,7 +115,7 @@ export class DeadlineSweeper {
     return answered;
   }
 
-  private async expire(id: string, node: string | undefined, replyTo: string, entryId: string | undefined, waited: boolean): Promise<boolean> {
+  private async expire({ id, node, replyTo, entryId, waited, timeoutMs }: Expired): Promise<boolean> {
     const { redis, n, dispatcher, stats, log } = this.o;
     let job: Job<InferenceJobData> | undefined;
     let state: string | undefined;
@@ -111,7 +126,8 @@ export class DeadlineSweeper {
     const request = job?.data.request;
     const placed = node !== undefined;
     const code: ErrorCode = !placed && waited ? 'no_healthy_node' : 'timeout';
-    const limit = request?.timeout_ms ?? DEFAULT_TIMEOUT_MS;
+    // The request's own timeout: from the job, else from the record (older records have none).
+    const limit = request?.timeout_ms ?? timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const message =
       code === 'no_healthy_node'
         ? `no eligible node within timeout_ms (${limit} ms)`

@@ -9,7 +9,8 @@
  *     worker; with attempts used up the request is answered `backend_error` and the job is
  *     moved to the failed set instead).
  * A node that is alive but reports itself unavailable (Ollama not answering, worker shutting
- * down) takes no new jobs: its waiting jobs are moved the same way, its active ones left to it.
+ * down), or that an operator drained (`orion drain`), takes no new jobs: its waiting jobs are
+ * moved the same way, its active ones left to finish there.
  * A move is owner -> add (same id) -> remove, safe to repeat after a crash at any step. Jobs
  * whose request is answered already are cleared away; jobs past their deadline are left to the
  * deadline sweep.
@@ -20,7 +21,8 @@ import type { InferenceJobData } from '../lib/bus.js';
 import type { Logger } from '../lib/logger.js';
 import type { Names } from '../lib/names.js';
 import { withTimeout, type Dispatcher } from './dispatcher.js';
-import { choose, type Registry, type Snapshot } from './registry.js';
+import type { Placer } from './placer.js';
+import type { Registry, Snapshot } from './registry.js';
 import { giveUpJob } from './reroute.js';
 import type { BridgeStats } from './stats.js';
 
@@ -30,6 +32,7 @@ export interface DeadNodeOptions {
   log: Logger;
   consumer: string;
   registry: Registry;
+  placer: Placer;
   dispatcher: Dispatcher;
   stats: BridgeStats;
   /** Jobs looked at per node and state per pass. @defaultValue 200 */
@@ -60,7 +63,7 @@ export class DeadNodeSweeper {
     if (s.eligible.length === 0) return;
     // A node that reports itself unavailable (Ollama down, worker shutting down) is alive but
     // takes no new jobs: what waits in its queue goes elsewhere too; its running jobs stay.
-    const unavailable = [...s.views.values()].filter((v) => v.excludedReason === 'unavailable').map((v) => v.health.node_id);
+    const unavailable = [...s.views.values()].filter((v) => v.excludedReason === 'unavailable' || v.excludedReason === 'drained').map((v) => v.health.node_id);
     for (const [node, dead] of [...s.dead.map((id) => [id, true] as const), ...unavailable.map((id) => [id, false] as const)]) {
       try {
         await this.sweepNode(node, s, dead);
@@ -111,7 +114,7 @@ export class DeadNodeSweeper {
           this.o.log.warn({ node, job_id: job.id, err: (err as Error).message }, 'could not move a job of a dead node');
         }
       }
-      if (moved > 0) this.o.log.info({ node, moved }, dead ? 'jobs of a dead node moved to eligible nodes' : 'waiting jobs of an unavailable node moved to eligible nodes');
+      if (moved > 0) this.o.log.info({ node, moved }, dead ? 'jobs of a dead node moved to eligible nodes' : 'waiting jobs of an unavailable or drained node moved to eligible nodes');
       return moved;
     } finally {
       await redis.eval(RELEASE, 1, lock, consumer).catch(() => undefined);
@@ -119,7 +122,7 @@ export class DeadNodeSweeper {
   }
 
   private async handleJob(node: string, job: Job<InferenceJobData>, active: boolean, final: string | undefined, owner: string | undefined, s: Snapshot): Promise<boolean> {
-    const { dispatcher, registry, stats } = this.o;
+    const { dispatcher, placer, stats } = this.o;
     const data = job.data;
     const clear = async (why: string): Promise<void> => {
       if (active) await job.moveToFailed(new Error(why), '0', false);
@@ -140,7 +143,7 @@ export class DeadNodeSweeper {
       await clear(why);
       return false;
     }
-    const c = choose(s, data.request.model, new Set([...(data.tried ?? []), node]));
+    const c = placer.choose(data.request.model, new Set([...(data.tried ?? []), node]));
     // An unavailable node may be the one that has the model (while its Ollama is down it
     // reports none): its jobs wait for it rather than being refused.
     if (c.kind === 'wait' || (c.kind === 'model_not_found' && !s.dead.includes(node))) return false;
@@ -151,9 +154,11 @@ export class DeadNodeSweeper {
       return false;
     }
     const to = c.node.health.node_id;
-    if (c.routing === 'fallback') registry.noteLoading(to, data.request.model);
-    await dispatcher.move({ nodeId: to, data: { ...data, routing: c.routing } }, node, job);
-    stats.rerouted(s.dead.includes(node) ? 'dead_node' : 'unavailable_node');
+    placer.placing(to, data.request.model, c.routing);
+    const why = s.dead.includes(node) ? 'dead_node' : s.views.get(node)?.excludedReason === 'drained' ? 'drained_node' : 'unavailable_node';
+    await dispatcher.move({ nodeId: to, data: { ...data, routing: c.routing } }, node, job, why.replace('_', ' '));
+    stats.rerouted(why);
+    placer.count(to, c.flags);
     return true;
   }
 }

@@ -8,9 +8,11 @@
 import { Job, Queue, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { InferenceRequest } from '../contracts/types.js';
+import { HeldConnection } from '../lib/bull.js';
 import { bullPriority, setOwners, type InferenceJobData } from '../lib/bus.js';
 import type { Logger } from '../lib/logger.js';
-import { jobIdFor, type Names } from '../lib/names.js';
+import { isValidNodeId, jobIdFor, type Names } from '../lib/names.js';
+import type { DecisionFeed } from './decisions.js';
 import type { QueueDepth } from './metrics.js';
 
 export const JOB_NAME = 'inference';
@@ -29,10 +31,36 @@ export interface DispatcherOptions {
   addTimeoutMs?: number;
   /** How long job counts are cached for /metrics and /stats. @defaultValue 2000 */
   depthCacheMs?: number;
+  /** Where placements and moves are told as they happen (the live page), when anyone listens. */
+  decisions?: DecisionFeed;
 }
 
 export class TimeoutError extends Error {
   override readonly name = 'TimeoutError';
+}
+
+/** A placement that can never be added (its job cannot be serialised or Redis refuses it). */
+export interface Refused {
+  placement: Placement;
+  reason: string;
+}
+
+/** What became of a set of placements that did not all go in. */
+export interface PlaceResult {
+  /** Adds that failed for a passing reason (Redis slow or away): try again. */
+  retry: Placement[];
+  /** Adds that failed because of the job itself: answer the request, do not try again. */
+  refused: Refused[];
+}
+
+/**
+ * Whether an add failed because of the job itself rather than Redis being away: a job BullMQ
+ * cannot serialise (RangeError, TypeError from JSON.stringify) or a Redis error reply to the
+ * add of that one job. Timeouts and connection errors are not.
+ */
+export function isJobFault(err: unknown): boolean {
+  if (err instanceof RangeError || err instanceof TypeError || err instanceof SyntaxError) return true;
+  return err instanceof Error && err.name === 'ReplyError' && !/^(OOM|LOADING|READONLY|BUSY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|NOSCRIPT|NOREPLICAS)\b/.test(err.message);
 }
 
 /** Reject when `p` takes longer than `ms` (the command itself may still complete later). */
@@ -69,7 +97,8 @@ export class Dispatcher {
   queue(nodeId: string): Queue<InferenceJobData> {
     let q = this.queues.get(nodeId);
     if (!q) {
-      q = new Queue<InferenceJobData>(nodeId, { prefix: this.o.n.nodeQueuePrefix, connection: this.o.redis });
+      if (!isValidNodeId(nodeId)) throw new Error(`'${nodeId.slice(0, 80)}' is not a node id (1-64 of [A-Za-z0-9._-])`);
+      q = new Queue<InferenceJobData>(nodeId, { prefix: this.o.n.nodeQueuePrefix, connection: this.o.redis }, HeldConnection);
       q.on('error', (err) => {
         if (!this.queueErrorLogged) this.o.log.warn({ node: nodeId, err: err.message }, 'node queue error');
         this.queueErrorLogged = true;
@@ -91,10 +120,12 @@ export class Dispatcher {
    * so the owners are recorded before the jobs are added, in one round trip instead of two.
    * Throws when the owners could not be recorded (the batch is tried again: adding a job id
    * again is a no-op, and a copy on a node that turns out not to own it is dropped by its
-   * worker). Returns the placements whose adds failed or timed out, to be tried again.
+   * worker). Returns the placements whose adds failed or timed out, to be tried again, and
+   * those that can never be added (see `addAll`).
    */
-  async placeNew(items: readonly Placement[], extra?: (pipe: ReturnType<Redis['pipeline']>) => void): Promise<Placement[]> {
-    if (items.length === 0 && !extra) return [];
+  async placeNew(items: readonly Placement[], extra?: (pipe: ReturnType<Redis['pipeline']>) => void): Promise<PlaceResult> {
+    const result: PlaceResult = { retry: [], refused: [] };
+    if (items.length === 0 && !extra) return result;
     const owners = items.map((it) => ({ requestId: it.data.request.request_id, nodeId: it.nodeId }));
     let owned: Promise<unknown>;
     if (extra) {
@@ -116,27 +147,70 @@ export class Dispatcher {
       list.push(it);
       byNode.set(it.nodeId, list);
     }
-    const failed: Placement[] = [];
-    await Promise.all(
-      [...byNode].map(async ([nodeId, list]) => {
-        try {
-          const jobs = list.map((it) => ({ name: JOB_NAME, data: it.data, opts: jobOptions(it.data.request) }));
-          await withTimeout(this.queue(nodeId).addBulk(jobs), this.timeoutMs, `adding ${list.length} jobs to ${nodeId}`);
-        } catch (err) {
+    await Promise.all([...byNode].map(([nodeId, list]) => this.addAll(nodeId, list, result)));
+    await withTimeout(owned, this.timeoutMs, 'recording owners');
+    return result;
+  }
+
+  /**
+   * One addBulk for a node's placements. When it fails because of a job (not because Redis is
+   * away), each job is added alone, so that one request that cannot be queued fails alone and
+   * the rest of the batch goes in.
+   */
+  private async addAll(nodeId: string, list: readonly Placement[], result: PlaceResult): Promise<void> {
+    let q: Queue<InferenceJobData>;
+    try {
+      q = this.queue(nodeId);
+    } catch (err) {
+      for (const it of list) result.refused.push({ placement: it, reason: (err as Error).message });
+      return;
+    }
+    try {
+      const jobs = list.map((it) => ({ name: JOB_NAME, data: it.data, opts: jobOptions(it.data.request) }));
+      await withTimeout(q.addBulk(jobs), this.timeoutMs, `adding ${list.length} jobs to ${nodeId}`);
+      this.tell(list, 'placed');
+      return;
+    } catch (err) {
+      if (list.length === 1 || !isJobFault(err)) {
+        if (isJobFault(err)) result.refused.push({ placement: list[0]!, reason: (err as Error).message });
+        else {
           this.o.log.warn({ node: nodeId, count: list.length, err: (err as Error).message }, 'could not add jobs; they will be tried again');
-          failed.push(...list);
+          result.retry.push(...list);
+        }
+        return;
+      }
+      this.o.log.warn({ node: nodeId, count: list.length, err: (err as Error).message }, 'adding a batch of jobs failed because of a job; adding them one by one');
+    }
+    await Promise.all(
+      list.map(async (it) => {
+        try {
+          await withTimeout(q.add(JOB_NAME, it.data, jobOptions(it.data.request)), this.timeoutMs, `adding a job to ${nodeId}`);
+          this.tell([it], 'placed');
+        } catch (err) {
+          if (isJobFault(err)) result.refused.push({ placement: it, reason: (err as Error).message });
+          else result.retry.push(it);
         }
       }),
     );
-    await withTimeout(owned, this.timeoutMs, 'recording owners');
-    return failed;
+  }
+
+  /** Tell the decision feed about placements, when anyone listens. */
+  private tell(list: readonly Placement[], kind: 'placed' | 'moved', from?: string, reason?: string): void {
+    const feed = this.o.decisions;
+    if (!feed?.active) return;
+    const t = Date.now();
+    for (const { nodeId, data } of list) {
+      const r = data.request;
+      feed.push({ t, kind, request_id: r.request_id, model: r.model, node: nodeId, from, routing: data.routing, priority: r.priority ?? 5, reason });
+    }
   }
 
   /**
    * Put one job on `to` and take the copy on `from` away: owner, add, remove. Returns false
    * when the old copy is still locked by a worker (the new copy is placed; call again later).
+   * `reason` says why it moves (shown on the live page).
    */
-  async move(placement: Placement, from: string, old: Job<InferenceJobData> | undefined): Promise<boolean> {
+  async move(placement: Placement, from: string, old: Job<InferenceJobData> | undefined, reason?: string): Promise<boolean> {
     const { redis, n } = this.o;
     const id = placement.data.request.request_id;
     await withTimeout(redis.hset(n.requestKey(id), 'node', placement.nodeId), this.timeoutMs, 'recording the owner');
@@ -146,6 +220,7 @@ export class Dispatcher {
         this.timeoutMs,
         `adding a job to ${placement.nodeId}`,
       );
+      this.tell([placement], 'moved', from, reason);
       if (old) return this.removeCopy(from, jobIdFor(id));
       return true;
     }
@@ -153,6 +228,12 @@ export class Dispatcher {
     if (old && !(await this.removeCopy(from, jobIdFor(id)))) return false;
     await withTimeout(this.queue(placement.nodeId).add(JOB_NAME, placement.data, jobOptions(placement.data.request)), this.timeoutMs, 'adding a job');
     return true;
+  }
+
+  /** Add one job copy under its fixed id (a no-op when the queue holds that id already). */
+  async addCopy(placement: Placement): Promise<void> {
+    const { nodeId, data } = placement;
+    await withTimeout(this.queue(nodeId).add(JOB_NAME, data, jobOptions(data.request)), this.timeoutMs, `adding a job to ${nodeId}`);
   }
 
   /** Remove a job from a node queue unless a worker holds its lock; true when it is gone. */
@@ -169,9 +250,16 @@ export class Dispatcher {
     if (this.depthCache && now - this.depthCache.at < cacheMs) return this.depthCache.value;
     const value = (async () => {
       const out = new Map<string, QueueDepth>();
+      // One queue that cannot be counted leaves the others' figures in place; only when none
+      // can be (Redis away) is the whole answer an error.
+      let firstError: unknown;
       await Promise.all(
         nodeIds.map(async (id) => {
-          const c = await withTimeout(this.queue(id).getJobCounts('wait', 'prioritized', 'delayed', 'active', 'failed', 'completed'), this.timeoutMs, 'job counts');
+          const c = await withTimeout(this.queue(id).getJobCounts('wait', 'prioritized', 'delayed', 'active', 'failed', 'completed'), this.timeoutMs, 'job counts').catch((err: unknown) => {
+            firstError ??= err;
+            return undefined;
+          });
+          if (!c) return;
           out.set(id, {
             waiting: (c['wait'] ?? 0) + (c['prioritized'] ?? 0),
             delayed: c['delayed'] ?? 0,
@@ -181,6 +269,7 @@ export class Dispatcher {
           });
         }),
       );
+      if (out.size === 0 && firstError !== undefined) throw firstError;
       return out;
     })();
     this.depthCache = { at: now, value };

@@ -9,6 +9,9 @@
  *   claim 'done'       the stored final answer goes to this entry's reply stream; acked
  *   claim 'waiting'    the running job's final answer will also go to this reply stream; acked
  *   model_not_found    answered at once (dead-lettered, acked)
+ *   cancelled          its `{p}:cancel:{id}` key is set (SPEC.md section 9): answered
+ *                      `cancelled`, never placed, not dead-lettered, acked; a held request
+ *                      cancelled later is answered so at the next deadline sweep
  *   no eligible node   held here, not acked, tried again after every registry refresh, kept
  *                      from siblings by XCLAIM (idle reset), answered `no_healthy_node` at its
  *                      deadline
@@ -18,12 +21,15 @@
  */
 import type { Redis } from 'ioredis';
 import { parseRequestEntry } from '../contracts/index.js';
+import { traceStep } from '../lib/trace.js';
 import type { InferenceRequest } from '../contracts/types.js';
 import {
-  DEFAULT_STREAM_MAXLEN,
   DEFAULT_TIMEOUT_MS,
   claimRequests,
   deadLetter,
+  deliver,
+  deliveryOf,
+  misdelivery,
   errorResponse,
   publishFinal,
   replyStreamOf,
@@ -33,10 +39,12 @@ import {
 } from '../lib/bus.js';
 import type { ErrorCode } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
-import type { Names } from '../lib/names.js';
-import { sleep, streamIdMs } from '../lib/time.js';
+import { isValidNodeId, type Names } from '../lib/names.js';
+import { arrivalMs, sleep } from '../lib/time.js';
 import type { GroupReader, StreamEntry } from './consumer.js';
-import { withTimeout, type Dispatcher, type Placement } from './dispatcher.js';
+import type { DecisionFeed } from './decisions.js';
+import { withTimeout, type Dispatcher, type PlaceResult, type Placement } from './dispatcher.js';
+import type { PlacementFlags, Placer } from './placer.js';
 import { choose, type Registry } from './registry.js';
 import type { BridgeStats } from './stats.js';
 
@@ -46,6 +54,7 @@ interface Held {
   request: InferenceRequest;
   deadline: number;
   seenAt: number;
+  bytes?: number;
   /** no_node / no_model: nothing eligible can serve it; retry: its add failed. */
   reason: 'no_node' | 'no_model' | 'retry';
 }
@@ -55,6 +64,10 @@ interface Pending {
   request: InferenceRequest;
   deadline: number;
   seenAt: number;
+  /** The size of its `data` text (SPEC.md section 3), carried to the worker. */
+  bytes?: number;
+  /** Its sender cancelled it before this bridge placed it. */
+  cancelled?: boolean;
 }
 
 /** A request this bridge answers with an error instead of placing it. */
@@ -67,12 +80,12 @@ interface Refusal {
 /** What `route` decided and sent, for `settle` to finish. */
 interface Routed {
   /** The placements' adds; resolves with those that failed. */
-  placing: Promise<Placement[]>;
+  placing: Promise<PlaceResult>;
   placements: readonly Placement[];
-  /** Requests placed for the first time (counted as routed). */
-  firstTime: ReadonlySet<string>;
+  /** Requests placed for the first time (counted as routed), with what the balanced rule did. */
+  firstTime: ReadonlyMap<string, PlacementFlags>;
   hold: Held[];
-  errors: readonly Refusal[];
+  errors: Refusal[];
   ack: string[];
   now: number;
 }
@@ -100,9 +113,12 @@ export interface IntakeOptions {
   n: Names;
   log: Logger;
   registry: Registry;
+  placer: Placer;
   dispatcher: Dispatcher;
   stats: BridgeStats;
   maxAttempts: number;
+  /** Where held and refused requests are told (the live page), when anyone listens. */
+  decisions?: DecisionFeed;
   now?: () => number;
 }
 
@@ -185,6 +201,7 @@ export class Intake {
         continue;
       }
       const p = parseRequestEntry(e.fields, n);
+      if (p.ok) traceStep(p.request.request_id, 'bridge read');
       if (!p.ok) {
         this.refuse((refusals ??= redis.pipeline()), e.id, p.reason, p.original, p.requestId, p.replyTo);
         ack.push(e.id);
@@ -192,9 +209,10 @@ export class Intake {
       }
       // Still held here (our own idle entry came back through XAUTOCLAIM): nothing new.
       if (this.held.get(p.request.request_id)?.entryId === e.id) continue;
-      const deadline = streamIdMs(e.id) + (p.request.timeout_ms ?? DEFAULT_TIMEOUT_MS);
-      valid.push({ entryId: e.id, request: p.request, deadline, seenAt: now });
-      items.push({ requestId: p.request.request_id, entryId: e.id, replyTo: replyStreamOf(n, p.request), deadline });
+      const timeoutMs = p.request.timeout_ms ?? DEFAULT_TIMEOUT_MS;
+      const deadline = arrivalMs(e.id, now) + timeoutMs;
+      valid.push({ entryId: e.id, request: p.request, deadline, seenAt: now, bytes: p.bytes });
+      items.push({ requestId: p.request.request_id, entryId: e.id, replyTo: replyStreamOf(n, p.request), deadline, timeoutMs });
     }
     // Both go out before either is awaited (one round trip); either failing fails the batch.
     const refused = refusals?.exec().then((res) => {
@@ -202,7 +220,11 @@ export class Intake {
       if (failed) throw failed[0];
     });
     const claimed = items.length > 0 ? claimRequests(redis, n, items) : Promise.resolve([]);
-    const [claims] = await withTimeout(Promise.all([claimed, refused]), dispatcher.timeoutMs, 'claiming requests');
+    const cancels = items.length > 0 ? redis.mget(items.map((it) => n.cancelKey(it.requestId))) : Promise.resolve([]);
+    const [claims, , cancelled] = await withTimeout(Promise.all([claimed, refused, cancels]), dispatcher.timeoutMs, 'claiming requests');
+    cancelled.forEach((c, i) => {
+      if (c !== null) valid[i]!.cancelled = true;
+    });
     return { now, ack, valid, claims };
   }
 
@@ -215,17 +237,21 @@ export class Intake {
     const same: Pending[] = [];
     const toRoute: Pending[] = [];
     let replies: ReturnType<Redis['pipeline']> | undefined;
+    const answered: Pending[] = [];
     valid.forEach((v, i) => {
       const c = claims[i]!;
       if (c.kind === 'new') toRoute.push(v);
       else if (c.kind === 'same') same.push(v);
       else {
         stats.duplicate();
-        if (c.kind === 'done') (replies ??= redis.pipeline()).xadd(replyStreamOf(n, v.request), 'MAXLEN', '~', DEFAULT_STREAM_MAXLEN, '*', 'data', c.final);
+        if (c.kind === 'done') {
+          void deliver((replies ??= redis.pipeline()), n, replyStreamOf(n, v.request), c.final);
+          answered.push(v);
+        }
         ack.push(v.entryId);
       }
     });
-    if (replies) await withTimeout(replies.exec(), dispatcher.timeoutMs, 'answering duplicates');
+    if (replies) await this.checkDeliveries(answered, (await withTimeout(replies.exec(), dispatcher.timeoutMs, 'answering duplicates')) ?? []);
 
     const placements: Placement[] = [];
     if (same.length > 0) {
@@ -235,11 +261,22 @@ export class Intake {
       same.forEach((v, i) => {
         const [final, node] = (rows[i]?.[1] ?? [null, null]) as [string | null, string | null];
         if (final !== null) ack.push(v.entryId);
-        else if (node !== null) placements.push({ nodeId: node, data: this.jobData(v, this.routingOn(node, v.request.model)) });
+        else if (node !== null && isValidNodeId(node)) placements.push({ nodeId: node, data: this.jobData(v, this.routingOn(node, v.request.model)) });
         else toRoute.push(v);
       });
     }
     return this.route(toRoute, placements, ack, now);
+  }
+
+  /** Dead-letter the stored answers of duplicates that could not go to their own reply stream. */
+  private async checkDeliveries(list: readonly Pending[], res: [Error | null, unknown][]): Promise<void> {
+    const { redis, n } = this.o;
+    for (let i = 0; i < list.length; i++) {
+      const [err, reply] = res[i] ?? [null, 1];
+      const p = list[i]!;
+      const why = err ? `stored answer not sent to reply_to: ${err.message}` : misdelivery(n, replyStreamOf(n, p.request), deliveryOf(reply));
+      if (why !== undefined) await deadLetter(redis, n, { reason: why, request_id: p.request.request_id, entry_id: p.entryId, request: p.request });
+    }
   }
 
   /** What kind of pass would have chosen `node` for `model` now (for a re-placed job). */
@@ -249,7 +286,7 @@ export class Intake {
   }
 
   private jobData(p: Pending, routing: 'sticky' | 'fallback'): InferenceJobData {
-    return {
+    const data: InferenceJobData = {
       request: p.request,
       entry_id: p.entryId,
       seen_at: p.seenAt,
@@ -259,6 +296,8 @@ export class Intake {
       routing,
       tried: [],
     };
+    if (p.bytes !== undefined) data.request_bytes = p.bytes;
+    return data;
   }
 
   /**
@@ -267,23 +306,26 @@ export class Intake {
    * could not be placed, answers what cannot be, and acks the rest.
    */
   private route(list: readonly Pending[], placements: Placement[], ack: string[], now: number): () => Promise<void> {
-    const { registry, dispatcher, n } = this.o;
-    const snap = registry.current();
+    const { placer, dispatcher, n } = this.o;
     const errors: Refusal[] = [];
     const hold: Held[] = [];
-    const firstTime = new Set<string>();
+    const firstTime = new Map<string, PlacementFlags>();
     for (const p of list) {
       if (p.deadline <= now) {
         // Past its deadline already (the bridge was down): the deadline sweep answers it.
         ack.push(p.entryId);
         continue;
       }
-      const c = choose(snap, p.request.model);
+      if (p.cancelled) {
+        errors.push({ p, code: 'cancelled', message: 'cancelled by its sender before it was placed on a node' });
+        continue;
+      }
+      const c = placer.choose(p.request.model);
       if (c.kind === 'routed') {
         const nodeId = c.node.health.node_id;
         placements.push({ nodeId, data: this.jobData(p, c.routing) });
-        firstTime.add(p.request.request_id);
-        if (c.routing === 'fallback') registry.noteLoading(nodeId, p.request.model);
+        firstTime.set(p.request.request_id, c.flags);
+        placer.placing(nodeId, p.request.model, c.routing);
       } else if (c.kind === 'model_not_found') {
         errors.push({ p, code: 'model_not_found', message: `no node has model '${p.request.model}' installed` });
       } else {
@@ -304,40 +346,57 @@ export class Intake {
 
   /** Wait for the placements of `route`, then hold, answer and ack. */
   private async settle({ placing, placements, firstTime, hold, errors, ack, now }: Routed): Promise<void> {
-    const { registry, dispatcher, stats } = this.o;
-    const failed = await placing;
-    const failedIds = new Set(failed.map((f) => f.data.request.request_id));
+    const { registry, dispatcher, stats, placer } = this.o;
+    const { retry, refused } = await placing;
+    const failedIds = new Set(retry.map((f) => f.data.request.request_id));
+    const refusedIds = new Set(refused.map((f) => f.placement.data.request.request_id));
+    for (const { placement: pl, reason } of refused) {
+      if (firstTime.has(pl.data.request.request_id)) placer.left(pl.nodeId);
+      const p: Pending = { entryId: pl.data.entry_id, request: pl.data.request, deadline: pl.data.deadline, seenAt: pl.data.seen_at };
+      errors.push({ p, code: 'internal', message: `could not be queued on ${pl.nodeId}: ${reason}` });
+    }
     for (const pl of placements) {
       const id = pl.data.request.request_id;
+      if (refusedIds.has(id)) continue;
       if (failedIds.has(id)) {
-        hold.push({ entryId: pl.data.entry_id, request: pl.data.request, deadline: pl.data.deadline, seenAt: pl.data.seen_at, reason: 'retry' });
+        if (firstTime.has(id)) placer.left(pl.nodeId);
+        hold.push({ entryId: pl.data.entry_id, request: pl.data.request, deadline: pl.data.deadline, seenAt: pl.data.seen_at, bytes: pl.data.request_bytes, reason: 'retry' });
         continue;
       }
+      traceStep(id, 'job queued');
       ack.push(pl.data.entry_id);
       this.held.delete(id);
-      if (firstTime.has(id)) {
+      const flags = firstTime.get(id);
+      if (flags) {
         const anticipated = pl.data.routing === 'sticky' && !registry.reportsLoaded(pl.nodeId, pl.data.request.model);
-        stats.routed(pl.nodeId, pl.data.routing, now - streamIdMs(pl.data.entry_id), anticipated);
+        stats.routed(pl.nodeId, pl.data.routing, now - arrivalMs(pl.data.entry_id, now), anticipated);
+        placer.count(pl.nodeId, flags);
       }
     }
+    const feed = this.o.decisions?.active ? this.o.decisions : undefined;
     for (const h of hold) {
-      if (!this.held.has(h.request.request_id)) this.o.log.info({ request_id: h.request.request_id, model: h.request.model, reason: h.reason }, 'no eligible node: request held');
+      if (!this.held.has(h.request.request_id)) {
+        this.o.log.info({ request_id: h.request.request_id, model: h.request.model, reason: h.reason }, 'no eligible node: request held');
+        feed?.push({ t: Date.now(), kind: 'held', request_id: h.request.request_id, model: h.request.model, priority: h.request.priority ?? 5, reason: h.reason });
+      }
       this.held.set(h.request.request_id, h);
     }
     for (const e of errors) {
-      if (await this.answer(e.p, e.code, e.message)) stats.error(e.code);
+      feed?.push({ t: Date.now(), kind: 'refused', request_id: e.p.request.request_id, model: e.p.request.model, reason: e.code });
+      if ((await this.answer(e.p, e.code, e.message)) && e.code !== 'cancelled') stats.error(e.code);
       ack.push(e.p.entryId);
       this.held.delete(e.p.request.request_id);
     }
     await withTimeout(this.reader!.ack(ack), dispatcher.timeoutMs, 'acking entries');
   }
 
-  /** Publish a final error for a request this bridge could not place, and dead-letter it. */
+  /** Publish a final error for a request this bridge could not place, and dead-letter it (unless its sender cancelled it). */
   private async answer(p: Pending, code: ErrorCode, message: string): Promise<boolean> {
     const { redis, n, log } = this.o;
     const extra = p.request.metadata !== undefined ? { model: p.request.model, metadata: p.request.metadata } : { model: p.request.model };
     const ok = await publishFinal(redis, n, replyStreamOf(n, p.request), errorResponse(p.request.request_id, code, message, extra));
-    if (ok) {
+    if (ok && code === 'cancelled') log.info({ request_id: p.request.request_id }, 'request cancelled before placement');
+    else if (ok) {
       await deadLetter(redis, n, { reason: message, error_code: code, request_id: p.request.request_id, entry_id: p.entryId, request: p.request });
       log.warn({ request_id: p.request.request_id, code, err: message }, 'request refused');
     }
@@ -350,7 +409,8 @@ export class Intake {
     if (requestId !== undefined) {
       const model = typeof (original as { model?: unknown } | null)?.model === 'string' ? { model: (original as { model: string }).model } : {};
       const doc = errorResponse(requestId, 'invalid_request', reason, model);
-      pipe.xadd(replyTo ?? n.responses, 'MAXLEN', '~', DEFAULT_STREAM_MAXLEN, '*', 'data', JSON.stringify(doc));
+      // Dead-lettered below either way: a reply_to that is not a stream changes nothing more.
+      void deliver(pipe, n, replyTo ?? n.responses, JSON.stringify(doc));
     }
     void deadLetter(pipe, n, { reason, error_code: 'invalid_request', request_id: requestId, entry_id: entryId, request: original });
     stats.error('invalid_request');
@@ -376,6 +436,7 @@ export class Intake {
     return this.serial(async () => {
       const now = this.now();
       const ack: string[] = [];
+      await this.answerCancelledHeld(ack);
       for (const h of [...this.held.values()]) {
         if (h.deadline > now) continue;
         const code: ErrorCode = h.reason === 'retry' ? 'timeout' : 'no_healthy_node';
@@ -383,15 +444,34 @@ export class Intake {
           code === 'timeout'
             ? `not placed on a node within timeout_ms (${h.request.timeout_ms ?? DEFAULT_TIMEOUT_MS} ms)`
             : `no eligible node for model '${h.request.model}' within timeout_ms (${h.request.timeout_ms ?? DEFAULT_TIMEOUT_MS} ms)`;
-        if (await this.answer(h, code, message)) {
-          this.o.stats.error(code);
-          if (code === 'timeout') this.o.stats.timeout();
+        try {
+          if (await this.answer(h, code, message)) {
+            this.o.stats.error(code);
+            if (code === 'timeout') this.o.stats.timeout();
+          }
+        } catch (err) {
+          // This one is tried again next tick; the others are not held up by it.
+          this.o.log.warn({ request_id: h.request.request_id, err: (err as Error).message }, 'could not answer a held request past its deadline');
+          continue;
         }
         this.held.delete(h.request.request_id);
         ack.push(h.entryId);
       }
       await this.reader!.ack(ack);
     });
+  }
+
+  /** Answer `cancelled` to held requests whose sender cancelled them (one MGET for all held). */
+  private async answerCancelledHeld(ack: string[]): Promise<void> {
+    const list = [...this.held.values()];
+    if (list.length === 0) return;
+    const flags = await this.o.redis.mget(list.map((h) => this.o.n.cancelKey(h.request.request_id)));
+    for (const [i, h] of list.entries()) {
+      if (flags[i] === null || flags[i] === undefined) continue;
+      await this.answer(h, 'cancelled', 'cancelled by its sender while waiting for an eligible node');
+      this.held.delete(h.request.request_id);
+      ack.push(h.entryId);
+    }
   }
 
   /** Reset the idle time of held entries so no sibling bridge claims them. */

@@ -1,10 +1,11 @@
 /**
  * The in-memory snapshot of the health registry the bridge routes from (SPEC.md section 6).
  * Refreshed in the background about every second with two round trips, whatever the number of
- * nodes: HGETALL `{p}:health` + SMEMBERS `{p}:nodes`, then one script call telling which TTL
+ * nodes: HGETALL `{p}:health` + SMEMBERS `{p}:nodes` and `{p}:drained`, then one script call telling which TTL
  * keys exist. A health document unchanged since the last refresh is not parsed again (with a
  * thousand nodes, parsing was most of the refresh). Routing decisions read only the snapshot,
- * never Redis.
+ * never Redis. A node in `{p}:drained` (set by `orion drain`) is shown with the exclusion
+ * reason `drained` and gets no new work.
  *
  * Anticipated loads: when a request for model M goes to node X as a fallback, X is about to
  * load M. For a short while (`loadingTtlMs`) the snapshot counts M as loaded on X, so the next
@@ -15,10 +16,11 @@ import type { Redis, Result } from 'ioredis';
 import { normalizeModel } from '../contracts/index.js';
 import type { NodeHealth, Routing } from '../contracts/types.js';
 import type { Logger } from '../lib/logger.js';
-import type { Names } from '../lib/names.js';
+import { isValidNodeId, type Names } from '../lib/names.js';
 import { Periodic } from '../lib/periodic.js';
+import { InstanceTracker, JunkWarnings } from './registry-watch.js';
 import { RoutingIndex } from './routing-index.js';
-import { eligibleInOrder, toNodeView, type NodeView, type Thresholds } from './routing.js';
+import { drainedView, eligibleInOrder, nextHeld, toNodeView, type Held, type NodeView, type Thresholds } from './routing.js';
 
 export interface Snapshot {
   /** When it was taken (ms since epoch); 0 before the first refresh. */
@@ -37,6 +39,12 @@ export interface Snapshot {
   readonly dead: readonly string[];
   /** Models (normalised) installed or loaded on any node of the registry, eligible or not. */
   readonly modelsAnywhere: ReadonlySet<string>;
+  /**
+   * Nodes whose health comes from more than one worker process lately (two started with the
+   * same --node-id): node id -> every instance id seen, as the workers report it and as this
+   * bridge saw the document flip between them.
+   */
+  readonly duplicates: ReadonlyMap<string, readonly string[]>;
 }
 
 export interface RegistryOptions {
@@ -101,6 +109,7 @@ const EMPTY: Snapshot = {
   known: [],
   dead: [],
   modelsAnywhere: new Set(),
+  duplicates: new Map(),
 };
 
 /** A health document from the hash, or why not. Lenient: only what routing needs is checked. */
@@ -134,9 +143,13 @@ export function parseHealth(nodeId: string, raw: string): { ok: true; doc: Recor
 
 export class Registry {
   private snap: Snapshot = EMPTY;
+  private readonly junk = new JunkWarnings();
+  private readonly instances = new InstanceTracker();
   private readonly warned = new Map<string, string>();
   /** The last refresh's health documents as read and as parsed, by node id. */
   private parsed = new Map<string, { raw: string; p: ParsedHealth }>();
+  /** Hysteresis memory: nodes excluded for temperature or RAM, not yet below readmit. */
+  private held = new Map<string, Held>();
   /** node id -> model -> until (ms): anticipated loads. */
   private readonly loading = new Map<string, Map<string, number>>();
   private readonly listeners: ((s: Snapshot) => void | Promise<void>)[] = [];
@@ -195,21 +208,28 @@ export class Registry {
   /** Read the registry and build a new snapshot. */
   async refresh(): Promise<Snapshot> {
     const { redis, n, log } = this.o;
-    const first = await redis.pipeline().hgetall(n.health).smembers(n.nodes).exec();
+    const first = await redis.pipeline().hgetall(n.health).smembers(n.nodes).smembers(n.drained).exec();
     const hash = (first?.[0]?.[1] ?? {}) as Record<string, string>;
     if (first?.[0]?.[0]) throw first[0][0];
     const members = (first?.[1]?.[1] ?? []) as string[];
-    const ids = [...new Set([...Object.keys(hash), ...members])].sort();
+    const drained = new Set((first?.[2]?.[1] ?? []) as string[]);
+    const now = this.now();
+    // Only node ids: anything else in the registry (a field `evil:node`, an empty one) names no
+    // queue and is skipped, with a warning now and then (a worker's ACL user may write any field).
+    const all = [...new Set([...Object.keys(hash), ...members])];
+    const ids = all.filter(isValidNodeId).sort();
+    if (ids.length < all.length) this.junk.see(all.filter((id) => !isValidNodeId(id)), now, log, n);
     const alive = await aliveNodes(redis, n, ids);
 
-    const now = this.now();
     const dropAfter = this.o.dropAfterMs ?? 24 * 3600 * 1000;
     const views = new Map<string, NodeView>();
     const published = new Map<string, Record<string, unknown>>();
     const modelsAnywhere = new Set<string>();
     const drop: string[] = [];
     const parsed = new Map<string, { raw: string; p: ParsedHealth }>();
+    const held = new Map<string, Held>();
     for (const [id, raw] of Object.entries(hash)) {
+      if (!isValidNodeId(id)) continue;
       const last = this.parsed.get(id);
       const p = last !== undefined && last.raw === raw ? last.p : parseHealth(id, raw);
       if (!p.ok) {
@@ -219,7 +239,10 @@ export class Registry {
       }
       this.warned.delete(id);
       parsed.set(id, { raw, p });
-      const view = toNodeView(p.health, alive.has(id), now, this.o.thresholds);
+      const h = nextHeld(p.health, this.held.get(id), this.o.thresholds);
+      if (h.temperature || h.ram) held.set(id, h);
+      const plain = toNodeView(p.health, alive.has(id), now, this.o.thresholds, h);
+      const view = drained.has(id) ? drainedView(plain) : plain;
       if (now - view.lastSeenMs > dropAfter && !alive.has(id)) {
         drop.push(id);
         continue;
@@ -230,6 +253,7 @@ export class Registry {
       published.set(id, p.doc);
     }
     this.parsed = parsed;
+    this.held = held;
     if (drop.length > 0) {
       await redis.hdel(n.health, ...drop);
       log.info({ nodes: drop }, 'nodes silent for over 24 h dropped from the registry');
@@ -245,6 +269,7 @@ export class Registry {
       known,
       dead: known.filter((id) => !alive.has(id)),
       modelsAnywhere,
+      duplicates: this.instances.see(published, now, log),
     };
     return this.snap;
   }

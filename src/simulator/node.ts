@@ -55,6 +55,8 @@ export interface NodeCounters {
   requests: number;
   generate: number;
   chat: number;
+  /** `/api/embed` calls answered. */
+  embed: number;
   completed: number;
   aborted: number;
   errors: number;
@@ -113,7 +115,7 @@ export class SimulatedNode {
   private ticker: NodeJS.Timeout | undefined;
   private lastTick = monoNow();
   private endpoint: EndpointInfo | undefined;
-  private readonly count = { requests: 0, generate: 0, chat: 0, completed: 0, aborted: 0, errors: 0, faultsInjected: 0 };
+  private readonly count = { requests: 0, generate: 0, chat: 0, embed: 0, completed: 0, aborted: 0, errors: 0, faultsInjected: 0 };
 
   constructor(private readonly opts: SimulatedNodeOptions) {
     this.id = opts.id;
@@ -263,6 +265,11 @@ export class SimulatedNode {
   countRequest(kind: 'generate' | 'chat'): void {
     this.count.requests++;
     this.count[kind]++;
+  }
+
+  countEmbed(): void {
+    this.count.requests++;
+    this.count.embed++;
   }
 
   countOutcome(outcome: 'completed' | 'aborted' | 'errors' | 'faultsInjected'): void {

@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { monoNow } from './clock.js';
 import { parseFaults } from './faults.js';
 import { BadRequest, readJson, sendError, sendJson, sendText, type RequestContext } from './http-util.js';
+import { handleEmbed } from './embed.js';
 import { handleInference } from './inference.js';
 import type { SimulatedNode } from './node.js';
 import { handleDelete, handlePs, handlePull, handleShow, handleTags, handleVersion } from './ollama-api.js';
@@ -38,6 +39,7 @@ const ROUTES: Record<string, Route> = {
   'POST /api/pull': { handler: handlePull, body: true },
   'POST /api/generate': { handler: (ctx) => handleInference('generate', ctx), inference: true, body: true },
   'POST /api/chat': { handler: (ctx) => handleInference('chat', ctx), inference: true, body: true },
+  'POST /api/embed': { handler: handleEmbed, inference: true, body: true },
 };
 
 const KNOWN_PATHS = new Set(Object.keys(ROUTES).map((k) => k.slice(k.indexOf(' ') + 1)));

@@ -5,14 +5,15 @@
  * abortable), and Ollama sees the connection close and stops generating. So does an Ollama
  * that goes silent for longer than the worker's `--ollama-timeout`.
  */
-import { Ollama, type ChatRequest, type GenerateRequest, type Message, type Options } from 'ollama';
-import type { InferenceRequest } from '../contracts/types.js';
+import { Ollama, type ChatRequest, type EmbedRequest, type GenerateRequest, type Message, type Options, type Tool } from 'ollama';
+import type { InferenceRequest, ToolCall } from '../contracts/types.js';
 import { OrionError } from '../lib/errors.js';
 import { httpFetch } from './http-fetch.js';
 
 export type OllamaCall =
   | { endpoint: 'generate'; body: GenerateRequest & { stream: true } }
-  | { endpoint: 'chat'; body: ChatRequest & { stream: true } };
+  | { endpoint: 'chat'; body: ChatRequest & { stream: true } }
+  | { endpoint: 'embed'; body: EmbedRequest };
 
 /**
  * The Ollama request for an ORION request: only the fields ORION defines, copied as they are
@@ -24,11 +25,24 @@ export function ollamaCallFor(req: InferenceRequest): OllamaCall {
   if (req.options !== undefined) shared.options = req.options as Partial<Options>;
   if (req.format !== undefined) shared.format = req.format;
   if (req.keep_alive !== undefined) shared.keep_alive = req.keep_alive;
+  if (req.input !== undefined) {
+    const body: EmbedRequest = { model: req.model, input: req.input };
+    if (shared.options !== undefined) body.options = shared.options;
+    if (shared.keep_alive !== undefined) body.keep_alive = shared.keep_alive;
+    return { endpoint: 'embed', body };
+  }
   if (req.messages !== undefined) {
-    const messages: Message[] = req.messages.map((m) => ({ role: m.role, content: m.content }));
+    const messages: Message[] = req.messages.map((m) => {
+      const out: Message = { role: m.role, content: m.content };
+      if (m.tool_calls !== undefined) out.tool_calls = m.tool_calls as Message['tool_calls'];
+      if (m.tool_name !== undefined) out.tool_name = m.tool_name;
+      return out;
+    });
     // Ollama's chat API has no `system` field: a system prompt is a leading system message.
     if (req.system !== undefined) messages.unshift({ role: 'system', content: req.system });
-    return { endpoint: 'chat', body: { model: req.model, messages, ...shared, stream: true } };
+    const body: ChatRequest & { stream: true } = { model: req.model, messages, ...shared, stream: true };
+    if (req.tools !== undefined) body.tools = req.tools as unknown as Tool[];
+    return { endpoint: 'chat', body };
   }
   const body: GenerateRequest & { stream: true } = { model: req.model, prompt: req.prompt ?? '', ...shared, stream: true };
   if (req.system !== undefined) body.system = req.system;
@@ -38,6 +52,10 @@ export function ollamaCallFor(req: InferenceRequest): OllamaCall {
 export interface Generation {
   /** The whole text. */
   text: string;
+  /** Tool calls the model made (chat). */
+  toolCalls?: ToolCall[];
+  /** Embedding requests: one vector per input. */
+  embeddings?: number[][];
   doneReason?: string;
   totalNs?: number;
   loadNs?: number;
@@ -55,7 +73,7 @@ export function fetchWithSignal(signal: AbortSignal): typeof fetch {
 interface Chunk {
   done?: boolean;
   response?: string;
-  message?: { content?: string };
+  message?: { content?: string; tool_calls?: ToolCall[] };
   done_reason?: string;
   total_duration?: number;
   load_duration?: number;
@@ -104,11 +122,13 @@ export async function runGeneration(
 /** The call itself; `onChunk` hears of every chunk, text or not. */
 async function readStream(host: string, call: OllamaCall, signal: AbortSignal, onChunk: () => void, onDelta?: (delta: string) => void): Promise<Generation> {
   const ollama = new Ollama({ host, fetch: fetchWithSignal(signal) });
+  if (call.endpoint === 'embed') return embed(ollama, call.body);
   const stream = call.endpoint === 'chat' ? await ollama.chat(call.body) : await ollama.generate(call.body);
   const stop = (): void => stream.abort();
   signal.addEventListener('abort', stop, { once: true });
   try {
     let text = '';
+    const toolCalls: ToolCall[] = [];
     for await (const part of stream as AsyncIterable<Chunk>) {
       onChunk();
       const delta = call.endpoint === 'chat' ? (part.message?.content ?? '') : (part.response ?? '');
@@ -116,8 +136,10 @@ async function readStream(host: string, call: OllamaCall, signal: AbortSignal, o
         text += delta;
         onDelta?.(delta);
       }
+      if (part.message?.tool_calls?.length) toolCalls.push(...part.message.tool_calls);
       if (part.done) {
         const out: Generation = { text };
+        if (toolCalls.length > 0) out.toolCalls = toolCalls;
         if (part.done_reason !== undefined) out.doneReason = part.done_reason;
         if (part.total_duration !== undefined) out.totalNs = part.total_duration;
         if (part.load_duration !== undefined) out.loadNs = part.load_duration;
@@ -132,4 +154,14 @@ async function readStream(host: string, call: OllamaCall, signal: AbortSignal, o
   } finally {
     signal.removeEventListener('abort', stop);
   }
+}
+
+/** An embedding call: one answer, no stream (the signal in the fetch still aborts it). */
+async function embed(ollama: Ollama, body: EmbedRequest): Promise<Generation> {
+  const r = await ollama.embed(body);
+  const out: Generation = { text: '', embeddings: r.embeddings };
+  if (typeof r.total_duration === 'number') out.totalNs = r.total_duration;
+  if (typeof r.load_duration === 'number') out.loadNs = r.load_duration;
+  if (typeof r.prompt_eval_count === 'number') out.promptEvalCount = r.prompt_eval_count;
+  return out;
 }

@@ -1,8 +1,8 @@
 /** The data of a node-queue job, checked: a worker never trusts what it is handed. */
 import { DEFAULT_TIMEOUT_MS, type InferenceJobData } from '../lib/bus.js';
-import { MAX_REQUEST_BYTES, validateRequest } from '../contracts/index.js';
+import { MAX_REQUEST_DEPTH, requestBytes, requestLimitProblem, validateRequest, valueDepth } from '../contracts/index.js';
 import { isValidRequestId, requestIdOfJob, type Names } from '../lib/names.js';
-import { streamIdMs } from '../lib/time.js';
+import { arrivalMs } from '../lib/time.js';
 
 export type CheckedJob =
   | { ok: true; data: InferenceJobData }
@@ -26,15 +26,22 @@ export function checkJobData(raw: unknown, jobId: string | undefined, n: Names):
     return out;
   };
   if (!reqObj) return refuse('job data has no request object');
-  const size = Buffer.byteLength(JSON.stringify(reqObj), 'utf8');
-  if (size > MAX_REQUEST_BYTES) return refuse(`request is ${size} bytes, over the limit of ${MAX_REQUEST_BYTES}`);
+  const num = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x);
+  // The limits of SPEC.md section 3, one definition: the size is that of the entry's `data`
+  // text as the bridge measured it; only a job that did not come from a bridge is measured
+  // here, on its request re-serialised (the only text there is). Depth first: serialising
+  // recurses.
+  const depth = valueDepth(reqObj, MAX_REQUEST_DEPTH);
+  const bytes = num(data.request_bytes) ? data.request_bytes : depth > MAX_REQUEST_DEPTH ? 0 : requestBytes(JSON.stringify(reqObj));
+  const limits = requestLimitProblem(bytes, depth);
+  if (limits !== undefined) return refuse(limits);
   const v = validateRequest(reqObj);
   if (!v.ok) return refuse(v.message);
   if (typeof rawReply === 'string' && !n.isReplyStream(rawReply)) return refuse(`reply_to must be ${n.responses} or start with ${n.responses}:`);
   const request = v.value;
   const entryId = typeof data.entry_id === 'string' && data.entry_id !== '' ? data.entry_id : undefined;
-  const sent = entryId !== undefined ? streamIdMs(entryId) : Date.now();
-  const num = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x);
+  const now = Date.now();
+  const sent = entryId !== undefined ? arrivalMs(entryId, now) : now;
   const out: InferenceJobData = {
     request,
     entry_id: entryId ?? '',
@@ -45,5 +52,6 @@ export function checkJobData(raw: unknown, jobId: string | undefined, n: Names):
     routing: data.routing === 'sticky' || data.routing === 'fallback' ? data.routing : 'fallback',
     tried: Array.isArray(data.tried) ? data.tried.filter((t): t is string => typeof t === 'string') : [],
   };
+  if (num(data.request_bytes)) out.request_bytes = data.request_bytes;
   return { ok: true, data: out };
 }

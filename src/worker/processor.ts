@@ -8,6 +8,8 @@
  *     result without running again; an owner other than this node means the job moved on, and
  *     this copy ends quietly (a zombie must not answer);
  *   past the deadline: `timeout`, never a late start;
+ *   cancelled by its sender (`{p}:cancel:{id}`, before the start or during the call): answered
+ *     `cancelled`, the Ollama call aborted, not retried, not dead-lettered;
  *   then the Ollama call, answered on the reply stream (partials in order when streamed), or
  *   mapped to an error code: retryable ones with attempts left go back to the bridge through a
  *   reroute notice, the rest are answered with an error and dead-lettered.
@@ -18,12 +20,12 @@ import type { InferenceRequest, InferenceResponse } from '../contracts/types.js'
 import {
   DEFAULT_STREAM_MAXLEN,
   DEFAULT_TIMEOUT_MS,
-  REQUEST_RECORD_TTL_S,
   deadLetter,
   deadlinesKey,
   errorResponse,
   publishFinal,
   publishPartial,
+  recordTtlSeconds,
   replyStreamOf,
   startJob,
   type InferenceJobData,
@@ -32,17 +34,21 @@ import {
 import type { ErrorCode } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { Names } from '../lib/names.js';
-import { rfc3339 } from '../lib/time.js';
+import { rfc3339, setLongTimeout } from '../lib/time.js';
 import { whilePassing } from '../lib/transient.js';
 import { mapOllamaError } from './errors.js';
 import { ollamaCallFor, runGeneration, type Generation } from './generate.js';
+import { CancelWatch } from './cancel-watch.js';
 import { checkJobData, type CheckedJob } from './job-data.js';
 import { PartialPublisher } from './partials.js';
-import type { JobOutcome, WorkerMetrics } from './metrics.js';
+import { COLD_LOAD_NS, type JobOutcome, type WorkerMetrics } from './metrics.js';
+import { traceStep } from '../lib/trace.js';
 
 /** Reasons a worker gives when it aborts a job's processor signal. */
 export const CANCEL_SHUTDOWN = 'worker shutting down';
 export const CANCEL_LOCK_LOST = 'job lock lost';
+/** Abort reason when the request's sender cancelled it. */
+export const CANCEL_BY_SENDER = 'cancelled';
 
 export interface ProcessorDeps {
   /** Command connection (not a blocking one). */
@@ -153,6 +159,19 @@ class JobRun {
     throw new UnrecoverableError(`${code}: ${message}`);
   }
 
+  /**
+   * Answer `cancelled` (no dead letter: the sender asked for it) and return the answer as the
+   * job's result, so the job is done, never retried.
+   */
+  async cancelled(started: boolean): Promise<JobResult> {
+    const { redis, n, nodeId } = this.deps;
+    const message = started ? 'cancelled by its sender; generation aborted' : 'cancelled by its sender before it started';
+    const doc = errorResponse(this.request.request_id, 'cancelled', message, this.finalExtra());
+    const published = await publishFinal(redis, n, this.replyTo, doc, nodeId);
+    this.log.info({ request_id: this.request.request_id, started, published }, 'request cancelled');
+    return this.finish('cancelled', 'cancelled', published ? doc : { superseded: true });
+  }
+
   /** Hand the job back to the bridge to place on another node, and fail this copy. */
   async reroute(code: ErrorCode, message: string, counts: boolean): Promise<never> {
     const { redis, n, nodeId } = this.deps;
@@ -181,7 +200,7 @@ class JobRun {
       .hset(key, 'node', nodeId)
       .hsetnx(key, 'reply_to', this.replyTo);
     if (this.data.entry_id) multi.hsetnx(key, 'entry', this.data.entry_id);
-    await multi.expire(key, REQUEST_RECORD_TTL_S).zadd(deadlinesKey(n), deadline, key).exec();
+    await multi.expire(key, recordTtlSeconds(this.request.timeout_ms)).zadd(deadlinesKey(n), deadline, key).exec();
     this.log.info({ request_id: this.request.request_id, deadline: rfc3339(deadline) }, 'manual retry: fresh start');
   }
 }
@@ -196,6 +215,7 @@ export async function processJob(deps: ProcessorDeps, job: JobLike, signal?: Abo
   const checked = checkJobData(job.data, job.id, deps.n);
   if (!checked.ok) return refuseJob(run, checked);
   run.data = checked.data;
+  traceStep(run.request.request_id, 'worker took job');
   run.log = deps.log.child({ request_id: run.request.request_id });
 
   if (run.job.attemptsMade > 0) await run.freshStart();
@@ -217,6 +237,7 @@ export async function processJob(deps: ProcessorDeps, job: JobLike, signal?: Abo
   run.data = { ...run.data, attempt: run.attempt };
   const refused = await started(run);
   if (refused) return refused;
+  traceStep(run.request.request_id, 'start recorded');
   const queueMs = Math.max(0, run.now() - run.data.seen_at);
   deps.metrics?.queueWait.observe(queueMs / 1000);
   run.log.debug({ attempt: run.attempt, queue_ms: queueMs, model: run.request.model }, 'started');
@@ -246,6 +267,8 @@ async function started(run: JobRun): Promise<JobResult | undefined> {
       return giveWay(run, null, r.owner);
     case 'gone':
       throw new Error(`Missing key for job ${jobId}. updateData`);
+    case 'cancelled':
+      return run.cancelled(false);
   }
 }
 
@@ -279,17 +302,19 @@ async function admit(run: JobRun): Promise<JobResult | undefined> {
  * The Ollama call, with partial answers when asked for. One controller carries every reason to
  * stop: the deadline, the job's own signal (worker closing, lock lost), the job moving away.
  */
-async function generate(run: JobRun, signal: AbortSignal | undefined): Promise<Generation | Superseded> {
+async function generate(run: JobRun, signal: AbortSignal | undefined): Promise<Generation | JobResult> {
   const { redis, n, nodeId } = run.deps;
   const abort = new AbortController();
-  const timer = setTimeout(() => abort.abort('deadline'), Math.max(0, run.data.deadline - run.now()));
+  const timer = setLongTimeout(() => abort.abort('deadline'), run.data.deadline - run.now());
   const onJobSignal = (): void => abort.abort(signal?.reason ?? CANCEL_SHUTDOWN);
   if (signal?.aborted) onJobSignal();
   signal?.addEventListener('abort', onJobSignal, { once: true });
+  const watch = new CancelWatch(redis, n.cancelKey(run.request.request_id), () => abort.abort(CANCEL_BY_SENDER));
 
   const call = ollamaCallFor(run.request);
-  const base = { request_id: run.request.request_id, model: run.request.model, node_id: nodeId, done: false };
-  const partials = run.request.stream
+  // Partials carry their attempt: one with a higher attempt than before starts the text anew.
+  const base = { request_id: run.request.request_id, model: run.request.model, node_id: nodeId, done: false, attempt: run.attempt };
+  const partials = run.request.stream && call.endpoint !== 'embed'
     ? new PartialPublisher(
         (delta) => {
           const doc: InferenceResponse =
@@ -304,7 +329,9 @@ async function generate(run: JobRun, signal: AbortSignal | undefined): Promise<G
     : undefined;
 
   try {
+    traceStep(run.request.request_id, 'ollama call');
     const gen = await runGeneration(run.deps.ollamaHost, call, abort.signal, partials ? (d) => partials.push(d) : undefined, run.deps.ollamaTimeoutMs);
+    traceStep(run.request.request_id, 'ollama done');
     await partials?.flush();
     if (partials?.superseded) {
       run.log.debug({}, 'answered or moved elsewhere during generation');
@@ -315,7 +342,8 @@ async function generate(run: JobRun, signal: AbortSignal | undefined): Promise<G
     await partials?.flush().catch(() => undefined);
     return await failed(run, err, abort.signal);
   } finally {
-    clearTimeout(timer);
+    watch.stop();
+    timer.clear();
     signal?.removeEventListener('abort', onJobSignal);
   }
 }
@@ -324,10 +352,13 @@ async function generate(run: JobRun, signal: AbortSignal | undefined): Promise<G
 async function answer(run: JobRun, gen: Generation, queueMs: number): Promise<JobResult> {
   const { redis, n, nodeId, metrics } = run.deps;
   const id = run.request.request_id;
-  const doc = finalAnswer(run, gen, run.request.messages !== undefined, queueMs);
+  const doc = finalAnswer(run, gen, queueMs);
   if (gen.loadNs !== undefined) metrics?.loadDuration.observe(gen.loadNs / 1e9);
+  if (gen.loadNs !== undefined && gen.loadNs >= COLD_LOAD_NS) metrics?.coldLoads.inc({ model: run.request.model });
   if (gen.evalCount !== undefined) metrics?.tokens.inc({ model: run.request.model }, gen.evalCount);
-  if (!(await run.write('final answer', () => publishFinal(redis, n, run.replyTo, doc, nodeId)))) {
+  const published = await run.write('final answer', () => publishFinal(redis, n, run.replyTo, doc, nodeId));
+  traceStep(id, 'final published');
+  if (!published) {
     const stored = await redis.hget(n.requestKey(id), 'final');
     run.log.debug({}, 'answer not published: answered already or moved to another node');
     return run.finish('superseded', '', stored !== null ? parseFinal(stored, id) : { superseded: true });
@@ -340,14 +371,19 @@ async function answer(run: JobRun, gen: Generation, queueMs: number): Promise<Jo
 }
 
 /** The final answer, fields in the order SPEC.md lists them; absent values left out. */
-function finalAnswer(run: JobRun, gen: Generation, chat: boolean, queueMs: number): InferenceResponse {
+function finalAnswer(run: JobRun, gen: Generation, queueMs: number): InferenceResponse {
+  const chat = run.request.messages !== undefined;
+  const embed = run.request.input !== undefined;
+  const message: InferenceResponse['message'] = { role: 'assistant', content: gen.text };
+  if (gen.toolCalls !== undefined) message.tool_calls = gen.toolCalls;
   const fields: Record<string, unknown> = {
     request_id: run.request.request_id,
     model: run.request.model,
     node_id: run.deps.nodeId,
     done: true,
-    response: chat ? undefined : gen.text,
-    message: chat ? { role: 'assistant', content: gen.text } : undefined,
+    response: chat || embed ? undefined : gen.text,
+    message: chat ? message : undefined,
+    embeddings: embed ? (gen.embeddings ?? []) : undefined,
     done_reason: gen.doneReason,
     total_duration_ms: nsToMs(gen.totalNs),
     load_duration_ms: nsToMs(gen.loadNs),
@@ -366,13 +402,14 @@ function finalAnswer(run: JobRun, gen: Generation, chat: boolean, queueMs: numbe
 }
 
 /** The Ollama call failed or was aborted: decide between timeout, hand-back and error answer. */
-async function failed(run: JobRun, err: unknown, signal: AbortSignal): Promise<never | Superseded> {
+async function failed(run: JobRun, err: unknown, signal: AbortSignal): Promise<JobResult> {
   if (signal.aborted) {
     const reason: unknown = signal.reason;
     if (reason === 'deadline') {
       return run.giveUp('timeout', `not finished within timeout_ms (${run.request.timeout_ms ?? DEFAULT_TIMEOUT_MS} ms); generation aborted`);
     }
     if (reason === 'superseded') return run.finish('superseded', '', { superseded: true });
+    if (reason === CANCEL_BY_SENDER) return run.cancelled(true);
     if (reason === CANCEL_LOCK_LOST) {
       // The lock lapsed: the bridge recovers the job elsewhere; this copy just stops.
       run.finish('cancelled', '', undefined);

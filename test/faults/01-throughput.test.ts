@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { built, report, World } from './harness.js';
+import { requireBuilt, report, World } from './harness.js';
 
-describe.skipIf(!built())('row 1: 1,000 requests over 3 workers', () => {
+requireBuilt();
+
+describe('row 1: 1,000 requests over 3 workers', () => {
   let w: World;
   beforeAll(async () => {
     w = await new World({ nodes: [{ id: 'pi-a' }, { id: 'pi-b' }, { id: 'pi-c' }], speed: 200, label: 'row1' }).start();

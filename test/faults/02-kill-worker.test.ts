@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { built, held, report, routable, simState, slowSingleNode, tally, waitFor, withDump, World, type Proc } from './harness.js';
+import { requireBuilt, held, report, routable, simState, slowSingleNode, tally, waitFor, withDump, World, type Proc } from './harness.js';
+
+requireBuilt();
 
 // Row 2: the victim (the only node with the model loaded, so every request sticks to it) is
 // slowed to a crawl, takes 100 requests (2 running, 98 queued) and is SIGKILLed. Its TTL key
@@ -9,7 +11,7 @@ afterAll(() => {
   if (Object.keys(figures).length > 0) report({ row: 2, title: 'SIGKILL 1 of 3 workers while it holds 100 requests (2 running, 98 queued); one worker killed twice running the same request', figures });
 });
 
-describe.skipIf(!built())('row 2: SIGKILL 1 of 3 workers holding 100 requests', () => {
+describe('row 2: SIGKILL 1 of 3 workers holding 100 requests', () => {
   let w: World;
   const workers = new Map<string, Proc>();
   beforeAll(async () => {
@@ -58,7 +60,7 @@ describe.skipIf(!built())('row 2: SIGKILL 1 of 3 workers holding 100 requests', 
 // The same worker killed twice while it runs the same request, restarted at once each time (as
 // pm2 does): its own queue brings the job back (BullMQ's stalled check) each time, and the third
 // start answers it. BullMQ alone would fail a job that stalls twice, silently.
-describe.skipIf(!built())('row 2, restarted at once: one worker killed twice running the same request', () => {
+describe('row 2, restarted at once: one worker killed twice running the same request', () => {
   let w: World;
   beforeAll(async () => {
     w = await new World({ nodes: [{ id: 'pi-a' }], speed: 50, label: 'row2b' }).start();

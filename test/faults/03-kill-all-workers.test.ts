@@ -1,11 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { built, eligibleAt, held, report, routable, simState, sleep, tally, waitFor, withDump, World, type Proc } from './harness.js';
+import { requireBuilt, eligibleAt, held, report, routable, simState, sleep, tally, waitFor, withDump, World, type Proc } from './harness.js';
+
+requireBuilt();
 
 // Row 3: pi-a holds the gemma3:1b requests, pi-b the llama3.2:3b ones (each node has only its
 // model loaded, so requests stick to it), both slowed so they hold them; pi-c holds nothing.
 // Every worker is SIGKILLed; 20 s later pi-a alone comes back. Its own running jobs come back
 // through BullMQ's stalled check, pi-b's jobs are moved to it by the bridge.
-describe.skipIf(!built())('row 3: SIGKILL every worker, restart one 20 s later', () => {
+describe('row 3: SIGKILL every worker, restart one 20 s later', () => {
   let w: World;
   let bridge: Proc;
   const workers = new Map<string, Proc>();

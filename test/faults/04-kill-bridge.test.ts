@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { built, pendingAt, report, routable, sleep, tally, withDump, World, type Proc } from './harness.js';
+import { requireBuilt, pendingAt, report, routable, sleep, tally, withDump, World, type Proc } from './harness.js';
+
+requireBuilt();
 
 const N = 300;
 
@@ -7,7 +9,7 @@ const N = 300;
 // acked (a batch in hand: some of its jobs may be placed already). Alone, it is restarted under
 // the same consumer name and re-reads them; with a sibling running, the sibling takes them over
 // (XAUTOCLAIM after --claim-idle 3s). Either way every request is answered, once.
-describe.skipIf(!built())('row 4: SIGKILL the bridge mid-batch', () => {
+describe('row 4: SIGKILL the bridge mid-batch', () => {
   let w: World;
   const nodes = ['pi-a', 'pi-b', 'pi-c'];
   const figures: Record<string, string | number> = {};

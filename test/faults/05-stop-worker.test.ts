@@ -1,12 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { built, held, report, routable, simState, tally, waitFor, withDump, workerOutcomes, World, type Proc } from './harness.js';
+import { requireBuilt, held, report, routable, simState, tally, waitFor, withDump, workerOutcomes, World, type Proc } from './harness.js';
+
+requireBuilt();
 
 // Row 5: the victim (the only node with the model loaded) holds 10 requests, 2 of them running
 // slowly, and is SIGSTOPped. Past stale-after its TTL key lapses and the bridge moves its jobs
 // to pi-b; then it gets SIGCONT. Its two generations finish (the simulator kept streaming to
 // the paused process) or are cut by its lost locks, and whatever it tries to answer is refused
 // by the owner guard: every request is answered exactly once, by pi-b.
-describe.skipIf(!built())('row 5: SIGSTOP a worker past stale-after, then SIGCONT', () => {
+describe('row 5: SIGSTOP a worker past stale-after, then SIGCONT', () => {
   let w: World;
   const workers = new Map<string, Proc>();
   beforeAll(async () => {

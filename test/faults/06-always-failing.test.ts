@@ -1,6 +1,8 @@
 import { Job, Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { built, report, routable, simState, waitFor, withDump, World } from './harness.js';
+import { requireBuilt, report, routable, simState, waitFor, withDump, World } from './harness.js';
+
+requireBuilt();
 
 const MAX_ATTEMPTS = 3;
 /** Figures of both cases, reported once both have run. */
@@ -12,7 +14,7 @@ afterAll(() => {
 // Row 6: every node's Ollama answers 500 (backend_error, retried elsewhere). Each request is
 // tried on each of the three nodes once (a retry avoids the nodes it failed on), then answered
 // with the error, dead-lettered, and its job left in the last node's failed set.
-describe.skipIf(!built())('row 6: a request the backend always fails', () => {
+describe('row 6: a request the backend always fails', () => {
   let w: World;
   const nodes = ['pi-a', 'pi-b', 'pi-c'];
   beforeAll(async () => {
@@ -91,7 +93,7 @@ describe.skipIf(!built())('row 6: a request the backend always fails', () => {
 });
 
 // The same with a single node: every retry goes back to it (its failed copy removed first).
-describe.skipIf(!built())('row 6, one node: every try on the same node', () => {
+describe('row 6, one node: every try on the same node', () => {
   let w: World;
   beforeAll(async () => {
     w = await new World({ nodes: [{ id: 'pi-a' }], speed: 50, label: 'row6b' }).start();

@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { InferenceResponse } from '../../src/contracts/types.js';
-import { built, httpPortOf, report, waitFor, World, type Proc } from './harness.js';
+import { requireBuilt, httpPortOf, report, waitFor, World, type Proc } from './harness.js';
+
+requireBuilt();
 
 /** A bad entry: its stream fields, and the request id it can be answered under (if any). */
 interface Bad {
@@ -9,7 +11,7 @@ interface Bad {
   answerAs?: string;
 }
 
-describe.skipIf(!built())('row 7: malformed entries mixed with good ones', () => {
+describe('row 7: malformed entries mixed with good ones', () => {
   let w: World;
   let bridge: Proc;
   let worker: Proc;

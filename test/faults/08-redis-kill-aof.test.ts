@@ -1,9 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { built, firstAnswerAfter, report, sleep, someRunning, startFlow, tally, waitFor, withDump, World, type Proc } from './harness.js';
+import { requireBuilt, firstAnswerAfter, report, sleep, someRunning, startFlow, tally, waitFor, withDump, World, type Proc } from './harness.js';
+
+requireBuilt();
 
 const NODES = ['pi-a', 'pi-b'];
 
-describe.skipIf(!built())('row 8: Redis killed (SIGKILL) and restarted with appendonly yes while requests flow', () => {
+describe('row 8: Redis killed (SIGKILL) and restarted with appendonly yes while requests flow', () => {
   let w: World;
   let procs: Proc[];
   beforeAll(async () => {

@@ -1,11 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { built, report, sleep, tally, waitFor, warnings, withDump, World, type Proc } from './harness.js';
+import { requireBuilt, report, sleep, tally, waitFor, warnings, withDump, World, type Proc } from './harness.js';
+
+requireBuilt();
 
 const NODES = ['pi-a', 'pi-b'];
 /** Warn and error lines one program may write over the whole outage: a few per connection. */
 const MAX_WARNINGS = 25;
 
-describe.skipIf(!built())('row 9: Redis restarted without persistence (comes back empty)', () => {
+describe('row 9: Redis restarted without persistence (comes back empty)', () => {
   let w: World;
   let procs: Proc[];
   beforeAll(async () => {

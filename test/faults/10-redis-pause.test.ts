@@ -1,9 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { built, firstAnswerAfter, report, sleep, someRunning, startFlow, tally, waitFor, withDump, World, type Proc } from './harness.js';
+import { requireBuilt, firstAnswerAfter, report, sleep, someRunning, startFlow, tally, waitFor, withDump, World, type Proc } from './harness.js';
+
+requireBuilt();
 
 const NODES = ['pi-a', 'pi-b'];
 
-describe.skipIf(!built())('row 10: Redis paused for 5 s (SIGSTOP) under load', () => {
+describe('row 10: Redis paused for 5 s (SIGSTOP) under load', () => {
   let w: World;
   let procs: Proc[];
   beforeAll(async () => {

@@ -1,6 +1,8 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { built, report, ROOT, sleep, startFlow, tally, waitFor, withDump, World, type Proc } from './harness.js';
+import { requireBuilt, report, ROOT, sleep, startFlow, tally, waitFor, withDump, World, type Proc } from './harness.js';
+
+requireBuilt();
 
 const NODES = ['pi-a', 'pi-b'];
 /** pi-a reads the 16 GB fixture's RAM (about 20 % used), pi-b the 8 GB one's (about 62 %): pi-a comes first. */
@@ -8,7 +10,7 @@ const procRoot = (fixture: string): string[] => ['--proc-root', join(ROOT, 'test
 const REFUSE_MS = 15_000;
 const HEARTBEAT_MS = 1000;
 
-describe.skipIf(!built())("row 11: Ollama refusing connections on one node", () => {
+describe("row 11: Ollama refusing connections on one node", () => {
   let w: World;
   let a: Proc;
   let procs: Proc[];

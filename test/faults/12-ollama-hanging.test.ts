@@ -1,6 +1,8 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { built, report, ROOT, routable, tally, withDump, World, type Proc } from './harness.js';
+import { requireBuilt, report, ROOT, routable, tally, withDump, World, type Proc } from './harness.js';
+
+requireBuilt();
 
 const NODES = ['pi-a', 'pi-b'];
 /** pi-a reads the 16 GB fixture's RAM (about 20 % used), pi-b the 8 GB one's (about 62 %): pi-a comes first. */
@@ -9,7 +11,7 @@ const procRoot = (fixture: string): string[] => ['--proc-root', join(ROOT, 'test
 const OLLAMA_TIMEOUT_MS = 2000;
 const TIMEOUT_MS = 20_000;
 
-describe.skipIf(!built())('row 12: Ollama hanging on one node', () => {
+describe('row 12: Ollama hanging on one node', () => {
   let w: World;
   let a: Proc;
   let procs: Proc[];

@@ -1,12 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { built, held, report, routable, simState, tally, waitFor, withDump, World, type Proc } from './harness.js';
+import { requireBuilt, held, report, routable, simState, tally, waitFor, withDump, World, type Proc } from './harness.js';
+
+requireBuilt();
 
 // Row 13: pi-a runs 4 requests at once (--concurrency 4; its Ollama serves them one after
 // another, slowly: about 6 s in all) and gets SIGINT. It stops taking jobs, finishes the 4,
 // and exits 0. The drain outlasts its health TTL (3 s), so the bridge sees a dead node
 // meanwhile: it must not move jobs whose locks the draining worker still renews. pi-b, idle,
 // is where anything re-routed would go.
-describe.skipIf(!built())('row 13: SIGINT a busy worker', () => {
+describe('row 13: SIGINT a busy worker', () => {
   let w: World;
   let bridge: Proc;
   const workers = new Map<string, Proc>();

@@ -1,13 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { InferenceResponse } from '../../src/contracts/types.js';
-import { built, report, simState, slowSingleNode, waitFor, withDump, World } from './harness.js';
+import { requireBuilt, report, simState, slowSingleNode, waitFor, withDump, World } from './harness.js';
+
+requireBuilt();
 
 // Row 14: the same request id sent twice runs once; every reply stream named gets the answer.
 //   a  sent again while it runs, naming another reply stream, and a third time once done,
 //      naming a third one (answered at once from the stored final answer);
 //   b  sent twice to the same reply stream while it runs: one answer there;
 //   c  sent twice in the same batch (one pipeline), to two reply streams.
-describe.skipIf(!built())('row 14: the same request id sent twice', () => {
+describe('row 14: the same request id sent twice', () => {
   let w: World;
   beforeAll(async () => {
     w = await new World({ nodes: [{ id: 'pi-a' }], speed: 50, label: 'row14' }).start();

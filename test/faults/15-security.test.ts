@@ -6,7 +6,9 @@ import { Redis, type RedisOptions } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { aclRules } from '../../src/lib/acl.js';
 import { freePort } from '../helpers/redis.js';
-import { BIN, built, report, startProc, waitFor, withDump, World, type Proc } from './harness.js';
+import { BIN, requireBuilt, report, startProc, waitFor, withDump, World, type Proc } from './harness.js';
+
+requireBuilt();
 
 /** Figures of the row, filled by each part; reported by the last. */
 const figures: Record<string, string | number> = {};
@@ -47,7 +49,7 @@ const opensslFound = ((): boolean => {
   }
 })();
 
-describe.skipIf(!built())('row 15: security', () => {
+describe('row 15: security', () => {
   describe('Redis with a password and least-privilege ACL users', () => {
     const ADMIN_PW = 'admin-pw-row15';
     const SECRET = { bridge: 'bridge-pw-row15', worker: 'worker-pw-row15', brain: 'brain-pw-row15' };
@@ -157,8 +159,25 @@ describe.skipIf(!built())('row 15: security', () => {
       figures[`--node-id with ${_what}`] = `exit ${code}, "${/a node id is [^\n]*/.exec(everything(p))?.[0] ?? ''}"`;
     });
 
-    it('reports the row', () => {
-      report({ row: 15, title: 'Security: password and ACL users, wrong password, TLS, bad node ids', figures });
-    });
+  });
+
+  // Runs last: every part above must have passed and said what it measured (a part that was
+  // skipped or stopped half-way leaves its figure out, and the row is not reported as whole).
+  it('every part passed and recorded its figure', () => {
+    expect(Object.keys(figures).sort()).toEqual(
+      [
+        'ACL users (bridge, worker, Brain) with requirepass',
+        'wrong password (flag, env, URL)',
+        opensslFound ? 'TLS (rediss:// + CA; --redis-tls + host:port + CA)' : 'TLS',
+        '--node-id with a colon',
+        '--node-id with 65 characters',
+      ].sort(),
+    );
+    expect(figures['ACL users (bridge, worker, Brain) with requirepass']).toBe('request answered, ACL LOG empty');
+    expect(figures['wrong password (flag, env, URL)']).toMatch(/^logged "redis refused the credentials: .*" \(WRONGPASS\); the password in no line$/);
+    for (const what of ['a colon', '65 characters']) {
+      expect(figures[`--node-id with ${what}`]).toMatch(/^exit 2, "a node id is 1-64 characters of \[A-Za-z0-9._-\]/);
+    }
+    report({ row: 15, title: 'Security: password and ACL users, wrong password, TLS, bad node ids', figures });
   });
 });

@@ -1,11 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { built, firstAnswerAfter, report, sleep, someRunning, withDump, World, waitFor, type Proc } from './harness.js';
+import { requireBuilt, firstAnswerAfter, report, sleep, someRunning, withDump, World, waitFor, type Proc } from './harness.js';
 import { drained, settle, startAcceptedFlow } from './redis-faults.js';
+
+requireBuilt();
 
 const NODES = ['pi-a', 'pi-b'];
 const OOM_MS = 8000;
 
-describe.skipIf(!built())('row 30: Redis out of memory (noeviction) for 8 s under load', () => {
+describe('row 30: Redis out of memory (noeviction) for 8 s under load', () => {
   let w: World;
   let procs: Proc[];
   beforeAll(async () => {

@@ -5,12 +5,14 @@
  * runs in seconds.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import type { InferenceRequest, InferenceResponse } from '../../src/contracts/types.js';
 import { names, type Names } from '../../src/lib/names.js';
+import { ROW_RESULTS, type RowReport } from '../../scripts/reliability.js';
+import { requireBuilt as requireBuiltFiles } from '../helpers/built.js';
 import { freePort, startRedis, testPrefix, type RedisServer, type RedisServerOptions } from '../helpers/redis.js';
 
 export const ROOT = join(import.meta.dirname, '../..');
@@ -19,7 +21,8 @@ export const BIN = {
   worker: join(ROOT, 'dist/src/bin/worker.js'),
   sim: join(ROOT, 'dist/src/bin/sim.js'),
 };
-export const built = (): boolean => Object.values(BIN).every((f) => existsSync(f));
+/** Fails the calling test file, saying why, when the programs are not built. */
+export const requireBuilt = (): void => requireBuiltFiles(...Object.values(BIN));
 
 /** Intervals of the fault suite: fast enough to run in minutes, in the guide's proportions. */
 export const FAST = { heartbeat: '1s', healthTtl: '3s', staleAfter: '3s', lockDuration: '3s' };
@@ -110,6 +113,8 @@ export interface SimNodeSpec {
   id: string;
   profile?: string;
   loaded?: string[];
+  /** The simulator writes the node's /proc and /sys files (RAM, temperature) for its worker to read. */
+  files?: boolean;
 }
 
 export interface WorldOptions {
@@ -155,7 +160,13 @@ export class World {
       cfg,
       JSON.stringify({
         speed: this.opts.speed ?? 50,
-        nodes: this.opts.nodes.map((node) => ({ id: node.id, profile: node.profile ?? 'pi5-16g', port: this.simPorts.get(node.id), loaded: node.loaded ?? ['gemma3:1b'] })),
+        nodes: this.opts.nodes.map((node) => ({
+          id: node.id,
+          profile: node.profile ?? 'pi5-16g',
+          port: this.simPorts.get(node.id),
+          loaded: node.loaded ?? ['gemma3:1b'],
+          ...(node.files ? { sysRoot: this.nodeRoot(node.id), procRoot: this.nodeRoot(node.id) } : {}),
+        })),
       }),
     );
     this.sim = this.track(startProc('ollama-sim', BIN.sim, ['--config', cfg, '--log-level', 'warn']));
@@ -166,6 +177,11 @@ export class World {
   private track(p: Proc): Proc {
     this.procs.add(p);
     return p;
+  }
+
+  /** Where the simulator writes a node's /proc and /sys files (`files: true`). */
+  nodeRoot(id: string): string {
+    return join(this.dir, 'nodes', id);
   }
 
   simUrl(id: string): string {
@@ -195,6 +211,7 @@ export class World {
   }
 
   startWorker(id: string, extra: string[] = [], env: Record<string, string> = {}): Proc {
+    if (this.opts.nodes.find((node) => node.id === id)?.files) extra = ['--proc-root', this.nodeRoot(id), '--sys-root', this.nodeRoot(id), ...extra];
     return this.track(
       startProc(
         `worker ${id}`,
@@ -283,14 +300,9 @@ export class World {
   }
 }
 
-/** One row of docs/RELIABILITY.md, written by the row's test and gathered at the end. */
-export interface RowReport {
-  row: number;
-  title: string;
-  figures: Record<string, string | number>;
-}
-
-export const RESULTS_DIR = join(ROOT, 'test/faults/.results');
+/** One row of the RELIABILITY table, written by the row's test to build/reports/faults/ and gathered at the end. */
+export type { RowReport };
+export const RESULTS_DIR = ROW_RESULTS;
 
 export function report(r: RowReport): void {
   mkdirSync(RESULTS_DIR, { recursive: true });

@@ -4,13 +4,12 @@
  * here (the machine running CI is not the one the goals are for); BENCHMARKS.md has them.
  */
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { requireBuilt } from '../helpers/built.js';
 
 const runJs = fileURLToPath(new URL('../../dist/bench/run.js', import.meta.url));
-const built = existsSync(runJs);
-if (!built) console.warn(`bench smoke test skipped: ${runJs} is missing (npm run build first; npm test builds)`);
+requireBuilt(runJs);
 
 function runBench(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
@@ -24,7 +23,7 @@ function runBench(args: string[]): Promise<{ code: number | null; stdout: string
   });
 }
 
-describe.skipIf(!built)('benchmark (quick)', () => {
+describe('benchmark (quick)', () => {
   it('runs every row P1-P7 and prints a number for each', { timeout: 150_000 }, async () => {
     const { code, stdout, stderr } = await runBench(['--quick', '--runs', '1']);
     expect(code, stderr.slice(-2000)).toBe(0);

@@ -3,7 +3,8 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { InferenceJobData, RerouteNotice } from '../../src/lib/bus.js';
 import { ROUTER_GROUP } from '../../src/lib/names.js';
-import { harness, sleep, until, type Harness, type Scope } from './bridge.harness.js';
+import type { BridgeHandle } from '../../src/router/bridge.js';
+import { harness, until, type Harness, type Scope } from './bridge.harness.js';
 
 let h: Harness;
 const workers: Worker[] = [];
@@ -30,6 +31,18 @@ async function notice(s: Scope, n: RerouteNotice): Promise<void> {
 
 const owner = (s: Scope, id: string) => h.redis.hget(s.n.requestKey(id), 'node');
 
+const reroutePending = async (s: Scope): Promise<number> => ((await h.redis.xpending(s.n.reroute, ROUTER_GROUP)) as [number])[0];
+
+/**
+ * Wait until the bridge has done everything it does after a refresh at least once from start to
+ * end: held notices tried again, dead nodes swept. (`refresh()` may join a pass already under
+ * way, so the second call is a pass that started after the first ended.)
+ */
+async function aWholePass(b: BridgeHandle): Promise<void> {
+  await b.refresh();
+  await b.refresh();
+}
+
 describe('a job a worker hands back is placed on another node', () => {
   it('moves a failed job to another eligible node, removes it from the old queue, and counts the attempt', async () => {
     const s = h.scope();
@@ -55,13 +68,16 @@ describe('a job a worker hands back is placed on another node', () => {
     const s = h.scope();
     await s.node('a', { ram_percent: 20 });
     await s.node('b', { ram_percent: 40 });
-    await s.start();
+    const b = await s.start();
     await s.send({ request_id: 'rr2', model: 'gemma3:1b', prompt: 'x' });
     await until(() => s.jobs('a').then((j) => j.length === 1));
     const job = await take(s, 'a', 'tok');
     // The notice arrives while the worker still holds the job.
     await notice(s, { request_id: 'rr2', node_id: 'a', code: 'backend_error', message: 'ollama down', counts: false });
-    await sleep(300);
+    // The bridge has read the notice, and looked at it again after a refresh: it waits.
+    await until(async () => (await reroutePending(s)) === 1, 5000, 'notice read by the bridge');
+    await aWholePass(b);
+    expect(await reroutePending(s)).toBe(1);
     expect(await s.jobs('b')).toHaveLength(0);
     await job.moveToFailed(new Error('backend_error'), 'tok');
     const [moved] = await until(() => s.jobs('b').then((j) => j.length === 1 && j), 5000, 'job on b');
@@ -97,8 +113,9 @@ describe('a job a worker hands back is placed on another node', () => {
     await b.refresh();
     await job.moveToFailed(new Error('backend_error'), 'tok');
     await notice(s, { request_id: 'rr4', node_id: 'a', code: 'backend_error', message: 'down', counts: false });
-    await sleep(400);
-    expect(((await h.redis.xpending(s.n.reroute, ROUTER_GROUP)) as unknown[])[0]).toBe(1);
+    await until(async () => (await reroutePending(s)) === 1, 5000, 'notice read by the bridge');
+    await aWholePass(b);
+    expect(await reroutePending(s)).toBe(1);
     expect(await (await s.jobs('a'))[0]!.getState()).toBe('failed');
     await s.node('c');
     const [moved] = await until(() => s.jobs('c').then((j) => j.length === 1 && j), 5000, 'job on c');
@@ -117,7 +134,8 @@ describe('the jobs of a dead node are moved to eligible nodes', () => {
     await until(() => s.jobs('dying').then((j) => j.length === 3));
     const running = await take(s, 'dying', 'tok1');
     const held = await take(s, 'dying', 'tok2');
-    await sleep(300);
+    // While the node is alive, a pass of the dead-node sweep moves nothing.
+    await aWholePass(b);
     expect(await s.jobs('other')).toHaveLength(0);
     // The node dies: its TTL key expires; one worker lock lapses, the other is still held.
     await h.redis.del(s.n.healthKey('dying'));

@@ -1,15 +1,17 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Summary } from '../../src/demo/view.js';
+import { requireBuilt } from '../helpers/built.js';
 import { startRedis } from '../helpers/redis.js';
 
 const bin = join(import.meta.dirname, '../../dist/src/bin/demo.js');
+requireBuilt(bin);
 
 describe('the one-command demo', () => {
-  it.skipIf(!existsSync(bin))('runs to completion with sticky hits, a cold load, the hot node skipped, and every request answered', async () => {
+  it('runs to completion with sticky hits, a cold load, the hot node skipped, and every request answered', async () => {
     const redis = await startRedis();
     const dir = mkdtempSync(join(tmpdir(), 'orion-demo-test-'));
     const summaryFile = join(dir, 'summary.json');

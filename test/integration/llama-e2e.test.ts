@@ -1,5 +1,4 @@
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +12,7 @@ import { startSimulator, type SimulatorHandle } from '../../src/simulator/index.
 import { createLlamaEngine, DEFAULT_LLAMA_MODEL } from '../../src/simulator/llama/engine.js';
 import { llamaAvailability } from '../../src/simulator/llama/runtime.js';
 import { createWorker, type WorkerHandle } from '../../src/worker/worker.js';
+import { requireBuilt } from '../helpers/built.js';
 import { startRedis, testPrefix, type RedisServer } from '../helpers/redis.js';
 
 const availability = await llamaAvailability();
@@ -92,7 +92,8 @@ describe.skipIf(!availability.available)('the whole system on real llama.cpp inf
   });
 
   const simBin = join(import.meta.dirname, '../../dist/src/bin/sim.js');
-  it.skipIf(!existsSync(simBin))('runs from the simulator bin with --engine llama', async () => {
+  it('runs from the simulator bin with --engine llama', async () => {
+    requireBuilt(simBin);
     const child = spawn(process.execPath, [simBin, '--engine', 'llama', '--port', '0', '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] });
     try {
       const url = await new Promise<string>((resolve, reject) => {

@@ -1,11 +1,11 @@
 /** Several simulated nodes in one process, in-process and through the built bin. */
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Ollama } from 'ollama';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, startSimulatorCluster } from '../../src/simulator/index.js';
+import { requireBuilt } from '../helpers/built.js';
 
 describe('a cluster of simulated nodes', () => {
   it('serves each node on its own port with its own profile', async () => {
@@ -59,7 +59,8 @@ describe('a cluster of simulated nodes', () => {
 
 const bin = join(process.cwd(), 'dist/src/bin/sim.js');
 
-describe.skipIf(!existsSync(bin))('the orion-ollama-sim bin (built)', () => {
+describe('the orion-ollama-sim bin (built)', () => {
+  beforeAll(() => requireBuilt(bin));
   it('starts the nodes it is given, logs JSON, and exits cleanly on SIGTERM', async () => {
     const child = spawn(process.execPath, [bin, '--node', 'pi-a:pi5-8g:0', '--node', 'pi-b:pi5-16g:0', '--speed', '100', '--log-level', 'info'], {
       stdio: ['ignore', 'pipe', 'inherit'],

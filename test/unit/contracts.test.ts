@@ -57,12 +57,12 @@ describe('the refusal of a request with both or neither of prompt and messages',
     const r = validateRequest(doc);
     expect(r.ok).toBe(false);
     if (r.ok) return;
-    expect(r.message).toBe('(root): give exactly one of prompt or messages');
+    expect(r.message).toBe('(root): give exactly one of prompt, messages or input');
   });
 
   it('still lists the other problems of the same request', () => {
     const r = validateRequest({ ...base, prompt: 'hi', messages: [], priority: 99 });
-    expect(r.ok === false && r.message).toBe('(root): give exactly one of prompt or messages; /priority must be <= 9');
+    expect(r.ok === false && r.message).toBe('(root): give exactly one of prompt, messages or input; /priority must be <= 9');
   });
 });
 

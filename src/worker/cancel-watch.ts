@@ -1,0 +1,51 @@
+/**
+ * Watches a running job's cancel key (`{p}:cancel:{request_id}`, SPEC.md section 9) and calls
+ * `onCancel` once it appears. One EXISTS every `everyMs` per running job: a node runs one or
+ * two jobs at once, so this costs a few commands a second and stops a cancelled generation
+ * within about `everyMs`. Checks never overlap; a failed check (Redis away) is skipped, not
+ * fatal: the deadline still holds.
+ */
+import type { Redis } from 'ioredis';
+
+/** How often a running job looks for its cancel key. */
+export const CANCEL_POLL_MS = 200;
+
+export class CancelWatch {
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly key: string,
+    private readonly onCancel: () => void,
+    private readonly everyMs = CANCEL_POLL_MS,
+  ) {
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => void this.check(), this.everyMs);
+  }
+
+  private async check(): Promise<void> {
+    let found = false;
+    try {
+      found = (await this.redis.exists(this.key)) === 1;
+    } catch {
+      // Redis unreachable for a moment: look again next time.
+    }
+    if (this.stopped) return;
+    if (found) {
+      this.stopped = true;
+      this.onCancel();
+      return;
+    }
+    this.schedule();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+  }
+}
