@@ -62,7 +62,7 @@ export async function runCommand(cmd: string, args: string[], flags: Flags, ctx:
     case 'send':
       return send(flags, ctx);
     case 'nodes': {
-      const nodes = (await getJson(`${ctx.routerUrl}/nodes`)) as (NodeHealth & { eligible: boolean; excluded_reason?: string })[];
+      const nodes = (await getJson(`${ctx.routerUrl}/nodes`)) as (NodeHealth & { eligible: boolean; excluded_reason?: string; warning?: string })[];
       if (flags['json']) {
         ctx.out(JSON.stringify(nodes, null, 2));
         return 0;
@@ -72,6 +72,8 @@ export async function runCommand(cmd: string, args: string[], flags: Flags, ctx:
         const route = x.eligible ? 'eligible' : `no (${x.excluded_reason ?? '?'})`;
         ctx.out(`${fmt(x.node_id, 14)}${fmt(route, 14)}${fmt(x.cpu_percent, 7)}${fmt(x.ram_percent, 7)}${fmt(x.temp_celsius, 7)}${fmt(x.active, 8)}${x.models.join(', ') || '-'}`);
       }
+      // Warnings the bridge attaches (two workers under one node id) under the table.
+      for (const x of nodes) if (typeof x.warning === 'string') ctx.err(`warning: ${x.node_id}: ${x.warning}`);
       return 0;
     }
     case 'stats':
