@@ -4,6 +4,7 @@
 //
 //   ORION_NODE_ID=pi-8g ORION_REDIS_ADDR=redis.orion.local:6379 pm2 start ecosystem.config.cjs
 //   pm2 start ecosystem.config.cjs --only orion-inference-worker   # a worker-only Pi
+//   pm2 start ecosystem.config.cjs --only orion-inference-gateway  # OpenAI/Ollama HTTP (port 11435)
 //
 // pm2 sends SIGINT on stop/restart: both programs then drain (the worker finishes the
 // generations it holds, the bridge its batch) and exit 0. kill_timeout leaves a long
@@ -55,6 +56,24 @@ module.exports = {
         ORION_NODE_ID: process.env.ORION_NODE_ID || os.hostname(),
         ORION_OLLAMA_HOST: process.env.ORION_OLLAMA_HOST || 'http://localhost:11434',
         ORION_HTTP_PORT: process.env.ORION_WORKER_HTTP_PORT || '8081',
+      },
+    },
+    {
+      // OpenAI- and Ollama-compatible HTTP in front of the bus; stops taking calls on SIGINT
+      // and gives the ones in hand a few seconds (their requests are cancelled if cut).
+      name: 'orion-inference-gateway',
+      script: './dist/src/bin/gateway.js',
+      exec_mode: 'fork',
+      instances: 1,
+      autorestart: true,
+      restart_delay: 5000,
+      kill_timeout: 10000,
+      env: {
+        ...shared,
+        ORION_HTTP_PORT: process.env.ORION_GATEWAY_HTTP_PORT || '11435',
+        ORION_HTTP_ADDR: process.env.ORION_GATEWAY_HTTP_ADDR || '0.0.0.0',
+        ...(process.env.ORION_API_KEY ? { ORION_API_KEY: process.env.ORION_API_KEY } : {}),
+        ...(process.env.ORION_REQUEST_TIMEOUT ? { ORION_REQUEST_TIMEOUT: process.env.ORION_REQUEST_TIMEOUT } : {}),
       },
     },
   ],

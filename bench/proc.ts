@@ -1,6 +1,6 @@
 /**
  * Child processes for the benchmark: the built programs (bridge, worker) and the bench's own
- * helpers (bare BullMQ worker, bare addBulk, instant backend), each with its own event loop and
+ * helpers (bare BullMQ worker, bare addBulk) and the simulator as an instant backend, each with its own event loop and
  * its own resident memory, as in production. Output lines are kept so the bench can wait for a
  * readiness line and read what a helper prints.
  */
@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 /** `dist/` (this file is dist/bench/proc.js once built). */
 export const DIST = join(dirname(fileURLToPath(import.meta.url)), '..');
 /** The programs measured: this build's, unless `useBins` points elsewhere (another build, to compare). */
-const bins = { router: join(DIST, 'src', 'bin', 'router.js'), worker: join(DIST, 'src', 'bin', 'worker.js') };
+const bins = { router: join(DIST, 'src', 'bin', 'router.js'), worker: join(DIST, 'src', 'bin', 'worker.js'), sim: join(DIST, 'src', 'bin', 'sim.js') };
 
 export function useBins(o: { router?: string; worker?: string }): void {
   if (o.router) bins.router = o.router;
@@ -69,7 +69,15 @@ export async function stopAll(graceMs = 5000): Promise<void> {
 }
 
 /** Start `node [nodeArgs] script [args]`. */
-export function startNode(script: string, args: string[], opts: { nodeArgs?: string[]; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Child {
+export interface StartOptions {
+  nodeArgs?: string[];
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Sees every stdout line (the kept `lines` stop at 2,000). */
+  onLine?: (line: string) => void;
+}
+
+export function startNode(script: string, args: string[], opts: StartOptions = {}): Child {
   const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), script, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...opts.env },
@@ -80,6 +88,7 @@ export function startNode(script: string, args: string[], opts: { nodeArgs?: str
   const lines: string[] = [];
   const waiters: { pred: (l: string) => boolean; resolve: (l: string) => void }[] = [];
   const onLine = (line: string): void => {
+    opts.onLine?.(line);
     // Keep the output bounded: a long soak must not grow the bench's own memory.
     if (lines.length < 2000) lines.push(line);
     for (let i = waiters.length - 1; i >= 0; i--) {
@@ -161,26 +170,31 @@ export async function waitForLog(child: Child, msg: string, timeoutMs = 20_000):
 }
 
 /** Start the built bridge (`orion-inference-router`) and wait until it has started. */
-export async function startBridgeProcess(flags: Record<string, string>, nodeArgs: string[] = []): Promise<{ child: Child; httpPort: number }> {
+export async function startBridgeProcess(flags: Record<string, string>, nodeArgs: string[] = [], opts: StartOptions = {}): Promise<{ child: Child; httpPort: number }> {
   const args = Object.entries({ 'http-addr': '127.0.0.1', 'http-port': '0', 'log-level': 'info', ...flags }).map(([k, v]) => `--${k}=${v}`);
-  const child = startNode(bins.router, args, { nodeArgs });
+  const child = startNode(bins.router, args, { ...opts, nodeArgs });
   const started = await waitForLog(child, 'bridge started');
   return { child, httpPort: Number(started['http_port']) };
 }
 
 /** Start the built worker (`orion-inference-worker`) and wait until it has started. */
-export async function startWorkerProcess(flags: Record<string, string>, nodeArgs: string[] = []): Promise<{ child: Child; httpPort: number }> {
+export async function startWorkerProcess(flags: Record<string, string>, nodeArgs: string[] = [], opts: StartOptions = {}): Promise<{ child: Child; httpPort: number }> {
   const args = Object.entries({ 'http-addr': '127.0.0.1', 'http-port': '0', 'log-level': 'info', ...flags }).map(([k, v]) => `--${k}=${v}`);
-  const child = startNode(bins.worker, args, { nodeArgs });
+  const child = startNode(bins.worker, args, { ...opts, nodeArgs });
   const started = await waitForLog(child, 'worker started');
   return { child, httpPort: Number(started['http_port']) };
 }
 
-/** The backend that answers at once (`instant-ollama.js`), in a process of its own. */
+/**
+ * The backend that answers at once: the project's Ollama simulator (`orion-ollama-sim`) with its
+ * `instant` profile (no load time, no generation time) and gemma3:1b loaded, in a process of its own.
+ */
 export async function startBackend(): Promise<{ child: Child; url: string }> {
-  const child = startNode(benchScript('instant-ollama'), []);
-  const line = await child.waitForLine((l) => l.startsWith('{"port"'), 10_000, 'backend port');
-  return { child, url: `http://127.0.0.1:${(JSON.parse(line) as { port: number }).port}` };
+  const child = startNode(bins.sim, ['--port=0', '--host=127.0.0.1', '--profile=instant', '--loaded=gemma3:1b', '--log-level=info']);
+  const ready = await waitForLog(child, 'simulator ready');
+  const url = (ready['nodes'] as { url: string }[] | undefined)?.[0]?.url;
+  if (url === undefined) throw new Error(`simulator ready line without a node url: ${JSON.stringify(ready)}`);
+  return { child, url };
 }
 
 /** Run a bench helper to its end and return its last stdout line parsed as JSON. */

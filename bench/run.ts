@@ -4,9 +4,10 @@
  * with --json); exits non-zero only when it cannot run. Goals not met are reported, not failures.
  *
  *   node dist/bench/run.js [--rows P1,P2,...] [--runs 3] [--quick] [--soak-seconds 600]
- *                          [--json FILE] [--cpu-prof DIR] [--router-bin FILE] [--worker-bin FILE]
+ *                          [--json FILE] [--cpu-prof DIR] [--router-bin FILE] [--worker-bin FILE] [--trace]
  *
- * --cpu-prof writes a CPU profile of each bridge process (P1-P3) into DIR; --router-bin and
+ * --trace gives P4's per-step breakdown (the bridge and worker run with ORION_TRACE=1; the
+ * figures then include the cost of the trace lines). --cpu-prof writes a CPU profile of each bridge process (P1-P3) into DIR; --router-bin and
  * --worker-bin measure other builds of the programs (e.g. an older commit's), to compare.
  */
 import { writeFileSync } from 'node:fs';
@@ -30,15 +31,16 @@ interface Options {
   cpuProf: string | undefined;
   routerBin: string | undefined;
   workerBin: string | undefined;
+  trace: boolean;
 }
 
 function usage(problem: string): never {
-  process.stderr.write(`bench: ${problem}\nusage: node dist/bench/run.js [--rows P1,P2,...] [--runs 3] [--quick] [--soak-seconds N] [--json FILE] [--cpu-prof DIR] [--router-bin FILE] [--worker-bin FILE]\n`);
+  process.stderr.write(`bench: ${problem}\nusage: node dist/bench/run.js [--rows P1,P2,...] [--runs 3] [--quick] [--soak-seconds N] [--json FILE] [--cpu-prof DIR] [--router-bin FILE] [--worker-bin FILE] [--trace]\n`);
   process.exit(2);
 }
 
 function parseOptions(argv: string[]): Options {
-  const o: Options = { rows: new Set(ALL_ROWS), runs: 3, quick: false, soakSeconds: 600, json: undefined, cpuProf: undefined, routerBin: undefined, workerBin: undefined };
+  const o: Options = { rows: new Set(ALL_ROWS), runs: 3, quick: false, soakSeconds: 600, json: undefined, cpuProf: undefined, routerBin: undefined, workerBin: undefined, trace: false };
   let soakSet = false;
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i]!.split(/=(.*)/s, 2) as [string, string | undefined];
@@ -61,6 +63,9 @@ function parseOptions(argv: string[]): Options {
         break;
       case '--quick':
         o.quick = true;
+        break;
+      case '--trace':
+        o.trace = true;
         break;
       case '--soak-seconds':
         o.soakSeconds = Number(value());
@@ -138,7 +143,7 @@ try {
       o.rows,
     ),
   );
-  await section(['P4'], 'P4 added latency', () => runLatencyRows({ port: redis.port, runs: o.runs, requests: o.quick ? 100 : 2000, log }));
+  await section(['P4'], 'P4 added latency', () => runLatencyRows({ port: redis.port, runs: o.runs, requests: o.quick ? 100 : 2000, trace: o.trace, log }));
   await section(['P5'], 'P5 routing decision', () => runP5());
   await section(['P7'], `P7 soak (${o.soakSeconds} s at 200 req/s)`, () =>
     runSoakRows({ port: redis.port, seconds: o.soakSeconds, rate: 200, log }),

@@ -1,5 +1,6 @@
 /** Configuration of `orion-inference-router` (the bridge): the guide's flags plus SPEC.md's. */
 import { isValidNodeId } from '../lib/names.js';
+import { DEFAULT_ANSWER_TIME_MS, DEFAULT_LOAD_TIME_MS } from '../router/learner.js';
 import { defaultHostname, httpOptions, logOption, redisOptions } from './common.js';
 import { parsers, resolveOptions, type Flags, type OptionSpec, type Resolved } from './options.js';
 
@@ -22,6 +23,65 @@ export const routerOptions = {
     defaultText: '90',
     parse: parsers.number(0, 100),
   } satisfies OptionSpec<number>,
+  routing: {
+    flag: 'routing',
+    env: 'ORION_ROUTING',
+    description: 'balanced: start each request where it starts soonest (the guide\'s choice on an idle cluster), moving waiting jobs when another node frees up; guide: the guide\'s rule to the letter',
+    default: 'balanced' as RoutingMode,
+    defaultText: 'balanced',
+    parse: (raw: string): RoutingMode => {
+      if (raw !== 'balanced' && raw !== 'guide') throw new Error('must be balanced or guide');
+      return raw;
+    },
+  } satisfies OptionSpec<RoutingMode>,
+  readmitTemp: {
+    flag: 'readmit-temp',
+    env: 'ORION_READMIT_TEMP',
+    description: 'A node excluded for temperature gets requests again only below this (°C; at most --max-temp)',
+    default: 70,
+    defaultText: '70',
+    parse: parsers.number(0, 200),
+  } satisfies OptionSpec<number>,
+  readmitRam: {
+    flag: 'readmit-ram',
+    env: 'ORION_READMIT_RAM',
+    description: 'A node excluded for RAM gets requests again only below this (%; at most --max-ram)',
+    default: 85,
+    defaultText: '85',
+    parse: parsers.number(0, 100),
+  } satisfies OptionSpec<number>,
+  defaultLoadTime: {
+    flag: 'default-load-time',
+    env: 'ORION_DEFAULT_LOAD_TIME',
+    description: 'Balanced routing: time a cold model load is assumed to take until one is measured (a 2 GB model from microSD on a Pi 5)',
+    default: DEFAULT_LOAD_TIME_MS,
+    defaultText: `${DEFAULT_LOAD_TIME_MS / 1000}s`,
+    parse: parsers.duration(0),
+  } satisfies OptionSpec<number>,
+  defaultAnswerTime: {
+    flag: 'default-answer-time',
+    env: 'ORION_DEFAULT_ANSWER_TIME',
+    description: 'Balanced routing: time one answer is assumed to take until one is measured',
+    default: DEFAULT_ANSWER_TIME_MS,
+    defaultText: `${DEFAULT_ANSWER_TIME_MS / 1000}s`,
+    parse: parsers.duration(1),
+  } satisfies OptionSpec<number>,
+  modelKeepAlive: {
+    flag: 'model-keep-alive',
+    env: 'ORION_MODEL_KEEP_ALIVE',
+    description: 'Balanced routing: how long Ollama keeps an idle model loaded (its keep_alive); the last warm copy of a model in demand is renewed before then; 0 = never renew',
+    default: 300_000,
+    defaultText: '5m',
+    parse: parsers.duration(0),
+  } satisfies OptionSpec<number>,
+  recordArrivals: {
+    flag: 'record-arrivals',
+    env: 'ORION_RECORD_ARRIVALS',
+    description: 'Append one JSON line per answered request (arrival time, model, token counts; never content) to this file, for `npm run simulate` replays; "" = off',
+    default: '',
+    defaultText: '""',
+    parse: parsers.string,
+  } satisfies OptionSpec<string>,
   staleAfter: {
     flag: 'stale-after',
     env: 'ORION_STALE_AFTER',
@@ -85,12 +145,16 @@ export const routerOptions = {
   ...logOption,
 };
 
+export type RoutingMode = 'balanced' | 'guide';
+
 export type RouterConfig = Resolved<typeof routerOptions>;
 
 export function loadRouterConfig(input: { flags: Flags; env: Record<string, string | undefined> }): RouterConfig {
-  return resolveOptions(routerOptions, input, (c) =>
-    c.adminUser !== undefined && c.adminPassword !== undefined && (c.adminUser === '') !== (c.adminPassword === '')
-      ? ['--admin-user and --admin-password go together: set both for write access, or neither for read-only']
-      : [],
-  );
+  return resolveOptions(routerOptions, input, (c) => {
+    const problems: string[] = [];
+    if (c.adminUser !== undefined && c.adminPassword !== undefined && (c.adminUser === '') !== (c.adminPassword === '')) {
+      problems.push('--admin-user and --admin-password go together: set both for write access, or neither for read-only');
+    }
+    return problems;
+  });
 }

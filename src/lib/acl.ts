@@ -48,6 +48,8 @@ export function aclRules(n: Names, who: AclRole, secret: string): string[] {
         // checks its declared keys for reading and writing both.
         `~${n.responses}`,
         `~${n.responses}:*`,
+        // What answers cost (node, model, durations, counts), added by the same script.
+        `~${n.observations}`,
         `%W~${n.deadletter}`,
         `%W~${n.reroute}`,
         '+@all',

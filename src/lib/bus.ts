@@ -159,8 +159,10 @@ end
 
 /**
  * final: publish the one final answer of a request.
- * KEYS: 1 request hash, 2 waiters set, 3 deadlines zset, 4 reply stream, 5 default reply stream
- * ARGV: 1 node id ('' = any owner), 2 final JSON, 3 maxlen, 4 ttl seconds
+ * KEYS: 1 request hash, 2 waiters set, 3 deadlines zset, 4 reply stream, 5 default reply stream,
+ *       6 observations stream
+ * ARGV: 1 node id ('' = any owner), 2 final JSON, 3 maxlen, 4 ttl seconds, 5 observation JSON
+ *       ('' = none: see observationOf), 6 observations maxlen
  * Returns 0 when suppressed (already answered, or the job moved to another node: a late
  * "zombie" worker must not answer twice), else where it went (see target): 1 the reply
  * stream, 2 the default stream (the reply stream's name holds another type of key), 3 stored
@@ -190,6 +192,7 @@ for _, w in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   end
 end
 redis.call('DEL', KEYS[2])
+if ARGV[5] ~= '' then redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[6], '*', 'data', ARGV[5]) end
 return where
 `;
 
@@ -250,7 +253,7 @@ declare module 'ioredis' {
     orionClaimMany(...args: (string | number)[]): Result<string[], Context>;
     /** numkeys, then the request hashes, then node ids and counts (see OWNERS). */
     orionOwners(...args: (string | number)[]): Result<number, Context>;
-    orionFinal(k1: string, k2: string, k3: string, k4: string, k5: string, node: string, doc: string, maxlen: number, ttl: number): Result<number, Context>;
+    orionFinal(k1: string, k2: string, k3: string, k4: string, k5: string, k6: string, node: string, doc: string, maxlen: number, ttl: number, obs: string, obsMaxlen: number): Result<number, Context>;
     orionPartial(k1: string, k2: string, k3: string, node: string, doc: string, maxlen: number): Result<number, Context>;
     orionDeliver(stream: string, fallback: string, doc: string, maxlen: number): Result<number, Context>;
     orionStart(k1: string, k2: string, k3: string, node: string, data: string): Result<Reply, Context>;
@@ -263,7 +266,7 @@ export function defineBusCommands(redis: Redis): void {
   redis.defineCommand('orionClaim', { numberOfKeys: 3, lua: CLAIM });
   redis.defineCommand('orionClaimMany', { lua: CLAIM_MANY });
   redis.defineCommand('orionOwners', { lua: OWNERS });
-  redis.defineCommand('orionFinal', { numberOfKeys: 5, lua: FINAL });
+  redis.defineCommand('orionFinal', { numberOfKeys: 6, lua: FINAL });
   redis.defineCommand('orionPartial', { numberOfKeys: 3, lua: PARTIAL });
   redis.defineCommand('orionDeliver', { numberOfKeys: 2, lua: DELIVER });
   redis.defineCommand('orionStart', { numberOfKeys: 3, lua: START });
@@ -435,10 +438,13 @@ export async function publishFinal(
     deadlinesKey(n),
     replyTo,
     n.responses,
+    n.observations,
     nodeId,
     responseJson(doc),
     maxlen,
     REQUEST_RECORD_TTL_S,
+    observationOf(doc),
+    OBSERVATIONS_MAXLEN,
   );
   if (r === 0) return false;
   const why = misdelivery(n, replyTo, DELIVERY[r] ?? 'nowhere');
@@ -446,6 +452,57 @@ export async function publishFinal(
     await deadLetter(redis, n, { reason: why, error_code: doc.error?.code, request_id: id, node_id: doc.node_id, attempt: doc.attempt });
   }
   return true;
+}
+
+/** The observations stream keeps about this many answers (the learners' memory after a restart). */
+export const OBSERVATIONS_MAXLEN = 10_000;
+
+/**
+ * What one answer cost, as the bridges learn it (`{p}:observations`): the node, the model and
+ * the final answer's Ollama figures under the answer's own names; never content. `at` = when
+ * it was answered (ms since epoch).
+ */
+export interface Observation {
+  node: string;
+  model: string;
+  at: number;
+  total_duration_ms?: number;
+  load_duration_ms?: number;
+  prompt_eval_duration_ms?: number;
+  eval_duration_ms?: number;
+  prompt_eval_count?: number;
+  eval_count?: number;
+  queue_ms?: number;
+}
+
+const OBSERVED = ['total_duration_ms', 'load_duration_ms', 'prompt_eval_duration_ms', 'eval_duration_ms', 'prompt_eval_count', 'eval_count', 'queue_ms'] as const;
+
+/** The observation of a final answer: '' unless it is a successful answer with Ollama's figures. */
+export function observationOf(doc: InferenceResponse): string {
+  if (doc.error !== undefined || doc.node_id === undefined || doc.model === undefined || doc.total_duration_ms === undefined) return '';
+  const o: Record<string, unknown> = { node: doc.node_id, model: doc.model, at: Date.parse(doc.created_at) || Date.now() };
+  for (const k of OBSERVED) {
+    const v = doc[k];
+    if (typeof v === 'number' && Number.isFinite(v)) o[k] = v;
+  }
+  return JSON.stringify(o);
+}
+
+/** An observation read back from the stream, or undefined when it does not parse. */
+export function parseObservation(raw: string): Observation | undefined {
+  let d: unknown;
+  try {
+    d = JSON.parse(raw);
+  } catch {
+    return undefined;
+  }
+  const o = d as Partial<Observation> | null;
+  if (!o || typeof o.node !== 'string' || typeof o.model !== 'string' || typeof o.at !== 'number') return undefined;
+  for (const k of OBSERVED) {
+    const v = o[k];
+    if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v) && v >= 0)) return undefined;
+  }
+  return o as Observation;
 }
 
 export async function publishPartial(

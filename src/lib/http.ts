@@ -20,7 +20,10 @@ export type Handler = (req: IncomingMessage) => HandlerResult | Promise<HandlerR
 export interface HttpServerOptions {
   host: string;
   port: number;
-  /** GET (and HEAD) routes by exact path; a query string is ignored. */
+  /**
+   * GET (and HEAD) routes by exact path; a query string is ignored. A key ending in `/*`
+   * (`/requests/*`) takes every path below it that no exact route takes.
+   */
   routes: Record<string, Handler>;
   log: Logger;
   /** Where requests go that no route takes (else 404). */
@@ -42,12 +45,17 @@ function send(res: ServerResponse, status: number, body: unknown, contentType?: 
 
 export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHandle> {
   let closing = false;
-  const routes = new Map(Object.entries(opts.routes));
+  const routes = new Map(Object.entries(opts.routes).filter(([k]) => !k.endsWith('/*')));
+  const prefixes = Object.entries(opts.routes)
+    .filter(([k]) => k.endsWith('/*'))
+    .map(([k, h]) => [k.slice(0, -1), h] as const);
+  const route = (path: string): Handler | undefined =>
+    routes.get(path) ?? prefixes.find(([p]) => path.startsWith(p) && path.length > p.length && !path.slice(p.length).includes('/'))?.[1];
   const server: Server = createServer((req, res) => {
     if (closing) return send(res, 503, { status: 'closing' }, undefined, { Connection: 'close' });
     const url = req.url ?? '/';
     const q = url.indexOf('?');
-    const handler = req.method === 'GET' || req.method === 'HEAD' ? routes.get(q < 0 ? url : url.slice(0, q)) : undefined;
+    const handler = req.method === 'GET' || req.method === 'HEAD' ? route(q < 0 ? url : url.slice(0, q)) : undefined;
     if (!handler) {
       if (opts.fallback) return opts.fallback(req, res);
       return send(res, 404, { error: 'not_found' });

@@ -76,6 +76,19 @@ export interface Names {
   cancelKey(requestId: string): string;
   /** Whether a reply stream name is one a request may name in `reply_to`. */
   isReplyStream(name: string): boolean;
+  /** A key of a node's BullMQ job queue, e.g. `wait`, `prioritized`, `active` (as BullMQ's QueueKeys builds it). */
+  nodeQueueKey(nodeId: string, type: string): string;
+  /**
+   * Stream of what answers cost (node, model, Ollama's durations and token counts; never
+   * content), added with each final answer a worker publishes; every bridge reads it to learn.
+   */
+  readonly observations: string;
+  /** Hash: request id -> `from,to` of a move of a waiting job in progress (finished after a crash). */
+  readonly moves: string;
+  /** Short lock (SET NX PX) of the bridge renewing the keep-alive of a model's last warm copy. */
+  keepWarmLockKey(model: string): string;
+  /** Stream the answers of keep-alive renewals go to (no client reads it; kept short). */
+  readonly keepWarmReplies: string;
 }
 
 export function names(prefix: string = DEFAULT_PREFIX): Names {
@@ -99,6 +112,11 @@ export function names(prefix: string = DEFAULT_PREFIX): Names {
     drained: `${prefix}:drained`,
     rerouteLockKey: (nodeId) => `${prefix}:reroute-lock:${nodeId}`,
     cancelKey: (requestId) => `${prefix}:cancel:${requestId}`,
+    nodeQueueKey: (nodeId, type) => `${prefix}:requests:${nodeId}:${type}`,
+    observations: `${prefix}:observations`,
+    moves: `${prefix}:moves`,
+    keepWarmLockKey: (model) => `${prefix}:keep-warm-lock:${model}`,
+    keepWarmReplies: `${responses}:orion-keep-warm`,
     isReplyStream: (name) => name === responses || (name.startsWith(`${responses}:`) && name.length > responses.length + 1),
   };
 }

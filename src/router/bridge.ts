@@ -33,6 +33,10 @@ import { RerouteHandler } from './reroute.js';
 import { BridgeStats, type Counts } from './stats.js';
 import { Timeline } from './timeline.js';
 import { trimAcked } from './trim.js';
+import type { Thresholds } from './routing.js';
+import { Balancing } from './balancing.js';
+import { requestStatusHandler } from './where.js';
+import type { IncomingMessage } from 'node:http';
 
 /** Knobs for tests and tuning; the defaults are the production values. */
 export interface BridgeDeps {
@@ -94,9 +98,21 @@ interface Parts {
   deadlines: DeadlineSweeper;
   board: Board;
   readers: GroupReader[];
+  balancing: Balancing;
   decisions: DecisionFeed;
   timeline: Timeline;
   depths(): Promise<ReadonlyMap<string, QueueDepth>>;
+}
+
+/** The eligibility thresholds of a configuration; a readmit threshold is at most its maximum. */
+export function thresholdsOf(config: RouterConfig): Required<Thresholds> {
+  return {
+    maxTemp: config.maxTemp,
+    maxRam: config.maxRam,
+    staleAfterMs: config.staleAfter,
+    readmitTemp: Math.min(config.readmitTemp, config.maxTemp),
+    readmitRam: Math.min(config.readmitRam, config.maxRam),
+  };
 }
 
 function assemble(config: RouterConfig, deps: BridgeDeps, root: Logger): Parts {
@@ -108,7 +124,7 @@ function assemble(config: RouterConfig, deps: BridgeDeps, root: Logger): Parts {
   const claims = connectRedis(config, root, 'orion-router-claims');
   defineBusCommands(cmd);
   defineBusCommands(claims);
-  const thresholds = { maxTemp: config.maxTemp, maxRam: config.maxRam, staleAfterMs: config.staleAfter };
+  const thresholds = thresholdsOf(config);
   const registry = new Registry({ redis: cmd, n, thresholds, log: part('registry'), refreshMs: deps.refreshMs, loadingTtlMs: deps.loadingTtlMs });
   const decisions = new DecisionFeed();
   const dispatcher = new Dispatcher({ redis: cmd, n, log: part('dispatcher'), addTimeoutMs: deps.addTimeoutMs, depthCacheMs: deps.depthCacheMs, decisions });
@@ -117,7 +133,8 @@ function assemble(config: RouterConfig, deps: BridgeDeps, root: Logger): Parts {
   let heldCount = (): number => 0;
   const metrics = new RouterMetrics({ snapshot: () => registry.current(), depths, waiting: () => heldCount() });
   const stats = new BridgeStats(n, consumer, metrics);
-  const common = { redis: cmd, n, registry, dispatcher, stats };
+  const balancing = new Balancing({ config, redis: cmd, n, registry, dispatcher, stats, log: part });
+  const common = { redis: cmd, n, registry, dispatcher, stats, placer: balancing.placer };
   const intake = new Intake({ ...common, claims, log: part('intake'), maxAttempts: config.maxAttempts, decisions });
   heldCount = () => intake.heldCount();
   const rerouter = new RerouteHandler({ ...common, log: part('reroute') });
@@ -147,6 +164,7 @@ function assemble(config: RouterConfig, deps: BridgeDeps, root: Logger): Parts {
     deadlines: new DeadlineSweeper({ redis: cmd, n, dispatcher, intake, stats, log: part('deadlines'), tickMs: deps.deadlineTickMs }),
     board: new Board({ redis: cmd, n, dispatcher, adminUser: config.adminUser, adminPassword: config.adminPassword }),
     readers,
+    balancing,
     decisions,
     timeline: new Timeline({ redis: cmd, n, local: () => stats.snapshot(), stepMs: deps.timelineStepMs }),
     depths,
@@ -172,8 +190,10 @@ export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}):
   const p = assemble(config, deps, root);
   const { log, n, cmd, registry, intake, rerouter, deadNodes, deadlines, board, stats } = p;
 
-  // After every refresh: show new node queues, try held requests and notices, move dead nodes' jobs.
+  // After every refresh: count the queues and learn, show new node queues, try held requests and
+  // notices, move dead nodes' jobs, rebalance waiting jobs and keep models warm.
   registry.onRefresh(async (s) => {
+    await p.balancing.afterRefresh(s);
     board.sync(s.known);
     await intake.retryHeld();
     await rerouter.retryPending();
@@ -201,10 +221,13 @@ export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}):
           snapshot: () => registry.current(),
           depths: p.depths,
           metrics: p.metrics,
+          routing: config.routing,
+          where: { redis: cmd, n, eta: p.balancing.etaSource((id) => intake.isHeld(id)) },
+          readmit: { temp: thresholdsOf(config).readmitTemp, ram: thresholdsOf(config).readmitRam },
         },
         {
           consumer: config.consumerName,
-          thresholds: { maxTemp: config.maxTemp, maxRam: config.maxRam, staleAfterMs: config.staleAfter },
+          thresholds: thresholdsOf(config),
           snapshot: () => registry.current(),
           depths: p.depths,
           timeline: () => p.timeline.view(),
@@ -268,6 +291,7 @@ async function closeBridge(p: Parts, http: HttpServerHandle, timers: NodeJS.Time
     ['deadlines', () => p.deadlines.stop()],
     ['timeline', () => p.timeline.stop()],
     ['dead nodes', () => p.deadNodes.stop()],
+    ['balancing', () => p.balancing.stop()],
     ['timers', async () => timers.forEach((t) => clearInterval(t))],
     ['stats flush', () => p.stats.flush(cmd)],
     ['board', () => p.board.close()],
@@ -293,6 +317,7 @@ function httpRoutes(ctx: HandlerContext, page: ClusterContext) {
     '/stats': () => statsHandler(ctx),
     '/nodes': () => nodesHandler(ctx),
     '/metrics': () => metricsHandler(ctx),
+    '/requests/*': (req: IncomingMessage) => requestStatusHandler(ctx.where, (req.url ?? '').split('?')[0]!.slice('/requests/'.length)),
     '/cluster': () => clusterHandler(page),
     ...Object.fromEntries(ASSET_PATHS.map((path) => [path, () => assetHandler(path)])),
   };

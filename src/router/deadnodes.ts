@@ -21,7 +21,8 @@ import type { InferenceJobData } from '../lib/bus.js';
 import type { Logger } from '../lib/logger.js';
 import type { Names } from '../lib/names.js';
 import { withTimeout, type Dispatcher } from './dispatcher.js';
-import { choose, type Registry, type Snapshot } from './registry.js';
+import type { Placer } from './placer.js';
+import type { Registry, Snapshot } from './registry.js';
 import { giveUpJob } from './reroute.js';
 import type { BridgeStats } from './stats.js';
 
@@ -31,6 +32,7 @@ export interface DeadNodeOptions {
   log: Logger;
   consumer: string;
   registry: Registry;
+  placer: Placer;
   dispatcher: Dispatcher;
   stats: BridgeStats;
   /** Jobs looked at per node and state per pass. @defaultValue 200 */
@@ -120,7 +122,7 @@ export class DeadNodeSweeper {
   }
 
   private async handleJob(node: string, job: Job<InferenceJobData>, active: boolean, final: string | undefined, owner: string | undefined, s: Snapshot): Promise<boolean> {
-    const { dispatcher, registry, stats } = this.o;
+    const { dispatcher, placer, stats } = this.o;
     const data = job.data;
     const clear = async (why: string): Promise<void> => {
       if (active) await job.moveToFailed(new Error(why), '0', false);
@@ -141,7 +143,7 @@ export class DeadNodeSweeper {
       await clear(why);
       return false;
     }
-    const c = choose(s, data.request.model, new Set([...(data.tried ?? []), node]));
+    const c = placer.choose(data.request.model, new Set([...(data.tried ?? []), node]));
     // An unavailable node may be the one that has the model (while its Ollama is down it
     // reports none): its jobs wait for it rather than being refused.
     if (c.kind === 'wait' || (c.kind === 'model_not_found' && !s.dead.includes(node))) return false;
@@ -152,10 +154,11 @@ export class DeadNodeSweeper {
       return false;
     }
     const to = c.node.health.node_id;
-    if (c.routing === 'fallback') registry.noteLoading(to, data.request.model);
+    placer.placing(to, data.request.model, c.routing);
     const why = s.dead.includes(node) ? 'dead_node' : s.views.get(node)?.excludedReason === 'drained' ? 'drained_node' : 'unavailable_node';
     await dispatcher.move({ nodeId: to, data: { ...data, routing: c.routing } }, node, job, why.replace('_', ' '));
     stats.rerouted(why);
+    placer.count(to, c.flags);
     return true;
   }
 }

@@ -229,6 +229,12 @@ export class Dispatcher {
     return true;
   }
 
+  /** Add one job copy under its fixed id (a no-op when the queue holds that id already). */
+  async addCopy(placement: Placement): Promise<void> {
+    const { nodeId, data } = placement;
+    await withTimeout(this.queue(nodeId).add(JOB_NAME, data, jobOptions(data.request)), this.timeoutMs, `adding a job to ${nodeId}`);
+  }
+
   /** Remove a job from a node queue unless a worker holds its lock; true when it is gone. */
   async removeCopy(nodeId: string, jobId: string): Promise<boolean> {
     const r = await withTimeout(this.queue(nodeId).remove(jobId), this.timeoutMs, 'removing a job');

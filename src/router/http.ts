@@ -10,6 +10,7 @@ import { withTimeout } from './dispatcher.js';
 import type { QueueDepth, RouterMetrics } from './metrics.js';
 import type { Snapshot } from './registry.js';
 import { countsOf, type Counts } from './stats.js';
+import type { WhereContext } from './where.js';
 
 export const SERVICE = 'orion-inference-router';
 
@@ -25,6 +26,12 @@ export interface HandlerContext {
   snapshot(): Snapshot;
   depths(): Promise<ReadonlyMap<string, QueueDepth>>;
   metrics: RouterMetrics;
+  /** Where `/requests/{id}` reads from. */
+  where: WhereContext;
+  /** `--routing`. */
+  routing?: 'balanced' | 'guide';
+  /** Readmit thresholds (`--readmit-temp`, `--readmit-ram`), shown for nodes in hysteresis. */
+  readmit?: { temp: number; ram: number };
   /** Bound on the Redis reads behind /stats. @defaultValue 1000 */
   redisTimeoutMs?: number;
 }
@@ -59,6 +66,12 @@ export async function statsHandler(ctx: HandlerContext): Promise<HandlerResult> 
     rerouted: c.rerouted,
     duplicates: c.duplicates,
     anticipated: c.anticipated,
+    routing: ctx.routing ?? 'guide',
+    spills: c.spills,
+    cold_loads: c.cold_loads,
+    avoided_cold_loads: c.avoided_cold_loads,
+    moves: c.moves,
+    keep_warm: c.keep_warm,
     failed_jobs: failedJobs,
     cluster: shared?.cluster ?? null,
     bridges: shared?.bridges ?? null,
@@ -90,17 +103,21 @@ async function readShared(ctx: HandlerContext): Promise<{ cluster: Counts; bridg
  * by id; each is its health document as published plus `eligible` and, when false,
  * `excluded_reason`.
  */
-export function nodesHandler(ctx: Pick<HandlerContext, 'snapshot'>): HandlerResult {
+export function nodesHandler(ctx: Pick<HandlerContext, 'snapshot' | 'readmit'>): HandlerResult {
   const s = ctx.snapshot();
   const eligible = s.eligible.map((v) => v.health.node_id);
   const others = [...s.views.keys()].filter((id) => !s.views.get(id)!.eligible).sort();
   const body = [...eligible, ...others].map((id) => {
     const view = s.views.get(id)!;
     const doc: Record<string, unknown> = { ...(s.published.get(id) ?? view.health) };
-    delete doc['eligible'];
-    delete doc['excluded_reason'];
+    for (const k of ['eligible', 'excluded_reason', 'hysteresis', 'readmit_below']) delete doc[k];
     doc['eligible'] = view.eligible;
     if (!view.eligible) doc['excluded_reason'] = view.excludedReason;
+    if (view.hysteresis) {
+      // Under the maximum again, but excluded until below the readmit threshold.
+      doc['hysteresis'] = true;
+      doc['readmit_below'] = view.excludedReason === 'temperature' ? ctx.readmit?.temp : ctx.readmit?.ram;
+    }
     return doc;
   });
   return { status: 200, body };

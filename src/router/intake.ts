@@ -21,6 +21,7 @@
  */
 import type { Redis } from 'ioredis';
 import { parseRequestEntry } from '../contracts/index.js';
+import { traceStep } from '../lib/trace.js';
 import type { InferenceRequest } from '../contracts/types.js';
 import {
   DEFAULT_TIMEOUT_MS,
@@ -43,6 +44,7 @@ import { arrivalMs, sleep } from '../lib/time.js';
 import type { GroupReader, StreamEntry } from './consumer.js';
 import type { DecisionFeed } from './decisions.js';
 import { withTimeout, type Dispatcher, type PlaceResult, type Placement } from './dispatcher.js';
+import type { PlacementFlags, Placer } from './placer.js';
 import { choose, type Registry } from './registry.js';
 import type { BridgeStats } from './stats.js';
 
@@ -80,8 +82,8 @@ interface Routed {
   /** The placements' adds; resolves with those that failed. */
   placing: Promise<PlaceResult>;
   placements: readonly Placement[];
-  /** Requests placed for the first time (counted as routed). */
-  firstTime: ReadonlySet<string>;
+  /** Requests placed for the first time (counted as routed), with what the balanced rule did. */
+  firstTime: ReadonlyMap<string, PlacementFlags>;
   hold: Held[];
   errors: Refusal[];
   ack: string[];
@@ -111,6 +113,7 @@ export interface IntakeOptions {
   n: Names;
   log: Logger;
   registry: Registry;
+  placer: Placer;
   dispatcher: Dispatcher;
   stats: BridgeStats;
   maxAttempts: number;
@@ -198,6 +201,7 @@ export class Intake {
         continue;
       }
       const p = parseRequestEntry(e.fields, n);
+      if (p.ok) traceStep(p.request.request_id, 'bridge read');
       if (!p.ok) {
         this.refuse((refusals ??= redis.pipeline()), e.id, p.reason, p.original, p.requestId, p.replyTo);
         ack.push(e.id);
@@ -302,11 +306,10 @@ export class Intake {
    * could not be placed, answers what cannot be, and acks the rest.
    */
   private route(list: readonly Pending[], placements: Placement[], ack: string[], now: number): () => Promise<void> {
-    const { registry, dispatcher, n } = this.o;
-    const snap = registry.current();
+    const { placer, dispatcher, n } = this.o;
     const errors: Refusal[] = [];
     const hold: Held[] = [];
-    const firstTime = new Set<string>();
+    const firstTime = new Map<string, PlacementFlags>();
     for (const p of list) {
       if (p.deadline <= now) {
         // Past its deadline already (the bridge was down): the deadline sweep answers it.
@@ -317,12 +320,12 @@ export class Intake {
         errors.push({ p, code: 'cancelled', message: 'cancelled by its sender before it was placed on a node' });
         continue;
       }
-      const c = choose(snap, p.request.model);
+      const c = placer.choose(p.request.model);
       if (c.kind === 'routed') {
         const nodeId = c.node.health.node_id;
         placements.push({ nodeId, data: this.jobData(p, c.routing) });
-        firstTime.add(p.request.request_id);
-        if (c.routing === 'fallback') registry.noteLoading(nodeId, p.request.model);
+        firstTime.set(p.request.request_id, c.flags);
+        placer.placing(nodeId, p.request.model, c.routing);
       } else if (c.kind === 'model_not_found') {
         errors.push({ p, code: 'model_not_found', message: `no node has model '${p.request.model}' installed` });
       } else {
@@ -343,11 +346,12 @@ export class Intake {
 
   /** Wait for the placements of `route`, then hold, answer and ack. */
   private async settle({ placing, placements, firstTime, hold, errors, ack, now }: Routed): Promise<void> {
-    const { registry, dispatcher, stats } = this.o;
+    const { registry, dispatcher, stats, placer } = this.o;
     const { retry, refused } = await placing;
     const failedIds = new Set(retry.map((f) => f.data.request.request_id));
     const refusedIds = new Set(refused.map((f) => f.placement.data.request.request_id));
     for (const { placement: pl, reason } of refused) {
+      if (firstTime.has(pl.data.request.request_id)) placer.left(pl.nodeId);
       const p: Pending = { entryId: pl.data.entry_id, request: pl.data.request, deadline: pl.data.deadline, seenAt: pl.data.seen_at };
       errors.push({ p, code: 'internal', message: `could not be queued on ${pl.nodeId}: ${reason}` });
     }
@@ -355,14 +359,18 @@ export class Intake {
       const id = pl.data.request.request_id;
       if (refusedIds.has(id)) continue;
       if (failedIds.has(id)) {
+        if (firstTime.has(id)) placer.left(pl.nodeId);
         hold.push({ entryId: pl.data.entry_id, request: pl.data.request, deadline: pl.data.deadline, seenAt: pl.data.seen_at, bytes: pl.data.request_bytes, reason: 'retry' });
         continue;
       }
+      traceStep(id, 'job queued');
       ack.push(pl.data.entry_id);
       this.held.delete(id);
-      if (firstTime.has(id)) {
+      const flags = firstTime.get(id);
+      if (flags) {
         const anticipated = pl.data.routing === 'sticky' && !registry.reportsLoaded(pl.nodeId, pl.data.request.model);
         stats.routed(pl.nodeId, pl.data.routing, now - arrivalMs(pl.data.entry_id, now), anticipated);
+        placer.count(pl.nodeId, flags);
       }
     }
     const feed = this.o.decisions?.active ? this.o.decisions : undefined;

@@ -33,6 +33,12 @@ export class RouterMetrics {
   readonly rerouted: Counter<'reason'>;
   readonly duplicates: Counter;
   readonly dispatchLatency: Histogram;
+  readonly spills: Counter<'node'>;
+  readonly coldLoads: Counter<'node'>;
+  readonly avoidedColdLoads: Counter;
+  readonly moves: Counter<'from' | 'to'>;
+  readonly moveGain: Histogram;
+  readonly keepWarm: Counter<'node'>;
 
   constructor(src: MetricsSources) {
     const registers = [this.registry];
@@ -66,6 +72,41 @@ export class RouterMetrics {
       name: `${p}dispatch_latency_seconds`,
       help: 'From the request entry (XADD time) to its job being in a node queue',
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    });
+    this.spills = new Counter({
+      name: `${p}spills_total`,
+      help: 'Placements (first or moved) on another node than the guide\'s rule would choose, to start sooner (--routing balanced), by the node chosen',
+      labelNames: ['node'],
+      registers,
+    });
+    this.coldLoads = new Counter({
+      name: `${p}cold_loads_total`,
+      help: 'Placements on a node that must load the model first, by node',
+      labelNames: ['node'],
+      registers,
+    });
+    this.avoidedColdLoads = new Counter({
+      name: `${p}avoided_cold_loads_total`,
+      help: 'Placements on a busy warm node although a cold node had a free slot: waiting was cheaper than loading',
+      registers,
+    });
+    this.moves = new Counter({
+      name: `${p}moves_total`,
+      help: 'Waiting jobs moved to a node that could start them sooner by a clear margin (not attempts)',
+      labelNames: ['from', 'to'],
+      registers,
+    });
+    this.moveGain = new Histogram({
+      name: `${p}move_gain_seconds`,
+      help: 'Expected time to first token saved by each move',
+      buckets: [1, 2, 5, 10, 20, 30, 60, 120, 300],
+      registers,
+    });
+    this.keepWarm = new Counter({
+      name: `${p}keep_warm_total`,
+      help: 'Keep-alive renewals sent for the last warm copy of a model with recent demand, by node',
+      labelNames: ['node'],
       registers,
     });
     new Gauge({

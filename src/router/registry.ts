@@ -19,7 +19,7 @@ import type { Logger } from '../lib/logger.js';
 import { isValidNodeId, type Names } from '../lib/names.js';
 import { Periodic } from '../lib/periodic.js';
 import { RoutingIndex } from './routing-index.js';
-import { drainedView, eligibleInOrder, toNodeView, type NodeView, type Thresholds } from './routing.js';
+import { drainedView, eligibleInOrder, nextHeld, toNodeView, type Held, type NodeView, type Thresholds } from './routing.js';
 
 export interface Snapshot {
   /** When it was taken (ms since epoch); 0 before the first refresh. */
@@ -164,6 +164,8 @@ export class Registry {
   private readonly warned = new Map<string, string>();
   /** The last refresh's health documents as read and as parsed, by node id. */
   private parsed = new Map<string, { raw: string; p: ParsedHealth }>();
+  /** Hysteresis memory: nodes excluded for temperature or RAM, not yet below readmit. */
+  private held = new Map<string, Held>();
   /** node id -> model -> until (ms): anticipated loads. */
   private readonly loading = new Map<string, Map<string, number>>();
   private readonly listeners: ((s: Snapshot) => void | Promise<void>)[] = [];
@@ -241,6 +243,7 @@ export class Registry {
     const modelsAnywhere = new Set<string>();
     const drop: string[] = [];
     const parsed = new Map<string, { raw: string; p: ParsedHealth }>();
+    const held = new Map<string, Held>();
     for (const [id, raw] of Object.entries(hash)) {
       if (!isValidNodeId(id)) continue;
       const last = this.parsed.get(id);
@@ -252,7 +255,9 @@ export class Registry {
       }
       this.warned.delete(id);
       parsed.set(id, { raw, p });
-      const plain = toNodeView(p.health, alive.has(id), now, this.o.thresholds);
+      const h = nextHeld(p.health, this.held.get(id), this.o.thresholds);
+      if (h.temperature || h.ram) held.set(id, h);
+      const plain = toNodeView(p.health, alive.has(id), now, this.o.thresholds, h);
       const view = drained.has(id) ? drainedView(plain) : plain;
       if (now - view.lastSeenMs > dropAfter && !alive.has(id)) {
         drop.push(id);
@@ -264,6 +269,7 @@ export class Registry {
       published.set(id, p.doc);
     }
     this.parsed = parsed;
+    this.held = held;
     if (drop.length > 0) {
       await redis.hdel(n.health, ...drop);
       log.info({ nodes: drop }, 'nodes silent for over 24 h dropped from the registry');

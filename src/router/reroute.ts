@@ -21,7 +21,8 @@ import type { Logger } from '../lib/logger.js';
 import { isValidNodeId, isValidRequestId, jobIdFor, type Names } from '../lib/names.js';
 import type { GroupReader, StreamEntry } from './consumer.js';
 import { withTimeout, type Dispatcher } from './dispatcher.js';
-import { choose, type Registry } from './registry.js';
+import type { Placer } from './placer.js';
+import type { Registry } from './registry.js';
 import type { BridgeStats } from './stats.js';
 
 export interface RerouteOptions {
@@ -29,6 +30,7 @@ export interface RerouteOptions {
   n: Names;
   log: Logger;
   registry: Registry;
+  placer: Placer;
   dispatcher: Dispatcher;
   stats: BridgeStats;
   now?: () => number;
@@ -143,7 +145,7 @@ export class RerouteHandler {
 
   /** Handle one notice; false when it must be tried again later. */
   async process(notice: RerouteNotice): Promise<boolean> {
-    const { redis, n, dispatcher, registry, stats, log } = this.o;
+    const { redis, n, dispatcher, placer, stats, log } = this.o;
     const id = notice.request_id;
     const from = notice.node_id;
     const jobId = jobIdFor(id);
@@ -166,7 +168,7 @@ export class RerouteHandler {
       await giveUpJob(this.o, data, from, notice.code, `${notice.message} (attempt ${data.attempt} of ${data.max_attempts})`);
       return true;
     }
-    const c = choose(registry.current(), data.request.model, new Set(data.tried));
+    const c = placer.choose(data.request.model, new Set(data.tried));
     if (c.kind === 'model_not_found') {
       await giveUpJob(this.o, data, from, 'model_not_found', `no eligible node has model '${data.request.model}' installed`);
       return true;
@@ -174,9 +176,10 @@ export class RerouteHandler {
     if (c.kind === 'wait') return false;
     const to = c.node.health.node_id;
     data.routing = c.routing;
-    if (c.routing === 'fallback') registry.noteLoading(to, data.request.model);
+    placer.placing(to, data.request.model, c.routing);
     const moved = await dispatcher.move({ nodeId: to, data }, from, old, `handed back: ${notice.code}`);
     stats.rerouted('notice');
+    placer.count(to, c.flags);
     log.info({ request_id: id, from, to, routing: c.routing, attempt: data.attempt, code: notice.code }, 'job moved to another node');
     return moved;
   }

@@ -18,6 +18,36 @@ export interface Thresholds {
   maxTemp: number;
   maxRam: number;
   staleAfterMs: number;
+  /** A node excluded for temperature comes back only below this (°C). @defaultValue maxTemp (no hysteresis) */
+  readmitTemp?: number;
+  /** A node excluded for RAM comes back only below this (%). @defaultValue maxRam (no hysteresis) */
+  readmitRam?: number;
+}
+
+/**
+ * Hysteresis memory of one node: excluded for temperature or RAM and not yet below the
+ * readmit threshold. Kept by the registry from one snapshot to the next.
+ */
+export interface Held {
+  temperature: boolean;
+  ram: boolean;
+}
+
+/**
+ * The hysteresis memory after this health report: set when the node is over the maximum,
+ * cleared once it is below the readmit threshold (a node without a sensor is never held for
+ * temperature), unchanged in between.
+ */
+export function nextHeld(h: NodeHealth, prev: Held | undefined, t: Thresholds): Held {
+  const temp = h.temp_celsius;
+  const hotNow = temp !== null && temp !== undefined && temp > t.maxTemp;
+  const coolNow = temp === null || temp === undefined || (t.readmitTemp === undefined ? !hotNow : temp < t.readmitTemp);
+  const fullNow = !(h.ram_percent <= t.maxRam);
+  const freeNow = t.readmitRam === undefined ? !fullNow : h.ram_percent < t.readmitRam;
+  return {
+    temperature: hotNow || (!coolNow && (prev?.temperature ?? false)),
+    ram: fullNow || (!freeNow && (prev?.ram ?? false)),
+  };
 }
 
 /** A node as the bridge's in-memory snapshot holds it, with its model names normalised. */
@@ -31,6 +61,11 @@ export interface NodeView {
   installed: ReadonlySet<string> | undefined;
   eligible: boolean;
   excludedReason?: ExcludedReason;
+  /**
+   * True when excluded for temperature or RAM although under the maximum now: it was over,
+   * and is not yet below the readmit threshold.
+   */
+  hysteresis?: boolean;
 }
 
 export function exclusionOf(
@@ -39,18 +74,20 @@ export function exclusionOf(
   ttlAlive: boolean,
   now: number,
   t: Thresholds,
+  held?: Held,
 ): ExcludedReason | undefined {
   if (!ttlAlive || !(now - lastSeenMs <= t.staleAfterMs)) return 'stale';
   if (!h.available) return 'unavailable';
-  if (h.temp_celsius !== null && h.temp_celsius !== undefined && h.temp_celsius > t.maxTemp) return 'temperature';
-  if (!(h.ram_percent <= t.maxRam)) return 'ram';
+  if ((h.temp_celsius !== null && h.temp_celsius !== undefined && h.temp_celsius > t.maxTemp) || held?.temperature) return 'temperature';
+  if (!(h.ram_percent <= t.maxRam) || held?.ram) return 'ram';
   return undefined;
 }
 
-export function toNodeView(h: NodeHealth, ttlAlive: boolean, now: number, t: Thresholds): NodeView {
+/** `held`: the node's hysteresis memory after this report (`nextHeld`); none = no hysteresis. */
+export function toNodeView(h: NodeHealth, ttlAlive: boolean, now: number, t: Thresholds, held?: Held): NodeView {
   const parsed = Date.parse(h.last_seen);
   const lastSeenMs = Number.isFinite(parsed) ? parsed : 0;
-  const reason = exclusionOf(h, lastSeenMs, ttlAlive, now, t);
+  const reason = exclusionOf(h, lastSeenMs, ttlAlive, now, t, held);
   const view: NodeView = {
     health: h,
     lastSeenMs,
@@ -60,6 +97,8 @@ export function toNodeView(h: NodeHealth, ttlAlive: boolean, now: number, t: Thr
     eligible: reason === undefined,
   };
   if (reason !== undefined) view.excludedReason = reason;
+  if (reason !== undefined && reason === exclusionOf(h, lastSeenMs, ttlAlive, now, t, undefined)) return view;
+  if (reason === 'temperature' || reason === 'ram') view.hysteresis = true;
   return view;
 }
 

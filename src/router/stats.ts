@@ -19,6 +19,11 @@ export const COUNTERS = [
   'rerouted',
   'duplicates',
   'anticipated',
+  'spills',
+  'cold_loads',
+  'avoided_cold_loads',
+  'moves',
+  'keep_warm',
 ] as const;
 export type CounterName = (typeof COUNTERS)[number];
 export type Counts = Record<CounterName, number>;
@@ -61,6 +66,39 @@ export class BridgeStats {
     if (anticipated) this.add('anticipated');
     this.metrics?.routed.inc({ node, routing });
     this.metrics?.dispatchLatency.observe(Math.max(0, latencyMs) / 1000);
+  }
+
+  /**
+   * What the balanced rule did with a placement (first or moved): `spill` = not the guide's
+   * node; `coldLoad` = the node must load the model first; `avoidedColdLoad` = a warm node was
+   * chosen over a cold one with a free slot because waiting was cheaper.
+   */
+  balanced(node: string, d: { spill: boolean; coldLoad: boolean; avoidedColdLoad: boolean }): void {
+    if (d.spill) {
+      this.add('spills');
+      this.metrics?.spills.inc({ node });
+    }
+    if (d.coldLoad) {
+      this.add('cold_loads');
+      this.metrics?.coldLoads.inc({ node });
+    }
+    if (d.avoidedColdLoad) {
+      this.add('avoided_cold_loads');
+      this.metrics?.avoidedColdLoads.inc();
+    }
+  }
+
+  /** A waiting job moved to a node that can start it sooner (not a re-route, not an attempt). */
+  moved(from: string, to: string, gainMs: number): void {
+    this.add('moves');
+    this.metrics?.moves.inc({ from, to });
+    this.metrics?.moveGain.observe(Math.max(0, gainMs) / 1000);
+  }
+
+  /** A keep-alive renewal sent for the last warm copy of a model. */
+  keptWarm(node: string): void {
+    this.add('keep_warm');
+    this.metrics?.keepWarm.inc({ node });
   }
 
   /** A request this bridge could not place, answered with `code`. */

@@ -178,6 +178,8 @@ export const STORAGE_BANDWIDTH = {
   microsd: 85 * MB,
   nvme: 450 * MB,
   'nvme-gen3': 780 * MB,
+  /** No wait at all (the `instant` profile). */
+  instant: Number.POSITIVE_INFINITY,
 } as const;
 
 export type StorageKind = keyof typeof STORAGE_BANDWIDTH;
@@ -248,6 +250,32 @@ const PI5_8G_RATES: Record<string, ModelRates> = {
   'llama3.1:8b': { evalTps: 1.9, promptTps: 6.5 },
 };
 
+/** Every model of the catalog, answered with no wait at all. */
+const INSTANT_RATES: Record<string, ModelRates> = Object.fromEntries(
+  ['qwen2.5:0.5b', 'gemma3:1b', 'llama3.2:1b', 'tinyllama:latest', 'llama3.2:3b', 'llama3.1:8b'].map((m) => [
+    m,
+    { evalTps: Number.POSITIVE_INFINITY, promptTps: Number.POSITIVE_INFINITY },
+  ]),
+);
+
+/**
+ * Not a Pi: a backend that loads and generates in no time and never heats, for measuring what
+ * ORION itself adds (bench P4, P1) and for tests that want answers at once. Its RAM is the
+ * 16 GB board's, so a worker on it takes two jobs at once like on a Pi 16 GB.
+ */
+export const INSTANT_PROFILE: NodeProfile = {
+  name: 'instant',
+  description: 'no waits: loads and generates at once (benchmarks, tests)',
+  ramBytes: 16_210 * MiB,
+  baseUsedBytes: 600 * MB,
+  cores: 4,
+  storage: 'instant',
+  installed: ['gemma3:1b', 'llama3.2:3b'],
+  rates: INSTANT_RATES,
+  parallelSlowdown: 0,
+  thermal: { ambientC: 45, maxC: 45, heatTauS: 60, coolTauS: 120, throttleC: 85, throttleFactor: 1 },
+};
+
 export const NODE_PROFILES: Readonly<Record<string, NodeProfile>> = {
   'pi5-16g': {
     name: 'pi5-16g',
@@ -292,6 +320,7 @@ export const NODE_PROFILES: Readonly<Record<string, NodeProfile>> = {
     parallelSlowdown: 0.7,
     thermal: PI5_THERMAL,
   },
+  instant: INSTANT_PROFILE,
 };
 
 export const DEFAULT_PROFILE = 'pi5-8g';

@@ -42,6 +42,7 @@ import { CancelWatch } from './cancel-watch.js';
 import { checkJobData, type CheckedJob } from './job-data.js';
 import { PartialPublisher } from './partials.js';
 import type { JobOutcome, WorkerMetrics } from './metrics.js';
+import { traceStep } from '../lib/trace.js';
 
 /** Reasons a worker gives when it aborts a job's processor signal. */
 export const CANCEL_SHUTDOWN = 'worker shutting down';
@@ -214,6 +215,7 @@ export async function processJob(deps: ProcessorDeps, job: JobLike, signal?: Abo
   const checked = checkJobData(job.data, job.id, deps.n);
   if (!checked.ok) return refuseJob(run, checked);
   run.data = checked.data;
+  traceStep(run.request.request_id, 'worker took job');
   run.log = deps.log.child({ request_id: run.request.request_id });
 
   if (run.job.attemptsMade > 0) await run.freshStart();
@@ -235,6 +237,7 @@ export async function processJob(deps: ProcessorDeps, job: JobLike, signal?: Abo
   run.data = { ...run.data, attempt: run.attempt };
   const refused = await started(run);
   if (refused) return refused;
+  traceStep(run.request.request_id, 'start recorded');
   const queueMs = Math.max(0, run.now() - run.data.seen_at);
   deps.metrics?.queueWait.observe(queueMs / 1000);
   run.log.debug({ attempt: run.attempt, queue_ms: queueMs, model: run.request.model }, 'started');
@@ -326,7 +329,9 @@ async function generate(run: JobRun, signal: AbortSignal | undefined): Promise<G
     : undefined;
 
   try {
+    traceStep(run.request.request_id, 'ollama call');
     const gen = await runGeneration(run.deps.ollamaHost, call, abort.signal, partials ? (d) => partials.push(d) : undefined, run.deps.ollamaTimeoutMs);
+    traceStep(run.request.request_id, 'ollama done');
     await partials?.flush();
     if (partials?.superseded) {
       run.log.debug({}, 'answered or moved elsewhere during generation');
@@ -350,7 +355,9 @@ async function answer(run: JobRun, gen: Generation, queueMs: number): Promise<Jo
   const doc = finalAnswer(run, gen, queueMs);
   if (gen.loadNs !== undefined) metrics?.loadDuration.observe(gen.loadNs / 1e9);
   if (gen.evalCount !== undefined) metrics?.tokens.inc({ model: run.request.model }, gen.evalCount);
-  if (!(await run.write('final answer', () => publishFinal(redis, n, run.replyTo, doc, nodeId)))) {
+  const published = await run.write('final answer', () => publishFinal(redis, n, run.replyTo, doc, nodeId));
+  traceStep(id, 'final published');
+  if (!published) {
     const stored = await redis.hget(n.requestKey(id), 'final');
     run.log.debug({}, 'answer not published: answered already or moved to another node');
     return run.finish('superseded', '', stored !== null ? parseFinal(stored, id) : { superseded: true });

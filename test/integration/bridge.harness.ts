@@ -47,6 +47,7 @@ export interface Scope {
   get(path: string, bridge: BridgeHandle, init?: RequestInit): Promise<Response>;
 }
 
+/** The bridge suites test the guide's rule and the delivery machinery: `--routing guide` unless a test says otherwise (bridge-balanced.test.ts). */
 export async function harness(): Promise<Harness> {
   const server = await startRedis();
   const redis = new Redis(server.port, '127.0.0.1', { maxRetriesPerRequest: null });
@@ -60,7 +61,7 @@ export async function harness(): Promise<Harness> {
     const docs = async (key: string) => (await redis.xrange(key, '-', '+')).map(([, f]) => JSON.parse(f[f.indexOf('data') + 1]!) as Record<string, unknown>);
     const config = (flags: Record<string, string> = {}): RouterConfig =>
       loadRouterConfig({
-        flags: { 'redis-addr': server.addr, 'stream-prefix': prefix, 'http-port': '0', 'http-addr': '127.0.0.1', 'consumer-name': 'bridge-1', 'log-level': 'silent', ...flags },
+        flags: { 'redis-addr': server.addr, 'stream-prefix': prefix, 'http-port': '0', 'http-addr': '127.0.0.1', 'consumer-name': 'bridge-1', 'log-level': 'silent', routing: 'guide', ...flags },
         env: {},
       });
     return {

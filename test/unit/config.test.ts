@@ -19,6 +19,13 @@ describe('router configuration', () => {
       httpAddr: '0.0.0.0',
       maxTemp: 75,
       maxRam: 90,
+      routing: 'balanced',
+      readmitTemp: 70,
+      readmitRam: 85,
+      defaultLoadTime: 24_000,
+      defaultAnswerTime: 20_000,
+      modelKeepAlive: 300_000,
+      recordArrivals: '',
       staleAfter: 15_000,
       adminUser: '',
       adminPassword: '',
@@ -28,6 +35,11 @@ describe('router configuration', () => {
       claimIdle: 30_000,
       logLevel: 'info',
     });
+  });
+
+  it('knows only balanced and guide as --routing', () => {
+    expect(load(['--routing', 'guide']).routing).toBe('guide');
+    expect(problems(['--routing', 'fastest']).join('\n')).toMatch(/--routing 'fastest': must be balanced or guide/);
   });
 
   it('takes durations as 15s, 500ms, 2m or bare seconds', () => {
@@ -57,6 +69,13 @@ describe('router configuration', () => {
       ORION_CLAIM_IDLE: '45s',
       ORION_ADMIN_USER: 'ops',
       ORION_ADMIN_PASSWORD: 'secret',
+      ORION_ROUTING: 'guide',
+      ORION_READMIT_TEMP: '65',
+      ORION_READMIT_RAM: '80',
+      ORION_DEFAULT_LOAD_TIME: '3s',
+      ORION_DEFAULT_ANSWER_TIME: '2s',
+      ORION_MODEL_KEEP_ALIVE: '10m',
+      ORION_RECORD_ARRIVALS: '/tmp/arrivals.jsonl',
     });
     expect(cfg).toMatchObject({
       redisAddr: 'r:6380',
@@ -70,6 +89,13 @@ describe('router configuration', () => {
       maxAttempts: 5,
       batchSize: 50,
       claimIdle: 45_000,
+      routing: 'guide',
+      readmitTemp: 65,
+      readmitRam: 80,
+      defaultLoadTime: 3000,
+      defaultAnswerTime: 2000,
+      modelKeepAlive: 600_000,
+      recordArrivals: '/tmp/arrivals.jsonl',
       adminUser: 'ops',
       adminPassword: 'secret',
     });

@@ -99,4 +99,11 @@ describe('profile figures', () => {
     expect(gib('pi5-8g')).toBeLessThan(12);
     expect(gib('pi5-4g')).toBeLessThan(6);
   });
+
+  it('include an instant profile that loads and generates in no time and never heats', () => {
+    const p = NODE_PROFILES['instant']!;
+    expect(STORAGE_BANDWIDTH[p.storage]).toBe(Number.POSITIVE_INFINITY);
+    for (const r of Object.values(p.rates)) expect(1000 / r.evalTps + 1000 / r.promptTps).toBe(0);
+    expect(p.thermal.maxC).toBe(p.thermal.ambientC);
+  });
 });

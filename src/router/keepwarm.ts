@@ -1,0 +1,132 @@
+/**
+ * Warm copies (`--routing balanced`, SPEC.md section 6), after each registry refresh:
+ *   - the last warm copy of a model asked for recently is kept from expiring: shortly before
+ *     Ollama would unload it (its last use + `--model-keep-alive`), and when no job of its
+ *     node would renew it anyway, a keep-alive job goes to that node;
+ *   - a second copy is started before the backlog of one model outgrows its warm nodes
+ *     (`secondCopyTarget`): a load job goes to a free node that has the model installed, and
+ *     the placer counts the load as under way there, so waiting jobs move to it (Mover) once
+ *     it is warm.
+ * Both are ordinary jobs on the node's queue: an ORION request with an empty prompt (Ollama
+ * loads the model, or keeps it, for `keep_alive`, and answers without generating), id
+ * `orion-keep-warm-...`, answered on `{p}:responses:orion-keep-warm` (kept short; no client
+ * reads it). A short lock per model and node keeps sibling bridges from sending the same.
+ */
+import type { Redis } from 'ioredis';
+import { normalizeModel } from '../contracts/index.js';
+import type { InferenceRequest } from '../contracts/types.js';
+import type { InferenceJobData } from '../lib/bus.js';
+import type { Logger } from '../lib/logger.js';
+import type { Names } from '../lib/names.js';
+import type { Dispatcher } from './dispatcher.js';
+import { secondCopyTarget, shouldRenewKeepAlive } from './moves.js';
+import type { Placer } from './placer.js';
+import type { Snapshot } from './registry.js';
+import type { NodeView } from './routing.js';
+import type { BridgeStats } from './stats.js';
+
+export interface KeepWarmOptions {
+  redis: Redis;
+  n: Names;
+  log: Logger;
+  dispatcher: Dispatcher;
+  placer: Placer;
+  stats: BridgeStats;
+  /** How long Ollama keeps an idle model loaded (its keep_alive); also what a renewal asks for. @defaultValue 5 min */
+  modelKeepAliveMs?: number;
+  /** A model asked for within this is in demand. @defaultValue 10 min */
+  demandWindowMs?: number;
+  /** A second copy is only started for a model asked for within this. @defaultValue 30 s */
+  backlogWindowMs?: number;
+}
+
+export class KeepWarm {
+  private seq = 0;
+
+  constructor(private readonly o: KeepWarmOptions) {}
+
+  async pass(s: Snapshot): Promise<void> {
+    const { placer } = this.o;
+    const now = placer.now();
+    const demandWindow = this.o.demandWindowMs ?? 600_000;
+    const warm = warmNodes(s);
+    for (const [model, last] of placer.lastDemand) {
+      if (now - last > demandWindow) continue;
+      const copies = warm.get(model) ?? [];
+      try {
+        if (copies.length === 1) await this.renew(copies[0]!, model, last, now);
+        if (copies.length >= 1 && now - last <= (this.o.backlogWindowMs ?? 30_000)) await this.secondCopy(s, model);
+      } catch (err) {
+        this.o.log.warn({ model, err: (err as Error).message }, 'keep-warm step failed; trying again after the next refresh');
+      }
+    }
+  }
+
+  private async renew(node: NodeView, model: string, lastDemandMs: number, now: number): Promise<void> {
+    const { placer } = this.o;
+    const id = node.health.node_id;
+    const load = placer.loadOf(id, model);
+    if (load.waiting + load.running > 0) return; // a job there renews it anyway
+    const keepAlive = this.o.modelKeepAliveMs ?? 300_000;
+    const lastUse = placer.lastUse.get(`${id}\u0000${model}`);
+    if (lastUse === undefined) {
+      // Never seen used here: count from now (the bridge does not know when Ollama last used it).
+      placer.lastUse.set(`${id}\u0000${model}`, now);
+      return;
+    }
+    if (!shouldRenewKeepAlive({ warmCopies: 1, lastDemandMs, expiresAtMs: lastUse + keepAlive, now })) return;
+    if (await this.send(node, model, 'sticky')) {
+      this.o.stats.keptWarm(id);
+      this.o.log.info({ node: id, model }, 'keep-alive renewed: the last warm copy of a model in demand');
+    }
+  }
+
+  private async secondCopy(s: Snapshot, model: string): Promise<void> {
+    const { placer } = this.o;
+    const target = secondCopyTarget(model, s.eligible, placer.loadOf, placer.learner);
+    if (target === undefined) return;
+    if (await this.send(target, model, 'fallback')) {
+      placer.count(target.health.node_id, { spill: false, coldLoad: true, avoidedColdLoad: false });
+      this.o.log.info({ node: target.health.node_id, model }, 'second copy of a model started ahead of its backlog');
+    }
+  }
+
+  /** Put a keep-alive / load job on `node` (at most one per model and node a minute, across bridges). */
+  private async send(node: NodeView, model: string, routing: 'sticky' | 'fallback'): Promise<boolean> {
+    const { redis, n, dispatcher, placer } = this.o;
+    const id = node.health.node_id;
+    const lock = await redis.set(n.keepWarmLockKey(`${model}@${id}`), '1', 'PX', 60_000, 'NX');
+    if (lock !== 'OK') return false;
+    const now = placer.now();
+    const keepAlive = `${Math.round((this.o.modelKeepAliveMs ?? 300_000) / 1000)}s`;
+    const request: InferenceRequest = {
+      request_id: `orion-keep-warm-${now}-${process.pid}-${++this.seq}`,
+      model,
+      prompt: '',
+      keep_alive: keepAlive,
+      reply_to: n.keepWarmReplies,
+      priority: 0,
+      timeout_ms: 300_000,
+      source: 'orion-keep-warm',
+    };
+    const data: InferenceJobData = { request, entry_id: '', seen_at: now, deadline: now + 300_000, attempt: 0, max_attempts: 1, routing, tried: [] };
+    placer.placing(id, model, routing);
+    await dispatcher.addCopy({ nodeId: id, data });
+    await redis.xtrim(n.keepWarmReplies, 'MAXLEN', '~', 100).catch(() => 0);
+    return true;
+  }
+}
+
+/** Eligible nodes that report each model loaded (anticipated loads not counted). */
+function warmNodes(s: Snapshot): Map<string, NodeView[]> {
+  const out = new Map<string, NodeView[]>();
+  for (const v of s.eligible) {
+    for (const m of v.health.models) {
+      const k = normalizeModel(m);
+      const list = out.get(k);
+      if (list) list.push(v);
+      else out.set(k, [v]);
+    }
+  }
+  return out;
+}

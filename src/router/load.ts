@@ -1,0 +1,99 @@
+/**
+ * How busy each node is now (SPEC.md section 6): jobs waiting and running per node queue.
+ *
+ * Two sources, so the view is current with one bridge or several and never waits for a
+ * heartbeat:
+ *   - the queues themselves: `ZCARD prioritized` + `LLEN wait` (waiting) and `LLEN active`
+ *     (running) of every known node, in one pipeline, read after each registry refresh
+ *     (about every second); this includes what every bridge placed and what every worker
+ *     started or finished;
+ *   - this bridge's own placements and moves since the last read, added at once.
+ * A placement made while a read is in flight may be counted twice until the next read (the
+ * cost of not locking anything): a node looks busier than it is for at most a second.
+ */
+import type { Redis } from 'ioredis';
+import type { Names } from '../lib/names.js';
+
+export interface NodeLoadFigures {
+  /** Jobs in the node's queue not started yet. */
+  waiting: number;
+  /** Jobs a worker of the node is running. */
+  running: number;
+}
+
+const ZERO: NodeLoadFigures = { waiting: 0, running: 0 };
+
+export class LoadTracker {
+  private counted = new Map<string, NodeLoadFigures>();
+  /** Own placements (+) and moves away (-) per node since the last read was sent. */
+  private delta = new Map<string, number>();
+  private readAt = 0;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly n: Names,
+  ) {}
+
+  /** A node's figures now (0 and 0 for a node never counted). */
+  get(nodeId: string): NodeLoadFigures {
+    const c = this.counted.get(nodeId) ?? ZERO;
+    const d = this.delta.get(nodeId) ?? 0;
+    return d === 0 ? c : { waiting: Math.max(0, c.waiting + d), running: c.running };
+  }
+
+  /** Same as `get`, bound, for the routing policy. */
+  readonly of = (nodeId: string): NodeLoadFigures => this.get(nodeId);
+
+  /** When the queues were last counted (ms since epoch; 0 = never). */
+  get countedAt(): number {
+    return this.readAt;
+  }
+
+  /** A job was placed on (+1) or taken off (-1) a node's queue by this bridge. */
+  add(nodeId: string, by = 1): void {
+    this.delta.set(nodeId, (this.delta.get(nodeId) ?? 0) + by);
+  }
+
+  /** Count the queues of `nodeIds` (one pipeline, three commands a node). */
+  async refresh(nodeIds: readonly string[]): Promise<void> {
+    const { redis, n } = this;
+    const sent = this.delta;
+    this.delta = new Map();
+    try {
+      const pipe = redis.pipeline();
+      for (const id of nodeIds) {
+        pipe.zcard(n.nodeQueueKey(id, 'prioritized'));
+        pipe.llen(n.nodeQueueKey(id, 'wait'));
+        pipe.llen(n.nodeQueueKey(id, 'active'));
+      }
+      const res = (await pipe.exec()) ?? [];
+      const counted = new Map<string, NodeLoadFigures>();
+      nodeIds.forEach((id, i) => {
+        const at = (k: number): number => {
+          const [err, v] = res[i * 3 + k] ?? [null, 0];
+          if (err) throw err;
+          return Number(v) || 0;
+        };
+        const waiting = at(0) + at(1);
+        const running = at(2);
+        if (waiting > 0 || running > 0) counted.set(id, { waiting, running });
+      });
+      this.counted = counted;
+      this.readAt = Date.now();
+    } catch (err) {
+      // Not counted: keep what was placed meanwhile on top of the last counts.
+      for (const [id, d] of sent) this.delta.set(id, (this.delta.get(id) ?? 0) + d);
+      throw err;
+    }
+  }
+
+  /** Every node with jobs waiting or running, as last counted plus own placements. */
+  busy(): Map<string, NodeLoadFigures> {
+    const out = new Map<string, NodeLoadFigures>();
+    for (const id of new Set([...this.counted.keys(), ...this.delta.keys()])) {
+      const f = this.get(id);
+      if (f.waiting > 0 || f.running > 0) out.set(id, f);
+    }
+    return out;
+  }
+}

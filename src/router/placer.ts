@@ -1,0 +1,133 @@
+/**
+ * Where a request goes, for every part of the bridge that places a job (intake, hand-backs,
+ * dead nodes, moves): `--routing guide` is the guide's rule (`choose` on the snapshot);
+ * `--routing balanced` starts from the guide's choice and departs from it only to start the
+ * request sooner (`balancedFrom`, src/router/balanced.ts), from
+ *   - how busy each node is now (LoadTracker: the queues' counts plus this bridge's own
+ *     placements since),
+ *   - what answers and loads cost per node and model (CostLearner, fed from the observations
+ *     every worker adds with its final answers),
+ *   - loads under way: a node a job was sent to cold counts the model as loading there for the
+ *     learned load time, so the next requests for the model see it as warm soon.
+ * The Placer also remembers when each model was last asked for (keep-warm) and counts what
+ * the balanced rule did (spills, cold loads, avoided cold loads).
+ */
+import { normalizeModel } from '../contracts/index.js';
+import type { Routing } from '../contracts/types.js';
+import type { RoutingMode } from '../config/router.js';
+import { balancedFrom, type BalancedOptions, type NodeLoad } from './balanced.js';
+import type { CostLearner } from './learner.js';
+import type { LoadTracker } from './load.js';
+import { choose, type Choice, type Registry } from './registry.js';
+import type { NodeView } from './routing.js';
+import type { BridgeStats } from './stats.js';
+
+/** What the balanced rule did with a placement (all false under the guide's rule but coldLoad). */
+export interface PlacementFlags {
+  spill: boolean;
+  coldLoad: boolean;
+  avoidedColdLoad: boolean;
+}
+
+export type Placed = { kind: 'routed'; node: NodeView; routing: Routing; etaMs?: number; flags: PlacementFlags };
+export type PlaceChoice = Placed | Exclude<Choice, { kind: 'routed' }>;
+
+export interface PlacerOptions {
+  mode: RoutingMode;
+  registry: Registry;
+  load: LoadTracker;
+  learner: CostLearner;
+  stats: BridgeStats;
+  balanced?: BalancedOptions;
+  now?: () => number;
+}
+
+const key = (node: string, model: string): string => `${node}\u0000${model}`;
+
+export class Placer {
+  /** node+model -> when a job was sent there cold (the load is counted as under way). */
+  private readonly loadingSince = new Map<string, number>();
+  /** model -> when it was last asked for (ms). */
+  readonly lastDemand = new Map<string, number>();
+  /** node+model -> when a job of the model was last placed there or answered there (ms). */
+  readonly lastUse = new Map<string, number>();
+
+  constructor(private readonly o: PlacerOptions) {}
+
+  get mode(): RoutingMode {
+    return this.o.mode;
+  }
+
+  get learner(): CostLearner {
+    return this.o.learner;
+  }
+
+  now(): number {
+    return this.o.now?.() ?? Date.now();
+  }
+
+  /** How busy `nodeId` is, with a load of `model` under way there when one was started. */
+  readonly loadOf = (nodeId: string, model: string): NodeLoad => {
+    const f = this.o.load.get(nodeId);
+    const m = normalizeModel(model);
+    const since = this.loadingSince.get(key(nodeId, m));
+    if (since === undefined) return f;
+    if (this.o.registry.reportsLoaded(nodeId, m)) {
+      this.loadingSince.delete(key(nodeId, m));
+      return f;
+    }
+    const left = since + this.o.learner.loadMs(nodeId, m) - this.now();
+    return left > 0 ? { ...f, loadingMs: left } : f;
+  };
+
+  /** Choose a node for a job of `model` (avoiding `avoid` where another choice exists). */
+  choose(model: string, avoid?: ReadonlySet<string>): PlaceChoice {
+    const s = this.o.registry.current();
+    const c = choose(s, model, avoid);
+    const now = this.now();
+    this.lastDemand.set(normalizeModel(model), now);
+    if (c.kind !== 'routed') return c;
+    if (this.o.mode === 'guide') return { ...c, flags: { spill: false, coldLoad: c.routing === 'fallback', avoidedColdLoad: false } };
+    const d = balancedFrom(model, { kind: 'routed', node: c.node, routing: c.routing }, s.index.candidates(model), this.loadOf, this.o.learner, avoid, this.o.balanced);
+    if (d.kind !== 'routed') return { ...c, flags: { spill: false, coldLoad: c.routing === 'fallback', avoidedColdLoad: false } };
+    // A node whose load is only anticipated is warm for the rule but not loaded yet: cold for the counters.
+    const coldLoad = d.coldLoad;
+    return { kind: 'routed', node: d.node, routing: d.routing, etaMs: d.etaMs, flags: { spill: d.spill, coldLoad, avoidedColdLoad: d.avoidedColdLoad } };
+  }
+
+  /**
+   * A job of `model` is being placed on `nodeId` (first placement, hand-back, or move): count it
+   * there at once, and a cold placement as a load under way.
+   */
+  placing(nodeId: string, model: string, routing: Routing): void {
+    const m = normalizeModel(model);
+    this.o.load.add(nodeId, 1);
+    this.lastUse.set(key(nodeId, m), this.now());
+    if (routing === 'fallback') {
+      this.o.registry.noteLoading(nodeId, m);
+      if (!this.loadingSince.has(key(nodeId, m))) this.loadingSince.set(key(nodeId, m), this.now());
+    }
+  }
+
+  /** A job left `nodeId`'s queue without running there (moved away). */
+  left(nodeId: string): void {
+    this.o.load.add(nodeId, -1);
+  }
+
+  /** Count what the balanced rule did with a placement that is now in its queue. */
+  count(nodeId: string, flags: PlacementFlags): void {
+    if (this.o.mode === 'balanced') this.o.stats.balanced(nodeId, flags);
+  }
+
+  /** An answer of `model` on `node` was observed at `at`. */
+  answered(node: string, model: string, at: number): void {
+    const k = key(node, normalizeModel(model));
+    if ((this.lastUse.get(k) ?? 0) < at) this.lastUse.set(k, at);
+  }
+
+  /** Forget entries older than `maxAgeMs` (called now and then; the maps stay small). */
+  prune(maxAgeMs: number): void {
+    const cutoff = this.now() - maxAgeMs;
+    for (const map of [this.loadingSince, this.lastDemand, this.lastUse]) for (const [k, t] of map) if (t < cutoff) map.delete(k);
+  }
+}
