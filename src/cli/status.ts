@@ -11,31 +11,35 @@ import { isValidRequestId, jobIdFor } from '../lib/names.js';
 import { UsageError, type CliContext, type Command } from './context.js';
 import { duration } from './format.js';
 
-export type RequestState = 'unknown' | 'received' | 'held' | 'waiting' | 'running' | 'done' | 'failed';
+/** The bridge's states (src/router/where.ts); the CLI's own look into Redis answers the same. */
+export type RequestState = 'held' | 'waiting' | 'running' | 'done' | 'unknown';
 
+/** The shape of the bridge's `GET /requests/{id}` (fields it does not know are left out). */
 export interface RequestStatus {
   request_id: string;
   state: RequestState;
-  node?: string;
-  /** 1 = next to start on its node. */
+  model?: string;
+  node_id?: string;
+  /** waiting: 1 = next to start on its node. */
   position?: number;
-  /** Expected time until it finishes (rough: the node's recent job times). */
-  eta_ms?: number | null;
-  /** For running: since when (ms since epoch). */
-  started_at?: number;
-  attempt?: number;
   routing?: string;
-  final?: InferenceResponse;
-  failed_reason?: string;
+  attempt?: number;
+  age_ms?: number;
+  /** Expected ms until the final answer (null when unknown). */
+  eta_done_ms?: number | null;
+  /** done: the final answer's error code, else null. */
+  error?: string | null;
+  /** running (CLI's look only): since when, ms since epoch. */
+  started_at?: number;
   /** Who answered: the bridge's endpoint or the CLI's own look into Redis. */
   source: 'bridge' | 'redis';
 }
 
-/** The bridge's answer, or undefined when no bridge serves `/requests/{id}`. */
+/** The bridge's answer, or undefined when no bridge answers `/requests/{id}` with a status. */
 async function fromBridge(ctx: CliContext, id: string): Promise<RequestStatus | undefined> {
   try {
     const res = await fetch(`${ctx.routerUrl}/requests/${encodeURIComponent(id)}`, { signal: AbortSignal.timeout(3000) });
-    if (!res.ok) return undefined;
+    if (!res.ok && res.status !== 404) return undefined;
     const body = (await res.json()) as Partial<RequestStatus> & Record<string, unknown>;
     if (typeof body.state !== 'string') return undefined;
     return { ...body, request_id: id, state: body.state, source: 'bridge' };
@@ -79,21 +83,23 @@ async function fromJob(ctx: CliContext, id: string, node: string): Promise<Reque
   const q = new Queue<InferenceJobData>(node, { prefix: ctx.n.nodeQueuePrefix, connection: ctx.redis() });
   try {
     const job = await Job.fromId<InferenceJobData>(q, jobIdFor(id));
-    const base = { request_id: id, node, source: 'redis' as const };
-    if (!job) return { ...base, state: 'received' };
+    const base = { request_id: id, node_id: node, source: 'redis' as const };
+    if (!job) return { ...base, state: 'held' };
     const state = await job.getState();
-    const extra = { attempt: job.data.attempt, routing: job.data.routing };
+    const extra = { model: job.data.request.model, attempt: job.data.attempt, routing: job.data.routing };
     if (state === 'active') {
       const mean = await meanRunMs(q);
       const started = job.processedOn ?? Date.now();
-      return { ...base, ...extra, state: 'running', started_at: started, eta_ms: mean === null ? null : Math.max(0, mean - (Date.now() - started)) };
+      return { ...base, ...extra, state: 'running', started_at: started, eta_done_ms: mean === null ? null : Math.max(0, mean - (Date.now() - started)) };
     }
-    if (state === 'completed') return { ...base, ...extra, state: 'done', final: job.returnvalue as InferenceResponse | undefined };
-    if (state === 'failed') return { ...base, ...extra, state: 'failed', failed_reason: job.failedReason };
+    if (state === 'completed' || state === 'failed') {
+      const final = job.returnvalue as InferenceResponse | undefined;
+      return { ...base, ...extra, state: 'done', eta_done_ms: 0, error: final?.error?.code ?? (state === 'failed' ? 'backend_error' : null) };
+    }
     const position = await positionOf(ctx, q, job.id!, state);
     const [mean, slots] = await Promise.all([meanRunMs(q), concurrencyOf(ctx, node)]);
     const eta = mean === null || position === undefined ? null : Math.ceil(position / slots) * mean;
-    return { ...base, ...extra, state: 'waiting', position, eta_ms: eta };
+    return { ...base, ...extra, state: 'waiting', position, eta_done_ms: eta };
   } finally {
     await q.close();
   }
@@ -104,30 +110,35 @@ export async function lookupInRedis(ctx: CliContext, id: string): Promise<Reques
   const rec = await ctx.redis().hgetall(ctx.n.requestKey(id));
   if (rec['final'] !== undefined) {
     const final = JSON.parse(rec['final']) as InferenceResponse;
-    return { request_id: id, state: final.error ? 'failed' : 'done', node: final.node_id ?? rec['node'], final, source: 'redis' };
+    const done: RequestStatus = { request_id: id, state: 'done', eta_done_ms: 0, error: final.error?.code ?? null, source: 'redis' };
+    const node = final.node_id ?? rec['node'];
+    if (node !== undefined) done.node_id = node;
+    if (final.model !== undefined) done.model = final.model;
+    if (final.routing !== undefined) done.routing = final.routing;
+    if (final.attempt !== undefined) done.attempt = final.attempt;
+    return done;
   }
   if (rec['node'] !== undefined) return fromJob(ctx, id, rec['node']);
-  if (rec['entry'] !== undefined) return { request_id: id, state: rec['waiting'] === '1' ? 'held' : 'received', source: 'redis' };
+  if (rec['entry'] !== undefined) return { request_id: id, state: 'held', eta_done_ms: null, source: 'redis' };
   return { request_id: id, state: 'unknown', source: 'redis' };
 }
 
 export function describe(s: RequestStatus): string {
-  const eta = s.eta_ms === undefined || s.eta_ms === null ? '' : ` (ETA ~${duration(s.eta_ms)})`;
+  const eta = s.eta_done_ms === undefined || s.eta_done_ms === null || s.state === 'done' ? '' : ` (answer in ~${duration(s.eta_done_ms)})`;
+  const on = s.node_id ?? '?';
   switch (s.state) {
     case 'unknown':
       return `request ${s.request_id}: not known (never sent, or answered over 24 h ago)`;
-    case 'received':
-      return `request ${s.request_id}: received, not placed on a node yet`;
     case 'held':
-      return `request ${s.request_id}: held by the bridge: no eligible node can take it now`;
+      return `request ${s.request_id}: held by the bridge: not on a node yet (no eligible node can take it now)`;
     case 'waiting':
-      return `request ${s.request_id}: waiting on ${s.node}${s.position !== undefined ? `, position ${s.position}` : ''}${eta}`;
+      return `request ${s.request_id}: waiting on ${on}${s.position !== undefined ? `, position ${s.position}` : ''}${eta}`;
     case 'running':
-      return `request ${s.request_id}: running on ${s.node}${s.started_at ? ` for ${duration(Date.now() - s.started_at)}` : ''}${s.attempt ? `, attempt ${s.attempt}` : ''}${eta}`;
+      return `request ${s.request_id}: running on ${on}${s.started_at ? ` for ${duration(Date.now() - s.started_at)}` : ''}${s.attempt ? `, attempt ${s.attempt}` : ''}${eta}`;
     case 'done':
-      return `request ${s.request_id}: done on ${s.node ?? s.final?.node_id ?? '?'}${s.final?.routing ? ` (${s.final.routing})` : ''}${s.final?.eval_count !== undefined ? `, ${s.final.eval_count} tokens` : ''}`;
-    case 'failed':
-      return `request ${s.request_id}: failed${s.node ? ` on ${s.node}` : ''}: ${s.final?.error ? `${s.final.error.code}: ${s.final.error.message}` : (s.failed_reason ?? '?')}`;
+      return s.error
+        ? `request ${s.request_id}: answered with error ${s.error}${s.node_id ? ` (on ${s.node_id})` : ''}`
+        : `request ${s.request_id}: done on ${on}${s.routing ? ` (${s.routing})` : ''}`;
   }
 }
 
@@ -135,12 +146,13 @@ export const status: Command = {
   name: 'status',
   summary: 'where a request is: held, waiting on a node at a position, running, done; with an ETA',
   usage: 'ID [--json]',
-  help: `Where request ID is now: received, held (no eligible node), waiting on a node at a
-position in its queue, running (for how long), done or failed; with a rough ETA from the node's
-recent jobs. Asks the bridge (GET /requests/ID on --router); without an answer from it, looks
-into Redis directly (the request record and its BullMQ job). Exit code 1 when ID is not known.
+  help: `Where request ID is now: held by the bridge (not on a node yet), waiting on a node at a
+position in its queue, running, or done (with its error, if any); with the expected time to
+its answer. Asks the bridge (GET /requests/ID on --router); when no bridge answers that, looks
+into Redis directly (the request record and its BullMQ job; the ETA is then the node's recent
+job times). Exit code 1 when ID is not known.
 
-  --json    the status document
+  --json    the status document (the bridge's fields: state, node_id, position, eta_done_ms, ...)
 
 Example: orion status r-1`,
   options: {},

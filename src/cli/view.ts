@@ -11,7 +11,7 @@ export const nodes: Command = {
   usage: '[--json]',
   help: `Every node in the health registry, eligible ones first in routing order, as the bridge
 sees it (GET /nodes on --router). STATE is "eligible" or the reason the node gets nothing:
-stale, drained, temperature, ram or unavailable. JOBS is what the node reported running/waiting.
+stale, drained, temperature, ram or unavailable. RUN/WAIT is the jobs the node reported running and waiting.
 
   --json    the bridge's answer as it is (an array of health documents)
 
@@ -33,7 +33,7 @@ Example: orion nodes --router http://bridge.local:8080`,
       { title: 'TEMP', value: (x) => (x.temp_celsius === null ? 'n/a' : `${num(x.temp_celsius, 1)}C`), right: true },
       { title: 'RAM%', value: (x) => num(x.ram_percent, 1), right: true },
       { title: 'CPU%', value: (x) => num(x.cpu_percent, 0), right: true },
-      { title: 'JOBS', value: (x) => `${x.active ?? '-'}/${x.waiting ?? '-'}`, right: true },
+      { title: 'RUN/WAIT', value: (x) => `${x.active ?? '-'}/${x.waiting ?? '-'}`, right: true },
       { title: 'LOADED', value: (x) => x.models.join(',') || '-' },
       { title: 'INSTALLED', value: (x) => (x.installed_models ?? []).filter((m) => !x.models.includes(m)).join(',') || '-' },
     ]);

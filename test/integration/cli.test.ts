@@ -106,7 +106,7 @@ describe('orion nodes and stats', () => {
     const lines = r.out.trimEnd().split('\n');
     expect(lines).toHaveLength(3);
     const header = lines[0]!.split(/\s{2,}/);
-    expect(header).toEqual(['NODE', 'STATE', 'TEMP', 'RAM%', 'CPU%', 'JOBS', 'LOADED', 'INSTALLED']);
+    expect(header).toEqual(['NODE', 'STATE', 'TEMP', 'RAM%', 'CPU%', 'RUN/WAIT', 'LOADED', 'INSTALLED']);
     for (const line of lines.slice(1)) {
       const cells = line.split(/\s{2,}/);
       expect(cells).toHaveLength(header.length);
@@ -134,9 +134,12 @@ describe('orion ask and status', () => {
     expect(r.err).toMatch(/node pi-8g · routing sticky · attempt 1 · queue \d+ ms · load .+ · prompt .+ · generation .+ · 12 tokens · total/);
     const s = await orion(['status', 'cli-ask-1']);
     expect(s.code).toBe(0);
-    expect(s.out).toMatch(/^request cli-ask-1: done on pi-8g \(sticky\), 12 tokens/);
-    const doc = json<{ state: string; node: string }>(await orion(['status', 'cli-ask-1', '--json']));
-    expect(doc).toMatchObject({ state: 'done', node: 'pi-8g' });
+    expect(s.out).toMatch(/^request cli-ask-1: done on pi-8g \(sticky\)$/m);
+    const doc = json<Record<string, unknown>>(await orion(['status', 'cli-ask-1', '--json']));
+    expect(doc).toMatchObject({ state: 'done', node_id: 'pi-8g', source: 'bridge', error: null });
+    // With no bridge to ask, the CLI reads the request record and the job from Redis itself.
+    const own = json<Record<string, unknown>>(await orion(['status', 'cli-ask-1', '--json', '--router', 'http://127.0.0.1:9']));
+    expect(own).toMatchObject({ state: 'done', node_id: 'pi-8g', routing: 'sticky', source: 'redis', error: null });
   });
 
   it('ask --json prints the final document; an unknown model is an error with exit code 1', async () => {
