@@ -13,6 +13,7 @@ import { Queue } from 'bullmq';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { RequestListener } from 'node:http';
 import type { Redis } from 'ioredis';
+import { HeldConnection } from '../lib/bull.js';
 import type { Names } from '../lib/names.js';
 import type { Dispatcher } from './dispatcher.js';
 
@@ -60,7 +61,7 @@ export class Board {
       if (this.shown.has(id)) continue;
       const q = this.o.dispatcher.queue(id);
       const jobs = new BullMQAdapter(q, { readOnlyMode: !this.writable, prefix: `${this.o.n.nodeQueuePrefix}:`, description: `jobs routed to ${id}` });
-      const hb = new Queue(id, { prefix: this.o.n.heartbeatQueuePrefix, connection: this.o.redis });
+      const hb = new Queue(id, { prefix: this.o.n.heartbeatQueuePrefix, connection: this.o.redis }, HeldConnection);
       hb.on('error', () => undefined);
       const beats = new BullMQAdapter(hb, { readOnlyMode: true, prefix: `${this.o.n.heartbeatQueuePrefix}:`, description: `health job of ${id}` });
       this.shown.set(id, { adapters: [jobs, beats], heartbeat: hb });

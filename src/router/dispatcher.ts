@@ -8,6 +8,7 @@
 import { Job, Queue, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { InferenceRequest } from '../contracts/types.js';
+import { HeldConnection } from '../lib/bull.js';
 import { bullPriority, setOwners, type InferenceJobData } from '../lib/bus.js';
 import type { Logger } from '../lib/logger.js';
 import { isValidNodeId, jobIdFor, type Names } from '../lib/names.js';
@@ -97,7 +98,7 @@ export class Dispatcher {
     let q = this.queues.get(nodeId);
     if (!q) {
       if (!isValidNodeId(nodeId)) throw new Error(`'${nodeId.slice(0, 80)}' is not a node id (1-64 of [A-Za-z0-9._-])`);
-      q = new Queue<InferenceJobData>(nodeId, { prefix: this.o.n.nodeQueuePrefix, connection: this.o.redis });
+      q = new Queue<InferenceJobData>(nodeId, { prefix: this.o.n.nodeQueuePrefix, connection: this.o.redis }, HeldConnection);
       q.on('error', (err) => {
         if (!this.queueErrorLogged) this.o.log.warn({ node: nodeId, err: err.message }, 'node queue error');
         this.queueErrorLogged = true;

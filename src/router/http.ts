@@ -110,13 +110,19 @@ export function nodesHandler(ctx: Pick<HandlerContext, 'snapshot' | 'readmit'>):
   const body = [...eligible, ...others].map((id) => {
     const view = s.views.get(id)!;
     const doc: Record<string, unknown> = { ...(s.published.get(id) ?? view.health) };
-    for (const k of ['eligible', 'excluded_reason', 'hysteresis', 'readmit_below']) delete doc[k];
+    for (const k of ['eligible', 'excluded_reason', 'hysteresis', 'readmit_below', 'warning']) delete doc[k];
     doc['eligible'] = view.eligible;
     if (!view.eligible) doc['excluded_reason'] = view.excludedReason;
     if (view.hysteresis) {
       // Under the maximum again, but excluded until below the readmit threshold.
       doc['hysteresis'] = true;
       doc['readmit_below'] = view.excludedReason === 'temperature' ? ctx.readmit?.temp : ctx.readmit?.ram;
+    }
+    const instances = s.duplicates.get(id);
+    if (instances) {
+      // The others than the process whose document this is.
+      doc['duplicate_instances'] = instances.filter((x) => x !== doc['instance_id']);
+      doc['warning'] = `${instances.length} worker processes publish health as ${id}; give each its own --node-id`;
     }
     return doc;
   });

@@ -18,6 +18,7 @@ import type { NodeHealth, Routing } from '../contracts/types.js';
 import type { Logger } from '../lib/logger.js';
 import { isValidNodeId, type Names } from '../lib/names.js';
 import { Periodic } from '../lib/periodic.js';
+import { InstanceTracker, JunkWarnings } from './registry-watch.js';
 import { RoutingIndex } from './routing-index.js';
 import { drainedView, eligibleInOrder, nextHeld, toNodeView, type Held, type NodeView, type Thresholds } from './routing.js';
 
@@ -38,6 +39,12 @@ export interface Snapshot {
   readonly dead: readonly string[];
   /** Models (normalised) installed or loaded on any node of the registry, eligible or not. */
   readonly modelsAnywhere: ReadonlySet<string>;
+  /**
+   * Nodes whose health comes from more than one worker process lately (two started with the
+   * same --node-id): node id -> every instance id seen, as the workers report it and as this
+   * bridge saw the document flip between them.
+   */
+  readonly duplicates: ReadonlyMap<string, readonly string[]>;
 }
 
 export interface RegistryOptions {
@@ -102,6 +109,7 @@ const EMPTY: Snapshot = {
   known: [],
   dead: [],
   modelsAnywhere: new Set(),
+  duplicates: new Map(),
 };
 
 /** A health document from the hash, or why not. Lenient: only what routing needs is checked. */
@@ -133,34 +141,10 @@ export function parseHealth(nodeId: string, raw: string): { ok: true; doc: Recor
   return { ok: true, doc: d, health };
 }
 
-/** How often the same junk in the registry is warned about again. */
-export const JUNK_WARN_EVERY_MS = 10 * 60_000;
-
-/**
- * Registry entries that are no node id: warned about when first seen and then at most every
- * JUNK_WARN_EVERY_MS, not at every refresh.
- */
-export class JunkWarnings {
-  private readonly warnedAt = new Map<string, number>();
-
-  /** The entries of this refresh that are junk; returns those warned about now. */
-  see(junk: readonly string[], now: number, log: Logger, n: Names): string[] {
-    const present = new Set(junk);
-    for (const id of this.warnedAt.keys()) if (!present.has(id)) this.warnedAt.delete(id);
-    const due = junk.filter((id) => now - (this.warnedAt.get(id) ?? -Infinity) >= JUNK_WARN_EVERY_MS);
-    if (due.length === 0) return due;
-    for (const id of due) this.warnedAt.set(id, now);
-    log.warn(
-      { entries: due.slice(0, 20).map((id) => id.slice(0, 80)), count: junk.length, keys: [n.health, n.nodes] },
-      'registry entries that are no node id (1-64 of [A-Za-z0-9._-]) skipped; remove them with HDEL/SREM',
-    );
-    return due;
-  }
-}
-
 export class Registry {
   private snap: Snapshot = EMPTY;
   private readonly junk = new JunkWarnings();
+  private readonly instances = new InstanceTracker();
   private readonly warned = new Map<string, string>();
   /** The last refresh's health documents as read and as parsed, by node id. */
   private parsed = new Map<string, { raw: string; p: ParsedHealth }>();
@@ -285,6 +269,7 @@ export class Registry {
       known,
       dead: known.filter((id) => !alive.has(id)),
       modelsAnywhere,
+      duplicates: this.instances.see(published, now, log),
     };
     return this.snap;
   }

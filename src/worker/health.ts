@@ -192,6 +192,10 @@ export interface HealthInput {
    * than refusing them as `model_not_found`.
    */
   lastInstalled?: string[];
+  /** This worker process's random id (see duplicates.ts). */
+  instanceId?: string;
+  /** Other processes seen publishing under this node id lately. */
+  duplicateInstances?: string[];
   now?: number;
 }
 
@@ -217,6 +221,8 @@ export function buildHealth(h: HealthInput): NodeHealth {
   doc.worker_version = VERSION;
   doc.ollama_version = h.ollama.ok ? h.ollama.version : null;
   if (!available) doc.reason = h.unavailableReason ?? (h.ollama.ok ? 'unavailable' : h.ollama.reason);
+  if (h.instanceId !== undefined) doc.instance_id = h.instanceId;
+  if (h.duplicateInstances !== undefined && h.duplicateInstances.length > 0) doc.duplicate_instances = h.duplicateInstances;
   return doc;
 }
 
@@ -234,18 +240,22 @@ export async function readSystem(cpu: CpuMeter, procRoot: string, sysRoot: strin
 
 /**
  * Write one health document: the registry hash, the TTL key whose expiry marks the node dead,
- * and the set of known nodes, in one MULTI. Refuses a document that breaks the schema.
+ * and the set of known nodes, in one MULTI. Refuses a document that breaks the schema. Returns
+ * the document it replaced in the hash (JSON, or null), read in the same MULTI.
  */
-export async function writeHealth(redis: Redis, n: Names, doc: NodeHealth, ttlMs: number): Promise<void> {
+export async function writeHealth(redis: Redis, n: Names, doc: NodeHealth, ttlMs: number): Promise<string | null> {
   const v = validateHealth(doc);
   if (!v.ok) throw new Error(`health document breaks the schema: ${v.message}`);
   const json = JSON.stringify(doc);
   const res = await redis
     .multi()
+    .hget(n.health, doc.node_id)
     .hset(n.health, doc.node_id, json)
     .set(n.healthKey(doc.node_id), json, 'PX', ttlMs)
     .sadd(n.nodes, doc.node_id)
     .exec();
   const failed = res?.find(([err]) => err);
   if (!res || failed) throw failed?.[0] ?? new Error('health write was discarded');
+  const previous = res[0]?.[1];
+  return typeof previous === 'string' ? previous : null;
 }

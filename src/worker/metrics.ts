@@ -8,17 +8,39 @@ export interface WorkerMetrics {
   readonly jobs: Counter<'outcome' | 'code'>;
   readonly jobDuration: Histogram<'outcome'>;
   readonly loadDuration: Histogram;
+  readonly coldLoads: Counter<'model'>;
   readonly queueWait: Histogram;
   readonly tokens: Counter<'model'>;
   readonly active: Gauge;
   readonly cpu: Gauge;
   readonly ram: Gauge;
-  readonly temp: Gauge;
+  readonly temp: TempGauge;
   readonly ollamaUp: Gauge;
   readonly healthPublished: Counter<'result'>;
 }
 
 export const METRIC_PREFIX = 'orion_worker_';
+
+/** A load of at least this long (Ollama's load_duration) is a cold load. */
+export const COLD_LOAD_NS = 1e9;
+
+/**
+ * The node temperature: a value, or no series at all when the node has no sensor (a gauge
+ * without labels always exports a value, 0 before the first set and after a reset; one with a
+ * label exports nothing until it is set, and nothing again once reset).
+ */
+export interface TempGauge {
+  set(celsius: number): void;
+  reset(): void;
+}
+
+function tempGauge(registers: Registry[]): TempGauge {
+  const g = new Gauge({ name: `${METRIC_PREFIX}node_temp_celsius`, help: 'SoC temperature (absent without a sensor)', labelNames: ['sensor'], registers });
+  return {
+    set: (celsius) => g.set({ sensor: 'thermal_zone0' }, celsius),
+    reset: () => g.reset(),
+  };
+}
 
 export function createWorkerMetrics(nodeId: string): WorkerMetrics {
   const registry = new Registry();
@@ -45,6 +67,12 @@ export function createWorkerMetrics(nodeId: string): WorkerMetrics {
       buckets: [0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers,
     }),
+    coldLoads: new Counter({
+      name: `${METRIC_PREFIX}cold_loads_total`,
+      help: 'Answers whose model had to be loaded first (Ollama load_duration of 1 s or more), by model',
+      labelNames: ['model'],
+      registers,
+    }),
     queueWait: new Histogram({
       name: `${METRIC_PREFIX}queue_wait_seconds`,
       help: 'From the bridge first seeing a request to this worker starting it',
@@ -60,7 +88,7 @@ export function createWorkerMetrics(nodeId: string): WorkerMetrics {
     active: new Gauge({ name: `${METRIC_PREFIX}active_jobs`, help: 'Jobs running now', registers }),
     cpu: new Gauge({ name: `${METRIC_PREFIX}node_cpu_percent`, help: 'CPU use of the node (%)', registers }),
     ram: new Gauge({ name: `${METRIC_PREFIX}node_ram_percent`, help: 'RAM use of the node (%, from MemAvailable)', registers }),
-    temp: new Gauge({ name: `${METRIC_PREFIX}node_temp_celsius`, help: 'SoC temperature (absent without a sensor)', registers }),
+    temp: tempGauge(registers),
     ollamaUp: new Gauge({ name: `${METRIC_PREFIX}ollama_up`, help: '1 when Ollama answered the last health probe', registers }),
     healthPublished: new Counter({
       name: `${METRIC_PREFIX}health_published_total`,

@@ -41,7 +41,7 @@ import { ollamaCallFor, runGeneration, type Generation } from './generate.js';
 import { CancelWatch } from './cancel-watch.js';
 import { checkJobData, type CheckedJob } from './job-data.js';
 import { PartialPublisher } from './partials.js';
-import type { JobOutcome, WorkerMetrics } from './metrics.js';
+import { COLD_LOAD_NS, type JobOutcome, type WorkerMetrics } from './metrics.js';
 import { traceStep } from '../lib/trace.js';
 
 /** Reasons a worker gives when it aborts a job's processor signal. */
@@ -354,6 +354,7 @@ async function answer(run: JobRun, gen: Generation, queueMs: number): Promise<Jo
   const id = run.request.request_id;
   const doc = finalAnswer(run, gen, queueMs);
   if (gen.loadNs !== undefined) metrics?.loadDuration.observe(gen.loadNs / 1e9);
+  if (gen.loadNs !== undefined && gen.loadNs >= COLD_LOAD_NS) metrics?.coldLoads.inc({ model: run.request.model });
   if (gen.evalCount !== undefined) metrics?.tokens.inc({ model: run.request.model }, gen.evalCount);
   const published = await run.write('final answer', () => publishFinal(redis, n, run.replyTo, doc, nodeId));
   traceStep(id, 'final published');

@@ -13,6 +13,7 @@ import { Ollama } from 'ollama';
 import { Queue, Worker, type ConnectionOptions, type Job } from 'bullmq';
 import type { WorkerConfig } from '../config/worker.js';
 import type { NodeHealth } from '../contracts/types.js';
+import { HeldConnection, settled } from '../lib/bull.js';
 import { defineBusCommands, type InferenceJobData } from '../lib/bus.js';
 import { startHttpServer, type HttpServerHandle } from '../lib/http.js';
 import { createLogger, type Logger } from '../lib/logger.js';
@@ -28,6 +29,7 @@ import {
   writeHealth,
   type OllamaStatus,
 } from './health.js';
+import { DuplicateWatch } from './duplicates.js';
 import { httpFetch } from './http-fetch.js';
 import { healthHandler, metricsHandler } from './http.js';
 import { createWorkerMetrics, type WorkerMetrics } from './metrics.js';
@@ -40,8 +42,6 @@ export const OLLAMA_PROBE_TIMEOUT_MS = 2000;
 const MAX_STALLED_COUNT = 1_000_000;
 /** How long close() waits for a health write or a Redis quit before moving on. */
 const CLOSE_STEP_TIMEOUT_MS = 2000;
-/** How long a BullMQ object may take to close once its connections are dropped with Redis gone. */
-const DEAD_REDIS_CLOSE_MS = 250;
 
 export const JOB_RETENTION = {
   removeOnComplete: { age: 3600, count: 1000 },
@@ -101,24 +101,19 @@ function whileRedisUp<T>(p: Promise<T>, ms: number, up: () => boolean): Promise<
 }
 
 /**
- * Wait for a BullMQ worker or queue to close; when it cannot (its QUIT waits on a Redis that is
- * gone), drop its connections so it gives up.
+ * Wait for a BullMQ worker or queue to close, for as long as Redis is there to finish it; with
+ * Redis gone, leave it to finish on its own should Redis come back. Its connections are never
+ * dropped from here: a Worker whose client is cut while it retries a job scheduler's next
+ * iteration retries again at once, forever, and starves the event loop.
+ * Resolves with whether it closed.
  */
-async function closeBull(obj: Worker | Queue, closing: Promise<void>, redisUp: () => boolean): Promise<void> {
+async function closeBull(closing: Promise<void>, redisUp: () => boolean): Promise<boolean> {
   const done = await whileRedisUp(
     closing.then(() => true),
     CLOSE_STEP_TIMEOUT_MS,
     redisUp,
   );
-  if (done) return;
-  // A connection still connecting to a Redis that is gone never becomes ready: do not wait for it.
-  const waitMs = redisUp() ? CLOSE_STEP_TIMEOUT_MS : DEAD_REDIS_CLOSE_MS;
-  const ready = <T>(p: Promise<T>): Promise<T | undefined> => withTimeout(p, waitMs).catch(() => undefined);
-  const clients = [await ready(obj.client)];
-  if (obj instanceof Worker) clients.push(await ready(obj.waitUntilReady()));
-  for (const c of clients) c?.disconnect();
-  // With Redis gone there is nothing left for it to finish: do not wait long.
-  await withTimeout(closing, redisUp() ? CLOSE_STEP_TIMEOUT_MS : DEAD_REDIS_CLOSE_MS);
+  return done === true;
 }
 
 export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}): Promise<WorkerHandle> {
@@ -172,7 +167,7 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
     setTimeout(() => erroring.delete(source), 30_000).unref();
   };
 
-  const nodeQueue = new Queue<InferenceJobData>(nodeId, { connection, prefix: n.nodeQueuePrefix });
+  const nodeQueue = new Queue<InferenceJobData>(nodeId, { connection, prefix: n.nodeQueuePrefix }, HeldConnection);
   nodeQueue.on('error', onBullError('node-queue'));
 
   const lockDuration = config.lockDuration;
@@ -207,6 +202,7 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
       autorun: false,
       ...JOB_RETENTION,
     },
+    HeldConnection,
   );
   jobWorker.on('error', onBullError('job-worker'));
   // A lost lock means the job may be running elsewhere by now: stop this copy's generation.
@@ -219,6 +215,7 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
   let healthChain: Promise<unknown> = Promise.resolve();
   let healthFailing = false;
   let lastHealthAt = 0;
+  const duplicates = new DuplicateWatch();
   let healthPending = 0;
   let takingJobs = false;
 
@@ -257,8 +254,10 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
       active,
       waiting: (counts['wait'] ?? 0) + (counts['prioritized'] ?? 0),
       ...(closing ? { unavailableReason: 'shutting down' } : {}),
+      instanceId: duplicates.instanceId,
+      duplicateInstances: duplicates.current(Date.now()),
     });
-    await writeHealth(redis, n, doc, config.healthTtl);
+    duplicates.replaced(await writeHealth(redis, n, doc, config.healthTtl), Date.now(), nodeId, log);
     metrics.cpu.set(doc.cpu_percent);
     metrics.ram.set(doc.ram_percent);
     if (doc.temp_celsius === null) metrics.temp.reset();
@@ -300,7 +299,7 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
 
   // Publish once now (and start taking jobs if Ollama answers), then on every beat.
   await publishHealth();
-  const heartbeatQueue = new Queue(nodeId, { connection, prefix: n.heartbeatQueuePrefix });
+  const heartbeatQueue = new Queue(nodeId, { connection, prefix: n.heartbeatQueuePrefix }, HeldConnection);
   heartbeatQueue.on('error', onBullError('heartbeat-queue'));
   const schedule = (): Promise<unknown> =>
     heartbeatQueue.upsertJobScheduler(
@@ -325,8 +324,11 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
       await publishHealth();
     },
     { connection, prefix: n.heartbeatQueuePrefix, concurrency: 1 },
+    HeldConnection,
   );
   heartbeatWorker.on('error', onBullError('heartbeat-worker'));
+  // Started means connected: a close() from here on never meets a connection still connecting.
+  await settled([nodeQueue, jobWorker, heartbeatQueue, heartbeatWorker]);
 
   log.info(
     {
@@ -362,7 +364,7 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
       }
     };
     if (opts.force) jobWorker.cancelAllJobs(CANCEL_SHUTDOWN);
-    // With Redis gone, nothing below can reach it: skip the writes and drop connections at once.
+    // With Redis gone, nothing below can reach it: skip the writes and leave BullMQ to itself.
     const redisUp = (): boolean => redis.status === 'ready';
     // Each write waits for Redis at most CLOSE_STEP_TIMEOUT_MS, and is not even tried once it is gone.
     const onRedis =
@@ -370,20 +372,17 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
       async (): Promise<unknown> =>
         redisUp() ? whileRedisUp(fn(), CLOSE_STEP_TIMEOUT_MS, redisUp) : undefined;
     const finalHealth = onRedis(() => publishHealth());
-    // BullMQ loses track of a connection closed while it is still connecting (its late failure
-    // surfaces as an unhandled rejection): let every connection finish connecting first.
-    await step(
-      'connections',
-      onRedis(() => Promise.allSettled([jobWorker, heartbeatWorker, nodeQueue, heartbeatQueue].map((q) => q.waitUntilReady()))),
-    );
-    await Promise.all([step('heartbeat worker', () => closeBull(heartbeatWorker, heartbeatWorker.close(), redisUp)), step('health', finalHealth)]);
+    const bull = (what: string, closing: Promise<void>) => async (): Promise<void> => {
+      if (!(await closeBull(closing, redisUp))) log.warn({ step: what }, 'left to close once Redis is back');
+    };
+    await Promise.all([step('heartbeat worker', bull('heartbeat worker', heartbeatWorker.close())), step('health', finalHealth)]);
     http.markClosing();
     // Stop taking jobs and wait, without a time limit, for the running ones to finish.
     const jobWorkerClosed = jobWorker.close();
     await step('drain', () => Promise.race([jobWorkerClosed, untilIdle()]));
-    await step('job worker', () => closeBull(jobWorker, jobWorkerClosed, redisUp));
+    await step('job worker', bull('job worker', jobWorkerClosed));
     await step('health', finalHealth);
-    await step('queues', () => Promise.all([nodeQueue, heartbeatQueue].map((q) => closeBull(q, q.close(), redisUp))));
+    await step('queues', () => Promise.all([nodeQueue, heartbeatQueue].map((q) => bull('queue', q.close())())));
     await step('http', () => http.close());
     await step('redis', onRedis(() => redis.quit()));
     redis.disconnect();

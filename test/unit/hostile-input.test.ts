@@ -5,7 +5,8 @@ import { createLogger } from '../../src/lib/logger.js';
 import { names } from '../../src/lib/names.js';
 import { arrivalMs, MAX_TIMER_MS, setLongTimeout } from '../../src/lib/time.js';
 import { isJobFault } from '../../src/router/dispatcher.js';
-import { JUNK_WARN_EVERY_MS, JunkWarnings } from '../../src/router/registry.js';
+import { INSTANCE_WINDOW_MS, InstanceTracker, JUNK_WARN_EVERY_MS, JunkWarnings } from '../../src/router/registry-watch.js';
+import { DUPLICATE_WINDOW_MS, DuplicateWatch, instanceIdOf } from '../../src/worker/duplicates.js';
 import { checkJobData } from '../../src/worker/job-data.js';
 
 const n = names('orion:inference');
@@ -150,5 +151,38 @@ describe('junk in the registry is warned about now and then, not at every refres
     expect(j.see([], JUNK_WARN_EVERY_MS + 1, log, n)).toEqual([]);
     expect(j.see(['x:y'], JUNK_WARN_EVERY_MS + 2, log, n)).toEqual(['x:y']);
     expect(lines).toHaveLength(4);
+  });
+});
+
+describe('two workers under one node id are noticed', () => {
+  const silent = createLogger({ level: 'silent' });
+  const doc = (instance: string, extra: Record<string, unknown> = {}): string => JSON.stringify({ node_id: 'pi-a', instance_id: instance, ...extra });
+
+  it('the worker notices a document of another instance it replaces, warning once a minute', () => {
+    const lines: string[] = [];
+    const log = createLogger({ level: 'warn', sink: (l) => lines.push(l) });
+    const w = new DuplicateWatch('me');
+    expect(w.replaced(null, 0, 'pi-a', log)).toBeUndefined();
+    expect(w.replaced(doc('me'), 1000, 'pi-a', log)).toBeUndefined();
+    expect(w.replaced(doc('other'), 2000, 'pi-a', log)).toEqual(['other']);
+    expect(w.replaced(doc('other'), 3000, 'pi-a', log)).toBeUndefined();
+    expect(w.current(3000)).toEqual(['other']);
+    expect(w.current(3000 + DUPLICATE_WINDOW_MS + 1)).toEqual([]);
+    expect(lines).toHaveLength(1);
+    expect(instanceIdOf('not json')).toBeUndefined();
+  });
+
+  it('the bridge tells a restart (A, B) from two processes (A, B, A)', () => {
+    const t = new InstanceTracker();
+    const see = (instance: string, now: number, extra: Record<string, unknown> = {}) => t.see(new Map([['pi-a', JSON.parse(doc(instance, extra)) as Record<string, unknown>]]), now, silent);
+    expect(see('a', 0).size).toBe(0);
+    expect(see('a', 1000).size).toBe(0);
+    expect(see('b', 2000).size).toBe(0); // a restart
+    expect(see('b', 3000).size).toBe(0);
+    expect(see('a', 4000).get('pi-a')).toEqual(['a', 'b']); // back to a: two processes
+    expect(see('b', 5000).get('pi-a')).toEqual(['a', 'b']);
+    expect(see('b', 5000 + 2 * INSTANCE_WINDOW_MS).size).toBe(0);
+    // What a worker reports counts at once.
+    expect(see('c', 6000 + 2 * INSTANCE_WINDOW_MS, { duplicate_instances: ['d'] }).get('pi-a')).toEqual(['c', 'd']);
   });
 });

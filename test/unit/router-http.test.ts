@@ -25,7 +25,7 @@ describe('the bridge\'s handlers', () => {
     };
     const views = new Map(Object.entries(docs).map(([id, d]) => [id, toNodeView(d as unknown as NodeHealth, true, now, t)]));
     const eligible = eligibleInOrder(views.values());
-    const snap: Snapshot = { at: now, views, published: new Map(Object.entries(docs)), eligible, index: new RoutingIndex(eligible), known: [...views.keys()], dead: [], modelsAnywhere: new Set() };
+    const snap: Snapshot = { at: now, views, published: new Map(Object.entries(docs)), eligible, index: new RoutingIndex(eligible), known: [...views.keys()], dead: [], modelsAnywhere: new Set(), duplicates: new Map() };
     const body = nodesHandler({ snapshot: () => snap }).body as Record<string, unknown>[];
     expect(body.map((x) => x['node_id'])).toEqual(['pi-16g', 'pi-8g', 'a-off', 'pi-4g']);
     expect(JSON.stringify(body[1])).toBe(
