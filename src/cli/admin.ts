@@ -6,6 +6,7 @@
  * from the registry, its queues with it (Bull Board drops them at the bridge's next refresh).
  */
 import { Queue } from 'bullmq';
+import { HeldConnection } from '../lib/bull.js';
 import { isValidNodeId } from '../lib/names.js';
 import { sleep } from '../lib/time.js';
 import { parseDuration } from '../lib/time.js';
@@ -20,7 +21,7 @@ function nodeArg(args: string[], cmd: string): string {
 
 /** Jobs in the node's queue that have not started (waiting, prioritized, delayed) and running. */
 async function queueCounts(ctx: CliContext, node: string): Promise<{ waiting: number; running: number }> {
-  const q = new Queue(node, { prefix: ctx.n.nodeQueuePrefix, connection: ctx.redis() });
+  const q = new Queue(node, { prefix: ctx.n.nodeQueuePrefix, connection: ctx.redis() }, HeldConnection);
   try {
     const c = await q.getJobCounts('wait', 'prioritized', 'delayed', 'active');
     return { waiting: (c['wait'] ?? 0) + (c['prioritized'] ?? 0) + (c['delayed'] ?? 0), running: c['active'] ?? 0 };
@@ -120,7 +121,7 @@ Example: orion forget pi-4g`,
     }
     await redis.multi().hdel(ctx.n.health, node).srem(ctx.n.nodes, node).srem(ctx.n.drained, node).del(ctx.n.healthKey(node)).exec();
     for (const prefix of [ctx.n.nodeQueuePrefix, ctx.n.heartbeatQueuePrefix]) {
-      const q = new Queue(node, { prefix, connection: redis });
+      const q = new Queue(node, { prefix, connection: redis }, HeldConnection);
       try {
         await q.obliterate({ force: true });
       } finally {

@@ -9,6 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { Job, Queue } from 'bullmq';
 import type { InferenceRequest, InferenceResponse } from '../contracts/types.js';
+import { HeldConnection } from '../lib/bull.js';
 import { claimRequests, defineBusCommands, replyStreamOf, type InferenceJobData } from '../lib/bus.js';
 import { silentLogger } from '../lib/logger.js';
 import { isValidNodeId, jobIdFor } from '../lib/names.js';
@@ -55,7 +56,7 @@ async function look(ctx: CliContext, id: string, model: string): Promise<{ stage
     return { stage: doc.error ? 3 : (await reportsLoaded(ctx, at, model)) ? 4 : 3, node: at, final: doc };
   }
   if (!node) return { stage: 0 };
-  const q = new Queue<InferenceJobData>(node, { prefix: ctx.n.nodeQueuePrefix, connection: ctx.redis() });
+  const q = new Queue<InferenceJobData>(node, { prefix: ctx.n.nodeQueuePrefix, connection: ctx.redis() }, HeldConnection);
   try {
     const job = await Job.fromId<InferenceJobData>(q, jobIdFor(id));
     const state = job ? await job.getState() : 'unknown';

@@ -6,6 +6,7 @@
  */
 import { Job, Queue } from 'bullmq';
 import type { InferenceResponse } from '../contracts/types.js';
+import { HeldConnection } from '../lib/bull.js';
 import type { InferenceJobData } from '../lib/bus.js';
 import { isValidRequestId, jobIdFor } from '../lib/names.js';
 import { UsageError, type CliContext, type Command } from './context.js';
@@ -80,7 +81,7 @@ async function positionOf(ctx: CliContext, q: Queue<InferenceJobData>, jobId: st
 }
 
 async function fromJob(ctx: CliContext, id: string, node: string): Promise<RequestStatus> {
-  const q = new Queue<InferenceJobData>(node, { prefix: ctx.n.nodeQueuePrefix, connection: ctx.redis() });
+  const q = new Queue<InferenceJobData>(node, { prefix: ctx.n.nodeQueuePrefix, connection: ctx.redis() }, HeldConnection);
   try {
     const job = await Job.fromId<InferenceJobData>(q, jobIdFor(id));
     const base = { request_id: id, node_id: node, source: 'redis' as const };
