@@ -11,7 +11,7 @@ import { resolveOptions, type Flags } from '../config/options.js';
 import { ConfigError } from '../lib/errors.js';
 import { silentLogger } from '../lib/logger.js';
 import { names } from '../lib/names.js';
-import { connectRedis } from '../lib/redis.js';
+import { connectRedis, describeRedis, redisOptionsFor } from '../lib/redis.js';
 import { VERSION } from '../lib/version.js';
 import { forget, drain, undrain } from './admin.js';
 import { ask, send } from './ask.js';
@@ -129,13 +129,21 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   return runCommand(cmd, values, args, io);
 }
 
+function redisAddrOf(env: Record<string, string | undefined>, values: Values): string {
+  const addr = typeof values['redis-addr'] === 'string' ? values['redis-addr'] : (env['ORION_REDIS_ADDR'] ?? redisOptions.redisAddr.default);
+  return describeRedis({ redisAddr: addr, redisPassword: '', redisUsername: '', redisTls: false, redisTlsCa: '' });
+}
+
 async function runCommand(cmd: Command, values: Values, args: string[], io: CliIo): Promise<number> {
   const conns: Redis[] = [];
   try {
     const { flags, routerUrl } = settings(values, io.env);
     const cfg = resolveOptions(redisOptions, { flags, env: io.env });
-    const open = (label: string): Redis => {
-      const r = connectRedis(cfg, silentLogger, label);
+    // A command gives up after a few seconds without Redis (the programs wait for it forever);
+    // a follow (tail) keeps trying until it is stopped.
+    const open = (label: string, patient = false): Redis => {
+      const base = redisOptionsFor(cfg);
+      const r = connectRedis(patient ? base : { ...base, maxRetriesPerRequest: 1, connectTimeout: 3000, retryStrategy: (times: number) => (times > 5 ? null : 300) }, silentLogger, label);
       conns.push(r);
       return r;
     };
@@ -143,7 +151,7 @@ async function runCommand(cmd: Command, values: Values, args: string[], io: CliI
     const ctx: CliContext = {
       n: names(cfg.streamPrefix),
       redis: () => (main ??= open('orion-cli')),
-      redisBlocking: () => open('orion-cli-follow'),
+      redisBlocking: () => open('orion-cli-follow', true),
       routerUrl,
       env: io.env,
       out: (line) => io.out(`${line}\n`),
@@ -162,7 +170,9 @@ async function runCommand(cmd: Command, values: Values, args: string[], io: CliI
       io.err(`orion ${cmd.name}: ${err.problems.join('\n')}\n`);
       return 2;
     }
-    io.err(`orion ${cmd.name}: ${(err as Error).message}\n`);
+    const message = (err as Error).message;
+    const noRedis = /max retries per request|Connection is closed|ECONNREFUSED|ETIMEDOUT|ENOTFOUND/.test(message);
+    io.err(`orion ${cmd.name}: ${noRedis ? `Redis does not answer at ${redisAddrOf(io.env, values)} (${message}); set --redis-addr or ORION_REDIS_ADDR` : message}\n`);
     return 1;
   } finally {
     for (const c of conns) c.disconnect();

@@ -7,13 +7,16 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, World, httpPortOf, requireBuilt, waitFor, type Proc } from '../faults/harness.js';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { ROOT, World, requireBuilt, waitFor, type Proc } from '../faults/harness.js';
+import { bridgePort } from './cluster.js';
 import { requireBuilt as requireFiles } from '../helpers/built.js';
 
 const CLI = join(ROOT, 'dist/src/bin/cli.js');
 requireBuilt();
 requireFiles(CLI);
+// Each test starts the CLI a few times: a second or more apiece on a busy machine.
+vi.setConfig({ testTimeout: 60_000 });
 
 interface Run {
   code: number | null;
@@ -62,11 +65,11 @@ beforeAll(async () => {
   }).start();
   workers = { 'pi-16g': world.startWorker('pi-16g'), 'pi-8g': world.startWorker('pi-8g') };
   bridge = world.startBridge();
-  const port = await httpPortOf(bridge);
-  await Promise.all([world.healthy('pi-16g'), world.healthy('pi-8g')]);
+  const port = await bridgePort(world, bridge);
+  await Promise.all([world.healthy('pi-16g', 45_000), world.healthy('pi-8g', 45_000)]);
   env = { ORION_REDIS_ADDR: world.redis.addr, ORION_STREAM_PREFIX: world.prefix, ORION_ROUTER_URL: `http://127.0.0.1:${port}` };
   await waitFor('both nodes eligible', async () => (await nodeState('pi-16g')) === 'eligible' && (await nodeState('pi-8g')) === 'eligible', 15_000, 200);
-}, 60_000);
+}, 120_000);
 
 afterAll(async () => {
   await world?.close();
