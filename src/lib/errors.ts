@@ -22,22 +22,6 @@ export class OrionError extends Error {
     super(message, options);
     this.code = code;
   }
-
-  /** Whether another node might serve the request where this one failed. */
-  get retryable(): boolean {
-    return this.code === 'backend_error' || this.code === 'overloaded';
-  }
-}
-
-export function isOrionError(err: unknown): err is OrionError {
-  return err instanceof OrionError;
-}
-
-/** Any thrown value as an OrionError (unknown ones become `internal`). */
-export function toOrionError(err: unknown): OrionError {
-  if (err instanceof OrionError) return err;
-  const message = err instanceof Error ? err.message : String(err);
-  return new OrionError('internal', message, { cause: err });
 }
 
 /** Thrown by config loaders: every problem at once. */

@@ -4,6 +4,9 @@
  * queue (always read-only). Without --admin-user/--admin-password the
  * node queues are read-only too (Bull Board refuses write actions with 405); with them, pages
  * and reads stay open and every write (any method but GET/HEAD) needs HTTP Basic credentials.
+ * Each card shows its node id (the queue's full Redis name is `{p}:requests:{nodeID}`, too long
+ * for a card). Every write request is logged as an admin action, once answered: method, path,
+ * user, status, client address (a refused one as a warning).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createBullBoard } from '@bull-board/api';
@@ -14,6 +17,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import type { RequestListener } from 'node:http';
 import type { Redis } from 'ioredis';
 import { HeldConnection } from '../lib/bull.js';
+import type { Logger } from '../lib/logger.js';
 import type { Names } from '../lib/names.js';
 import type { Dispatcher } from './dispatcher.js';
 
@@ -25,6 +29,7 @@ export interface BoardOptions {
   dispatcher: Dispatcher;
   adminUser: string;
   adminPassword: string;
+  log?: Logger;
 }
 
 const digest = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
@@ -60,10 +65,10 @@ export class Board {
     for (const id of keep) {
       if (this.shown.has(id)) continue;
       const q = this.o.dispatcher.queue(id);
-      const jobs = new BullMQAdapter(q, { readOnlyMode: !this.writable, prefix: `${this.o.n.nodeQueuePrefix}:`, description: `jobs routed to ${id}` });
+      const jobs = new BullMQAdapter(q, { readOnlyMode: !this.writable, prefix: `${this.o.n.nodeQueuePrefix}:`, displayName: id, description: `jobs routed to ${id}` });
       const hb = new Queue(id, { prefix: this.o.n.heartbeatQueuePrefix, connection: this.o.redis }, HeldConnection);
       hb.on('error', () => undefined);
-      const beats = new BullMQAdapter(hb, { readOnlyMode: true, prefix: `${this.o.n.heartbeatQueuePrefix}:`, description: `health job of ${id}` });
+      const beats = new BullMQAdapter(hb, { readOnlyMode: true, prefix: `${this.o.n.heartbeatQueuePrefix}:`, displayName: `${id} heartbeat`, description: `health job of ${id}` });
       this.shown.set(id, { adapters: [jobs, beats], heartbeat: hb });
       add.push(jobs, beats);
     }
@@ -85,7 +90,9 @@ export class Board {
     app.disable('x-powered-by');
     const { adminUser, adminPassword } = this.o;
     const guard = (req: Request, res: Response, next: NextFunction): void => {
-      if (req.method === 'GET' || req.method === 'HEAD' || !this.writable) return next();
+      if (req.method === 'GET' || req.method === 'HEAD') return next();
+      this.logAdminAction(req, res);
+      if (!this.writable) return next();
       if (basicAuthOk(req.headers.authorization, adminUser, adminPassword)) return next();
       res.status(401).set('WWW-Authenticate', 'Basic realm="orion-inference-router", charset="UTF-8"').json({ error: 'unauthorized' });
     };
@@ -94,6 +101,19 @@ export class Board {
       res.status(404).json({ error: 'not_found' });
     });
     return app as unknown as RequestListener;
+  }
+
+  /** Log a write request (an admin action) once it is answered: who asked for what, and the outcome. */
+  private logAdminAction(req: Request, res: Response): void {
+    const log = this.o.log;
+    if (!log) return;
+    const m = /^Basic\s+([A-Za-z0-9+/=]+)/i.exec(req.headers.authorization ?? '');
+    const user = m ? Buffer.from(m[1]!, 'base64').toString('utf8').split(':')[0] : undefined;
+    res.once('finish', () => {
+      const fields = { admin_action: true, method: req.method, path: req.originalUrl, user: user ?? null, status: res.statusCode, remote: req.socket.remoteAddress ?? null };
+      if (res.statusCode < 400) log.info(fields, 'admin action');
+      else log.warn(fields, 'admin action refused');
+    });
   }
 
   async close(): Promise<void> {

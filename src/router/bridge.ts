@@ -23,7 +23,8 @@ import { GroupReader } from './consumer.js';
 import { DeadlineSweeper } from './deadlines.js';
 import { DecisionFeed } from './decisions.js';
 import { DeadNodeSweeper } from './deadnodes.js';
-import { Dispatcher, withTimeout } from './dispatcher.js';
+import { withTimeout } from '../lib/time.js';
+import { Dispatcher } from './dispatcher.js';
 import { SERVICE, healthHandler, metricsHandler, nodesHandler, statsHandler, type HandlerContext } from './http.js';
 import { Intake } from './intake.js';
 import { RouterMetrics, type QueueDepth } from './metrics.js';
@@ -162,7 +163,7 @@ function assemble(config: RouterConfig, deps: BridgeDeps, root: Logger): Parts {
     rerouter,
     deadNodes: new DeadNodeSweeper({ ...common, log: part('dead-nodes'), consumer }),
     deadlines: new DeadlineSweeper({ redis: cmd, n, dispatcher, intake, stats, log: part('deadlines'), tickMs: deps.deadlineTickMs }),
-    board: new Board({ redis: cmd, n, dispatcher, adminUser: config.adminUser, adminPassword: config.adminPassword }),
+    board: new Board({ redis: cmd, n, dispatcher, adminUser: config.adminUser, adminPassword: config.adminPassword, log: part('board') }),
     readers,
     balancing,
     decisions,
@@ -222,6 +223,7 @@ export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}):
           depths: p.depths,
           metrics: p.metrics,
           routing: config.routing,
+          load: (id) => p.balancing.load.get(id),
           where: { redis: cmd, n, eta: p.balancing.etaSource((id) => intake.isHeld(id)) },
           readmit: { temp: thresholdsOf(config).readmitTemp, ram: thresholdsOf(config).readmitRam },
         },

@@ -17,7 +17,8 @@ import type { ErrorCode } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { isValidNodeId, jobIdFor, type Names } from '../lib/names.js';
 import { Periodic } from '../lib/periodic.js';
-import { withTimeout, type Dispatcher } from './dispatcher.js';
+import { withTimeout } from '../lib/time.js';
+import type { Dispatcher } from './dispatcher.js';
 import { WAITING_FIELD, type Intake } from './intake.js';
 import type { BridgeStats } from './stats.js';
 

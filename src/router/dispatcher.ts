@@ -9,6 +9,7 @@ import { Job, Queue, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { InferenceRequest } from '../contracts/types.js';
 import { HeldConnection } from '../lib/bull.js';
+import { withTimeout } from '../lib/time.js';
 import { bullPriority, setOwners, type InferenceJobData } from '../lib/bus.js';
 import type { Logger } from '../lib/logger.js';
 import { isValidNodeId, jobIdFor, type Names } from '../lib/names.js';
@@ -35,10 +36,6 @@ export interface DispatcherOptions {
   decisions?: DecisionFeed;
 }
 
-export class TimeoutError extends Error {
-  override readonly name = 'TimeoutError';
-}
-
 /** A placement that can never be added (its job cannot be serialised or Redis refuses it). */
 export interface Refused {
   placement: Placement;
@@ -61,15 +58,6 @@ export interface PlaceResult {
 export function isJobFault(err: unknown): boolean {
   if (err instanceof RangeError || err instanceof TypeError || err instanceof SyntaxError) return true;
   return err instanceof Error && err.name === 'ReplyError' && !/^(OOM|LOADING|READONLY|BUSY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|NOSCRIPT|NOREPLICAS)\b/.test(err.message);
-}
-
-/** Reject when `p` takes longer than `ms` (the command itself may still complete later). */
-export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let t: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    t = setTimeout(() => reject(new TimeoutError(`${what} took longer than ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(t));
 }
 
 export function jobOptions(request: InferenceRequest): JobsOptions {

@@ -6,7 +6,7 @@ import type { Redis } from 'ioredis';
 import type { HandlerResult } from '../lib/http.js';
 import { ROUTER_GROUP, type Names } from '../lib/names.js';
 import { VERSION } from '../lib/version.js';
-import { withTimeout } from './dispatcher.js';
+import { withTimeout } from '../lib/time.js';
 import type { QueueDepth, RouterMetrics } from './metrics.js';
 import type { Snapshot } from './registry.js';
 import { countsOf, type Counts } from './stats.js';
@@ -26,6 +26,8 @@ export interface HandlerContext {
   snapshot(): Snapshot;
   depths(): Promise<ReadonlyMap<string, QueueDepth>>;
   metrics: RouterMetrics;
+  /** Jobs waiting and running in a node's queue, as the bridge counts them. */
+  load?: (nodeId: string) => { waiting: number; running: number };
   /** Where `/requests/{id}` reads from. */
   where: WhereContext;
   /** `--routing`. */
@@ -103,20 +105,26 @@ async function readShared(ctx: HandlerContext): Promise<{ cluster: Counts; bridg
  * by id; each is its health document as published plus `eligible` and, when false,
  * `excluded_reason`.
  */
-export function nodesHandler(ctx: Pick<HandlerContext, 'snapshot' | 'readmit'>): HandlerResult {
+export function nodesHandler(ctx: Pick<HandlerContext, 'snapshot' | 'readmit' | 'load'>): HandlerResult {
   const s = ctx.snapshot();
   const eligible = s.eligible.map((v) => v.health.node_id);
   const others = [...s.views.keys()].filter((id) => !s.views.get(id)!.eligible).sort();
   const body = [...eligible, ...others].map((id) => {
     const view = s.views.get(id)!;
     const doc: Record<string, unknown> = { ...(s.published.get(id) ?? view.health) };
-    for (const k of ['eligible', 'excluded_reason', 'hysteresis', 'readmit_below', 'warning']) delete doc[k];
+    for (const k of ['eligible', 'excluded_reason', 'hysteresis', 'readmit_below', 'warning', 'queue_waiting', 'queue_running']) delete doc[k];
     doc['eligible'] = view.eligible;
     if (!view.eligible) doc['excluded_reason'] = view.excludedReason;
     if (view.hysteresis) {
       // Under the maximum again, but excluded until below the readmit threshold.
       doc['hysteresis'] = true;
       doc['readmit_below'] = view.excludedReason === 'temperature' ? ctx.readmit?.temp : ctx.readmit?.ram;
+    }
+    if (ctx.load) {
+      // Jobs in the node's queue now (every bridge's), as this bridge routes by them.
+      const l = ctx.load(id);
+      doc['queue_waiting'] = l.waiting;
+      doc['queue_running'] = l.running;
     }
     const instances = s.duplicates.get(id);
     if (instances) {

@@ -1,16 +1,16 @@
 /**
- * Warm copies (`--routing balanced`, SPEC.md section 6), after each registry refresh:
- *   - the last warm copy of a model asked for recently is kept from expiring: shortly before
- *     Ollama would unload it (its last use + `--model-keep-alive`), and when no job of its
- *     node would renew it anyway, a keep-alive job goes to that node;
- *   - a second copy is started before the backlog of one model outgrows its warm nodes
- *     (`secondCopyTarget`): a load job goes to a free node that has the model installed, and
- *     the placer counts the load as under way there, so waiting jobs move to it (Mover) once
- *     it is warm.
- * Both are ordinary jobs on the node's queue: an ORION request with an empty prompt (Ollama
- * loads the model, or keeps it, for `keep_alive`, and answers without generating), id
- * `orion-keep-warm-...`, answered on `{p}:responses:orion-keep-warm` (kept short; no client
- * reads it). A short lock per model and node keeps sibling bridges from sending the same.
+ * Warm copies (`--routing balanced`, SPEC.md section 6), after each registry refresh: the last
+ * warm copy of a model asked for recently is kept from expiring. Shortly before Ollama would
+ * unload it (its last use + `--model-keep-alive`), and when no job of its node would renew it
+ * anyway, a keep-alive job goes to that node: an ORION request with an empty prompt (Ollama
+ * keeps the model for `keep_alive` and answers without generating), id `orion-keep-warm-...`,
+ * answered on `{p}:responses:orion-keep-warm` (kept short; no client reads it). A short lock
+ * per model and node keeps sibling bridges from sending the same.
+ *
+ * Second copies are not started on speculation here: `secondCopyTarget` (moves.ts) fires on a
+ * backlog of two or three jobs that a load would never pay for (measured: a cold load for three
+ * requests that all ran sooner on the warm node). A second copy starts when a job would start
+ * sooner there, load included: the placer for new jobs, the Mover for the back of a backlog.
  */
 import type { Redis } from 'ioredis';
 import { normalizeModel } from '../contracts/index.js';
@@ -19,7 +19,7 @@ import type { InferenceJobData } from '../lib/bus.js';
 import type { Logger } from '../lib/logger.js';
 import type { Names } from '../lib/names.js';
 import type { Dispatcher } from './dispatcher.js';
-import { secondCopyTarget, shouldRenewKeepAlive } from './moves.js';
+import { shouldRenewKeepAlive } from './moves.js';
 import type { Placer } from './placer.js';
 import type { Snapshot } from './registry.js';
 import type { NodeView } from './routing.js';
@@ -36,8 +36,6 @@ export interface KeepWarmOptions {
   modelKeepAliveMs?: number;
   /** A model asked for within this is in demand. @defaultValue 10 min */
   demandWindowMs?: number;
-  /** A second copy is only started for a model asked for within this. @defaultValue 30 s */
-  backlogWindowMs?: number;
 }
 
 export class KeepWarm {
@@ -55,7 +53,6 @@ export class KeepWarm {
       const copies = warm.get(model) ?? [];
       try {
         if (copies.length === 1) await this.renew(copies[0]!, model, last, now);
-        if (copies.length >= 1 && now - last <= (this.o.backlogWindowMs ?? 30_000)) await this.secondCopy(s, model);
       } catch (err) {
         this.o.log.warn({ model, err: (err as Error).message }, 'keep-warm step failed; trying again after the next refresh');
       }
@@ -81,18 +78,8 @@ export class KeepWarm {
     }
   }
 
-  private async secondCopy(s: Snapshot, model: string): Promise<void> {
-    const { placer } = this.o;
-    const target = secondCopyTarget(model, s.eligible, placer.loadOf, placer.learner);
-    if (target === undefined) return;
-    if (await this.send(target, model, 'fallback')) {
-      placer.count(target.health.node_id, { spill: false, coldLoad: true, avoidedColdLoad: false });
-      this.o.log.info({ node: target.health.node_id, model }, 'second copy of a model started ahead of its backlog');
-    }
-  }
-
-  /** Put a keep-alive / load job on `node` (at most one per model and node a minute, across bridges). */
-  private async send(node: NodeView, model: string, routing: 'sticky' | 'fallback'): Promise<boolean> {
+  /** Put a keep-alive job on `node` (at most one per model and node a minute, across bridges). */
+  private async send(node: NodeView, model: string, routing: 'sticky'): Promise<boolean> {
     const { redis, n, dispatcher, placer } = this.o;
     const id = node.health.node_id;
     const lock = await redis.set(n.keepWarmLockKey(`${model}@${id}`), '1', 'PX', 60_000, 'NX');

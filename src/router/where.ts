@@ -25,7 +25,7 @@ import type { InferenceJobData } from '../lib/bus.js';
 import type { HandlerResult } from '../lib/http.js';
 import { isValidRequestId, jobIdFor, type Names } from '../lib/names.js';
 import { rfc3339, streamIdMs } from '../lib/time.js';
-import { withTimeout } from './dispatcher.js';
+import { withTimeout } from '../lib/time.js';
 
 export type RequestState = 'held' | 'waiting' | 'running' | 'done' | 'unknown';
 

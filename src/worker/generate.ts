@@ -8,6 +8,7 @@
 import { Ollama, type ChatRequest, type EmbedRequest, type GenerateRequest, type Message, type Options, type Tool } from 'ollama';
 import type { InferenceRequest, ToolCall } from '../contracts/types.js';
 import { OrionError } from '../lib/errors.js';
+import { setLongTimeout, type LongTimer } from '../lib/time.js';
 import { httpFetch } from './http-fetch.js';
 
 export type OllamaCall =
@@ -99,11 +100,12 @@ export async function runGeneration(
 ): Promise<Generation> {
   signal.throwIfAborted();
   const stalled = new AbortController();
-  let idle: NodeJS.Timeout | undefined;
+  let idle: LongTimer | undefined;
   const progress = (): void => {
     if (idleMs === undefined) return;
-    clearTimeout(idle);
-    idle = setTimeout(() => stalled.abort(), idleMs);
+    idle?.clear();
+    // --ollama-timeout may be set past what setTimeout honours (it would fire at once).
+    idle = setLongTimeout(() => stalled.abort(), idleMs);
   };
   const aborted = AbortSignal.any([signal, stalled.signal]);
   try {
@@ -115,7 +117,7 @@ export async function runGeneration(
     }
     throw err;
   } finally {
-    clearTimeout(idle);
+    idle?.clear();
   }
 }
 

@@ -70,16 +70,6 @@ export interface WorkerHandle {
   close(opts?: CloseOptions): Promise<void>;
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
-  let t: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p,
-    new Promise<undefined>((resolve) => {
-      t = setTimeout(() => resolve(undefined), ms);
-    }),
-  ]).finally(() => clearTimeout(t));
-}
-
 /**
  * Wait for `p` at most `ms`, and no longer once `up()` says Redis is gone (nothing that waits on
  * it can finish then; checked now and every 50 ms). Resolves with p's value, or undefined.
@@ -355,10 +345,10 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
     closing = true;
     clearInterval(watchdog);
     log.info({ active, force: !!opts.force }, 'shutting down: finishing running jobs');
-    const step = async (what: string, fn: () => Promise<unknown>, timeoutMs?: number): Promise<void> => {
+    const step = async (what: string, fn: () => Promise<unknown>): Promise<void> => {
       log.debug({ step: what }, 'shutdown step');
       try {
-        await (timeoutMs === undefined ? fn() : withTimeout(fn(), timeoutMs));
+        await fn();
       } catch (err) {
         log.warn({ err, step: what }, 'shutdown step failed');
       }

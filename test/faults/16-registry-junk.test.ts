@@ -19,8 +19,8 @@ describe('row 16: junk in the node registry', () => {
     await w.admin.sadd(w.n.nodes, 'x:y');
     w.startWorker('pi-a');
     bridge = w.startBridge('bridge-a', ['--max-attempts', '1']);
-    await withDump(w, () => w.healthy('pi-a'));
-    await withDump(w, () => routable(bridge, ['pi-a']));
+    await withDump(w, () => w.healthy('pi-a', 30_000));
+    await withDump(w, () => routable(bridge, ['pi-a'], 30_000));
     port = await httpPortOf(bridge);
   });
   afterAll(async () => {

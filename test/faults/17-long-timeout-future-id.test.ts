@@ -71,7 +71,7 @@ describe('row 17: long timeouts and an entry id from the future', () => {
       await w.send([{ request_id: 'r17-down', timeout_ms: 1000 }]);
       await new Promise((r) => setTimeout(r, 2000));
       const again = w.startBridge('bridge-b');
-      await routable(again, ['pi-a']);
+      await routable(again, ['pi-a'], 30_000);
       const down = await answerOf('r17-down');
       expect(down.error?.code).toBe('timeout');
       expect(down.error?.message).toMatch(/\(1000 ms\)/);

@@ -19,8 +19,8 @@ describe('row 18: a request nested 10,000 levels deep', () => {
     w = await new World({ nodes: [{ id: 'pi-a' }], speed: 200, label: 'row18' }).start();
     w.startWorker('pi-a');
     bridge = w.startBridge();
-    await withDump(w, () => w.healthy('pi-a'));
-    await withDump(w, () => routable(bridge, ['pi-a']));
+    await withDump(w, () => w.healthy('pi-a', 30_000));
+    await withDump(w, () => routable(bridge, ['pi-a'], 30_000));
   });
   afterAll(async () => {
     await w?.close();
@@ -60,7 +60,7 @@ describe('row 18: a request nested 10,000 levels deep', () => {
       expect(await pendingAt(w, 'bridge-a')).toBe(0);
       await bridge.kill('SIGKILL');
       const again = w.startBridge('bridge-a');
-      await routable(again, ['pi-a']);
+      await routable(again, ['pi-a'], 30_000);
       await sleep(2000);
       const after = await w.answers();
       const twice = ids.filter((id) => (after.get(id)?.length ?? 0) > 1);

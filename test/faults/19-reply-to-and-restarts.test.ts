@@ -19,8 +19,8 @@ describe('row 19: reply_to that is not a stream, and a streamed generation resta
     w.startWorker('pi-a');
     w.startWorker('pi-b');
     const bridge = w.startBridge();
-    await withDump(w, () => Promise.all([w.healthy('pi-a'), w.healthy('pi-b')]));
-    await withDump(w, () => routable(bridge, ['pi-a', 'pi-b']));
+    await withDump(w, () => Promise.all([w.healthy('pi-a', 30_000), w.healthy('pi-b', 30_000)]));
+    await withDump(w, () => routable(bridge, ['pi-a', 'pi-b'], 30_000));
   });
   afterAll(async () => {
     await w?.close();

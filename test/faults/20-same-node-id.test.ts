@@ -15,7 +15,7 @@ describe('row 20: two workers with the same --node-id', () => {
     workers = [w.startWorker('pi-a'), w.startWorker('pi-a')];
     bridge = w.startBridge();
     await withDump(w, () => w.healthy('pi-a', 30_000));
-    await withDump(w, () => routable(bridge, ['pi-a']));
+    await withDump(w, () => routable(bridge, ['pi-a'], 30_000));
   });
   afterAll(async () => {
     await w?.close();

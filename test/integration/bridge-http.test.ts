@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { harness, until, type Harness } from './bridge.harness.js';
+import { createLogger } from '../../src/lib/logger.js';
 
 let h: Harness;
 beforeAll(async () => {
@@ -115,8 +116,11 @@ describe('Bull Board shows every node queue', () => {
     const b = await s.start();
     const r = await s.get('/admin/queues/api/queues', b);
     expect(r.status).toBe(200);
-    const body = (await r.json()) as { queues: { name: string; readOnlyMode: boolean }[] };
+    const body = (await r.json()) as { queues: { name: string; displayName?: string; readOnlyMode: boolean }[] };
     const names = body.queues.map((q) => q.name);
+    // Cards show the node id, not the long queue name.
+    expect(body.queues.find((q) => q.name === `${s.n.nodeQueuePrefix}:pi-8g`)?.displayName).toBe('pi-8g');
+    expect(body.queues.find((q) => q.name === `${s.n.heartbeatQueuePrefix}:pi-8g`)?.displayName).toBe('pi-8g heartbeat');
     expect(names).toEqual(expect.arrayContaining([`${s.n.nodeQueuePrefix}:pi-8g`, `${s.n.nodeQueuePrefix}:pi-16g`, `${s.n.heartbeatQueuePrefix}:pi-8g`]));
     expect(body.queues.every((q) => q.readOnlyMode)).toBe(true);
     const page = await s.get('/admin/queues', b);
@@ -138,7 +142,8 @@ describe('Bull Board shows every node queue', () => {
   it('with admin credentials, write actions need them (401 without, done with)', async () => {
     const s = h.scope();
     await s.node('n1');
-    const b = await s.start({ 'admin-user': 'ops', 'admin-password': 's3cret' });
+    const lines: Record<string, unknown>[] = [];
+    const b = await s.start({ 'admin-user': 'ops', 'admin-password': 's3cret' }, { log: createLogger({ level: 'info', sink: (l) => lines.push(JSON.parse(l) as Record<string, unknown>) }) });
     const q = encodeURIComponent(`${s.n.nodeQueuePrefix}:n1`);
     const body = (await (await s.get('/admin/queues/api/queues', b)).json()) as { queues: { name: string; readOnlyMode: boolean }[] };
     expect(body.queues.find((x) => x.name === `${s.n.nodeQueuePrefix}:n1`)!.readOnlyMode).toBe(false);
@@ -150,5 +155,14 @@ describe('Bull Board shows every node queue', () => {
     const right = await s.get(`/admin/queues/api/queues/${q}/pause`, b, { method: 'PUT', headers: { authorization: `Basic ${Buffer.from('ops:s3cret').toString('base64')}` } });
     expect(right.status).toBeLessThan(300);
     expect(await s.queue('n1').isPaused()).toBe(true);
+    // Every write is logged as an admin action, as structured JSON, never with the password.
+    const actions = lines.filter((l) => l['admin_action'] === true);
+    expect(actions.map((a) => [a['msg'], a['method'], a['user'], a['status']])).toEqual([
+      ['admin action refused', 'PUT', null, 401],
+      ['admin action refused', 'PUT', 'ops', 401],
+      ['admin action', 'PUT', 'ops', right.status],
+    ]);
+    expect(actions[2]).toMatchObject({ level: 'info', path: `/admin/queues/api/queues/${q}/pause` });
+    expect(JSON.stringify(lines)).not.toContain('s3cret');
   });
 });

@@ -1,14 +1,13 @@
 /** The worker's heartbeat, endpoints, shutdown and start-up refusals. */
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { execFileSync } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { validateHealth } from '../../src/contracts/index.js';
 import { names } from '../../src/lib/names.js';
 import { createWorker } from '../../src/worker/worker.js';
+import { requireBuilt } from '../helpers/built.js';
 import { freePort, startRedis, testPrefix } from '../helpers/redis.js';
 import { enqueue, finalOn, fixtureNode, jobState, nodeQueue, until, useWorkerEnv, workerConfig } from '../helpers/worker-harness.js';
 
@@ -233,22 +232,7 @@ describe('start-up refusals', () => {
   describe('the built program', () => {
     const root = fileURLToPath(new URL('../../', import.meta.url));
     const bin = join(root, 'dist', 'src', 'bin', 'worker.js');
-    const newest = (dir: string): number =>
-      readdirSync(dir, { withFileTypes: true }).reduce((m, e) => {
-        const p = join(dir, e.name);
-        return Math.max(m, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
-      }, 0);
-
-    beforeAll(() => {
-      const sources = Math.max(newest(join(root, 'src', 'worker')), newest(join(root, 'src', 'config')), newest(join(root, 'src', 'lib')), statSync(join(root, 'src', 'bin', 'worker.ts')).mtimeMs);
-      if (!existsSync(bin) || statSync(bin).mtimeMs < sources) {
-        try {
-          execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'ignore' });
-        } catch {
-          // Type errors elsewhere in the tree still emit JavaScript.
-        }
-      }
-    }, 60_000);
+    beforeAll(() => requireBuilt(bin));
 
     const run = (args: string[]): Promise<{ code: number | null; stderr: string }> =>
       new Promise((resolve) => {
