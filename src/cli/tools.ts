@@ -59,12 +59,12 @@ export const validate: Command = {
 export const acl: Command = {
   name: 'acl',
   summary: 'print the least-privilege Redis ACL user for a role (docs/SECURITY.md)',
-  usage: '--role bridge|worker|brain [--node-id ID] --password PW [--user NAME] [--file]',
+  usage: '--role bridge|worker|brain|gateway [--node-id ID] --password PW [--user NAME] [--file]',
   help: `Prints the Redis ACL rule of a least-privilege user for one role (docs/SECURITY.md): as
 an ACL SETUSER command, or with --file as a line for an ACL file. The rule holds the password:
 keep the output private.
 
-  --role R        bridge, worker (with --node-id) or brain
+  --role R        bridge, worker (with --node-id), brain or gateway
   --node-id ID    the worker's node
   --password PW   the user's secret
   --user NAME     the user's name (default orion-<role>, orion-worker-<node>)
@@ -75,9 +75,9 @@ keep the output private.
     const role = str(values, 'role');
     const nodeId = str(values, 'node-id');
     let who: AclRole;
-    if (role === 'bridge' || role === 'brain') who = { role };
+    if (role === 'bridge' || role === 'brain' || role === 'gateway') who = { role };
     else if (role === 'worker' && nodeId !== undefined && isValidNodeId(nodeId)) who = { role, nodeId };
-    else throw new UsageError('acl needs --role bridge, --role brain, or --role worker with a valid --node-id');
+    else throw new UsageError('acl needs --role bridge, --role brain, --role gateway, or --role worker with a valid --node-id');
     const password = str(values, 'password');
     if (!password) throw new UsageError("acl needs --password (the user's secret; it is printed in the rule, so keep the output private)");
     const user = str(values, 'user') ?? (who.role === 'worker' ? `orion-worker-${who.nodeId}` : `orion-${who.role}`);

@@ -3,7 +3,7 @@ import type { NodeHealth } from '../contracts/types.js';
 import { getJson, type Command } from './context.js';
 import { num, table } from './format.js';
 
-type NodeRow = NodeHealth & { eligible: boolean; excluded_reason?: string };
+type NodeRow = NodeHealth & { eligible: boolean; excluded_reason?: string; warning?: string };
 
 export const nodes: Command = {
   name: 'nodes',
@@ -38,6 +38,8 @@ Example: orion nodes --router http://bridge.local:8080`,
       { title: 'INSTALLED', value: (x) => (x.installed_models ?? []).filter((m) => !x.models.includes(m)).join(',') || '-' },
     ]);
     lines.forEach((l) => ctx.out(l));
+    // Warnings the bridge attaches (two workers under one node id), under the table.
+    for (const x of rows) if (typeof x.warning === 'string') ctx.err(`warning: ${x.node_id}: ${x.warning}`);
     return 0;
   },
 };

@@ -1,5 +1,8 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { httpPortOf, report, requireBuilt, routable, sleep, waitFor, warnings, withDump, World, type Proc } from './harness.js';
+import { httpPortOf, report, requireBuilt, ROOT, routable, sleep, waitFor, warnings, withDump, World, type Proc } from './harness.js';
 
 requireBuilt();
 
@@ -60,6 +63,8 @@ describe('row 16: junk in the node registry', () => {
       expect(metrics).not.toMatch(/node="(evil:node|x:y|a:b:c|bad node|)"/);
       const nodes = (await (await get('/nodes')).json()) as { node_id: string }[];
       expect(nodes.map((x) => x.node_id)).toEqual(['pi-a']);
+      const cli = await promisify(execFile)(process.execPath, [join(ROOT, 'dist/src/bin/cli.js'), 'nodes', '--router', `http://127.0.0.1:${port}`]);
+      expect(cli.stdout.trim().split('\n').slice(1).map((l) => l.split(/\s+/)[0])).toEqual(['pi-a']);
 
       // Warned about: once at start, once for what came later; never the same junk at every refresh.
       const junkWarnings = bridge.logs(/no node id/);

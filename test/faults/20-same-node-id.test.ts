@@ -1,5 +1,8 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { httpPortOf, report, requireBuilt, routable, waitFor, withDump, World, type Proc } from './harness.js';
+import { httpPortOf, report, requireBuilt, ROOT, routable, waitFor, withDump, World, type Proc } from './harness.js';
 
 requireBuilt();
 
@@ -41,6 +44,10 @@ describe('row 20: two workers with the same --node-id', () => {
       );
       expect(new Set(instances).size).toBe(2);
       expect(new Set([node['instance_id'], ...(node['duplicate_instances'] as string[])])).toEqual(new Set(instances));
+      // The CLI shows the bridge's warning under its table.
+      const cli = await promisify(execFile)(process.execPath, [join(ROOT, 'dist/src/bin/cli.js'), 'nodes', '--router', `http://127.0.0.1:${port}`]);
+      expect(cli.stdout).toMatch(/^pi-a/m);
+      expect(cli.stderr).toMatch(/warning: pi-a: 2 worker processes publish health as pi-a/);
 
       const ids = await w.send(Array.from({ length: 10 }, (_, i) => ({ request_id: `r20-${i}`, options: { num_predict: 8 } })));
       const answers = await w.allAnswered(ids, 30_000);
