@@ -194,9 +194,14 @@ class Gateway implements GatewayHandle {
     const cut = setTimeout(() => this.server.closeAllConnections(), 5000);
     await drained;
     clearTimeout(cut);
-    await this.catalog.stop().catch((err: unknown) => this.log.warn({ err }, 'catalog stop failed'));
+    // A registry read or QUIT waits for Redis; with Redis gone it would wait for ever (the
+    // connection retries), so each gets a second.
+    const second = (): Promise<void> => new Promise((r) => setTimeout(r, 1000).unref());
+    await Promise.race([this.catalog.stop().catch((err: unknown) => this.log.warn({ err }, 'catalog stop failed')), second()]);
     this.bus.close();
-    await this.redis.quit().catch(() => this.redis.disconnect());
+    const quit = this.redis.status === 'ready' ? this.redis.quit().catch(() => undefined) : Promise.resolve();
+    await Promise.race([quit, second()]);
+    this.redis.disconnect();
     this.log.info({}, 'gateway stopped');
   }
 }

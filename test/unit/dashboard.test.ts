@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { RouterMetrics } from '../../src/router/metrics.js';
 import type { Snapshot } from '../../src/router/registry.js';
+import { GatewayMetrics } from '../../src/gateway/metrics.js';
 import { createWorkerMetrics } from '../../src/worker/metrics.js';
 
 interface Panel {
@@ -16,7 +17,7 @@ const dashboard = JSON.parse(readFileSync(join(import.meta.dirname, '../../dashb
   __inputs: { name: string }[];
 };
 
-/** Every metric name the two processes expose, with the series suffixes Prometheus adds. */
+/** Every metric name the three processes expose, with the series suffixes Prometheus adds. */
 async function exposedNames(): Promise<Set<string>> {
   const router = new RouterMetrics({
     snapshot: () => ({ views: new Map(), at: Date.now() }) as unknown as Snapshot,
@@ -25,7 +26,7 @@ async function exposedNames(): Promise<Set<string>> {
   });
   const worker = createWorkerMetrics('pi-8g');
   const out = new Set<string>();
-  for (const reg of [router.registry, worker.registry]) {
+  for (const reg of [router.registry, worker.registry, new GatewayMetrics().registry]) {
     for (const m of await reg.getMetricsAsJSON()) {
       out.add(m.name);
       if (String(m.type) === 'histogram') for (const s of ['_bucket', '_sum', '_count']) out.add(m.name + s);
@@ -42,10 +43,10 @@ describe('the Grafana dashboard', () => {
     for (const p of withQueries) expect(p.targets?.length, p.title).toBeGreaterThan(0);
   });
 
-  it('queries only metrics that the bridge and the worker expose', async () => {
+  it('queries only metrics that the bridge, the worker and the gateway expose', async () => {
     const exposed = await exposedNames();
     const used = new Set<string>();
-    for (const p of dashboard.panels) for (const t of p.targets ?? []) for (const m of t.expr.matchAll(/\borion_(?:router|worker)_[a-z_]+/g)) used.add(m[0]);
+    for (const p of dashboard.panels) for (const t of p.targets ?? []) for (const m of t.expr.matchAll(/\borion_(?:router|worker|gateway)_[a-z_]+/g)) used.add(m[0]);
     expect(used.size).toBeGreaterThan(10);
     const missing = [...used].filter((name) => !exposed.has(name));
     expect(missing).toEqual([]);
