@@ -56,7 +56,7 @@ describe('row 16: junk in the node registry', () => {
       const stats = await waitFor('failed_jobs 2 in /stats', async () => {
         const s = (await (await get('/stats')).json()) as { failed_jobs: number | null };
         return s.failed_jobs === 2 ? s : undefined;
-      }, 15_000);
+      }, 30_000);
       expect(stats.failed_jobs).toBe(2);
       const metrics = await (await get('/metrics')).text();
       expect(metrics).toMatch(/orion_router_queue_jobs\{node="pi-a",state="failed"\} 2/);

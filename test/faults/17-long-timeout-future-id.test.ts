@@ -36,7 +36,8 @@ describe('row 17: long timeouts and an entry id from the future', () => {
       expect(huge.error?.message).toMatch(/timeout_ms must be <= 86400000/);
 
       // b
-      await w.send([{ request_id: 'r17-day', timeout_ms: DAY_MS, options: { num_predict: 8 } }]);
+      // About 4 s of generation: its record is read while it runs (an answer resets the TTL to 24 h).
+      await w.send([{ request_id: 'r17-day', timeout_ms: DAY_MS, options: { num_predict: 40 } }]);
       const ttl = await waitFor('the 24 h request record', async () => {
         const t = await w.admin.ttl(w.n.requestKey('r17-day'));
         return t > 0 ? t : undefined;

@@ -32,13 +32,13 @@ describe('row 20: two workers with the same --node-id', () => {
         const nodes = (await (await fetch(`http://127.0.0.1:${port}/nodes`, { signal: AbortSignal.timeout(2000) })).json()) as Record<string, unknown>[];
         const a = nodes.find((x) => x['node_id'] === 'pi-a');
         return a && Array.isArray(a['duplicate_instances']) && a['duplicate_instances'].length > 0 ? a : undefined;
-      }, 20_000, 250);
+      }, 45_000, 250);
       expect(typeof node['instance_id']).toBe('string');
       expect(node['duplicate_instances']).not.toContain(node['instance_id']);
       expect(String(node['warning'])).toMatch(/2 worker processes publish health as pi-a/);
       const instances = await Promise.all(
         workers.map(async (p) => {
-          const warn = await waitFor(`${p.name} warns`, () => p.logs(/another worker process publishes health under this node id/)[0], 20_000);
+          const warn = await waitFor(`${p.name} warns`, () => p.logs(/another worker process publishes health under this node id/)[0], 45_000);
           return String(warn['instance_id']);
         }),
       );
