@@ -52,6 +52,34 @@ export const redisOptions = {
     defaultText: '""',
     parse: parsers.string,
   } satisfies OptionSpec<string>,
+  redisSentinels: {
+    flag: 'redis-sentinels',
+    env: 'ORION_REDIS_SENTINELS',
+    description: 'Redis Sentinels (host:port,host:port,...): ask them for the master of --redis-master-name and follow its failovers (--redis-addr is then not used)',
+    default: [] as string[],
+    defaultText: '"" (no Sentinel)',
+    parse: parseSentinels,
+  } satisfies OptionSpec<string[]>,
+  redisMasterName: {
+    flag: 'redis-master-name',
+    env: 'ORION_REDIS_MASTER_NAME',
+    description: 'Name of the master the Sentinels watch (with --redis-sentinels)',
+    default: 'mymaster',
+    defaultText: 'mymaster',
+    parse: (raw: string): string => {
+      if (!/^[A-Za-z0-9._-]{1,100}$/.test(raw)) throw new Error('must be 1-100 of [A-Za-z0-9._-]');
+      return raw;
+    },
+  } satisfies OptionSpec<string>,
+  redisSentinelPassword: {
+    flag: 'redis-sentinel-password',
+    env: 'ORION_REDIS_SENTINEL_PASSWORD',
+    description: 'Password of the Sentinels themselves (requirepass in sentinel.conf), when they have one',
+    default: '',
+    defaultText: '""',
+    secret: true,
+    parse: parsers.string,
+  } satisfies OptionSpec<string>,
   streamPrefix: {
     flag: 'stream-prefix',
     env: 'ORION_STREAM_PREFIX',
@@ -64,6 +92,16 @@ export const redisOptions = {
     },
   } satisfies OptionSpec<string>,
 };
+
+/** `host:port,host:port` (IPv6 in brackets) into a list; each port is required. */
+export function parseSentinels(raw: string): string[] {
+  const list = raw.split(',').map((x) => x.trim()).filter((x) => x !== '');
+  for (const x of list) {
+    const m = /^\[?([A-Za-z0-9.:_-]+?)\]?:(\d{1,5})$/.exec(x);
+    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new Error(`'${x}' is not host:port (a comma-separated list of Sentinels)`);
+  }
+  return list;
+}
 
 export const logOption = {
   logLevel: {

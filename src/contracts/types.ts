@@ -83,6 +83,8 @@ export interface NodeHealth {
   instance_id?: string;
   /** Other worker processes seen publishing under this node id in the last minute. */
   duplicate_instances?: string[];
+  /** Redis's clock minus the node's own (ms); `last_seen` is on Redis's clock. */
+  clock_offset_ms?: number;
 }
 
 export interface DeadLetter {

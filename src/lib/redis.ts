@@ -13,6 +13,17 @@ export interface RedisSettings {
   redisUsername: string;
   redisTls: boolean;
   redisTlsCa: string;
+  /** Sentinels (`host:port`); when there are any, the master is found through them. */
+  redisSentinels?: readonly string[];
+  /** The master's name at the Sentinels. @defaultValue mymaster */
+  redisMasterName?: string;
+  redisSentinelPassword?: string;
+}
+
+/** `host:port` or `[v6]:port` into its parts. */
+function hostPort(addr: string): { host: string; port: number } {
+  const m = /^\[?([^\]]*?)\]?(?::(\d+))?$/.exec(addr);
+  return { host: m?.[1] || 'localhost', port: m?.[2] ? Number(m[2]) : 6379 };
 }
 
 /** ioredis options for an address `host:port` or a `redis://` / `rediss://` URL. */
@@ -34,9 +45,9 @@ export function redisOptionsFor(s: RedisSettings): RedisOptions {
     if (db) opts.db = Number(db);
     if (u.protocol === 'rediss:') tls = true;
   } else {
-    const m = /^\[?([^\]]*?)\]?(?::(\d+))?$/.exec(s.redisAddr);
-    opts.host = m?.[1] || 'localhost';
-    opts.port = m?.[2] ? Number(m[2]) : 6379;
+    const where = hostPort(s.redisAddr);
+    opts.host = where.host;
+    opts.port = where.port;
   }
   if (s.redisPassword) opts.password = s.redisPassword;
   if (s.redisUsername) opts.username = s.redisUsername;
@@ -46,7 +57,31 @@ export function redisOptionsFor(s: RedisSettings): RedisOptions {
     const sni = isIP(opts.host) === 0 ? { servername: opts.host } : {};
     opts.tls = s.redisTlsCa ? { ca: readFileSync(s.redisTlsCa), ...sni } : sni;
   }
+  if (s.redisSentinels?.length) withSentinels(opts, s, tls);
   return opts;
+}
+
+/**
+ * Find the master through Sentinels and follow its failovers: ioredis asks them for the
+ * master's address on every (re)connect, so a connection to a master that died reconnects to
+ * the one they name next. Writes refused meanwhile (READONLY) are the callers' passing faults
+ * (src/lib/transient.ts). ioredis's failover detector stays off: with it (ioredis 5.11), a
+ * switch of master left connections failing with "Connection is closed" for good (fault row 33).
+ */
+function withSentinels(opts: RedisOptions, s: RedisSettings, tls: boolean): void {
+  delete opts.host;
+  delete opts.port;
+  opts.sentinels = (s.redisSentinels ?? []).map(hostPort);
+  opts.name = s.redisMasterName || 'mymaster';
+  if (s.redisSentinelPassword) opts.sentinelPassword = s.redisSentinelPassword;
+  // Keep asking the Sentinels while none answers (never give up), at most every 2 s.
+  opts.sentinelRetryStrategy = (times) => Math.min(times * 100, 2000);
+  if (tls) {
+    // TLS to the master found; the Sentinels are reached the same way.
+    opts.enableTLSForSentinelMode = true;
+    opts.sentinelTLS = opts.tls;
+    if (opts.tls && 'servername' in opts.tls) delete opts.tls.servername;
+  }
 }
 
 /**
@@ -74,6 +109,7 @@ export function connectRedis(s: RedisSettings | RedisOptions, log: Logger, name:
 
 /** Where to tell a person the connection goes, without secrets. */
 export function describeRedis(s: RedisSettings): string {
+  if (s.redisSentinels?.length) return `sentinel master ${s.redisMasterName || 'mymaster'} via ${s.redisSentinels.join(',')}`;
   if (/^rediss?:\/\//.test(s.redisAddr)) {
     const u = new URL(s.redisAddr);
     u.password = '';

@@ -18,6 +18,7 @@ import { startHttpServer, type HttpServerHandle } from '../lib/http.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { ROUTER_GROUP, names, type Names } from '../lib/names.js';
 import { connectRedis, describeRedis } from '../lib/redis.js';
+import { RedisWatch } from '../lib/redis-watch.js';
 import { Board } from './board.js';
 import { GroupReader } from './consumer.js';
 import { DeadlineSweeper } from './deadlines.js';
@@ -64,6 +65,8 @@ export interface BridgeDeps {
   trimEveryMs?: number;
   /** Step of the live page's charts (one read of the cluster counters each). @defaultValue 5000 */
   timelineStepMs?: number;
+  /** How often Redis's clock and maxmemory-policy are read. @defaultValue 5000 */
+  redisWatchMs?: number;
 }
 
 export interface BridgeHandle {
@@ -102,6 +105,8 @@ interface Parts {
   balancing: Balancing;
   decisions: DecisionFeed;
   timeline: Timeline;
+  /** Redis's clock (every deadline and freshness judgement) and its maxmemory-policy. */
+  watch: RedisWatch;
   depths(): Promise<ReadonlyMap<string, QueueDepth>>;
 }
 
@@ -125,8 +130,10 @@ function assemble(config: RouterConfig, deps: BridgeDeps, root: Logger): Parts {
   const claims = connectRedis(config, root, 'orion-router-claims');
   defineBusCommands(cmd);
   defineBusCommands(claims);
+  const watch = new RedisWatch(cmd, part('redis'), deps.redisWatchMs ?? 5000);
+  const now = (): number => watch.clock.now();
   const thresholds = thresholdsOf(config);
-  const registry = new Registry({ redis: cmd, n, thresholds, log: part('registry'), refreshMs: deps.refreshMs, loadingTtlMs: deps.loadingTtlMs });
+  const registry = new Registry({ redis: cmd, n, thresholds, log: part('registry'), refreshMs: deps.refreshMs, loadingTtlMs: deps.loadingTtlMs, now });
   const decisions = new DecisionFeed();
   const dispatcher = new Dispatcher({ redis: cmd, n, log: part('dispatcher'), addTimeoutMs: deps.addTimeoutMs, depthCacheMs: deps.depthCacheMs, decisions });
   const depths = (): Promise<ReadonlyMap<string, QueueDepth>> =>
@@ -135,7 +142,7 @@ function assemble(config: RouterConfig, deps: BridgeDeps, root: Logger): Parts {
   const metrics = new RouterMetrics({ snapshot: () => registry.current(), depths, waiting: () => heldCount() });
   const stats = new BridgeStats(n, consumer, metrics);
   const balancing = new Balancing({ config, redis: cmd, n, registry, dispatcher, stats, log: part });
-  const common = { redis: cmd, n, registry, dispatcher, stats, placer: balancing.placer };
+  const common = { redis: cmd, n, registry, dispatcher, stats, placer: balancing.placer, now };
   const intake = new Intake({ ...common, claims, log: part('intake'), maxAttempts: config.maxAttempts, decisions });
   heldCount = () => intake.heldCount();
   const rerouter = new RerouteHandler({ ...common, log: part('reroute') });
@@ -144,7 +151,8 @@ function assemble(config: RouterConfig, deps: BridgeDeps, root: Logger): Parts {
     // depth 8: batches are read and claimed, routed and sent, and waited for all at once
     // (Intake.handle), so that neither the bridge nor Redis waits for the other under a
     // backlog. 8 drained faster than 3 or 5, and as fast as 16 (P1 in BENCHMARKS.md).
-    new GroupReader({ ...readerBase, blocking: blocking[0], stream: n.requests, depth: 8, log: part('consumer'), handle: (e) => intake.handle(e) }),
+    // Under a maxmemory-policy that evicts, no new request is read (SPEC.md section 7).
+    new GroupReader({ ...readerBase, blocking: blocking[0], stream: n.requests, depth: 8, log: part('consumer'), handle: (e) => intake.handle(e), paused: () => watch.policy.refusing() }),
     new GroupReader({ ...readerBase, blocking: blocking[1], stream: n.reroute, log: part('reroute'), handle: (e) => rerouter.handle(e) }),
   ];
   intake.reader = readers[0];
@@ -162,9 +170,10 @@ function assemble(config: RouterConfig, deps: BridgeDeps, root: Logger): Parts {
     intake,
     rerouter,
     deadNodes: new DeadNodeSweeper({ ...common, log: part('dead-nodes'), consumer }),
-    deadlines: new DeadlineSweeper({ redis: cmd, n, dispatcher, intake, stats, log: part('deadlines'), tickMs: deps.deadlineTickMs }),
+    deadlines: new DeadlineSweeper({ redis: cmd, n, dispatcher, intake, stats, log: part('deadlines'), tickMs: deps.deadlineTickMs, now }),
     board: new Board({ redis: cmd, n, dispatcher, adminUser: config.adminUser, adminPassword: config.adminPassword, log: part('board') }),
     readers,
+    watch,
     balancing,
     decisions,
     timeline: new Timeline({ redis: cmd, n, local: () => stats.snapshot(), stepMs: deps.timelineStepMs }),
@@ -189,14 +198,16 @@ function every(ms: number, fn: () => Promise<void>): NodeJS.Timeout {
 export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}): Promise<BridgeHandle> {
   const root = deps.log ?? createLogger({ level: config.logLevel, base: { service: SERVICE } });
   const p = assemble(config, deps, root);
-  const { log, n, cmd, registry, intake, rerouter, deadNodes, deadlines, board, stats } = p;
+  const { log, n, cmd, registry, intake, rerouter, deadNodes, deadlines, board, stats, watch } = p;
+  // Redis's clock and policy before anything is judged or read (bounded: Redis may be down).
+  await watch.start();
 
   // After every refresh: count the queues and learn, show new node queues, try held requests and
   // notices, move dead nodes' jobs, rebalance waiting jobs and keep models warm.
   registry.onRefresh(async (s) => {
     await p.balancing.afterRefresh(s);
     board.sync(s.known);
-    await intake.retryHeld();
+    if (!watch.policy.refusing()) await intake.retryHeld();
     await rerouter.retryPending();
     await deadNodes.sweep(s);
   });
@@ -236,6 +247,7 @@ export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}):
           held: () => intake.heldCount(),
           boardWritable: board.writable,
         },
+        watch,
       ),
       // The decision stream is long-lived, so not a plain route; everything else goes to Bull Board.
       fallback: (req, res) => {
@@ -290,6 +302,7 @@ async function closeBridge(p: Parts, http: HttpServerHandle, timers: NodeJS.Time
   const steps: [string, () => Promise<unknown>][] = [
     ['stream readers', () => Promise.all(p.readers.map((r) => r.stop()))],
     ['registry', () => p.registry.stop()],
+    ['redis watch', async () => p.watch.stop()],
     ['deadlines', () => p.deadlines.stop()],
     ['timeline', () => p.timeline.stop()],
     ['dead nodes', () => p.deadNodes.stop()],
@@ -313,9 +326,9 @@ async function closeBridge(p: Parts, http: HttpServerHandle, timers: NodeJS.Time
   log.info({}, 'bridge closed');
 }
 
-function httpRoutes(ctx: HandlerContext, page: ClusterContext) {
+function httpRoutes(ctx: HandlerContext, page: ClusterContext, watch: RedisWatch) {
   return {
-    '/health': () => healthHandler(),
+    '/health': () => healthHandler(() => watch.view()),
     '/stats': () => statsHandler(ctx),
     '/nodes': () => nodesHandler(ctx),
     '/metrics': () => metricsHandler(ctx),

@@ -42,6 +42,8 @@ export interface GroupReaderOptions {
    */
   depth?: number;
   log: Logger;
+  /** While true, nothing new is read (what is pending stays pending); checked before each read. */
+  paused?: () => boolean;
   /** Handle a batch; the handler acks (`reader.ack`) what it has finished. Must not throw. */
   handle(entries: StreamEntry[]): Promise<void>;
 }
@@ -105,6 +107,10 @@ export class GroupReader {
         if (needGroup) {
           await this.ensureGroup();
           needGroup = false;
+        }
+        if (this.o.paused?.()) {
+          await sleep(Math.min(this.o.blockMs ?? 1000, 250));
+          continue;
         }
         let entries: StreamEntry[];
         if (cursor !== undefined) {

@@ -5,6 +5,7 @@
 import type { Redis } from 'ioredis';
 import type { HandlerResult } from '../lib/http.js';
 import { ROUTER_GROUP, type Names } from '../lib/names.js';
+import { clockWarning } from '../lib/redis-clock.js';
 import { VERSION } from '../lib/version.js';
 import { withTimeout } from '../lib/time.js';
 import type { QueueDepth, RouterMetrics } from './metrics.js';
@@ -38,8 +39,9 @@ export interface HandlerContext {
   redisTimeoutMs?: number;
 }
 
-export function healthHandler(): HandlerResult {
-  return { status: 200, body: { status: 'ok', service: SERVICE, version: VERSION } };
+/** The guide's three keys, then `redis` (maxmemory-policy, whether work is taken, clock offset). */
+export function healthHandler(redis?: () => Record<string, unknown>): HandlerResult {
+  return { status: 200, body: { status: 'ok', service: SERVICE, version: VERSION, ...(redis ? { redis: redis() } : {}) } };
 }
 
 /**
@@ -113,6 +115,9 @@ export function nodesHandler(ctx: Pick<HandlerContext, 'snapshot' | 'readmit' | 
     const view = s.views.get(id)!;
     const doc: Record<string, unknown> = { ...(s.published.get(id) ?? view.health) };
     for (const k of ['eligible', 'excluded_reason', 'hysteresis', 'readmit_below', 'warning', 'queue_waiting', 'queue_running']) delete doc[k];
+    const clock = clockWarning(typeof doc['clock_offset_ms'] === 'number' ? doc['clock_offset_ms'] : undefined);
+    delete doc['clock_warning'];
+    if (clock) doc['clock_warning'] = clock;
     doc['eligible'] = view.eligible;
     if (!view.eligible) doc['excluded_reason'] = view.excludedReason;
     if (view.hysteresis) {

@@ -196,7 +196,10 @@ export interface HealthInput {
   instanceId?: string;
   /** Other processes seen publishing under this node id lately. */
   duplicateInstances?: string[];
+  /** Redis's clock, ms since the epoch (`last_seen` is stamped on it); the local clock when unset. */
   now?: number;
+  /** Redis's clock minus this machine's, when measured. */
+  clockOffsetMs?: number;
 }
 
 /** The health document, in the guide's field order, numbers rounded to one decimal. */
@@ -223,6 +226,7 @@ export function buildHealth(h: HealthInput): NodeHealth {
   if (!available) doc.reason = h.unavailableReason ?? (h.ollama.ok ? 'unavailable' : h.ollama.reason);
   if (h.instanceId !== undefined) doc.instance_id = h.instanceId;
   if (h.duplicateInstances !== undefined && h.duplicateInstances.length > 0) doc.duplicate_instances = h.duplicateInstances;
+  if (h.clockOffsetMs !== undefined) doc.clock_offset_ms = Math.round(h.clockOffsetMs);
   return doc;
 }
 

@@ -12,6 +12,8 @@ export interface WorkerStatus {
   active: number;
   /** Whether Ollama answered the last probe and the worker takes jobs. */
   available: boolean;
+  /** Redis's maxmemory-policy, whether work is taken under it, and the clock offset. */
+  redis?: Record<string, unknown>;
 }
 
 /** `GET /health`: the guide's five keys in the guide's order, then a few more. */
@@ -29,6 +31,7 @@ export function healthHandler(status: () => WorkerStatus): () => HandlerResult {
         concurrency: s.concurrency,
         active: s.active,
         available: s.available,
+        ...(s.redis ? { redis: s.redis } : {}),
       },
     };
   };

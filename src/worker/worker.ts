@@ -19,6 +19,7 @@ import { startHttpServer, type HttpServerHandle } from '../lib/http.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { names } from '../lib/names.js';
 import { connectRedis, describeRedis, redisOptionsFor } from '../lib/redis.js';
+import { RedisWatch } from '../lib/redis-watch.js';
 import { VERSION } from '../lib/version.js';
 import {
   CpuMeter,
@@ -123,6 +124,11 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
   /** Installed models the last time Ollama answered. */
   let lastInstalled: string[] | undefined;
 
+  const redisOpts = redisOptionsFor(config);
+  const redis = connectRedis(redisOpts, log, `orion-worker:${nodeId}`);
+  defineBusCommands(redis);
+  // Redis's clock and maxmemory-policy, read at start and on every beat.
+  const redisWatch = new RedisWatch(redis, log, config.heartbeatInterval, () => void publishHealth());
   const http: HttpServerHandle = await startHttpServer({
     host: config.httpAddr,
     port: config.httpPort,
@@ -133,15 +139,16 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
         ollamaHost: config.ollamaHost,
         concurrency,
         active,
-        available: !closing && ollama?.ok === true,
+        available: !closing && ollama?.ok === true && !redisWatch.policy.refusing(),
+        redis: redisWatch.view(),
       })),
       '/metrics': metricsHandler(metrics.registry),
     },
+  }).catch((err: unknown) => {
+    redis.disconnect();
+    throw err;
   });
 
-  const redisOpts = redisOptionsFor(config);
-  const redis = connectRedis(redisOpts, log, `orion-worker:${nodeId}`);
-  defineBusCommands(redis);
   const connection: ConnectionOptions = { ...redisOpts, connectionName: `orion-worker-bull:${nodeId}` };
   const probeClient = new Ollama({
     host: config.ollamaHost,
@@ -169,7 +176,18 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
       metrics.active.set(active);
       try {
         return await processJob(
-          { redis, n, nodeId, ollamaHost: config.ollamaHost, ollamaTimeoutMs: config.ollamaTimeout, jobKey, log, metrics, onOllamaUnreachable: ollamaUnreachable },
+          {
+            redis,
+            n,
+            nodeId,
+            ollamaHost: config.ollamaHost,
+            ollamaTimeoutMs: config.ollamaTimeout,
+            jobKey,
+            log,
+            metrics,
+            onOllamaUnreachable: ollamaUnreachable,
+            now: () => redisWatch.clock.now(),
+          },
           job,
           signal,
         );
@@ -218,7 +236,7 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
       if (jobWorker.isPaused()) jobWorker.resume();
       else if (!jobWorker.isRunning()) jobWorker.run().catch(onBullError('job-worker'));
     } else {
-      log.warn({ reason }, 'not taking jobs until Ollama answers');
+      log.warn({ reason }, 'not taking jobs');
       void jobWorker.pause(true).catch(onBullError('job-worker'));
     }
   };
@@ -243,7 +261,9 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
       concurrency,
       active,
       waiting: (counts['wait'] ?? 0) + (counts['prioritized'] ?? 0),
-      ...(closing ? { unavailableReason: 'shutting down' } : {}),
+      ...unavailable(),
+      now: redisWatch.clock.now(),
+      clockOffsetMs: redisWatch.clock.offsetMs(),
       instanceId: duplicates.instanceId,
       duplicateInstances: duplicates.current(Date.now()),
     });
@@ -253,8 +273,20 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
     if (doc.temp_celsius === null) metrics.temp.reset();
     else metrics.temp.set(doc.temp_celsius);
     metrics.ollamaUp.set(status.ok ? 1 : 0);
-    setTakingJobs(status.ok, status.ok ? 'ollama answers' : status.reason);
+    const refusing = redisWatch.policy.refusing();
+    setTakingJobs(status.ok && !refusing, refusing ? evictingReason() : status.ok ? 'ollama answers' : status.reason);
     return doc;
+  }
+
+  function evictingReason(): string {
+    return `redis maxmemory-policy ${redisWatch.policy.current().policy} evicts keys`;
+  }
+
+  /** Why the node reports itself unavailable whatever Ollama says, if it does. */
+  function unavailable(): { unavailableReason?: string } {
+    if (closing) return { unavailableReason: 'shutting down' };
+    if (redisWatch.policy.refusing()) return { unavailableReason: evictingReason() };
+    return {};
   }
 
   /** Health writes run one after another, so an older document never overwrites a newer one. */
@@ -287,7 +319,9 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
     void publishHealth();
   }
 
-  // Publish once now (and start taking jobs if Ollama answers), then on every beat.
+  // Read Redis's clock and policy, publish once now (and start taking jobs if Ollama answers
+  // and the policy allows), then on every beat.
+  await redisWatch.start();
   await publishHealth();
   const heartbeatQueue = new Queue(nodeId, { connection, prefix: n.heartbeatQueuePrefix }, HeldConnection);
   heartbeatQueue.on('error', onBullError('heartbeat-queue'));
@@ -302,6 +336,7 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
   // it. When no beat has landed for three intervals (and none is stuck waiting on Redis),
   // schedule it again and publish directly, so the node does not look dead while it is not.
   const watchdog = setInterval(() => {
+    reviveLoops();
     if (closing || healthPending > 0 || Date.now() - lastHealthAt < 3 * config.heartbeatInterval) return;
     log.warn({}, 'no heartbeat for three intervals: scheduling it again');
     void schedule().catch(onBullError('heartbeat-queue'));
@@ -319,6 +354,21 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
   heartbeatWorker.on('error', onBullError('heartbeat-worker'));
   // Started means connected: a close() from here on never meets a connection still connecting.
   await settled([nodeQueue, jobWorker, heartbeatQueue, heartbeatWorker]);
+
+  /**
+   * A write that Redis refuses inside BullMQ (out of memory, a replica after a failover) ends a
+   * BullMQ worker's loop for good: BullMQ retries only connection errors. The watchdog starts a
+   * loop that ended so again, once per beat, while the node should be taking jobs.
+   */
+  function reviveLoops(): void {
+    if (closing) return;
+    const revive = (w: Worker, source: string): void => {
+      log.warn({ source }, 'queue loop stopped (Redis refused a write inside BullMQ): starting it again');
+      w.run().catch(onBullError(source));
+    };
+    if (takingJobs && !jobWorker.isRunning() && !jobWorker.isPaused()) revive(jobWorker, 'job-worker');
+    if (!heartbeatWorker.isRunning() && !heartbeatWorker.isPaused()) revive(heartbeatWorker, 'heartbeat-worker');
+  }
 
   log.info(
     {
@@ -344,6 +394,7 @@ export async function createWorker(config: WorkerConfig, deps: WorkerDeps = {}):
   async function doClose(opts: CloseOptions): Promise<void> {
     closing = true;
     clearInterval(watchdog);
+    redisWatch.stop();
     log.info({ active, force: !!opts.force }, 'shutting down: finishing running jobs');
     const step = async (what: string, fn: () => Promise<unknown>): Promise<void> => {
       log.debug({ step: what }, 'shutdown step');

@@ -1,11 +1,12 @@
 /**
  * Helpers of the rows about Redis itself (30-33): a Brain that counts which of its sends Redis
- * accepted (a Redis out of memory refuses some), and a check that every accepted request got
- * exactly one final answer and nothing was left behind.
+ * accepted (a Redis out of memory refuses some), a check that every accepted request got
+ * exactly one final answer and nothing was left behind, and a worker on a skewed clock.
  */
+import { execFileSync, spawn } from 'node:child_process';
 import { expect } from 'vitest';
 import type { InferenceResponse } from '../../src/contracts/types.js';
-import { sleep, tally, waitFor, type World } from './harness.js';
+import { BIN, FAST, Proc, sleep, tally, waitFor, type World } from './harness.js';
 
 /** The Brain sending steadily, keeping only the ids Redis accepted (see `startAcceptedFlow`). */
 export interface AcceptedFlow {
@@ -77,4 +78,34 @@ export async function drained(w: World, nodes: string[]): Promise<void> {
 /** Fails with the error answers listed. */
 export function expectNoErrors(o: Outcome): void {
   expect(o.errors).toEqual([]);
+}
+
+/**
+ * A worker whose machine clock is `offset` off (`faketime -f +60s`: every clock call of the
+ * process is shifted; libfaketime, Debian's `faketime`), with the fault suite's intervals.
+ */
+export function startSkewedWorker(w: World, id: string, offset: string, extra: string[] = []): Proc {
+  const args = [
+    ...w.common(),
+    '--node-id', id,
+    '--ollama-host', w.simUrl(id),
+    '--concurrency', '2',
+    '--heartbeat-interval', FAST.heartbeat,
+    '--health-ttl', FAST.healthTtl,
+    '--lock-duration', FAST.lockDuration,
+    ...extra,
+  ];
+  const child = spawn('faketime', ['-f', offset, process.execPath, BIN.worker, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
+  const p = new Proc(`worker ${id} (clock ${offset})`, child);
+  w.procs.add(p);
+  return p;
+}
+
+/** Fails the row at once when Debian's `faketime` is missing (.ci/run installs it). */
+export function requireFaketime(): void {
+  try {
+    execFileSync('faketime', ['-f', '+0s', 'true'], { stdio: 'ignore' });
+  } catch {
+    throw new Error('faketime is not installed: apt-get install faketime (.ci/run does)');
+  }
 }

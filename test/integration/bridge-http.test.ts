@@ -13,12 +13,17 @@ afterAll(async () => {
 const json = async (r: Response): Promise<unknown> => r.json();
 
 describe('the bridge answers its endpoints as the guide shows them', () => {
-  it('GET /health is exactly the guide\'s document', async () => {
+  it('GET /health is the guide\'s document, then what the bridge sees of Redis', async () => {
     const s = h.scope();
     const b = await s.start();
     const r = await s.get('/health', b);
     expect(r.status).toBe(200);
-    expect(await r.text()).toBe('{"status":"ok","service":"orion-inference-router","version":"0.1.0"}');
+    const text = await r.text();
+    expect(text.startsWith('{"status":"ok","service":"orion-inference-router","version":"0.1.0",')).toBe(true);
+    const body = JSON.parse(text) as Record<string, unknown>;
+    expect(Object.keys(body)).toEqual(['status', 'service', 'version', 'redis']);
+    expect(body['redis']).toMatchObject({ maxmemory_policy: 'noeviction', evicting: false, taking_work: true });
+    expect(Math.abs((body['redis'] as { clock_offset_ms: number }).clock_offset_ms)).toBeLessThan(1000);
   });
 
   it('GET /stats starts with the guide\'s four counters of this bridge, then the others and the cluster totals', async () => {

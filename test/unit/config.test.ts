@@ -14,6 +14,9 @@ describe('router configuration', () => {
       redisUsername: '',
       redisTls: false,
       redisTlsCa: '',
+      redisSentinels: [],
+      redisMasterName: 'mymaster',
+      redisSentinelPassword: '',
       streamPrefix: 'orion:inference',
       httpPort: 8080,
       httpAddr: '0.0.0.0',
@@ -35,6 +38,12 @@ describe('router configuration', () => {
       claimIdle: 30_000,
       logLevel: 'info',
     });
+  });
+
+  it('takes Sentinels as host:port,host:port and refuses anything else', () => {
+    expect(load(['--redis-sentinels', '10.0.0.1:26379, sentinel-b:26380,[::1]:26381', '--redis-master-name', 'orion']).redisSentinels).toEqual(['10.0.0.1:26379', 'sentinel-b:26380', '[::1]:26381']);
+    expect(problems(['--redis-sentinels', '10.0.0.1']).join('\n')).toMatch(/--redis-sentinels '10.0.0.1': '10.0.0.1' is not host:port/);
+    expect(problems(['--redis-master-name', 'a b']).join('\n')).toMatch(/--redis-master-name 'a b'/);
   });
 
   it('knows only balanced and guide as --routing', () => {

@@ -28,4 +28,14 @@ describe('Redis connection options', () => {
     expect(redisOptionsFor({ ...base, redisAddr: '127.0.0.1:6380', redisTls: true }).tls).toEqual({});
     expect(redisOptionsFor({ ...base, redisAddr: 'rediss://[::1]:6380' }).tls).toEqual({});
   });
+
+  it('finds the master through Sentinels when they are given, and says so without secrets', () => {
+    const s = { ...base, redisPassword: 'pw', redisSentinels: ['10.0.0.1:26379', '[::1]:26380'], redisMasterName: 'orion', redisSentinelPassword: 'spw' };
+    const o = redisOptionsFor(s);
+    expect(o).toMatchObject({ sentinels: [{ host: '10.0.0.1', port: 26379 }, { host: '::1', port: 26380 }], name: 'orion', sentinelPassword: 'spw', password: 'pw' });
+    expect(o.host).toBeUndefined();
+    expect(o.port).toBeUndefined();
+    expect(describeRedis(s)).toBe('sentinel master orion via 10.0.0.1:26379,[::1]:26380');
+    expect(redisOptionsFor({ ...base, redisSentinels: [] }).sentinels).toBeUndefined();
+  });
 });
