@@ -2,10 +2,11 @@
 /** `npm run demo`: the whole ORION system on simulated Pis, with a live view and a summary. */
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parseArgv, parsers, resolveOptions } from '../config/options.js';
+import { booleanFlagsOf, helpText, parseArgv, parsers, resolveOptions } from '../config/options.js';
 import { DEFAULT_PREFIX } from '../lib/names.js';
 import { ConfigError } from '../lib/errors.js';
 import { DEMO_PREFIX, runDemo } from '../demo/demo.js';
+import { styleFor } from '../demo/view.js';
 
 const options = {
   duration: { flag: 'duration', env: 'ORION_DEMO_DURATION', description: 'How long the Brain sends requests', default: 60_000, defaultText: '60s', parse: parsers.duration(1000) },
@@ -18,9 +19,9 @@ const options = {
   logFile: { flag: 'log-file', env: 'ORION_DEMO_LOG_FILE', description: 'Where the components\' JSON logs go', default: '.orion-demo/demo.log', defaultText: '.orion-demo/demo.log', parse: parsers.string },
 };
 
-const { flags } = parseArgv(process.argv.slice(2), new Set(['plain']));
-if (flags['help']) {
-  console.log('npm run demo -- [--duration 60s] [--speed 20] [--rate 3] [--redis-addr host:port] [--plain] [--summary-json file]');
+const { flags } = parseArgv(process.argv.slice(2), booleanFlagsOf(options));
+if (flags['help'] || flags['h']) {
+  process.stdout.write(helpText('npm run demo --', 'the whole ORION system on simulated Pis, with a live view and a summary (colour on a terminal unless NO_COLOR is set)', options));
   process.exit(0);
 }
 try {
@@ -37,6 +38,8 @@ try {
     rate: cfg.rate,
     prefix: cfg.prefix,
     live: !cfg.plain && process.stdout.isTTY === true,
+    style: styleFor(process.stdout.isTTY === true),
+    size: () => ({ columns: process.stdout.columns || 80, rows: process.stdout.rows || 24 }),
     logFile: resolve(cfg.logFile),
     out: (t) => process.stdout.write(t),
     signal: ac.signal,

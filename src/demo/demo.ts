@@ -19,7 +19,7 @@ import { startSimulatorCluster, type SimulatorCluster } from '../simulator/index
 import { createWorker, type WorkerHandle } from '../worker/worker.js';
 import { Brain } from './brain.js';
 import { portOr, realOllama, redisAnswers, startOwnRedis, type OwnRedis } from './infra.js';
-import { newTally, nodeTable, record, screen, summarize, summaryText, type NodeRow, type Summary } from './view.js';
+import { PLAIN, newTally, nodeTable, record, screen, summarize, summaryText, type NodeRow, type ScreenSize, type Style, type Summary } from './view.js';
 
 export interface DemoOptions {
   durationS: number;
@@ -32,6 +32,10 @@ export interface DemoOptions {
   prefix: string | undefined;
   /** Redraw in place (a terminal) or print line by line. */
   live: boolean;
+  /** Colours (a terminal without NO_COLOR) or none. */
+  style?: Style;
+  /** The terminal's size for the live view. @defaultValue 80x24 */
+  size?: () => ScreenSize;
   logFile: string;
   out: (text: string) => void;
   /** Stops the demo early (Ctrl-C). */
@@ -146,12 +150,14 @@ export async function runDemo(o: DemoOptions): Promise<Summary> {
       await listening;
     });
 
+    // Short lines, the URLs first on theirs, so that they stay whole on an 80-column terminal.
     const header = [
-      'ORION inference demo: two simulated Raspberry Pi 5 nodes, a worker on each, the bridge, a scripted Brain',
-      `  Redis ${redisAddr} (prefix ${prefix})   simulated time x${o.speed}   ${o.rate} requests/s for ${o.durationS} s`,
-      `  Bull Board ${base}/admin/queues   nodes ${base}/nodes   stats ${base}/stats   metrics ${base}/metrics`,
-      `  try: redis-cli ${redisCliArgs(redisAddr)}HGETALL ${n.health}   curl ${base}/nodes`,
-      `  logs ${o.logFile}   Ctrl-C stops`,
+      `ORION inference demo: 2 simulated Pi 5s, x${o.speed} time, ${o.rate} req/s, ${o.durationS} s`,
+      `  Bull Board ${base}/admin/queues   Ctrl-C stops`,
+      `  ${base}/nodes   ${base}/stats`,
+      `  ${base}/metrics`,
+      `  redis-cli ${redisCliArgs(redisAddr)}HGETALL ${n.health}`,
+      `  Redis ${redisAddr} (prefix ${prefix}); logs ${o.logFile}`,
     ];
     if (!o.live) header.forEach(say);
 
@@ -197,7 +203,7 @@ export async function runDemo(o: DemoOptions): Promise<Summary> {
         nextSend += interval;
       }
       await refreshRows();
-      if (o.live) o.out('\x1b[H\x1b[2J' + screen(header, rows, tally, events, elapsed, o.durationS) + '\n');
+      if (o.live) o.out('\x1b[H\x1b[2J' + screen(header, rows, tally, events, elapsed, o.durationS, o.size?.(), o.style ?? PLAIN));
       else if (now - lastPlain >= 5000) {
         lastPlain = now;
         say(`-- ${elapsed.toFixed(0)} s: sent ${tally.sent}, answered ${tally.answered}, sticky ${tally.sticky}, fallback ${tally.fallback}, cold loads ${tally.coldLoads}`);

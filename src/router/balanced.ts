@@ -38,6 +38,11 @@ export interface BalancedOptions {
   coldMarginMs?: number;
   /** Share of an answer a running job still has ahead of it, on average. @defaultValue 0.5 */
   runningResidual?: number;
+  /**
+   * While the model is loaded on some eligible node, load it elsewhere only on a node with a
+   * free slot (spare capacity). @defaultValue true
+   */
+  coldOnlyWhenFree?: boolean;
 }
 
 export const DEFAULT_COLD_MARGIN_MS = 2_000;
@@ -173,11 +178,14 @@ export function balancedFrom(
     if (!ok(n)) continue;
     const e = n === g ? gEta : etaOn(n, want, true, load, learner, o);
     if (warm === undefined || e.etaMs < warm.e.etaMs) warm = { n, e };
+    // Nothing starts sooner than at once, and later nodes lose ties.
+    if (warm.e.etaMs <= 0) break;
   }
   const margin = warm === undefined ? 0 : (o?.coldMarginMs ?? DEFAULT_COLD_MARGIN_MS);
   // Cold: weighed only when a load could beat the best warm node; else only asked whether one
   // could have started at once (the counter of cold loads avoided).
-  const weigh = warm === undefined || warm.e.etaMs > learner.loadFloorMs(want) + margin;
+  const floor = learner.loadFloorMs(want);
+  const weigh = warm === undefined || warm.e.etaMs > floor + margin;
   const pool = c.installed.length > 0 || warm !== undefined ? c.installed : c.unknown;
   let cold: { n: NodeView; e: Eta } | undefined;
   let coldFree = false;
@@ -191,9 +199,17 @@ export function balancedFrom(
       }
       continue;
     }
+    // While the model is warm somewhere, a load goes only to a node with a free slot: loading
+    // behind a queue delays that queue by the load and evicts models it may need.
+    if (warm !== undefined && (o?.coldOnlyWhenFree ?? true) && n !== g) {
+      const l = load(n.health.node_id, want);
+      if (l.waiting + l.running >= slotsOf(n)) continue;
+    }
     const e = n === g ? gEta : etaOn(n, want, false, load, learner, o);
     coldFree ||= e.free;
+    if (warm !== undefined && !e.free && (o?.coldOnlyWhenFree ?? true)) continue;
     if (cold === undefined || e.etaMs < cold.e.etaMs) cold = { n, e };
+    if (cold.e.etaMs <= floor) break;
   }
   const best = cold !== undefined && (warm === undefined || cold.e.etaMs + margin < warm.e.etaMs) ? { ...cold, warm: false } : warm && { ...warm, warm: true };
   if (best === undefined) return keep();

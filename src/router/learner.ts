@@ -62,13 +62,26 @@ function ewma(prev: Ewma | undefined, x: number): Ewma {
   return { v: prev.v + LEARN_ALPHA * (x - prev.v), n: prev.n + 1 };
 }
 
-const key = (node: string, model: string): string => `${node}\u0000${model}`;
+/** Per node, per model: nested maps, so a lookup builds no key string. */
+type Table = Map<string, Map<string, Ewma>>;
+const getIn = (t: Table, node: string, model: string): Ewma | undefined => t.get(node)?.get(model);
+function setIn(t: Table, node: string, model: string, e: Ewma): void {
+  let row = t.get(node);
+  if (row === undefined) t.set(node, (row = new Map()));
+  row.set(model, e);
+}
+function flatten(t: Table): Record<string, Ewma> {
+  const out: Record<string, Ewma> = {};
+  for (const [node, row] of t) for (const [m, e] of row) out[`${node}\u0000${m}`] = e;
+  return out;
+}
 const finite = (x: number | undefined): x is number => typeof x === 'number' && Number.isFinite(x) && x >= 0;
 
 export class CostLearner {
   readonly defaults: LearnerDefaults;
-  private readonly answer = new Map<string, Ewma>();
-  private readonly load = new Map<string, Ewma>();
+  private readonly answer: Table = new Map();
+  private readonly load: Table = new Map();
+  private readonly normalized = new Map<string, string>();
   /** Per node, MB/s. */
   private readonly rate = new Map<string, Ewma>();
   /** Per model, MB on disk (from whoever knows: `/api/tags`, a catalogue, a test). */
@@ -83,19 +96,27 @@ export class CostLearner {
     this.defaults = { loadMs: defaults.loadMs ?? DEFAULT_LOAD_TIME_MS, answerMs: defaults.answerMs ?? DEFAULT_ANSWER_TIME_MS };
   }
 
+  private norm(model: string): string {
+    let m = this.normalized.get(model);
+    if (m === undefined) {
+      m = normalizeModel(model);
+      if (this.normalized.size < 10_000) this.normalized.set(model, m);
+    }
+    return m;
+  }
+
   /** Remember a model's size on disk, in MB, for estimating loads where it was never loaded. */
   noteSize(model: string, sizeMb: number): void {
-    if (finite(sizeMb) && sizeMb > 0 && this.sizes.get(normalizeModel(model)) !== sizeMb) {
-      this.sizes.set(normalizeModel(model), sizeMb);
+    if (finite(sizeMb) && sizeMb > 0 && this.sizes.get(this.norm(model)) !== sizeMb) {
+      this.sizes.set(this.norm(model), sizeMb);
       this.floors.clear();
     }
   }
 
   /** Learn from one final response of `model` served on `node`. Bad or missing fields are ignored. */
   observe(node: string, model: string, o: Observation, sizeMb?: number): void {
-    const m = normalizeModel(model);
+    const m = this.norm(model);
     if (sizeMb !== undefined) this.noteSize(m, sizeMb);
-    const k = key(node, m);
     const load = finite(o.load_duration_ms) ? o.load_duration_ms : 0;
     let busy: number | undefined;
     if (finite(o.prompt_eval_duration_ms) || finite(o.eval_duration_ms)) {
@@ -103,19 +124,19 @@ export class CostLearner {
     } else if (finite(o.total_duration_ms)) {
       busy = Math.max(0, o.total_duration_ms - load);
     }
-    if (busy !== undefined && busy > 0) this.learn(this.answer, this.answerByModel, k, m, busy);
+    if (busy !== undefined && busy > 0) this.learn(this.answer, this.answerByModel, node, m, busy);
     if (load >= COLD_LOAD_MIN_MS) {
       this.floors.clear();
-      this.learn(this.load, this.loadByModel, k, m, load);
+      this.learn(this.load, this.loadByModel, node, m, load);
       const size = this.sizes.get(m);
       if (size !== undefined) this.rate.set(node, ewma(this.rate.get(node), size / (load / 1000)));
     }
   }
 
-  private learn(map: Map<string, Ewma>, byModel: Map<string, { sum: number; count: number }>, k: string, m: string, x: number): void {
-    const prev = map.get(k);
+  private learn(table: Table, byModel: Map<string, { sum: number; count: number }>, node: string, m: string, x: number): void {
+    const prev = getIn(table, node, m);
     const next = ewma(prev, x);
-    map.set(k, next);
+    setIn(table, node, m, next);
     const agg = byModel.get(m) ?? { sum: 0, count: 0 };
     agg.sum += next.v - (prev?.v ?? 0);
     if (prev === undefined) agg.count += 1;
@@ -124,8 +145,8 @@ export class CostLearner {
 
   /** Expected ms one answer of `model` occupies a job slot on `node` (prompt + generation). */
   answerMs(node: string, model: string): number {
-    const m = normalizeModel(model);
-    const own = this.answer.get(key(node, m));
+    const m = this.norm(model);
+    const own = getIn(this.answer, node, m);
     if (own !== undefined) return own.v;
     const agg = this.answerByModel.get(m);
     if (agg !== undefined && agg.count > 0) return agg.sum / agg.count;
@@ -134,8 +155,8 @@ export class CostLearner {
 
   /** Expected ms a cold load of `model` takes on `node`; `sizeMb` overrides a remembered size. */
   loadMs(node: string, model: string, sizeMb?: number): number {
-    const m = normalizeModel(model);
-    const own = this.load.get(key(node, m));
+    const m = this.norm(model);
+    const own = getIn(this.load, node, m);
     if (own !== undefined) return own.v;
     const size = sizeMb ?? this.sizes.get(m);
     const rate = this.rate.get(node);
@@ -150,12 +171,15 @@ export class CostLearner {
    * looking at cold nodes when waiting on a warm one is already shorter than any load.
    */
   loadFloorMs(model: string): number {
-    const m = normalizeModel(model);
+    const m = this.norm(model);
     let floor = this.floors.get(m);
     if (floor !== undefined) return floor;
     const agg = this.loadByModel.get(m);
     floor = agg !== undefined && agg.count > 0 ? agg.sum / agg.count : this.defaults.loadMs;
-    for (const [k, e] of this.load) if (k.endsWith(`\u0000${m}`) && e.v < floor) floor = e.v;
+    for (const row of this.load.values()) {
+      const e = row.get(m);
+      if (e !== undefined && e.v < floor) floor = e.v;
+    }
     const size = this.sizes.get(m);
     if (size !== undefined) for (const r of this.rate.values()) if (r.v > 0) floor = Math.min(floor, (size / r.v) * 1000);
     this.floors.set(m, floor);
@@ -170,8 +194,8 @@ export class CostLearner {
   toJSON(): LearnerJSON {
     return {
       v: 1,
-      answer: Object.fromEntries(this.answer),
-      load: Object.fromEntries(this.load),
+      answer: flatten(this.answer),
+      load: flatten(this.load),
       rate: Object.fromEntries(this.rate),
       sizes: Object.fromEntries(this.sizes),
     };
@@ -191,11 +215,11 @@ export class CostLearner {
     return l;
   }
 
-  private restore(map: Map<string, Ewma>, byModel: Map<string, { sum: number; count: number }>, k: string, e: Ewma): void {
+  private restore(table: Table, byModel: Map<string, { sum: number; count: number }>, k: string, e: Ewma): void {
     const sep = k.indexOf('\u0000');
     if (sep <= 0) return;
-    map.set(k, e);
     const m = k.slice(sep + 1);
+    setIn(table, k.slice(0, sep), m, e);
     const agg = byModel.get(m) ?? { sum: 0, count: 0 };
     agg.sum += e.v;
     agg.count += 1;

@@ -9,7 +9,12 @@
  *   - no connection: rejects with TypeError('fetch failed') whose cause is the socket error
  *     (ECONNREFUSED, ...), as undici does, so error codes and messages read the same;
  *   - the signal aborts the request at any point (before the headers, or mid-body), with the
- *     signal's reason, as fetch does.
+ *     signal's reason, as fetch does;
+ *   - a request sent on a kept-alive socket that the server closed as it went idle (the server
+ *     resets it: ECONNRESET before any answer, `req.reusedSocket` true) is sent once more on a
+ *     new connection. Without that, a probe sent every 5 s to a server whose keep-alive timeout
+ *     is 5 s (Node's default) now and then hits the closing socket and fails, and the worker
+ *     would report Ollama as down for a heartbeat. The server never saw such a request.
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -61,73 +66,79 @@ export function httpFetch(input: string | URL | Request, init?: RequestInit): Pr
     }
     const agent = agents[url.protocol];
     if (!agent) return reject(new TypeError('fetch failed', { cause: new Error(`unsupported protocol ${url.protocol}`) }));
+    const payload = init?.body;
+    if (payload !== undefined && payload !== null && typeof payload !== 'string' && !(payload instanceof Uint8Array)) {
+      return reject(new TypeError('fetch failed', { cause: new Error('only string and byte bodies are supported') }));
+    }
+    const target = url;
     const client = url.protocol === 'https:' ? https : http;
-    const req = client.request(url, { method: init?.method ?? 'GET', headers: headersOf(init?.headers), agent });
-    // Where an abort lands once the answer has started: the body stream.
-    let failBody: ((reason: unknown) => void) | undefined;
-    const onAbort = (): void => {
-      const reason: unknown = signal?.reason;
-      req.destroy();
-      if (failBody) failBody(reason);
-      else reject(reason);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-    const done = (): void => signal?.removeEventListener('abort', onAbort);
-    req.on('error', (err) => {
-      done();
-      if (failBody) failBody(err);
-      else reject(new TypeError('fetch failed', { cause: err }));
-    });
-    req.on('response', (res) => {
-      const status = res.statusCode ?? 500;
-      let body: ReadableStream<Uint8Array> | null = null;
-      if (NULL_BODY.has(status) || init?.method === 'HEAD') {
-        res.resume();
-        res.on('end', done);
-      } else {
-        body = new ReadableStream<Uint8Array>({
-          start(controller) {
-            let open = true;
-            failBody = (reason) => {
-              if (!open) return;
-              open = false;
+    const send = (retried: boolean): void => {
+      const req = client.request(target, { method: init?.method ?? 'GET', headers: headersOf(init?.headers), agent });
+      // Where an abort lands once the answer has started: the body stream.
+      let failBody: ((reason: unknown) => void) | undefined;
+      const onAbort = (): void => {
+        const reason: unknown = signal?.reason;
+        req.destroy();
+        if (failBody) failBody(reason);
+        else reject(reason);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const done = (): void => signal?.removeEventListener('abort', onAbort);
+      req.on('error', (err) => {
+        done();
+        if (!retried && !failBody && req.reusedSocket && (err as NodeJS.ErrnoException).code === 'ECONNRESET' && !signal?.aborted) {
+          send(true);
+          return;
+        }
+        if (failBody) failBody(err);
+        else reject(new TypeError('fetch failed', { cause: err }));
+      });
+      req.on('response', (res) => {
+        const status = res.statusCode ?? 500;
+        let body: ReadableStream<Uint8Array> | null = null;
+        if (NULL_BODY.has(status) || init?.method === 'HEAD') {
+          res.resume();
+          res.on('end', done);
+        } else {
+          body = new ReadableStream<Uint8Array>({
+            start(controller) {
+              let open = true;
+              failBody = (reason) => {
+                if (!open) return;
+                open = false;
+                done();
+                res.destroy();
+                controller.error(reason);
+              };
+              res.on('data', (chunk: Buffer) => {
+                if (!open) return;
+                controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+                if ((controller.desiredSize ?? 1) <= 0) res.pause();
+              });
+              res.on('end', () => {
+                if (!open) return;
+                open = false;
+                done();
+                controller.close();
+              });
+              res.on('error', (err) => failBody?.(err));
+              res.on('aborted', () => failBody?.(new TypeError('terminated', { cause: new Error('other side closed') })));
+            },
+            pull() {
+              res.resume();
+            },
+            cancel() {
+              failBody = undefined;
               done();
               res.destroy();
-              controller.error(reason);
-            };
-            res.on('data', (chunk: Buffer) => {
-              if (!open) return;
-              controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-              if ((controller.desiredSize ?? 1) <= 0) res.pause();
-            });
-            res.on('end', () => {
-              if (!open) return;
-              open = false;
-              done();
-              controller.close();
-            });
-            res.on('error', (err) => failBody?.(err));
-            res.on('aborted', () => failBody?.(new TypeError('terminated', { cause: new Error('other side closed') })));
-          },
-          pull() {
-            res.resume();
-          },
-          cancel() {
-            failBody = undefined;
-            done();
-            res.destroy();
-          },
-        });
-      }
-      resolve(new Response(body, { status, statusText: res.statusMessage ?? '', headers: responseHeaders(res) }));
-    });
-    const payload = init?.body;
-    if (payload === undefined || payload === null) req.end();
-    else if (typeof payload === 'string' || payload instanceof Uint8Array) req.end(payload);
-    else {
-      req.destroy();
-      done();
-      reject(new TypeError('fetch failed', { cause: new Error('only string and byte bodies are supported') }));
-    }
+            },
+          });
+        }
+        resolve(new Response(body, { status, statusText: res.statusMessage ?? '', headers: responseHeaders(res) }));
+      });
+      if (payload === undefined || payload === null) req.end();
+      else req.end(payload);
+    };
+    send(false);
   });
 }

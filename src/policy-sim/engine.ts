@@ -1,0 +1,294 @@
+/**
+ * One discrete-event run: arrivals are routed by a policy on the bridge's (stale) view, queue on
+ * their node, start when a job slot is free (loading the model first when it is not loaded,
+ * evicting like Ollama), and finish after prompt and generation at the node's speed. With
+ * `balanced`, every response feeds the cost learner, a node that frees a slot pulls a waiting
+ * job from elsewhere when shouldMove says so, and the last warm copy of a model with recent
+ * demand has its keep-alive renewed (the bridge's part of the policy).
+ */
+import { CostLearner } from '../router/learner.js';
+import { shouldMove, shouldRenewKeepAlive } from '../router/moves.js';
+import { KEEP_ALIVE_MS, buildCluster, loadTimeMs, makeRoom, expire, serviceMs, spec, type Job, type SimNode } from './cluster.js';
+import { TimeHeap } from './heap.js';
+import { IdleWarmMeter, summarize, type RunMetrics } from './metrics.js';
+import { loadFn, makePolicy, type PolicyContext, type PolicyName } from './policies.js';
+import type { Arrival } from './workload.js';
+import { MODELS, modelWeights } from './workload.js';
+import { BridgeView, REFRESH_MS } from './view.js';
+
+export interface RunSpec {
+  size: number;
+  policy: PolicyName;
+  arrivals: readonly Arrival[];
+  /** Heat and thermal exclusion on. @defaultValue true */
+  heat?: boolean;
+}
+
+export class Run {
+  readonly nodes: SimNode[];
+  private readonly view: BridgeView;
+  private readonly learner = new CostLearner();
+  private readonly ctx: PolicyContext;
+  private readonly heap = new TimeHeap<Job>();
+  private readonly held: Job[] = [];
+  private readonly jobs: Job[] = [];
+  private readonly meter: IdleWarmMeter;
+  private readonly lastDemand = new Map<string, number>();
+  private readonly balanced: boolean;
+  private readonly place;
+  private spills = 0;
+  private avoided = 0;
+  private moves = 0;
+  private pullFrom = 0;
+
+  constructor(private readonly s: RunSpec) {
+    this.nodes = buildCluster(s.size);
+    this.balanced = s.policy === 'balanced';
+    for (const m of MODELS) this.learner.noteSize(m, spec(m).diskBytes / 1e6);
+    this.meter = new IdleWarmMeter(this.nodes);
+    warmStart(this.nodes);
+    this.view = new BridgeView(this.nodes, s.heat ?? true, (n, now) => this.meter.update(n, now));
+    this.ctx = { nodes: this.nodes, view: this.view, learner: this.learner, byId: new Map(this.nodes.map((n) => [n.id, n])) };
+    this.place = makePolicy(s.policy, this.nodes);
+  }
+
+  run(): RunMetrics {
+    const arr = this.s.arrivals;
+    let ai = 0;
+    let tick = REFRESH_MS;
+    while (ai < arr.length || this.heap.size > 0 || this.held.length > 0) {
+      const ta = ai < arr.length ? arr[ai]!.at : Number.POSITIVE_INFINITY;
+      const tf = this.heap.peekKey();
+      if (tick <= ta && tick <= tf) {
+        this.onTick(tick);
+        tick += REFRESH_MS;
+        // With every request placed, only balanced's rebalancer still reads the view.
+        if (ai >= arr.length && this.held.length === 0 && !this.balanced) tick = Number.POSITIVE_INFINITY;
+      } else if (tf <= ta) {
+        this.finish(this.heap.pop()!, tf);
+      } else {
+        const a = arr[ai++]!;
+        this.arrive({ id: ai, model: a.model, arrival: a.at, promptTokens: a.promptTokens, evalTokens: a.evalTokens, node: -1, placedAt: 0, start: -1, firstToken: -1, end: -1, cold: false, avoidable: false, loadMs: 0, promptMs: 0, moves: 0 }, a.at);
+      }
+      if (tick > 1e12 && tick !== Number.POSITIVE_INFINITY) throw new Error('simulation did not drain');
+      if (tick === Number.POSITIVE_INFINITY && ai >= arr.length && this.heap.size === 0 && this.held.length > 0) throw new Error('requests held forever');
+    }
+    const horizon = Math.max(...this.jobs.map((j) => j.end), 1);
+    this.meter.advance(horizon);
+    return summarize(this.jobs, this.nodes, horizon, this.meter, { spills: this.spills, avoidedColdLoads: this.avoided, moves: this.moves });
+  }
+
+  private arrive(job: Job, now: number): void {
+    this.jobs.push(job);
+    this.lastDemand.set(job.model, now);
+    this.route(job, now);
+  }
+
+  private route(job: Job, now: number): void {
+    const p = this.place(job.model, this.ctx);
+    if (p === undefined) {
+      this.held.push(job);
+      return;
+    }
+    if (p.spill) this.spills++;
+    if (p.avoidedColdLoad) this.avoided++;
+    const n = this.nodes[p.node]!;
+    if (!this.view.views[n.index]!.loaded.has(job.model)) this.view.noteLoading(n, job.model, now);
+    if (!n.copies.has(job.model)) job.avoidable = this.warmWouldBeSooner(job, n, now);
+    this.enqueue(job, n, now);
+  }
+
+  private enqueue(job: Job, n: SimNode, now: number): void {
+    job.node = n.index;
+    job.placedAt = now;
+    n.queue.push(job);
+    this.meter.waiting(job.model, +1, now);
+    this.meter.update(n, now);
+    this.startJobs(n, now);
+  }
+
+  /** Ground truth at placement: a node with the model loaded would have started the job sooner. */
+  private warmWouldBeSooner(job: Job, cold: SimNode, now: number): boolean {
+    const coldEta = trueStart(cold, now) + loadTimeMs(cold, job.model);
+    for (const n of this.meter.warmNodes(job.model)) {
+      const copy = n.copies.get(job.model);
+      if (n === cold || copy === undefined || !this.view.views[n.index]!.eligible) continue;
+      if (Math.max(trueStart(n, now), copy.readyAt) < coldEta) return true;
+    }
+    return false;
+  }
+
+  private startJobs(n: SimNode, now: number): void {
+    const gone = expire(n, now);
+    if (gone.length > 0) this.meter.update(n, now);
+    while (n.running < n.slots && n.queue.length > 0) {
+      const job = n.queue[0]!;
+      let copy = n.copies.get(job.model);
+      if (copy === undefined) {
+        if (!makeRoom(n, job.model, () => undefined)) break;
+        copy = { readyAt: now + loadTimeMs(n, job.model), active: 0, expiresAt: Number.POSITIVE_INFINITY, lastUsed: now };
+        n.copies.set(job.model, copy);
+        n.usedRam += spec(job.model).memoryBytes;
+        n.loads++;
+        job.cold = true;
+      }
+      n.queue.shift();
+      this.meter.waiting(job.model, -1, now);
+      if (n.running === 0) this.busy(n, now, true);
+      n.running++;
+      copy.active++;
+      copy.expiresAt = Number.POSITIVE_INFINITY;
+      const ready = Math.max(now, copy.readyAt);
+      const t = serviceMs(n, job, n.running);
+      job.start = now;
+      job.loadMs = ready - now;
+      job.promptMs = t.promptMs;
+      n.active.add(job);
+      job.firstToken = ready + t.promptMs;
+      job.end = job.firstToken + t.evalMs;
+      this.heap.push(job.end, job);
+    }
+    this.meter.update(n, now);
+  }
+
+  private busy(n: SimNode, now: number, on: boolean): void {
+    n.thermal.step(on ? 0 : 1, now);
+    if (!on) n.busyMs += now - n.lastBusyChange;
+    n.lastBusyChange = now;
+  }
+
+  private finish(job: Job, now: number): void {
+    const n = this.nodes[job.node]!;
+    n.running--;
+    if (n.running === 0) this.busy(n, now, false);
+    const copy = n.copies.get(job.model)!;
+    copy.active--;
+    copy.lastUsed = now;
+    if (copy.active === 0) copy.expiresAt = now + KEEP_ALIVE_MS;
+    n.active.delete(job);
+    // What the worker's final response says (Ollama's durations), all the bridge learns from.
+    // Only the job that started a load reports it: one that waited on a load under way would
+    // report the rest of it, which a learner must not take for a whole load.
+    this.learner.observe(n.id, job.model, {
+      load_duration_ms: job.cold ? job.loadMs : 0,
+      prompt_eval_duration_ms: job.promptMs,
+      eval_duration_ms: job.end - job.firstToken,
+      total_duration_ms: job.end - job.start,
+    });
+    this.startJobs(n, now);
+    if (this.balanced) this.pull(n, now);
+  }
+
+  /** A node with a free slot and nothing queued takes waiting jobs that start sooner there. */
+  private pull(n: SimNode, now: number): void {
+    const to = this.view.views[n.index]!;
+    if (!to.eligible) return;
+    const load = loadFn(this.ctx);
+    while (n.running + n.queue.length < n.slots && this.meter.anyWaiting()) {
+      let best: { job: Job; at: number; from: SimNode; gain: number } | undefined;
+      let looked = 0;
+      for (const from of this.meter.queuedOn()) {
+        if (from === n || from.queue.length === 0) continue;
+        if (++looked > PULL_LOOK) break;
+        const at = pickFromQueue(from.queue, to.loaded);
+        const job = from.queue[at]!;
+        if (!to.installed?.has(job.model)) continue;
+        const mv = shouldMove({ model: job.model, nodeId: from.id, ahead: from.running + at }, this.view.views[from.index], [to], load, this.learner);
+        if (mv && (best === undefined || mv.gainMs > best.gain)) best = { job, at, from, gain: mv.gainMs };
+      }
+      if (best === undefined) return;
+      best.from.queue.splice(best.at, 1);
+      const model = best.job.model;
+      if (!best.from.copies.has(model) && !best.from.queue.some((j) => j.model === model)) this.view.forgetLoading(best.from, model);
+      this.meter.waiting(best.job.model, -1, now);
+      this.meter.update(best.from, now);
+      best.job.moves++;
+      this.moves++;
+      if (!to.loaded.has(best.job.model)) this.view.noteLoading(n, best.job.model, now);
+      this.enqueue(best.job, n, now);
+    }
+  }
+
+  private onTick(now: number): void {
+    this.view.tick(now);
+    if (this.balanced && Math.round(now / REFRESH_MS) % 5 === 0) this.renewKeepAlive(now);
+    if (this.held.length > 0) {
+      const again = this.held.splice(0);
+      for (const j of again) this.route(j, now);
+    }
+    if (!this.balanced) return;
+    // The bridge's rebalancer, every 2 s: nodes with a free slot pull (a bounded number a round).
+    if (Math.round(now / REFRESH_MS) % 2 !== 0 || !this.meter.anyWaiting()) return;
+    let budget = PULL_NODES;
+    const N = this.nodes.length;
+    for (let k = 0; k < N; k++) {
+      const n = this.nodes[(this.pullFrom + k) % N]!;
+      if (n.running + n.queue.length >= n.slots) continue;
+      this.pullFrom = (n.index + 1) % N;
+      this.pull(n, now);
+      if (--budget === 0 || !this.meter.anyWaiting()) break;
+    }
+  }
+
+  /** The bridge's keep-alive loop: the last warm copy of a model asked for lately stays. */
+  private renewKeepAlive(now: number): void {
+    for (const m of MODELS) {
+      const warm = this.meter.warmNodes(m);
+      if (warm.size !== 1) continue;
+      const n = warm.values().next().value as SimNode;
+      const c = n.copies.get(m);
+      if (c === undefined || c.active > 0) continue;
+      if (shouldRenewKeepAlive({ warmCopies: 1, lastDemandMs: this.lastDemand.get(m) ?? -Infinity, expiresAtMs: c.expiresAt, now })) c.expiresAt = now + KEEP_ALIVE_MS;
+    }
+  }
+}
+
+/** Queued nodes the rebalancer looks at per free slot (the longest-waiting first). */
+const PULL_LOOK = 16;
+/** Free nodes the periodic rebalancer tries per round. */
+const PULL_NODES = 32;
+
+/** The job to offer a free node: the last one of a model loaded there, else the last one. */
+function pickFromQueue(queue: readonly Job[], warm: ReadonlySet<string>): number {
+  for (let i = queue.length - 1; i >= 0; i--) if (warm.has(queue[i]!.model)) return i;
+  return queue.length - 1;
+}
+
+/** When a job appended to `n`'s queue now would get a slot, from the true finish times. */
+function trueStart(n: SimNode, now: number): number {
+  const slots: number[] = [];
+  for (const j of n.active) slots.push(j.end);
+  while (slots.length < n.slots) slots.push(now);
+  slots.sort((a, b) => a - b);
+  for (const q of n.queue) {
+    const t = serviceMs(n, q, 1);
+    slots[0] = slots[0]! + t.promptMs + t.evalMs;
+    slots.sort((a, b) => a - b);
+  }
+  return slots[0]!;
+}
+
+/**
+ * Start state: every node has one model loaded, handed out in proportion to popularity, ready,
+ * with a fresh keep-alive.
+ */
+export function warmStart(nodes: SimNode[]): void {
+  const weights = modelWeights();
+  const given = new Map<string, number>();
+  for (const n of nodes) {
+    let best: string | undefined;
+    let deficit = Number.NEGATIVE_INFINITY;
+    for (const { model, weight } of weights) {
+      if (!n.installed.includes(model)) continue;
+      const d = weight * nodes.length - (given.get(model) ?? 0);
+      if (d > deficit) {
+        deficit = d;
+        best = model;
+      }
+    }
+    if (best === undefined) continue;
+    given.set(best, (given.get(best) ?? 0) + 1);
+    n.copies.set(best, { readyAt: 0, active: 0, expiresAt: KEEP_ALIVE_MS, lastUsed: 0 });
+    n.usedRam += spec(best).memoryBytes;
+  }
+}

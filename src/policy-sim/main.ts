@@ -1,0 +1,116 @@
+/**
+ * `npm run simulate`: run the policy simulator and write ROUTING.md with its SVG plots.
+ *
+ *   --quick          a small grid (2 sizes, 3 loads, 2 seeds) for tests, into --out
+ *   --out DIR        where ROUTING.md and routing/*.svg go (default: the repo root, docs/routing)
+ *   --replay FILE    also replay a recorded arrivals log (JSONL, see workload.ts) on 10 nodes
+ *   --scale N        requests for the scale measurement on 1,000 nodes (default 1000000; 0: skip)
+ *   --seeds N        seeds per cell for the small clusters (default 10)
+ *   --render FILE    rewrite the page and plots from a results.json of an earlier run, no simulation
+ * Progress goes to stderr; the page and plots are the only files written.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { runAll, runGrid, emptyRuns, measureScale, type Cell, type ScaleResult } from './grid.js';
+import { buildReport } from './report.js';
+import { parseReplay } from './workload.js';
+import { INTRO } from './intro.js';
+
+interface Args {
+  quick: boolean;
+  out: string;
+  replay?: string;
+  scale: number;
+  seeds: number;
+  render?: string;
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { quick: false, out: '.', scale: 1_000_000, seeds: 10 };
+  for (let i = 0; i < argv.length; i++) {
+    const [flag, inline] = argv[i]!.split('=', 2) as [string, string | undefined];
+    const value = (): string => {
+      const v = inline ?? argv[++i];
+      if (v === undefined) throw new Error(`${flag} needs a value`);
+      return v;
+    };
+    if (flag === '--quick') a.quick = true;
+    else if (flag === '--out') a.out = value();
+    else if (flag === '--replay') a.replay = value();
+    else if (flag === '--scale') a.scale = Number(value());
+    else if (flag === '--seeds') a.seeds = Number(value());
+    else if (flag === '--render') a.render = value();
+    else throw new Error(`unknown flag ${flag} (known: --quick --out --replay --scale --seeds --render)`);
+  }
+  if (!Number.isInteger(a.seeds) || a.seeds < 1) throw new Error('--seeds must be a positive integer');
+  if (!Number.isInteger(a.scale) || a.scale < 0) throw new Error('--scale must be a non-negative integer');
+  return a;
+}
+
+const FULL_REQUESTS: Record<number, number> = { 3: 1500, 10: 3000, 100: 5000, 1000: 15000 };
+const QUICK_REQUESTS: Record<number, number> = { 3: 300, 10: 600 };
+
+export function main(argv: string[]): void {
+  const a = parseArgs(argv);
+  const log = (line: string): void => void process.stderr.write(line + '\n');
+  const requests = (size: number): number => (a.quick ? QUICK_REQUESTS : FULL_REQUESTS)[size] ?? 2000;
+  if (a.render !== undefined) {
+    const saved = JSON.parse(readFileSync(a.render, 'utf8')) as { cells: Cell[]; heat: Cell[]; replay?: Cell; scale?: ScaleResult };
+    write(a, requests, saved.cells, saved.heat, saved.replay, saved.scale, log);
+    return;
+  }
+  const cells: Cell[] = [];
+  if (a.quick) {
+    cells.push(...runGrid({ sizes: [3, 10], loads: [0.5, 0.8, 1.1], kinds: ['poisson'], seeds: 2, requests, heat: false, progress: log }));
+  } else {
+    const loads = [0.5, 0.8, 0.95, 1.1];
+    cells.push(...runGrid({ sizes: [3, 10], loads, kinds: ['poisson', 'bursty'], seeds: a.seeds, requests, heat: false, progress: log }));
+    cells.push(...runGrid({ sizes: [100], loads, kinds: ['poisson', 'bursty'], seeds: Math.min(a.seeds, 5), requests, heat: false, progress: log }));
+    cells.push(...runGrid({ sizes: [1000], loads, kinds: ['poisson'], seeds: Math.min(a.seeds, 2), requests, heat: false, progress: log }));
+  }
+  const heat = a.quick ? [] : runGrid({ sizes: [10], loads: [0.5, 0.8], kinds: ['poisson'], seeds: a.seeds, requests, heat: true, progress: log });
+  let replay: Cell | undefined;
+  if (a.replay !== undefined) {
+    const arrivals = parseReplay(readFileSync(a.replay, 'utf8'), 1);
+    replay = { size: 10, kind: 'replay', load: Number.NaN, runs: emptyRuns(), bound: [] };
+    runAll(replay, 10, arrivals, false);
+    log(`replayed ${arrivals.length} arrivals from ${a.replay}`);
+  }
+  const scale: ScaleResult | undefined = a.scale > 0 ? measureScale(1000, a.scale, log) : undefined;
+  write(a, requests, cells, heat, replay, scale, log);
+}
+
+function write(
+  a: Args,
+  requests: (size: number) => number,
+  cells: Cell[],
+  heat: Cell[],
+  replay: Cell | undefined,
+  scale: ScaleResult | undefined,
+  log: (line: string) => void,
+): void {
+  const svgDir = a.quick ? join(a.out, 'routing') : join(a.out, 'docs', 'routing');
+  const report = buildReport({
+    cells,
+    heat,
+    ...(replay ? { replay } : {}),
+    ...(scale ? { scale } : {}),
+    command: a.quick ? 'npm run simulate -- --quick' : 'npm run simulate',
+    seeds: a.seeds,
+    requests,
+    svgDir: relative(a.out, svgDir) || '.',
+    intro: INTRO,
+  });
+  mkdirSync(svgDir, { recursive: true });
+  for (const [name, svg] of Object.entries(report.svgs)) writeFileSync(join(svgDir, name), svg);
+  writeFileSync(join(a.out, 'ROUTING.md'), report.markdown);
+  writeFileSync(join(svgDir, 'results.json'), JSON.stringify({ cells, heat, replay, scale }, null, 1) + '\n');
+  log(`wrote ${join(a.out, 'ROUTING.md')} and ${Object.keys(report.svgs).length} plots in ${svgDir}`);
+}
+
+try {
+  main(process.argv.slice(2));
+} catch (err) {
+  process.stderr.write(`simulate: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exitCode = 2;
+}

@@ -1,0 +1,143 @@
+/**
+ * What the simulated bridge sees: each node's health as of its last heartbeat (every 5 s, the
+ * nodes' phases spread over the 5 s), rebuilt into a routing snapshot about every second as the
+ * real registry does (eligible nodes in the guide's order and a RoutingIndex), plus its own
+ * placements at once: jobs waiting and running per node, and models it sent a node to load.
+ * Exclusion has SPEC 6's hysteresis: out above 75 °C / 90 % RAM, back below 70 °C / 85 %.
+ */
+import type { NodeHealth } from '../contracts/types.js';
+import { RoutingIndex } from '../router/routing-index.js';
+import { eligibleInOrder, type NodeView } from '../router/routing.js';
+import { expire, ramPercent, type SimNode } from './cluster.js';
+
+export const HEARTBEAT_MS = 5_000;
+export const REFRESH_MS = 1_000;
+export const MAX_TEMP = 75;
+export const READMIT_TEMP = 70;
+export const MAX_RAM = 90;
+export const READMIT_RAM = 85;
+/** How long the bridge counts a model it sent a node to load as loaded there (registry.ts). */
+export const LOADING_TTL_MS = 60_000;
+
+export class BridgeView {
+  readonly views: NodeView[] = [];
+  ordered: NodeView[] = [];
+  index = new RoutingIndex([]);
+  private readonly anticipated: Map<string, number>[];
+  private readonly installed: ReadonlySet<string>[];
+  private dirty = true;
+
+  constructor(
+    private readonly nodes: readonly SimNode[],
+    private readonly heat: boolean,
+    /** Called at every heartbeat: copies may have expired, eligibility may have changed. */
+    private readonly onHeartbeat: (n: SimNode, now: number) => void,
+  ) {
+    this.anticipated = nodes.map(() => new Map());
+    this.installed = nodes.map((n) => new Set(n.installed));
+    for (const n of nodes) this.heartbeat(n, 0);
+    this.rebuild();
+  }
+
+  /** Node `n` publishes its health now; returns its new view. */
+  heartbeat(n: SimNode, now: number): NodeView {
+    if (this.heat) n.thermal.step(n.running > 0 ? 1 : 0, now);
+    expire(n, now);
+    const temp = this.heat ? n.thermal.temperature : null;
+    const ram = ramPercent(n);
+    if (temp !== null && temp > MAX_TEMP) n.hot = true;
+    else if (temp === null || temp < READMIT_TEMP) n.hot = false;
+    if (ram > MAX_RAM) n.full = true;
+    else if (ram < READMIT_RAM) n.full = false;
+    const pending = this.anticipated[n.index]!;
+    for (const [m, until] of pending) {
+      const c = n.copies.get(m);
+      if (until <= now || (c !== undefined && c.readyAt <= now)) pending.delete(m);
+    }
+    const eligible = !n.hot && !n.full;
+    const ramPct = Math.round(ram * 10) / 10;
+    const tempC = temp === null ? null : Math.round(temp * 10) / 10;
+    const old = this.views[n.index];
+    this.onHeartbeat(n, now);
+    // Routing reads eligibility, RAM order and models: when none changed, keep the view (and
+    // spare the snapshot a rebuild), only refreshing the figures /nodes would show.
+    if (old !== undefined && old.eligible === eligible && old.health.ram_percent === ramPct && this.sameModels(n, old.loaded, now)) {
+      old.health.temp_celsius = tempC;
+      old.health.cpu_percent = n.running > 0 ? 100 : 0;
+      old.lastSeenMs = now;
+      return old;
+    }
+    const models: string[] = [];
+    for (const [m, c] of n.copies) if (c.readyAt <= now) models.push(m);
+    const health: NodeHealth = {
+      node_id: n.id,
+      cpu_percent: n.running > 0 ? 100 : 0,
+      ram_percent: ramPct,
+      temp_celsius: tempC,
+      models,
+      available: true,
+      last_seen: '',
+      installed_models: n.installed,
+      concurrency: n.slots,
+    };
+    const loaded = new Set(models);
+    for (const m of pending.keys()) loaded.add(m);
+    const view: NodeView = { health, lastSeenMs: now, ttlAlive: true, loaded, installed: this.installed[n.index]!, eligible };
+    if (!eligible) view.excludedReason = n.hot ? 'temperature' : 'ram';
+    this.views[n.index] = view;
+    this.dirty = true;
+    return view;
+  }
+
+  /** Whether the ready copies plus anticipated loads of `n` are exactly `loaded`. */
+  private sameModels(n: SimNode, loaded: ReadonlySet<string>, now: number): boolean {
+    const pending = this.anticipated[n.index]!;
+    let count = pending.size;
+    for (const m of pending.keys()) if (!loaded.has(m)) return false;
+    for (const [m, c] of n.copies) {
+      if (c.readyAt > now || pending.has(m)) continue;
+      if (!loaded.has(m)) return false;
+      count++;
+    }
+    return count === loaded.size;
+  }
+
+  /** The nodes whose turn it is heartbeat at this refresh tick, then the snapshot is rebuilt. */
+  tick(now: number): void {
+    const phase = Math.round(now / REFRESH_MS) % (HEARTBEAT_MS / REFRESH_MS);
+    for (let i = phase; i < this.nodes.length; i += HEARTBEAT_MS / REFRESH_MS) this.heartbeat(this.nodes[i]!, now);
+    this.rebuild();
+  }
+
+  private rebuild(): void {
+    if (!this.dirty) return;
+    this.ordered = eligibleInOrder(this.views);
+    this.index = new RoutingIndex(this.ordered);
+    this.dirty = false;
+  }
+
+  /**
+   * The job that made the bridge expect `model` on `n` moved away before the load began: stop
+   * counting it there (the snapshot is rebuilt, as the registry would on its next refresh).
+   */
+  forgetLoading(n: SimNode, model: string): void {
+    if (!this.anticipated[n.index]!.delete(model)) return;
+    const view = this.views[n.index]!;
+    if (!view.health.models.includes(model)) {
+      const loaded = new Set(view.loaded);
+      loaded.delete(model);
+      this.views[n.index] = { ...view, loaded };
+      this.dirty = true;
+      this.rebuild();
+    }
+  }
+
+  /** The bridge placed a job for `model` on `n` as a fallback: count it loading there (registry.noteLoading). */
+  noteLoading(n: SimNode, model: string, now: number): void {
+    this.anticipated[n.index]!.set(model, now + LOADING_TTL_MS);
+    const view = this.views[n.index]!;
+    if (view.loaded.has(model)) return;
+    (view.loaded as Set<string>).add(model);
+    if (view.eligible) this.index.markLoaded(view, model);
+  }
+}
