@@ -1,37 +1,23 @@
 #!/usr/bin/env node
-/** `orion`: a command line for a running ORION (send, nodes, stats, deadletter, validate). */
-import { redisOptions } from '../config/common.js';
-import { parseArgv, resolveOptions } from '../config/options.js';
-import { runCommand, USAGE } from '../cli/commands.js';
-import { ConfigError } from '../lib/errors.js';
-import { silentLogger } from '../lib/logger.js';
-import { names } from '../lib/names.js';
-import { connectRedis } from '../lib/redis.js';
-import type { Redis } from 'ioredis';
+/** `orion`: the operator's command line (src/cli/main.ts); here only the terminal and signals. */
+import { runCli } from '../cli/main.js';
 
-const { flags, positional } = parseArgv(process.argv.slice(2), new Set(['stream', 'json', 'redis-tls', 'file']));
-const [cmd = '', ...args] = positional;
-if (flags['help'] || flags['h'] || !cmd) {
-  console.log(USAGE);
-  process.exit(cmd || flags['help'] || flags['h'] ? 0 : 2);
-}
-const own = new Set(['role', 'password', 'user', 'file', 'node-id', 'model', 'prompt', 'chat', 'stream', 'system', 'priority', 'timeout', 'num-predict', 'seed', 'id', 'json', 'count', 'router']);
-const redisFlags = Object.fromEntries(Object.entries(flags).filter(([k]) => !own.has(k)));
-let conn: Redis | undefined;
-try {
-  const cfg = resolveOptions(redisOptions, { flags: redisFlags, env: process.env });
-  const routerFlag = flags['router'];
-  const code = await runCommand(cmd, args, flags, {
-    n: names(cfg.streamPrefix),
-    redis: () => (conn ??= connectRedis(cfg, silentLogger, 'orion-cli')),
-    routerUrl: (typeof routerFlag === 'string' ? routerFlag : process.env['ORION_ROUTER_URL'] ?? 'http://localhost:8080').replace(/\/+$/, ''),
-    out: (l) => console.log(l),
-    err: (l) => console.error(l),
-  });
-  process.exitCode = code;
-} catch (err) {
-  console.error(err instanceof ConfigError ? err.problems.join('\n') : `orion ${cmd}: ${(err as Error).message}`);
-  process.exitCode = err instanceof ConfigError ? 2 : 1;
-} finally {
-  conn?.disconnect();
-}
+const stop = new AbortController();
+// The first Ctrl-C stops the command gently (a follow ends, a wait gives up); the second at once.
+process.once('SIGINT', () => {
+  stop.abort();
+  process.once('SIGINT', () => process.exit(130));
+});
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  // `orion tail | head`: the reader went away.
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
+process.exitCode = await runCli(process.argv.slice(2), {
+  env: process.env,
+  out: (text) => process.stdout.write(text),
+  err: (text) => process.stderr.write(text),
+  tty: process.stdout.isTTY === true,
+  signal: stop.signal,
+});

@@ -12,6 +12,8 @@ export interface SendOptions {
   /** Give up waiting this long after the final answer is due. */
   waitMs: number;
   onPartial?: (doc: InferenceResponse) => void;
+  /** Stop waiting (the answer is left to come on a stream nobody reads, then removed). */
+  signal?: AbortSignal;
 }
 
 export interface SendResult {
@@ -37,7 +39,7 @@ export async function sendAndWait(redis: Redis, n: Names, opts: SendOptions): Pr
   let partials = 0;
   const giveUp = started + opts.waitMs;
   try {
-    while (Date.now() < giveUp) {
+    while (Date.now() < giveUp && !opts.signal?.aborted) {
       const block = Math.max(1, Math.min(1000, giveUp - Date.now()));
       const res = (await redis.xread('COUNT', 100, 'BLOCK', block, 'STREAMS', replyTo, cursor)) as
         | [string, [string, string[]][]][]

@@ -8,7 +8,8 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, World, httpPortOf, requireBuilt, type Proc } from '../faults/harness.js';
+import { ROOT, World, requireBuilt, type Proc } from '../faults/harness.js';
+import { bridgePort } from './cluster.js';
 
 const CHROMIUM = process.env['ORION_CHROMIUM'] ?? ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
 const SHOTS = join(ROOT, 'build/screenshots');
@@ -29,15 +30,15 @@ describe('the live cluster page', () => {
     world.startWorker('pi-16g');
     world.startWorker('pi-8g');
     bridge = world.startBridge();
-    base = `http://127.0.0.1:${await httpPortOf(bridge)}`;
-    await Promise.all([world.healthy('pi-16g'), world.healthy('pi-8g')]);
+    base = `http://127.0.0.1:${await bridgePort(world, bridge)}`;
+    await Promise.all([world.healthy('pi-16g', 45_000), world.healthy('pi-8g', 45_000)]);
     browser = await puppeteer.launch({
       executablePath: CHROMIUM,
       headless: true,
       args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run', '--no-default-browser-check'],
     });
     mkdirSync(SHOTS, { recursive: true });
-  }, 60_000);
+  }, 120_000);
 
   afterAll(async () => {
     await browser?.close();
