@@ -203,11 +203,7 @@ export class Dispatcher {
     const id = placement.data.request.request_id;
     await withTimeout(redis.hset(n.requestKey(id), 'node', placement.nodeId), this.timeoutMs, 'recording the owner');
     if (placement.nodeId !== from) {
-      await withTimeout(
-        this.queue(placement.nodeId).add(JOB_NAME, placement.data, jobOptions(placement.data.request)),
-        this.timeoutMs,
-        `adding a job to ${placement.nodeId}`,
-      );
+      await this.addCopy(placement);
       this.tell([placement], 'moved', from, reason);
       if (old) return this.removeCopy(from, jobIdFor(id));
       return true;
@@ -218,10 +214,20 @@ export class Dispatcher {
     return true;
   }
 
-  /** Add one job copy under its fixed id (a no-op when the queue holds that id already). */
+  /**
+   * Add one job copy under its fixed id: a no-op when the queue holds that id waiting or running
+   * already. A finished copy there (one that gave way when the job moved or was handed back
+   * earlier, kept for a while by the retention settings) is stale, since the caller has just made
+   * this node the owner: it is removed first, or BullMQ would take the add for a duplicate and
+   * the job would never run.
+   */
   async addCopy(placement: Placement): Promise<void> {
     const { nodeId, data } = placement;
-    await withTimeout(this.queue(nodeId).add(JOB_NAME, data, jobOptions(data.request)), this.timeoutMs, `adding a job to ${nodeId}`);
+    const q = this.queue(nodeId);
+    const jobId = jobIdFor(data.request.request_id);
+    const old = await withTimeout(Job.fromId(q, jobId), this.timeoutMs, 'reading a job');
+    if (old && (await old.isCompleted() || await old.isFailed())) await withTimeout(q.remove(jobId), this.timeoutMs, 'removing a finished copy');
+    await withTimeout(q.add(JOB_NAME, data, jobOptions(data.request)), this.timeoutMs, `adding a job to ${nodeId}`);
   }
 
   /** Remove a job from a node queue unless a worker holds its lock; true when it is gone. */

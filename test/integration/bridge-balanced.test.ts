@@ -125,8 +125,18 @@ describe('balanced routing at the bridge', () => {
 
     // The hot node cools to 72 °C: still excluded (hysteresis), nothing moves; at 65 °C it is back.
     await s.node('later', { ram_percent: 20, models: ['gemma3:1b'], concurrency: 1, temp_celsius: 72 });
-    await b.refresh();
-    const nodes = (await (await s.get('/nodes', b)).json()) as Record<string, unknown>[];
+    // A refresh already under way may have read the document before it changed: wait for one
+    // that has seen it.
+    let nodes: Record<string, unknown>[] = [];
+    await until(
+      async () => {
+        await b.refresh();
+        nodes = (await (await s.get('/nodes', b)).json()) as Record<string, unknown>[];
+        return nodes.find((x) => x['node_id'] === 'later')?.['temp_celsius'] === 72;
+      },
+      5000,
+      'the bridge to see the node at 72 °C',
+    );
     expect(nodes.find((x) => x['node_id'] === 'later')).toMatchObject({ eligible: false, excluded_reason: 'temperature', hysteresis: true, readmit_below: 70 });
     expect(nodes.find((x) => x['node_id'] === 'busy')).toMatchObject({ eligible: true, queue_waiting: 8, queue_running: 0 });
     expect((await s.jobs('later')).length).toBe(0);

@@ -60,8 +60,9 @@ describe('the bridge answers its endpoints as the guide shows them', () => {
     expect(nodes.map((x) => x['eligible'])).toEqual([true, true, false, false, false, false]);
     // The health document as published, then eligible (and excluded_reason).
     const published = JSON.parse((await h.redis.hget(s.n.health, 'off'))!) as Record<string, unknown>;
-    expect(Object.keys(nodes[4]!)).toEqual([...Object.keys(published), 'eligible', 'excluded_reason']);
-    expect(nodes[4]).toEqual({ ...published, eligible: false, excluded_reason: 'unavailable' });
+    // Then what the bridge knows of the node's queue (SPEC.md section 6: more keys may follow).
+    expect(Object.keys(nodes[4]!)).toEqual([...Object.keys(published), 'eligible', 'excluded_reason', 'queue_waiting', 'queue_running']);
+    expect(nodes[4]).toEqual({ ...published, eligible: false, excluded_reason: 'unavailable', queue_waiting: 0, queue_running: 0 });
     expect(Object.keys(nodes[0]!).slice(0, 7)).toEqual(['node_id', 'cpu_percent', 'ram_percent', 'temp_celsius', 'models', 'available', 'last_seen']);
   });
 
