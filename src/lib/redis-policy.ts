@@ -4,8 +4,9 @@
  * and answers silently, so under one every program refuses to take work until it is
  * `noeviction` again, and says so in its /health and logs.
  *
- * Read with `CONFIG GET maxmemory-policy`; where ACLs forbid CONFIG (managed Redis often does),
- * from `INFO memory`; where both are forbidden the policy is `unknown`, and work goes on.
+ * Read from `INFO memory`, which the least-privilege ACL users may run (docs/SECURITY.md), so
+ * no refusal lands in Redis's ACL LOG; with INFO forbidden, with `CONFIG GET maxmemory-policy`;
+ * where both are forbidden the policy is `unknown`, and work goes on.
  */
 import type { Redis } from 'ioredis';
 import type { Logger } from './logger.js';
@@ -28,18 +29,18 @@ export function isEvictingPolicy(policy: string): boolean {
 /** Read the policy now; never rejects (a Redis that cannot say gives `unknown`). */
 export async function readPolicy(redis: Redis): Promise<PolicyState> {
   try {
-    const reply = (await redis.config('GET', 'maxmemory-policy')) as string[];
-    const policy = reply[1];
-    if (typeof policy === 'string' && policy) return { policy, evicting: isEvictingPolicy(policy), source: 'config' };
-  } catch {
-    // NOPERM (ACL) or CONFIG renamed away: INFO says it too.
-  }
-  try {
     const info = await redis.info('memory');
     const policy = /^maxmemory_policy:(\S+)/m.exec(info)?.[1];
     if (policy) return { policy, evicting: isEvictingPolicy(policy), source: 'info' };
   } catch {
-    // INFO forbidden too: unknown.
+    // INFO forbidden or renamed away: CONFIG may still say.
+  }
+  try {
+    const reply = (await redis.config('GET', 'maxmemory-policy')) as string[];
+    const policy = reply[1];
+    if (typeof policy === 'string' && policy) return { policy, evicting: isEvictingPolicy(policy), source: 'config' };
+  } catch {
+    // CONFIG forbidden too: unknown.
   }
   return UNKNOWN_POLICY;
 }

@@ -19,15 +19,17 @@ describe('what the programs watch on Redis itself', () => {
     const admin = connect();
     await admin.call('ACL', 'SETUSER', 'nocfg', 'on', '>pw', '~*', '&*', '+@all', '-config');
     await admin.call('ACL', 'SETUSER', 'blind', 'on', '>pw', '~*', '&*', '+@all', '-config', '-info');
+    await admin.call('ACL', 'SETUSER', 'noinfo', 'on', '>pw', '~*', '&*', '+@all', '-info');
   });
   afterAll(async () => {
     for (const c of clients) c.disconnect();
     await server?.stop();
   });
 
-  it('reads maxmemory-policy with CONFIG, from INFO when CONFIG is forbidden, unknown when both are', async () => {
-    expect(await readPolicy(connect())).toEqual({ policy: 'allkeys-lru', evicting: true, source: 'config' });
+  it('reads maxmemory-policy from INFO (nothing refused for an ACL user), with CONFIG when INFO is forbidden, unknown when both are', async () => {
+    expect(await readPolicy(connect())).toEqual({ policy: 'allkeys-lru', evicting: true, source: 'info' });
     expect(await readPolicy(connect('nocfg'))).toEqual({ policy: 'allkeys-lru', evicting: true, source: 'info' });
+    expect(await readPolicy(connect('noinfo'))).toEqual({ policy: 'allkeys-lru', evicting: true, source: 'config' });
     expect(await readPolicy(connect('blind'))).toEqual({ policy: 'unknown', evicting: false, source: 'none' });
     await connect().config('SET', 'maxmemory-policy', 'noeviction');
     expect(await readPolicy(connect('nocfg'))).toMatchObject({ policy: 'noeviction', evicting: false });
