@@ -17,7 +17,9 @@ describe('row 5: SIGSTOP a worker past stale-after, then SIGCONT', () => {
     // simulator) long before it is resumed.
     await w.simFaults('pi-a', { slowStreamMs: 200 });
     for (const id of ['pi-a', 'pi-b']) workers.set(id, w.startWorker(id));
-    const bridge = w.startBridge();
+    // --routing guide: the row needs every request on the one node with the model loaded;
+    // balanced routing would spread them (row 41 covers moves under faults with it).
+    const bridge = w.startBridge('bridge-a', ['--routing', 'guide']);
     for (const id of ['pi-a', 'pi-b']) await withDump(w, () => w.healthy(id, 30_000));
     await withDump(w, () => routable(bridge, ['pi-a', 'pi-b']));
   });
