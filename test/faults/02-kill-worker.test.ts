@@ -3,6 +3,10 @@ import { requireBuilt, held, report, routable, simState, slowSingleNode, tally, 
 
 requireBuilt();
 
+// --routing guide: the row's premise is the guide's stickiness (requests stay on the node with
+// the model loaded); balanced routing would spread them (rows 40 and 41 cover it).
+const GUIDE = ['--routing', 'guide'];
+
 // Row 2: the victim (the only node with the model loaded, so every request sticks to it) is
 // slowed to a crawl, takes 100 requests (2 running, 98 queued) and is SIGKILLed. Its TTL key
 // lapses, the bridge moves the queued jobs at once and the running ones once their locks lapse.
@@ -18,7 +22,7 @@ describe('row 2: SIGKILL 1 of 3 workers holding 100 requests', () => {
     w = await new World({ nodes: [{ id: 'pi-a' }, { id: 'pi-b', loaded: [] }, { id: 'pi-c', loaded: [] }], speed: 50, label: 'row2' }).start();
     await w.simFaults('pi-a', { slowStreamMs: 5000 });
     for (const id of ['pi-a', 'pi-b', 'pi-c']) workers.set(id, w.startWorker(id));
-    const bridge = w.startBridge();
+    const bridge = w.startBridge('bridge-a', GUIDE);
     for (const id of ['pi-a', 'pi-b', 'pi-c']) await withDump(w, () => w.healthy(id, 30_000));
     await withDump(w, () => routable(bridge, ['pi-a', 'pi-b', 'pi-c']));
   });

@@ -3,6 +3,10 @@ import { requireBuilt, eligibleAt, held, report, routable, simState, sleep, tall
 
 requireBuilt();
 
+// --routing guide: the row's premise is the guide's stickiness (requests stay on the node with
+// the model loaded); balanced routing would spread them (rows 40 and 41 cover it).
+const GUIDE = ['--routing', 'guide'];
+
 // Row 3: pi-a holds the gemma3:1b requests, pi-b the llama3.2:3b ones (each node has only its
 // model loaded, so requests stick to it), both slowed so they hold them; pi-c holds nothing.
 // Every worker is SIGKILLed; 20 s later pi-a alone comes back. Its own running jobs come back
@@ -24,7 +28,7 @@ describe('row 3: SIGKILL every worker, restart one 20 s later', () => {
     }).start();
     for (const id of ['pi-a', 'pi-b']) await w.simFaults(id, { slowStreamMs: 5000 });
     for (const id of nodes) workers.set(id, w.startWorker(id));
-    bridge = w.startBridge();
+    bridge = w.startBridge('bridge-a', GUIDE);
     for (const id of nodes) await withDump(w, () => w.healthy(id, 30_000));
     await withDump(w, () => routable(bridge, nodes));
   });

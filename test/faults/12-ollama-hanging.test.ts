@@ -4,6 +4,10 @@ import { requireBuilt, report, ROOT, routable, tally, withDump, World, type Proc
 
 requireBuilt();
 
+// --routing guide: the row's premise is the guide's stickiness (requests stay on the node with
+// the model loaded); balanced routing would spread them (rows 40 and 41 cover it).
+const GUIDE = ['--routing', 'guide'];
+
 const NODES = ['pi-a', 'pi-b'];
 /** pi-a reads the 16 GB fixture's RAM (about 20 % used), pi-b the 8 GB one's (about 62 %): pi-a comes first. */
 const procRoot = (fixture: string): string[] => ['--proc-root', join(ROOT, 'test/fixtures/nodes', fixture)];
@@ -19,7 +23,7 @@ describe('row 12: Ollama hanging on one node', () => {
     w = await new World({ nodes: NODES.map((id) => ({ id })), speed: 50, label: 'row12' }).start();
     const limit = ['--ollama-timeout', `${OLLAMA_TIMEOUT_MS}ms`];
     a = w.startWorker('pi-a', [...procRoot('pi-16g'), ...limit]);
-    procs = [a, w.startWorker('pi-b', [...procRoot('pi-8g'), ...limit]), w.startBridge()];
+    procs = [a, w.startWorker('pi-b', [...procRoot('pi-8g'), ...limit]), w.startBridge('bridge-a', GUIDE)];
     for (const id of NODES) await w.healthy(id);
     await routable(procs[2]!, NODES);
   });
