@@ -3,12 +3,12 @@
  * texts, and byte sizes in Ollama's human form.
  */
 
-/** Ollama's name rule: a name without a tag means `:latest`; the default registry path is implied. */
+/**
+ * Ollama's name rule: a name without a tag means `:latest`, and the library path of a registry
+ * (`<host>/library/`, or `library/` alone) is implied, so it is dropped.
+ */
 export function normalizeModelName(raw: string): string {
-  let name = raw.trim();
-  for (const prefix of ['registry.ollama.ai/library/', 'library/']) {
-    if (name.toLowerCase().startsWith(prefix)) name = name.slice(prefix.length);
-  }
+  let name = raw.trim().replace(/^([^/]+\.[^/]+\/)?library\//i, '');
   const lastSlash = name.lastIndexOf('/');
   const tail = name.slice(lastSlash + 1);
   if (tail !== '' && !tail.includes(':')) name += ':latest';

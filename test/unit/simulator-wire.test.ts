@@ -8,7 +8,8 @@ describe('model names follow Ollama', () => {
     ['llama3:latest', 'llama3:latest'],
     ['gemma3:1b', 'gemma3:1b'],
     ['  gemma3:1b ', 'gemma3:1b'],
-    ['registry.ollama.ai/library/gemma3:1b', 'gemma3:1b'],
+    ['models.example.net/library/gemma3:1b', 'gemma3:1b'],
+    ['models.example.net/someone/custom', 'models.example.net/someone/custom:latest'],
     ['library/tinyllama', 'tinyllama:latest'],
     ['someone/custom', 'someone/custom:latest'],
   ])('%s is %s', (raw, want) => {
