@@ -2,9 +2,9 @@
  * `npm run dev`: ORION on this machine as separate programs, started and stopped together.
  * A Redis (the one at --redis-addr when it answers, else a throwaway redis-server), the Ollama
  * simulator on :11434 with gemma3:1b loaded (unless --ollama-host names a real Ollama), one
- * worker on :8081 and the bridge on :8080, each the built program in a process of its own, its
- * JSON log lines printed with its name in front. Ctrl-C (or SIGTERM) stops them in order
- * (bridge, worker, simulator, Redis), each with SIGINT as pm2 does, and waits for every one; if
+ * worker on :8081, the bridge on :8080 and the gateway on :11435, each the built program in a
+ * process of its own, its JSON log lines printed with its name in front. Ctrl-C (or SIGTERM)
+ * stops them in order (gateway, bridge, worker, simulator, Redis), each with SIGINT as pm2 does, and waits for every one; if
  * one of them exits on its own, the rest are stopped too and the exit code is 1.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -30,6 +30,7 @@ interface Proc {
 const SIM_PORT = 11434;
 const WORKER_PORT = 8081;
 const BRIDGE_PORT = 8080;
+const GATEWAY_PORT = 11435;
 
 function start(name: string, bin: string, args: string[], out: (line: string) => void, readyMsg: string): { proc: Proc; ready: Promise<void> } {
   // A process group of its own: the terminal's Ctrl-C reaches only this runner, which then
@@ -72,6 +73,7 @@ async function busyPorts(o: DevOptions): Promise<string[]> {
   const want: [number, string][] = [
     [WORKER_PORT, 'worker'],
     [BRIDGE_PORT, 'bridge'],
+    [GATEWAY_PORT, 'gateway'],
   ];
   if (!o.ollamaHost) want.push([SIM_PORT, 'simulator']);
   const busy: string[] = [];
@@ -89,6 +91,7 @@ function programs(o: DevOptions, redisAddr: string): Array<{ name: string; bin: 
   const ollama = o.ollamaHost || `http://127.0.0.1:${SIM_PORT}`;
   list.push({ name: 'worker', bin: 'worker.js', args: ['--node-id', o.nodeId, '--redis-addr', redisAddr, '--ollama-host', ollama, '--http-port', String(WORKER_PORT)], ready: 'worker started' });
   list.push({ name: 'bridge', bin: 'router.js', args: ['--redis-addr', redisAddr, '--http-port', String(BRIDGE_PORT)], ready: 'bridge started' });
+  list.push({ name: 'gw', bin: 'gateway.js', args: ['--redis-addr', redisAddr, '--http-port', String(GATEWAY_PORT)], ready: 'gateway started' });
   return list;
 }
 
@@ -117,7 +120,7 @@ export async function runDev(o: DevOptions): Promise<number> {
       if (!(await Promise.race([ready.then(() => true), aborted(o.signal).then(() => false)]))) return 0;
     }
     const port = redisAddr.slice(redisAddr.lastIndexOf(':') + 1);
-    o.out(`dev    | ready: Redis ${redisAddr}, worker ${o.nodeId} http://localhost:${WORKER_PORT}/health, bridge http://localhost:${BRIDGE_PORT}/nodes, Bull Board http://localhost:${BRIDGE_PORT}/admin/queues`);
+    o.out(`dev    | ready: Redis ${redisAddr}, worker ${o.nodeId} http://localhost:${WORKER_PORT}/health, bridge http://localhost:${BRIDGE_PORT}/ (live page), Bull Board http://localhost:${BRIDGE_PORT}/admin/queues, gateway (OpenAI and Ollama APIs) http://localhost:${GATEWAY_PORT}`);
     o.out(`dev    | send: npx orion send --model gemma3:1b --prompt "Why is the sky blue?" --stream${port === '6379' ? '' : ` --redis-addr ${redisAddr}`}   Ctrl-C stops everything`);
     const firstExit = Promise.race(procs.map((p) => p.exited.then((c) => `${p.name} exited (code ${c})`)));
     const why = await Promise.race([firstExit, aborted(o.signal).then(() => undefined)]);
