@@ -114,9 +114,13 @@ export class Placer {
     this.o.load.add(nodeId, -1);
   }
 
-  /** Count what the balanced rule did with a placement that is now in its queue. */
+  /**
+   * Count what the rule did with a placement that is now in its queue: under either rule a
+   * cold load is counted (the live page and the dashboard show them); spills and avoided cold
+   * loads happen only under balanced.
+   */
   count(nodeId: string, flags: PlacementFlags): void {
-    if (this.o.mode === 'balanced') this.o.stats.balanced(nodeId, flags);
+    this.o.stats.balanced(nodeId, flags);
   }
 
   /** An answer of `model` on `node` was observed at `at`. */

@@ -80,7 +80,7 @@ export class Timeline {
       t: Date.now(),
       routed: d('total_routed'),
       sticky: d('sticky_hits'),
-      cold_loads: d('fallbacks'),
+      cold_loads: d('cold_loads'),
       errors: d('errors'),
       timeouts: d('timeouts'),
       rerouted: d('rerouted'),

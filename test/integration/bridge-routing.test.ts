@@ -40,7 +40,7 @@ describe('the bridge routes each request to one node queue', () => {
     const [job] = await until(() => s.jobs('b-mid').then((j) => j.length === 1 && j));
     expect(job!.data.routing).toBe('fallback');
     await until(() => b.stats().fallbacks === 1);
-    expect(b.stats()).toMatchObject({ total_routed: 1, sticky_hits: 0, fallbacks: 1 });
+    expect(b.stats()).toMatchObject({ total_routed: 1, sticky_hits: 0, fallbacks: 1, cold_loads: 1 });
   });
 
   it('skips hot, full, stale (old last_seen or no TTL key) and unavailable nodes', async () => {

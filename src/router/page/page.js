@@ -206,7 +206,7 @@
     var span = minutes >= 1 ? 'per min, last ' + minutes + ' min' : 'per min';
     $('c-routed-total').textContent = span + ' · ' + routed + ' in all';
     $('c-errors-total').textContent = span + ' · ' + (totals.errors || 0) + ' in all';
-    $('c-cold-total').textContent = span + ' · ' + (totals.fallbacks || 0) + ' in all';
+    $('c-cold-total').textContent = span + ' · ' + (totals.cold_loads || 0) + ' in all';
     chart($('c-routed'), pick('routed'), cssVar('--accent'));
     chart($('c-errors'), pick('errors'), cssVar('--bad'));
     chart($('c-cold'), pick('cold_loads'), cssVar('--cold'));
