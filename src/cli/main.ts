@@ -37,7 +37,8 @@ const COMMON_HELP = `Connection (every command; flag > environment > default):
   --redis-password PW      (ORION_REDIS_PASSWORD)   --redis-username NAME (ORION_REDIS_USERNAME)
   --redis-tls              (ORION_REDIS_TLS)        --redis-tls-ca FILE   (ORION_REDIS_TLS_CA)
   --stream-prefix P        (ORION_STREAM_PREFIX, default orion:inference)
-  --router URL             the bridge's HTTP address (ORION_ROUTER_URL, default http://localhost:8080)`;
+  --router URL             the bridge's HTTP address (ORION_ROUTER_URL, default http://localhost:8080)
+Every other flag has its twin too, ORION_ and the flag's name (--json: ORION_JSON=1, --node: ORION_NODE).`;
 
 export function generalHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
@@ -115,8 +116,9 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   let values: Values;
   let args: string[];
   try {
-    const parsed = parseArgs({ args: rest, options: { ...COMMON, ...cmd.options }, allowPositionals: true, strict: true });
-    values = parsed.values as Values;
+    const options = { ...COMMON, ...cmd.options };
+    const parsed = parseArgs({ args: rest, options, allowPositionals: true, strict: true });
+    values = withEnvTwins(parsed.values as Values, options, io.env);
     args = parsed.positionals;
   } catch (err) {
     io.err(`orion ${cmd.name}: ${(err as Error).message.replace(/\. To specify a positional.*$/s, '')}\n(see orion ${cmd.name} --help)\n`);
@@ -127,6 +129,24 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     return 0;
   }
   return runCommand(cmd, values, args, io);
+}
+
+/**
+ * Every flag's ORION_* twin (`--node-id` reads ORION_NODE_ID, `--json` reads ORION_JSON=1):
+ * used where the flag is not given, so a flag always wins.
+ */
+export function withEnvTwins(values: Values, options: Record<string, { type: 'string' | 'boolean' }>, env: Record<string, string | undefined>): Values {
+  const out: Values = { ...values };
+  for (const [flag, spec] of Object.entries(options)) {
+    if (flag === 'help' || out[flag] !== undefined) continue;
+    const raw = env[`ORION_${flag.replace(/-/g, '_').toUpperCase()}`];
+    if (raw === undefined || raw === '') continue;
+    if (spec.type === 'string') out[flag] = raw;
+    else if (/^(1|true|yes|on)$/i.test(raw)) out[flag] = true;
+    else if (/^(0|false|no|off)$/i.test(raw)) out[flag] = false;
+    else throw new Error(`ORION_${flag.replace(/-/g, '_').toUpperCase()}='${raw}': must be true or false`);
+  }
+  return out;
 }
 
 function redisAddrOf(env: Record<string, string | undefined>, values: Values): string {
