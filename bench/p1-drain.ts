@@ -158,10 +158,11 @@ export async function drainOnce(o: DrainOptions, nodes: number, label: string): 
         commands[name] = c.calls;
         total += c.calls;
       }
-      // Every request must be a job now.
+      // Every request must be a job now (the bridge's own keep-warm jobs are not the bench's).
       const pipe = redis.pipeline();
-      for (let i = 0; i < nodes; i++) pipe.zcard(`${n.nodeQueuePrefix}:${nodeId(i)}:prioritized`);
-      const jobs = ((await pipe.exec()) ?? []).reduce((a, [, c]) => a + Number(c), 0);
+      for (let i = 0; i < nodes; i++) pipe.zrange(`${n.nodeQueuePrefix}:${nodeId(i)}:prioritized`, 0, -1);
+      const ids = ((await pipe.exec()) ?? []).flatMap(([, list]) => list as string[]);
+      const jobs = ids.filter((id) => !id.startsWith('req_orion-keep-warm-')).length;
       if (jobs !== o.requests) throw new Error(`expected ${o.requests} jobs in node queues, found ${jobs}`);
       return {
         nodes,
