@@ -45,7 +45,13 @@ describe('row 20: two workers with the same --node-id', () => {
       expect(new Set(instances).size).toBe(2);
       expect(new Set([node['instance_id'], ...(node['duplicate_instances'] as string[])])).toEqual(new Set(instances));
       // The CLI shows the bridge's warning under its table.
-      const cli = await promisify(execFile)(process.execPath, [join(ROOT, 'dist/src/bin/cli.js'), 'nodes', '--router', `http://127.0.0.1:${port}`]);
+      // The bridge's view is rebuilt every second from whichever document was written last: ask
+      // until the CLI's read falls on a snapshot that carries the warning.
+      const cliNodes = () => promisify(execFile)(process.execPath, [join(ROOT, 'dist/src/bin/cli.js'), 'nodes', '--router', `http://127.0.0.1:${port}`]);
+      const cli = await waitFor('orion nodes to print the warning', async () => {
+        const out = await cliNodes();
+        return /warning: pi-a: 2 worker processes/.test(out.stderr) ? out : undefined;
+      }, 30_000, 500);
       expect(cli.stdout).toMatch(/^pi-a/m);
       expect(cli.stderr).toMatch(/warning: pi-a: 2 worker processes publish health as pi-a/);
 
