@@ -20,11 +20,12 @@ import { runDrainRows } from './p1-drain.js';
 import { runLatencyRows } from './p4-latency.js';
 import { runGatewayRows } from './p8-gateway.js';
 import { runP5 } from './p5-routing.js';
+import { runBurstRows } from './p9-burst.js';
 import { runMemoryRows } from './p6-memory.js';
 import { runSoakRows } from './p7-soak.js';
 import { stopAll, useBins } from './proc.js';
 
-const ALL_ROWS = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7', 'P8'] as const;
+const ALL_ROWS = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7', 'P8', 'P9'] as const;
 
 const isRow = (r: string): r is (typeof ALL_ROWS)[number] => (ALL_ROWS as readonly string[]).includes(r);
 
@@ -49,11 +50,7 @@ const benchOptions = {
     description: 'Runs per row',
     default: 3,
     defaultText: '3',
-    parse: (raw: string): number => {
-      const n = Number(raw);
-      if (raw.trim() === '' || !Number.isInteger(n) || n < 1) throw new Error('must be a whole number >= 1');
-      return n;
-    },
+    parse: parsers.int(1),
   } satisfies OptionSpec<number>,
   quick: { flag: 'quick', env: 'ORION_BENCH_QUICK', description: 'Fewer requests and a 20 s soak', default: false, defaultText: 'false', boolean: true, parse: parsers.bool } satisfies OptionSpec<boolean>,
   soakSeconds: {
@@ -81,8 +78,7 @@ function parseOptions(argv: string[]): Resolved<typeof benchOptions> & { soakSec
     process.exit(0);
   }
   try {
-    if (positional.length > 0) throw new ConfigError([`unexpected argument '${positional[0]}' (see --help)`]);
-    const o = resolveOptions(benchOptions, { flags, env: process.env });
+    const o = resolveOptions(benchOptions, { flags, env: process.env }, () => positional.map((p) => `unexpected argument '${p}' (see --help)`));
     return { ...o, soakSeconds: o.soakSeconds ?? (o.quick ? 20 : 600) };
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
@@ -140,6 +136,7 @@ try {
   );
   await section(['P4'], 'P4 added latency', () => runLatencyRows({ port: redis.port, runs: o.runs, requests: o.quick ? 100 : 2000, trace: o.trace, log }));
   await section(['P5'], 'P5 routing decision', () => runP5());
+  await section(['P9'], 'P9 balanced routing bursts (built programs, simulated nodes)', () => runBurstRows({ runs: o.runs, log }));
   await section(['P8'], 'P8 gateway time to first token', () => runGatewayRows({ port: redis.port, runs: o.runs, requests: o.quick ? 50 : 300, log }));
   await section(['P7'], `P7 soak (${o.soakSeconds} s at 200 req/s)`, () =>
     runSoakRows({ port: redis.port, seconds: o.soakSeconds, rate: 200, log }),
