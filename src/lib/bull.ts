@@ -29,3 +29,12 @@ export class HeldConnection extends RedisConnection {
 export async function settled(objects: ReadonlyArray<Queue | Worker>): Promise<void> {
   await Promise.allSettled(objects.map((o) => o.waitUntilReady()));
 }
+
+/**
+ * The key of a job's lock, which exists while a worker holds the job. BullMQ gives no accessor
+ * for it: its scripts name it as the job's key (`Queue.toKey(id)`) followed by `:lock`, and this
+ * is the one place here that does the same.
+ */
+export function jobLockKey(queue: Pick<Queue, 'toKey'>, jobId: string): string {
+  return `${queue.toKey(jobId)}:lock`;
+}

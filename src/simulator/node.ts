@@ -12,7 +12,7 @@ import type { NodeProfile } from './profiles.js';
 import { Scheduler, type RunnerView } from './scheduler.js';
 import { seededRandom } from './text.js';
 import { ThermalModel } from './thermal.js';
-import { normalizeModelName } from './wire.js';
+import { modelKey } from './wire.js';
 
 export interface SimulatedNodeOptions {
   id: string;
@@ -128,7 +128,7 @@ export class SimulatedNode {
     this.thermal = opts.thermalModel;
     this.random = seededRandom(opts.faultSeed);
     this.currentFaults = { ...NO_FAULTS, ...parseFaults(opts.faults ?? {}) };
-    for (const m of opts.engine.models()) this.known.set(m.name.toLowerCase(), m);
+    for (const m of opts.engine.models()) this.known.set(modelKey(m.name), m);
     const since = Date.now() - 86_400_000;
     opts.installed.forEach((name, i) => {
       const info = this.modelInfo(name);
@@ -166,7 +166,7 @@ export class SimulatedNode {
 
   /** The engine's model matching a name (`llama3` means `llama3:latest`), installed or not. */
   modelInfo(name: string): EngineModelInfo | undefined {
-    return this.known.get(normalizeModelName(name).toLowerCase());
+    return this.known.get(modelKey(name));
   }
 
   /** The installed model a name refers to, or undefined. */
@@ -177,7 +177,7 @@ export class SimulatedNode {
 
   installedModels(): InstalledModel[] {
     return [...this.installed.entries()]
-      .map(([name, modifiedAt]) => ({ info: this.known.get(name.toLowerCase())!, modifiedAt }))
+      .map(([name, modifiedAt]) => ({ info: this.known.get(modelKey(name))!, modifiedAt }))
       .sort((a, b) => b.modifiedAt.getTime() - a.modifiedAt.getTime());
   }
 

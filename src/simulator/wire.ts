@@ -15,9 +15,9 @@ export function normalizeModelName(raw: string): string {
   return name;
 }
 
-/** Compare names the way Ollama does: after normalizing, case-insensitively. */
-export function sameModel(a: string, b: string): boolean {
-  return normalizeModelName(a).toLowerCase() === normalizeModelName(b).toLowerCase();
+/** What Ollama compares names by: the normalized name, case-insensitively. */
+export function modelKey(name: string): string {
+  return normalizeModelName(name).toLowerCase();
 }
 
 /** Returned when a keep_alive value cannot be read; `message` is Go's wording. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { NO_FAULTS, parseFaults } from '../../src/simulator/faults.js';
-import { DurationError, OLLAMA_ERRORS, humanBytes2, normalizeModelName, parseGoDuration, parseKeepAlive, sameModel } from '../../src/simulator/wire.js';
+import { DurationError, OLLAMA_ERRORS, humanBytes2, normalizeModelName, parseGoDuration, parseKeepAlive, modelKey } from '../../src/simulator/wire.js';
 
 describe('model names follow Ollama', () => {
   it.each([
@@ -17,9 +17,9 @@ describe('model names follow Ollama', () => {
   });
 
   it('treats a name without a tag and with :latest as the same model, ignoring case', () => {
-    expect(sameModel('llama3', 'llama3:latest')).toBe(true);
-    expect(sameModel('Gemma3:1B', 'gemma3:1b')).toBe(true);
-    expect(sameModel('gemma3:1b', 'gemma3:4b')).toBe(false);
+    expect(modelKey('llama3')).toBe(modelKey('llama3:latest'));
+    expect(modelKey('Gemma3:1B')).toBe(modelKey('gemma3:1b'));
+    expect(modelKey('gemma3:1b')).not.toBe(modelKey('gemma3:4b'));
   });
 });
 
