@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { NO_FAULTS, parseFaults } from '../../src/simulator/faults.js';
-import { DurationError, OLLAMA_ERRORS, humanBytes2, normalizeModelName, parseGoDuration, parseKeepAlive, modelKey } from '../../src/simulator/wire.js';
+import { DurationError, OLLAMA_ERRORS, normalizeModelName, parseKeepAlive, modelKey } from '../../src/simulator/wire.js';
 
 describe('model names follow Ollama', () => {
   it.each([
@@ -53,7 +53,7 @@ describe('keep_alive is read the way Ollama reads it', () => {
     expect(() => parseKeepAlive('soon')).toThrow(new DurationError('time: invalid duration "soon"'));
     expect(() => parseKeepAlive('5 minutes')).toThrow(DurationError);
     expect(() => parseKeepAlive(true)).toThrow("Unsupported type: 'boolean'");
-    expect(() => parseGoDuration('1d')).toThrow(DurationError);
+    expect(() => parseKeepAlive('1d')).toThrow(DurationError);
   });
 });
 
@@ -68,8 +68,7 @@ describe('wire texts', () => {
   });
 
   it('prints memory like format.HumanBytes2', () => {
-    expect(humanBytes2(512)).toBe('512 B');
-    expect(humanBytes2(5_800_000_000)).toBe('5.4 GiB');
+    expect(OLLAMA_ERRORS.tooLarge(512, 0)).toBe('model requires more system memory (512 B) than is available (0 B)');
     expect(OLLAMA_ERRORS.tooLarge(5_800_000_000, 3_691_489_920)).toBe(
       'model requires more system memory (5.4 GiB) than is available (3.4 GiB)',
     );

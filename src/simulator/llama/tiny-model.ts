@@ -48,15 +48,15 @@ export const DEFAULT_TINY_LLAMA: Readonly<TinyLlamaSpec> = Object.freeze({
   contextLength: 4096,
 });
 
-export const BYTE_VOCAB_SIZE = 258;
-export const BOS_TOKEN_ID = 256;
-export const EOS_TOKEN_ID = 257;
+const BYTE_VOCAB_SIZE = 258;
+const BOS_TOKEN_ID = 256;
+const EOS_TOKEN_ID = 257;
 /** Token types as GGUF numbers them. */
 const TOKEN_TYPE_NORMAL = 1;
 const TOKEN_TYPE_CONTROL = 3;
 
 /** GPT-2's byte-to-character table: printable bytes map to themselves, others to U+0100+. */
-export function byteLevelAlphabet(): string[] {
+function byteLevelAlphabet(): string[] {
   const printable = (b: number): boolean =>
     (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
   const out: string[] = [];
