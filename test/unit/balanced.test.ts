@@ -106,8 +106,19 @@ describe('where balanced departs from the guide', () => {
     const busy = loads({ warm: { running: 1, waiting: 1, workMs: 25_000 } });
     const d = pickBalanced('gemma3:1b', nodes, busy, learner, undefined, { coldMarginMs: 2000 });
     expect(d.kind === 'routed' && d.node.health.node_id).toBe('warm');
-    const d2 = pickBalanced('gemma3:1b', nodes, busy, learner, undefined, { coldMarginMs: 0 });
+    const d2 = pickBalanced('gemma3:1b', nodes, busy, learner, undefined, { coldMarginMs: 0, coldMarginShare: 0 });
     expect(d2.kind === 'routed' && d2.node.health.node_id).toBe('cold');
+  });
+
+  it('behind few answers a load must win by a share of the warm wait; behind many, by less', () => {
+    const nodes = cluster([node('warm', { ram_percent: 70, models: ['gemma3:1b'] }), node('cold', { ram_percent: 10, installed_models: ['gemma3:1b'] })]);
+    // Two answers ahead: 30 s expected, but its error is large; a 24 s load is not 1/sqrt(2) of it sooner.
+    const two = loads({ warm: { running: 1, waiting: 1 } });
+    expect(pickBalanced('gemma3:1b', nodes, two, learner)).toMatchObject({ kind: 'routed', coldLoad: false, etaMs: 30_000 });
+    expect(pickBalanced('gemma3:1b', nodes, two, learner, undefined, { coldMarginShare: 0 })).toMatchObject({ kind: 'routed', coldLoad: true });
+    // Nine answers ahead: 170 s expected; a margin of a third of it still leaves the load sooner.
+    const nine = loads({ warm: { running: 1, waiting: 8 } });
+    expect(pickBalanced('gemma3:1b', nodes, nine, learner)).toMatchObject({ kind: 'routed', coldLoad: true, etaMs: 24_000 });
   });
 
   it('a node that loads faster (learned rate) wins among busy candidates', () => {
