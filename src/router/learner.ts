@@ -11,7 +11,8 @@
  * the node's learned rate; the same model on other nodes (the mean of what was learned there);
  * the default (`--default-answer-time`, `--default-load-time`).
  */
-import { normalizeModel } from '../contracts/index.js';
+import type { InferenceResponse } from '../contracts/types.js';
+import { memoNormalize } from './model-names.js';
 
 /**
  * A cold load of a 2 GB model (llama3.2:3b) from a Raspberry Pi 5's microSD card at 85 MB/s:
@@ -36,14 +37,10 @@ export const TOKEN_MEAN_WINDOW = 500;
 export const COLD_LOAD_MIN_MS = 500;
 
 /** The fields of a final response (SPEC.md section 4) the learner reads. */
-export interface Observation {
-  total_duration_ms?: number;
-  load_duration_ms?: number;
-  prompt_eval_duration_ms?: number;
-  eval_duration_ms?: number;
-  prompt_eval_count?: number;
-  eval_count?: number;
-}
+export type Observation = Pick<
+  InferenceResponse,
+  'total_duration_ms' | 'load_duration_ms' | 'prompt_eval_duration_ms' | 'eval_duration_ms' | 'prompt_eval_count' | 'eval_count'
+>;
 
 export interface LearnerDefaults {
   /** @defaultValue DEFAULT_LOAD_TIME_MS */
@@ -103,7 +100,7 @@ export class CostLearner {
   readonly defaults: LearnerDefaults;
   private readonly answer: Table = new Map();
   private readonly load: Table = new Map();
-  private readonly normalized = new Map<string, string>();
+  private readonly norm = memoNormalize();
   private readonly promptTok: Table = new Map();
   private readonly evalTok: Table = new Map();
   private readonly promptLen = new Map<string, Ewma>();
@@ -120,15 +117,6 @@ export class CostLearner {
 
   constructor(defaults: Partial<LearnerDefaults> = {}) {
     this.defaults = { loadMs: defaults.loadMs ?? DEFAULT_LOAD_TIME_MS, answerMs: defaults.answerMs ?? DEFAULT_ANSWER_TIME_MS };
-  }
-
-  private norm(model: string): string {
-    let m = this.normalized.get(model);
-    if (m === undefined) {
-      m = normalizeModel(model);
-      if (this.normalized.size < 10_000) this.normalized.set(model, m);
-    }
-    return m;
   }
 
   /** Remember a model's size on disk, in MB, for estimating loads where it was never loaded. */

@@ -4,19 +4,13 @@ import { balancedFrom, pickBalanced, slotWaitMs, type NodeLoad } from '../../src
 import { RoutingIndex } from '../../src/router/routing-index.js';
 import { CostLearner } from '../../src/router/learner.js';
 import { eligibleInOrder, pickNode, toNodeView, type NodeView } from '../../src/router/routing.js';
+import { seededRandom as rng } from '../../src/lib/random.js';
 
 const T = { maxTemp: 75, maxRam: 90, staleAfterMs: 15_000 };
 const SEEN = '2026-01-19T12:00:00Z';
 const NOW = Date.parse(SEEN) + 1000;
 const MODELS = ['gemma3:1b', 'llama3.2:3b', 'llama3', 'qwen2.5:0.5b', 'phi4'];
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
 
 function node(id: string, over: Partial<NodeHealth> = {}): NodeHealth {
   return { node_id: id, cpu_percent: 10, ram_percent: 50, temp_celsius: 50, models: [], available: true, last_seen: SEEN, ...over };
