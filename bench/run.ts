@@ -9,8 +9,11 @@
  * --trace gives P4's per-step breakdown (the bridge and worker run with ORION_TRACE=1; the
  * figures then include the cost of the trace lines). --cpu-prof writes a CPU profile of each bridge process (P1-P3) into DIR; --router-bin and
  * --worker-bin measure other builds of the programs (e.g. an older commit's), to compare.
+ * Every flag has its ORION_BENCH_* twin (--soak-seconds: ORION_BENCH_SOAK_SECONDS); a flag wins.
  */
 import { writeFileSync } from 'node:fs';
+import { helpText, parseArgv, parsers, resolveOptions, type OptionSpec, type Resolved } from '../src/config/options.js';
+import { ConfigError } from '../src/lib/errors.js';
 import { startRedis } from '../test/helpers/redis.js';
 import { printTable, type RowResult } from './lib.js';
 import { runDrainRows } from './p1-drain.js';
@@ -23,78 +26,69 @@ import { stopAll, useBins } from './proc.js';
 
 const ALL_ROWS = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7', 'P8'] as const;
 
-interface Options {
-  rows: Set<string>;
-  runs: number;
-  quick: boolean;
-  soakSeconds: number;
-  json: string | undefined;
-  cpuProf: string | undefined;
-  routerBin: string | undefined;
-  workerBin: string | undefined;
-  trace: boolean;
-}
+const isRow = (r: string): r is (typeof ALL_ROWS)[number] => (ALL_ROWS as readonly string[]).includes(r);
 
-function usage(problem: string): never {
-  process.stderr.write(`bench: ${problem}\nusage: node dist/bench/run.js [--rows P1,P2,...] [--runs 3] [--quick] [--soak-seconds N] [--json FILE] [--cpu-prof DIR] [--router-bin FILE] [--worker-bin FILE] [--trace]\n`);
-  process.exit(2);
-}
+/** The bench's flags, each with its ORION_BENCH_* twin (a flag wins). */
+const benchOptions = {
+  rows: {
+    flag: 'rows',
+    env: 'ORION_BENCH_ROWS',
+    description: 'Rows to run, comma-separated',
+    default: new Set<string>(ALL_ROWS),
+    defaultText: ALL_ROWS.join(','),
+    parse: (raw: string): Set<string> => {
+      const rows = raw.split(',').map((r) => r.trim().toUpperCase()).filter(Boolean);
+      const bad = rows.filter((r) => !isRow(r));
+      if (bad.length > 0 || rows.length === 0) throw new Error(`unknown rows: ${bad.join(', ') || '(none)'} (have ${ALL_ROWS.join(', ')})`);
+      return new Set(rows);
+    },
+  } satisfies OptionSpec<Set<string>>,
+  runs: {
+    flag: 'runs',
+    env: 'ORION_BENCH_RUNS',
+    description: 'Runs per row',
+    default: 3,
+    defaultText: '3',
+    parse: (raw: string): number => {
+      const n = Number(raw);
+      if (raw.trim() === '' || !Number.isInteger(n) || n < 1) throw new Error('must be a whole number >= 1');
+      return n;
+    },
+  } satisfies OptionSpec<number>,
+  quick: { flag: 'quick', env: 'ORION_BENCH_QUICK', description: 'Fewer requests and a 20 s soak', default: false, defaultText: 'false', boolean: true, parse: parsers.bool } satisfies OptionSpec<boolean>,
+  soakSeconds: {
+    flag: 'soak-seconds',
+    env: 'ORION_BENCH_SOAK_SECONDS',
+    description: 'Length of the P7 soak',
+    defaultText: '600 (20 with --quick)',
+    parse: (raw: string): number => {
+      const n = Number(raw);
+      if (raw.trim() === '' || !(n > 0) || !Number.isFinite(n)) throw new Error('must be > 0');
+      return n;
+    },
+  } satisfies OptionSpec<number>,
+  json: { flag: 'json', env: 'ORION_BENCH_JSON', description: 'Also write the table as JSON to this file', parse: parsers.string } satisfies OptionSpec<string>,
+  cpuProf: { flag: 'cpu-prof', env: 'ORION_BENCH_CPU_PROF', description: 'Write a CPU profile of each bridge process (P1-P3) into this directory', parse: parsers.string } satisfies OptionSpec<string>,
+  routerBin: { flag: 'router-bin', env: 'ORION_BENCH_ROUTER_BIN', description: 'Bridge program to measure', defaultText: 'this build', parse: parsers.string } satisfies OptionSpec<string>,
+  workerBin: { flag: 'worker-bin', env: 'ORION_BENCH_WORKER_BIN', description: 'Worker program to measure', defaultText: 'this build', parse: parsers.string } satisfies OptionSpec<string>,
+  trace: { flag: 'trace', env: 'ORION_BENCH_TRACE', description: "P4's per-step breakdown", default: false, defaultText: 'false', boolean: true, parse: parsers.bool } satisfies OptionSpec<boolean>,
+};
 
-function parseOptions(argv: string[]): Options {
-  const o: Options = { rows: new Set(ALL_ROWS), runs: 3, quick: false, soakSeconds: 600, json: undefined, cpuProf: undefined, routerBin: undefined, workerBin: undefined, trace: false };
-  let soakSet = false;
-  for (let i = 0; i < argv.length; i++) {
-    const [flag, inline] = argv[i]!.split(/=(.*)/s, 2) as [string, string | undefined];
-    const value = (): string => {
-      const v = inline ?? argv[++i];
-      if (v === undefined) usage(`${flag} needs a value`);
-      return v;
-    };
-    switch (flag) {
-      case '--rows': {
-        const rows = value().split(',').map((r) => r.trim().toUpperCase()).filter(Boolean);
-        const bad = rows.filter((r) => !(ALL_ROWS as readonly string[]).includes(r));
-        if (bad.length > 0 || rows.length === 0) usage(`unknown rows: ${bad.join(', ') || '(none)'} (have ${ALL_ROWS.join(', ')})`);
-        o.rows = new Set(rows);
-        break;
-      }
-      case '--runs':
-        o.runs = Number(value());
-        if (!Number.isInteger(o.runs) || o.runs < 1) usage('--runs must be a whole number >= 1');
-        break;
-      case '--quick':
-        o.quick = true;
-        break;
-      case '--trace':
-        o.trace = true;
-        break;
-      case '--soak-seconds':
-        o.soakSeconds = Number(value());
-        soakSet = true;
-        if (!(o.soakSeconds > 0)) usage('--soak-seconds must be > 0');
-        break;
-      case '--json':
-        o.json = value();
-        break;
-      case '--cpu-prof':
-        o.cpuProf = value();
-        break;
-      case '--router-bin':
-        o.routerBin = value();
-        break;
-      case '--worker-bin':
-        o.workerBin = value();
-        break;
-      case '--help':
-      case '-h':
-        usage('benchmarks as ratios');
-        break;
-      default:
-        usage(`unknown flag ${flag}`);
-    }
+function parseOptions(argv: string[]): Resolved<typeof benchOptions> & { soakSeconds: number } {
+  const { flags, positional } = parseArgv(argv, benchOptions);
+  if (flags['help']) {
+    process.stdout.write(helpText('node dist/bench/run.js', 'benchmarks as ratios against baselines measured in the same run', benchOptions));
+    process.exit(0);
   }
-  if (o.quick && !soakSet) o.soakSeconds = 20;
-  return o;
+  try {
+    if (positional.length > 0) throw new ConfigError([`unexpected argument '${positional[0]}' (see --help)`]);
+    const o = resolveOptions(benchOptions, { flags, env: process.env });
+    return { ...o, soakSeconds: o.soakSeconds ?? (o.quick ? 20 : 600) };
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    for (const p of err.problems) process.stderr.write(`bench: ${p}\n`);
+    process.exit(2);
+  }
 }
 
 const o = parseOptions(process.argv.slice(2));

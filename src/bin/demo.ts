@@ -2,7 +2,7 @@
 /** `npm run demo`: the whole ORION system on simulated Pis, with a live view and a summary. */
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { booleanFlagsOf, helpText, parseArgv, parsers, resolveOptions } from '../config/options.js';
+import { helpText, parseArgv, parsers, resolveOptions } from '../config/options.js';
 import { DEFAULT_PREFIX } from '../lib/names.js';
 import { ConfigError } from '../lib/errors.js';
 import { DEMO_PREFIX, runDemo } from '../demo/demo.js';
@@ -19,8 +19,8 @@ const options = {
   logFile: { flag: 'log-file', env: 'ORION_DEMO_LOG_FILE', description: 'Where the components\' JSON logs go', default: '.orion-demo/demo.log', defaultText: '.orion-demo/demo.log', parse: parsers.string },
 };
 
-const { flags } = parseArgv(process.argv.slice(2), booleanFlagsOf(options));
-if (flags['help'] || flags['h']) {
+const { flags } = parseArgv(process.argv.slice(2), options);
+if (flags['help']) {
   process.stdout.write(helpText('npm run demo --', 'the whole ORION system on simulated Pis, with a live view and a summary (colour on a terminal unless NO_COLOR is set)', options));
   process.exit(0);
 }

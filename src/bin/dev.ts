@@ -10,8 +10,8 @@ const options = {
   nodeId: { flag: 'node-id', env: 'ORION_NODE_ID', description: 'Node id of the worker', default: 'pi-8g', defaultText: 'pi-8g', parse: parsers.string },
 };
 
-const { flags } = parseArgv(process.argv.slice(2));
-if (flags['help'] || flags['h']) {
+const { flags } = parseArgv(process.argv.slice(2), options);
+if (flags['help']) {
   process.stdout.write(helpText('npm run dev --', 'ORION on this machine: Redis if needed, the Ollama simulator, a worker and the bridge; Ctrl-C stops them all', options));
   process.exit(0);
 }

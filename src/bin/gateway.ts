@@ -1,14 +1,14 @@
 #!/usr/bin/env node
 /** orion-inference-gateway: flags/env -> config -> createGateway -> signals. */
 import { gatewayOptions, loadGatewayConfig } from '../config/gateway.js';
-import { booleanFlagsOf, helpText, parseArgv } from '../config/options.js';
+import { helpText, parseArgv } from '../config/options.js';
 import { ConfigError } from '../lib/errors.js';
 import { createLogger } from '../lib/logger.js';
 import { VERSION } from '../lib/version.js';
 import { createGateway, GATEWAY_SERVICE } from '../gateway/gateway.js';
 
-const { flags } = parseArgv(process.argv.slice(2), booleanFlagsOf(gatewayOptions));
-if (flags['help'] || flags['h']) {
+const { flags } = parseArgv(process.argv.slice(2), gatewayOptions);
+if (flags['help']) {
   process.stdout.write(helpText(GATEWAY_SERVICE, 'OpenAI- and Ollama-compatible HTTP in front of the ORION bus', gatewayOptions));
   process.exit(0);
 }

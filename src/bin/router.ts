@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /** orion-inference-router (the bridge): flags/env -> config -> createBridge -> signals. */
-import { booleanFlagsOf, helpText, parseArgv } from '../config/options.js';
+import { helpText, parseArgv } from '../config/options.js';
 import { loadRouterConfig, routerOptions } from '../config/router.js';
 import { ConfigError } from '../lib/errors.js';
 import { createLogger } from '../lib/logger.js';
@@ -8,8 +8,8 @@ import { VERSION } from '../lib/version.js';
 import { SERVICE } from '../router/http.js';
 import { createBridge } from '../router/bridge.js';
 
-const { flags } = parseArgv(process.argv.slice(2), booleanFlagsOf(routerOptions));
-if (flags['help'] || flags['h']) {
+const { flags } = parseArgv(process.argv.slice(2), routerOptions);
+if (flags['help']) {
   process.stdout.write(helpText(SERVICE, 'routes inference requests to node queues (sticky, health-aware)', routerOptions));
   process.exit(0);
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /** orion-ollama-sim: flags/env -> config -> simulated Ollama nodes -> signals. */
-import { helpText } from '../config/options.js';
+import { helpText, parseArgv } from '../config/options.js';
 import { ConfigError } from '../lib/errors.js';
 import { createLogger } from '../lib/logger.js';
 import { VERSION } from '../lib/version.js';
@@ -8,11 +8,12 @@ import { loadSimConfig, simOptions, type SimConfig } from '../simulator/config.j
 import { startSimulatorCluster } from '../simulator/index.js';
 
 const argv = process.argv.slice(2);
-if (argv.includes('--help') || argv.includes('-h')) {
+const { flags } = parseArgv(argv, simOptions);
+if (flags['help']) {
   process.stdout.write(helpText('orion-ollama-sim', 'Ollama API simulator of Raspberry Pi 5 nodes', simOptions));
   process.exit(0);
 }
-if (argv.includes('--version')) {
+if (flags['version']) {
   process.stdout.write(`${VERSION}\n`);
   process.exit(0);
 }

@@ -1,14 +1,14 @@
 #!/usr/bin/env node
 /** orion-inference-worker: flags/env -> config -> createWorker -> signals. */
-import { booleanFlagsOf, helpText, parseArgv } from '../config/options.js';
+import { helpText, parseArgv } from '../config/options.js';
 import { loadWorkerConfig, workerOptions } from '../config/worker.js';
 import { ConfigError } from '../lib/errors.js';
 import { createLogger } from '../lib/logger.js';
 import { VERSION } from '../lib/version.js';
 import { createWorker } from '../worker/worker.js';
 
-const { flags } = parseArgv(process.argv.slice(2), booleanFlagsOf(workerOptions));
-if (flags['help'] || flags['h']) {
+const { flags } = parseArgv(process.argv.slice(2), workerOptions);
+if (flags['help']) {
   process.stdout.write(helpText('orion-inference-worker', 'runs this node\'s inference jobs on the local Ollama', workerOptions));
   process.exit(0);
 }

@@ -3,6 +3,7 @@
  * `ORION_*` environment twin, a default and a parser. `resolveOptions` is pure: flag > env >
  * default, and every problem is reported at once.
  */
+import { parseArgs } from 'node:util';
 import { ConfigError } from '../lib/errors.js';
 import { parseDuration } from '../lib/time.js';
 
@@ -20,42 +21,68 @@ export interface OptionSpec<T> {
   boolean?: boolean;
   /** Never shown in logs or help output defaults. */
   secret?: boolean;
+  /** Given more than once, the values are joined with commas (`--node a --node b`). */
+  repeatable?: boolean;
   parse(raw: string): T;
 }
 
 export type Flags = Record<string, string | true>;
 
-/** Parse `--flag v`, `--flag=v` and bare boolean flags; positional words are returned apart. */
-export function parseArgv(
-  argv: readonly string[],
-  booleanFlags: ReadonlySet<string> = new Set(),
-): { flags: Flags; positional: string[] } {
+type ArgsOptions = Record<string, { type: 'string' | 'boolean'; short?: string }>;
+
+/** The table as `util.parseArgs` options: a string per flag, a boolean for on/off flags, and --help/-h, --version. */
+export function argsOptionsOf(table: OptionTable): ArgsOptions {
+  const options: ArgsOptions = { help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' } };
+  for (const spec of Object.values(table)) options[spec.flag] = { type: spec.boolean ? 'boolean' : 'string' };
+  return options;
+}
+
+/** `--x`: a word that is a flag, never taken as the value of the flag before it. */
+const isLongFlag = (word: string | undefined): boolean => word !== undefined && word.startsWith('--') && word.length > 2;
+
+/**
+ * Read `--flag v`, `--flag=v` and bare on/off flags with `util.parseArgs`, in its lenient mode so
+ * that every problem is reported at once by `resolveOptions` (not only the first): a flag of the
+ * table given without a value (last, or followed by another `--flag`) is `true` ("needs a
+ * value"), an unknown flag takes the word after it unless that is a flag (so `--bogus 1` is one
+ * unknown flag, not a flag and a stray word), and a repeated flag marked `repeatable` gathers its
+ * values, comma-separated. Positional words are returned apart.
+ */
+export function parseArgv(argv: readonly string[], table: OptionTable): { flags: Flags; positional: string[] } {
+  const options = argsOptionsOf(table);
+  const repeatable = new Set(Object.values(table).filter((s) => s.repeatable).map((s) => s.flag));
   const flags: Flags = {};
   const positional: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg === '--') {
-      positional.push(...argv.slice(i + 1));
-      break;
-    }
-    if (!arg.startsWith('-') || arg === '-') {
-      positional.push(arg);
+  const set = (name: string, value: string | true): void => {
+    const before = flags[name];
+    flags[name] = repeatable.has(name) && typeof before === 'string' && value !== true ? `${before},${value}` : value;
+  };
+  const { tokens } = parseArgs({ args: [...argv], options, strict: false, allowPositionals: true, tokens: true });
+  let swallowed = -1;
+  for (const token of tokens) {
+    if (token.index === swallowed || token.kind === 'option-terminator') continue;
+    if (token.kind === 'positional') {
+      positional.push(token.value);
       continue;
     }
-    const body = arg.replace(/^--?/, '');
-    const eq = body.indexOf('=');
-    if (eq !== -1) {
-      flags[body.slice(0, eq)] = body.slice(eq + 1);
-    } else if (booleanFlags.has(body) || body === 'help' || body === 'h' || body === 'version') {
-      flags[body] = true;
-    } else {
-      const next = argv[i + 1];
-      if (next === undefined || (next.startsWith('--') && next.length > 2)) flags[body] = true;
-      else {
-        flags[body] = next;
-        i++;
+    const type = options[token.name]?.type;
+    if (type === 'string' && !token.inlineValue && isLongFlag(token.value)) {
+      // `--redis-password --node-id x`: the password was left out; read on from `--node-id`.
+      set(token.name, true);
+      const rest = parseArgv(argv.slice(token.index + 1), table);
+      for (const [name, value] of Object.entries(rest.flags)) set(name, value);
+      positional.push(...rest.positional);
+      break;
+    }
+    if (type === undefined && token.value === undefined) {
+      const next = argv[token.index + 1];
+      if (next !== undefined && !isLongFlag(next)) {
+        swallowed = token.index + 1;
+        set(token.name, next);
+        continue;
       }
     }
+    set(token.name, token.value ?? true);
   }
   return { flags, positional };
 }
@@ -154,10 +181,6 @@ export function resolveOptions<T extends OptionTable>(
   if (check) problems.push(...check(out as Partial<Resolved<T>>));
   if (problems.length) throw new ConfigError(problems);
   return out as Resolved<T>;
-}
-
-export function booleanFlagsOf(table: OptionTable): Set<string> {
-  return new Set(Object.values(table).filter((s) => s.boolean).map((s) => s.flag));
 }
 
 export function helpText(program: string, summary: string, table: OptionTable): string {

@@ -6,13 +6,14 @@
  *      gets one (`timeout`; `no_healthy_node` if it waited for a node and was never placed),
  *      and a dead-letter entry; a job still waiting in its owner's queue is removed (an active
  *      one is stopped by its worker's own timer).
- * Several bridges may sweep at once: publishFinal's HSETNX answers once, and only the bridge
+ * Several bridges may sweep at once: the final script's HSETNX answers once, and only the bridge
  * whose answer was published dead-letters it.
  */
 import { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { InferenceResponse } from '../contracts/types.js';
-import { DEFAULT_TIMEOUT_MS, deadLetter, deadlinesKey, errorResponse, publishFinal, type InferenceJobData } from '../lib/bus.js';
+import { DEFAULT_TIMEOUT_MS, deadlinesKey, type InferenceJobData } from '../lib/bus.js';
+import { failRequest } from '../lib/failures.js';
 import type { ErrorCode } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { isValidNodeId, jobIdFor, type Names } from '../lib/names.js';
@@ -138,9 +139,9 @@ export class DeadlineSweeper {
     if (placed) extra.node_id = node;
     if (job && job.data.attempt >= 1) extra.attempt = job.data.attempt;
     if (request?.metadata !== undefined) extra.metadata = request.metadata;
-    const published = await publishFinal(redis, n, replyTo, errorResponse(id, code, message, extra));
+    const letter = { entry_id: entryId, node_id: node, attempt: extra.attempt, request };
+    const published = await failRequest(redis, n, { requestId: id, replyTo, code, message, answer: extra, letter });
     if (published) {
-      await deadLetter(redis, n, { reason: message, error_code: code, request_id: id, entry_id: entryId, node_id: node, attempt: extra.attempt, request });
       if (code === 'timeout') stats.timeout();
       if (!placed) stats.error(code);
       log.info({ request_id: id, code, node, state }, 'request past its deadline answered');

@@ -22,6 +22,7 @@
 import type { Redis } from 'ioredis';
 import { parseRequestEntry } from '../contracts/index.js';
 import { traceStep } from '../lib/trace.js';
+import { failRequest } from '../lib/failures.js';
 import type { InferenceRequest } from '../contracts/types.js';
 import {
   DEFAULT_TIMEOUT_MS,
@@ -30,8 +31,6 @@ import {
   deliver,
   deliveryOf,
   misdelivery,
-  errorResponse,
-  publishFinal,
   replyStreamOf,
   type ClaimItem,
   type ClaimResult,
@@ -192,8 +191,8 @@ export class Intake {
     const redis = this.o.claims ?? this.o.redis;
     const now = this.now();
     const ack: string[] = [];
-    // Answers and dead letters of unusable entries, when there are any.
-    let refusals: ReturnType<Redis['pipeline']> | undefined;
+    // Answers and dead letters of unusable entries, sent at once.
+    const refusals: Promise<unknown>[] = [];
     const valid: Pending[] = [];
     const items: ClaimItem[] = [];
     for (const e of entries) {
@@ -204,7 +203,7 @@ export class Intake {
       const p = parseRequestEntry(e.fields, n);
       if (p.ok) traceStep(p.request.request_id, 'bridge read');
       if (!p.ok) {
-        this.refuse((refusals ??= redis.pipeline()), e.id, p.reason, p.original, p.requestId, p.replyTo);
+        refusals.push(this.refuse(redis, e.id, p.reason, p.original, p.requestId, p.replyTo));
         ack.push(e.id);
         continue;
       }
@@ -216,10 +215,7 @@ export class Intake {
       items.push({ requestId: p.request.request_id, entryId: e.id, replyTo: replyStreamOf(n, p.request), deadline, timeoutMs });
     }
     // Both go out before either is awaited (one round trip); either failing fails the batch.
-    const refused = refusals?.exec().then((res) => {
-      const failed = res?.find(([e]) => e);
-      if (failed) throw failed[0];
-    });
+    const refused = Promise.all(refusals);
     const claimed = items.length > 0 ? claimRequests(redis, n, items) : Promise.resolve([]);
     const cancels = items.length > 0 ? redis.mget(items.map((it) => n.cancelKey(it.requestId))) : Promise.resolve([]);
     const [claims, , cancelled] = await withTimeout(Promise.all([claimed, refused, cancels]), dispatcher.timeoutMs, 'claiming requests');
@@ -394,28 +390,24 @@ export class Intake {
   /** Publish a final error for a request this bridge could not place, and dead-letter it (unless its sender cancelled it). */
   private async answer(p: Pending, code: ErrorCode, message: string): Promise<boolean> {
     const { redis, n, log } = this.o;
-    const extra = p.request.metadata !== undefined ? { model: p.request.model, metadata: p.request.metadata } : { model: p.request.model };
-    const ok = await publishFinal(redis, n, replyStreamOf(n, p.request), errorResponse(p.request.request_id, code, message, extra));
+    const answer = p.request.metadata !== undefined ? { model: p.request.model, metadata: p.request.metadata } : { model: p.request.model };
+    const failure = { requestId: p.request.request_id, replyTo: replyStreamOf(n, p.request), code, message, answer, letter: { entry_id: p.entryId, request: p.request } };
+    const ok = await failRequest(redis, n, failure);
     if (ok && code === 'cancelled') log.info({ request_id: p.request.request_id }, 'request cancelled before placement');
     else if (ok) {
-      await deadLetter(redis, n, { reason: message, error_code: code, request_id: p.request.request_id, entry_id: p.entryId, request: p.request });
       log.warn({ request_id: p.request.request_id, code, err: message }, 'request refused');
     }
     return ok;
   }
 
-  /** Queue the answer and dead letter of an unusable entry (invalid answers do not claim the id). */
-  private refuse(pipe: ReturnType<Redis['pipeline']>, entryId: string, reason: string, original: unknown, requestId?: string, replyTo?: string): void {
+  /** Answer and dead-letter an unusable entry (invalid answers do not claim the id). */
+  private refuse(redis: Redis, entryId: string, reason: string, original: unknown, requestId?: string, replyTo?: string): Promise<boolean> {
     const { n, stats, log } = this.o;
-    if (requestId !== undefined) {
-      const model = typeof (original as { model?: unknown } | null)?.model === 'string' ? { model: (original as { model: string }).model } : {};
-      const doc = errorResponse(requestId, 'invalid_request', reason, model);
-      // Dead-lettered below either way: a reply_to that is not a stream changes nothing more.
-      void deliver(pipe, n, replyTo ?? n.responses, JSON.stringify(doc));
-    }
-    void deadLetter(pipe, n, { reason, error_code: 'invalid_request', request_id: requestId, entry_id: entryId, request: original });
+    const model = typeof (original as { model?: unknown } | null)?.model === 'string' ? { model: (original as { model: string }).model } : {};
+    const failure = { requestId, replyTo: replyTo ?? n.responses, code: 'invalid_request' as const, message: reason, answer: model, letter: { entry_id: entryId, request: original } };
     stats.error('invalid_request');
     log.warn({ entry_id: entryId, request_id: requestId, err: reason.slice(0, 300) }, 'invalid request');
+    return failRequest(redis, n, failure, { as: 'refusal' });
   }
 
   /** Try held requests again (after a registry refresh). */

@@ -15,7 +15,8 @@
 import { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { InferenceResponse } from '../contracts/types.js';
-import { deadLetter, errorResponse, publishFinal, replyStreamOf, type InferenceJobData, type RerouteNotice } from '../lib/bus.js';
+import { replyStreamOf, type InferenceJobData, type RerouteNotice } from '../lib/bus.js';
+import { failRequest, jobLetter } from '../lib/failures.js';
 import { ERROR_CODES, type ErrorCode } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { isValidNodeId, isValidRequestId, jobIdFor, type Names } from '../lib/names.js';
@@ -65,22 +66,12 @@ export async function giveUpJob(
 ): Promise<boolean> {
   const { redis, n, log } = o;
   const req = data.request;
-  const extra: Partial<InferenceResponse> = { model: req.model, node_id: node, routing: data.routing };
-  if (data.attempt >= 1) extra.attempt = data.attempt;
-  if (req.metadata !== undefined) extra.metadata = req.metadata;
-  const ok = await publishFinal(redis, n, replyStreamOf(n, req), errorResponse(req.request_id, code, message, extra));
-  if (ok) {
-    await deadLetter(redis, n, {
-      reason: message,
-      error_code: code,
-      request_id: req.request_id,
-      entry_id: data.entry_id || undefined,
-      node_id: node,
-      attempt: data.attempt >= 1 ? data.attempt : undefined,
-      request: req,
-    });
-    log.warn({ request_id: req.request_id, code, node, attempt: data.attempt }, 'request failed for good');
-  }
+  const answer: Partial<InferenceResponse> = { model: req.model, node_id: node, routing: data.routing };
+  if (data.attempt >= 1) answer.attempt = data.attempt;
+  if (req.metadata !== undefined) answer.metadata = req.metadata;
+  const failure = { requestId: req.request_id, replyTo: replyStreamOf(n, req), code, message, answer, letter: jobLetter(data, node) };
+  const ok = await failRequest(redis, n, failure);
+  if (ok) log.warn({ request_id: req.request_id, code, node, attempt: data.attempt }, 'request failed for good');
   return ok;
 }
 

@@ -9,7 +9,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgv, parsers, resolveOptions, type Flags, type OptionSpec, type OptionTable } from '../config/options.js';
+import { parseArgv, parsers, resolveOptions, type OptionSpec, type OptionTable } from '../config/options.js';
 import { ConfigError } from '../lib/errors.js';
 import { logOption } from '../config/common.js';
 import type { LogLevel } from '../lib/logger.js';
@@ -76,6 +76,7 @@ export const simOptions = {
     env: 'ORION_SIM_NODES',
     description: 'A node as id:profile:port; repeat the flag (comma-separate in the env) for several',
     defaultText: 'none (single node)',
+    repeatable: true,
     parse: (raw: string): NodeSpec[] => list(raw).map(parseNodeSpec),
   } satisfies OptionSpec<NodeSpec[]>,
   config: {
@@ -215,21 +216,6 @@ const OLLAMA_TWINS: Record<string, string> = {
   ORION_SIM_KEEP_ALIVE: 'OLLAMA_KEEP_ALIVE',
 };
 
-/** Gather repeated `--node` flags into one comma-separated value. */
-export function parseSimArgv(argv: readonly string[]): { flags: Flags; positional: string[] } {
-  const nodes: string[] = [];
-  const rest: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--node' && argv[i + 1] !== undefined) nodes.push(argv[++i]!);
-    else if (a.startsWith('--node=')) nodes.push(a.slice('--node='.length));
-    else rest.push(a);
-  }
-  const parsed = parseArgv(rest);
-  if (nodes.length) parsed.flags['node'] = nodes.join(',');
-  return parsed;
-}
-
 const FILE_KEYS = new Set([
   'nodes', 'id', 'profile', 'host', 'port', 'speed', 'storage', 'installed', 'loaded', 'numParallel', 'maxLoadedModels',
   'maxQueue', 'keepAlive', 'faults', 'sysRoot', 'procRoot', 'thermal', 'initialTemperatureC', 'responseTokens',
@@ -278,7 +264,7 @@ export function loadSimConfig(input: {
 }): SimConfig {
   const env = { ...input.env };
   for (const [twin, ollama] of Object.entries(OLLAMA_TWINS)) if (!env[twin] && env[ollama]) env[twin] = env[ollama];
-  const { flags, positional } = parseSimArgv(input.argv);
+  const { flags, positional } = parseArgv(input.argv, simOptions);
   if (positional.length) throw new ConfigError([`unexpected argument '${positional[0]}' (see --help)`]);
   const o = resolveOptions(simOptions, { flags, env });
   const table = simOptions as OptionTable;

@@ -20,7 +20,6 @@ import type { InferenceRequest, InferenceResponse } from '../contracts/types.js'
 import {
   DEFAULT_STREAM_MAXLEN,
   DEFAULT_TIMEOUT_MS,
-  deadLetter,
   deadlinesKey,
   errorResponse,
   publishFinal,
@@ -43,6 +42,7 @@ import { checkJobData, type CheckedJob } from './job-data.js';
 import { PartialPublisher } from './partials.js';
 import { COLD_LOAD_NS, type JobOutcome, type WorkerMetrics } from './metrics.js';
 import { traceStep } from '../lib/trace.js';
+import { failRequest, jobLetter } from '../lib/failures.js';
 
 /** Reasons a worker gives when it aborts a job's processor signal. */
 export const CANCEL_SHUTDOWN = 'worker shutting down';
@@ -138,19 +138,9 @@ class JobRun {
    */
   async giveUp(code: ErrorCode, message: string): Promise<never> {
     const { redis, n, nodeId } = this.deps;
-    const doc = errorResponse(this.request.request_id, code, message, this.finalExtra());
-    const published = await this.write('error answer', () => publishFinal(redis, n, this.replyTo, doc, nodeId));
+    const failure = { requestId: this.request.request_id, replyTo: this.replyTo, code, message, answer: this.finalExtra(), letter: jobLetter(this.data, nodeId, this.attempt) };
+    const published = await failRequest(redis, n, failure, { nodeId, write: (what, fn) => this.write(what, fn) });
     if (published) {
-      const letter = {
-        reason: message,
-        error_code: code,
-        request_id: this.request.request_id,
-        entry_id: this.data.entry_id || undefined,
-        node_id: nodeId,
-        attempt: this.attempt >= 1 ? this.attempt : undefined,
-        request: this.request,
-      };
-      await this.write('dead letter', () => deadLetter(redis, n, letter));
       this.log.warn({ request_id: this.request.request_id, code, attempt: this.attempt, err: message }, 'request failed');
     } else {
       this.log.debug({ request_id: this.request.request_id, code }, 'error not published: answered already or moved to another node');
@@ -429,14 +419,8 @@ async function failed(run: JobRun, err: unknown, signal: AbortSignal): Promise<J
 async function refuseJob(run: JobRun, bad: Extract<CheckedJob, { ok: false }>): Promise<never> {
   const { redis, n, nodeId, log } = run.deps;
   const reason = `invalid job: ${bad.reason}`;
-  let published = false;
-  if (bad.requestId !== undefined) {
-    const doc = errorResponse(bad.requestId, 'invalid_request', reason, { node_id: nodeId });
-    published = await publishFinal(redis, n, bad.replyTo ?? n.responses, doc, nodeId);
-  }
-  if (published || bad.requestId === undefined) {
-    await deadLetter(redis, n, { reason, error_code: 'invalid_request', request_id: bad.requestId, node_id: nodeId, request: bad.original });
-  }
+  const failure = { requestId: bad.requestId, replyTo: bad.replyTo ?? n.responses, code: 'invalid_request' as const, message: reason, answer: { node_id: nodeId }, letter: { node_id: nodeId, request: bad.original } };
+  await failRequest(redis, n, failure, { nodeId });
   log.warn({ job_id: run.job.id, request_id: bad.requestId, err: bad.reason }, 'invalid job refused');
   run.finish('error', 'invalid_request', undefined);
   throw new UnrecoverableError(reason);

@@ -13,6 +13,7 @@ import {
   type InferenceJobData,
 } from '../../src/lib/bus.js';
 import { Queue } from 'bullmq';
+import { failRequest } from '../../src/lib/failures.js';
 import { jobIdFor, names } from '../../src/lib/names.js';
 import { startRedis, testPrefix, type RedisServer } from '../helpers/redis.js';
 
@@ -134,3 +135,57 @@ async function setOwnerNow(n: ReturnType<typeof names>, id: string, node: string
   setOwner(pipe, n, id, node);
   await pipe.exec();
 }
+
+describe('giving a request up', () => {
+  it('answers once and dead-letters once, however many parts give the same request up', async () => {
+    const n = names(testPrefix('fail'));
+    await claim(n, 'a', '1-0', n.responses);
+    const f = { requestId: 'a', replyTo: n.responses, code: 'timeout' as const, message: 'late', answer: { model: 'm' }, letter: { entry_id: '1-0', node_id: 'pi' } };
+    const results = await Promise.all([failRequest(redis, n, f), failRequest(redis, n, f)]);
+    expect(results.sort()).toEqual([false, true]);
+    const answers = await streamDocs(n.responses);
+    expect(answers).toHaveLength(1);
+    expect(answers[0]).toMatchObject({ request_id: 'a', model: 'm', done: true, error: { code: 'timeout', message: 'late' } });
+    const letters = await streamDocs(n.deadletter);
+    expect(letters).toHaveLength(1);
+    expect(letters[0]).toMatchObject({ reason: 'late', error_code: 'timeout', request_id: 'a', entry_id: '1-0', node_id: 'pi' });
+    expect(letters[0]).not.toHaveProperty('attempt');
+  });
+
+  it('writes nothing for a node that no longer owns the job', async () => {
+    const n = names(testPrefix('fail'));
+    await claim(n, 'b', '1-0', n.responses);
+    await setOwner(redis, n, 'b', 'pi-16g');
+    const f = { requestId: 'b', replyTo: n.responses, code: 'backend_error' as const, message: 'down' };
+    expect(await failRequest(redis, n, f, { nodeId: 'pi-8g' })).toBe(false);
+    expect(await streamDocs(n.responses)).toEqual([]);
+    expect(await streamDocs(n.deadletter)).toEqual([]);
+  });
+
+  it('answers cancelled without a dead letter', async () => {
+    const n = names(testPrefix('fail'));
+    await claim(n, 'c', '1-0', n.responses);
+    expect(await failRequest(redis, n, { requestId: 'c', replyTo: n.responses, code: 'cancelled', message: 'asked' })).toBe(true);
+    expect((await streamDocs(n.responses)).map((d) => d['error'])).toEqual([{ code: 'cancelled', message: 'asked' }]);
+    expect(await streamDocs(n.deadletter)).toEqual([]);
+  });
+
+  it('dead-letters an entry with no request id without answering it', async () => {
+    const n = names(testPrefix('fail'));
+    expect(await failRequest(redis, n, { requestId: undefined, replyTo: n.responses, code: 'invalid_request', message: 'not JSON', letter: { entry_id: '9-0', request: 'x' } })).toBe(false);
+    expect(await streamDocs(n.responses)).toEqual([]);
+    expect(await streamDocs(n.deadletter)).toMatchObject([{ reason: 'not JSON', error_code: 'invalid_request', entry_id: '9-0', request: 'x' }]);
+  });
+
+  it('refuses an entry without touching a record, to the default stream when reply_to is not a stream', async () => {
+    const n = names(testPrefix('fail'));
+    const replyTo = `${n.responses}:taken`;
+    await redis.set(replyTo, 'not a stream');
+    const f = { requestId: 'd', replyTo, code: 'invalid_request' as const, message: 'bad', letter: { entry_id: '2-0' } };
+    expect(await failRequest(redis, n, f, { as: 'refusal' })).toBe(true);
+    expect(await failRequest(redis, n, f, { as: 'refusal' })).toBe(true);
+    expect(await redis.exists(n.requestKey('d'))).toBe(0);
+    expect((await streamDocs(n.responses)).map((d) => d['request_id'])).toEqual(['d', 'd']);
+    expect((await streamDocs(n.deadletter)).map((d) => d['entry_id'])).toEqual(['2-0', '2-0']);
+  });
+});

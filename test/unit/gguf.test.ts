@@ -1,17 +1,10 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { readGgufFileInfo, type GgufFileInfo } from 'node-llama-cpp';
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  GGUF_VALUE_TYPES,
-  GgufError,
-  encodeGguf,
-  parseGguf,
-  readGgufFile,
-  type GgufKv,
-  type GgufTensor,
-} from '../../src/simulator/llama/gguf.js';
-import { llamaProblems, validateLlamaGguf } from '../../src/simulator/llama/gguf-validate.js';
+import { encodeGguf, type GgufKv, type GgufTensor } from '../../src/simulator/llama/gguf.js';
+import { GgufError, validateLlamaGguf } from '../../src/simulator/llama/gguf-validate.js';
 import {
   BOS_TOKEN_ID,
   BYTE_VOCAB_SIZE,
@@ -30,6 +23,47 @@ async function tempDir(): Promise<string> {
 afterAll(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
+
+/** The bytes as a file in a temp directory. */
+async function asFile(bytes: Buffer, name = 'model.gguf'): Promise<string> {
+  const path = join(await tempDir(), name);
+  await writeFile(path, bytes);
+  return path;
+}
+
+/** Read back with node-llama-cpp's reader, the one llama.cpp's loader is checked against here. */
+async function readBack(bytes: Buffer): Promise<GgufFileInfo> {
+  return readGgufFileInfo(await asFile(bytes), { sourceType: 'filesystem', logWarnings: false });
+}
+
+/** A metadata value by its dotted key (the reader nests keys by their dots). */
+function meta(info: GgufFileInfo, key: string): unknown {
+  return key.split('.').reduce<unknown>((node, part) => (node as Record<string, unknown> | undefined)?.[part], info.metadata);
+}
+
+/** The validator's problems for these bytes, without the path prefix (empty when it would load). */
+async function problemsOf(bytes: Buffer): Promise<string[]> {
+  const path = await asFile(bytes);
+  const err = await validateLlamaGguf(path).then(() => undefined, (e: unknown) => e);
+  if (err === undefined) return [];
+  expect(err).toBeInstanceOf(GgufError);
+  return (err as GgufError).problems.map((p) => p.replace(`${path}: `, ''));
+}
+
+/** GGUF's value type codes, from the format's specification. */
+const SPEC_TYPE_CODES: Record<string, number> = {
+  uint8: 0, int8: 1, uint16: 2, int16: 3, uint32: 4, int32: 5, float32: 6,
+  bool: 7, string: 8, array: 9, uint64: 10, int64: 11, float64: 12,
+};
+
+/** The type code written after a metadata key: the u32 that follows the key's length and bytes. */
+function storedTypeCode(bytes: Buffer, key: string): number {
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(Buffer.byteLength(key)));
+  const at = bytes.indexOf(Buffer.concat([len, Buffer.from(key, 'utf8')]));
+  expect(at).toBeGreaterThan(0);
+  return bytes.readUInt32LE(at + 8 + Buffer.byteLength(key));
+}
 
 const sampleKv: GgufKv[] = [
   { key: 'general.architecture', type: 'string', value: 'llama' },
@@ -66,43 +100,46 @@ describe('GGUF writer', () => {
     // The first key follows at once: u64 length, then its bytes.
     expect(bytes.readBigUInt64LE(24)).toBe(BigInt('general.architecture'.length));
     expect(bytes.toString('utf8', 32, 32 + 20)).toBe('general.architecture');
-    expect(bytes.readUInt32LE(52)).toBe(GGUF_VALUE_TYPES.string);
+    expect(bytes.readUInt32LE(52)).toBe(SPEC_TYPE_CODES.string);
   });
 
-  it('writes metadata that reads back with the same values and types', () => {
-    const info = parseGguf(bytes);
+  it('writes metadata that reads back with the same values and types', async () => {
+    const info = await readBack(bytes);
     expect(info.version).toBe(3);
     for (const e of sampleKv) {
-      expect(info.kv.get(e.key)).toEqual(e.type === 'float32' ? Math.fround(e.value as number) : e.value);
-      expect(info.kvTypes.get(e.key)).toBe(e.type);
+      expect(meta(info, e.key)).toEqual(e.type === 'float32' ? Math.fround(e.value as number) : e.value);
+      expect(storedTypeCode(bytes, e.key)).toBe(SPEC_TYPE_CODES[e.type]);
     }
   });
 
-  it('writes tensor infos whose aligned offsets locate the data', () => {
-    const info = parseGguf(bytes);
-    expect(info.alignment).toBe(32);
-    expect(info.tensors.map((t) => [t.name, t.dims, t.type])).toEqual([
+  it('writes tensor infos whose aligned offsets locate the data', async () => {
+    const info = await readBack(bytes);
+    const tensors = info.tensorInfo ?? [];
+    expect(meta(info, 'general.alignment')).toBeUndefined(); // so the default, 32, applies
+    expect(tensors.map((t) => [t.name, t.dimensions, t.ggmlType])).toEqual([
       ['a.weight', [3], 0],
       ['b.weight', [5, 1], 0],
     ]);
-    expect(info.dataOffset % 32).toBe(0);
-    expect(info.tensors.map((t) => t.offset)).toEqual([0, 32]);
-    for (const [i, t] of info.tensors.entries()) {
-      const start = info.dataOffset + t.offset;
-      const floats = new Float32Array(bytes.buffer.slice(bytes.byteOffset + start, bytes.byteOffset + start + t.dims.reduce((a, b) => a * b) * 4));
+    const dataOffset = info.infoEndOffset!;
+    expect(dataOffset % 32).toBe(0);
+    expect(tensors.map((t) => t.offset)).toEqual([0, 32]);
+    for (const [i, t] of tensors.entries()) {
+      const start = Number(t.fileOffset);
+      expect(start).toBe(dataOffset + Number(t.offset));
+      const count = t.dimensions.reduce<number>((a, b) => a * Number(b), 1);
+      const floats = new Float32Array(bytes.buffer.slice(bytes.byteOffset + start, bytes.byteOffset + start + count * 4));
       expect([...floats]).toEqual([...sampleTensors[i]!.data]);
     }
     // Padding bytes are zero and the file ends on the alignment.
     expect(bytes.length % 32).toBe(0);
-    expect([...bytes.subarray(info.dataOffset + 12, info.dataOffset + 32)].every((b) => b === 0)).toBe(true);
+    expect([...bytes.subarray(dataOffset + 12, dataOffset + 32)].every((b) => b === 0)).toBe(true);
   });
 
-  it('honours general.alignment', () => {
-    const b = encodeGguf([{ key: 'general.alignment', type: 'uint32', value: 64 }], sampleTensors);
-    const info = parseGguf(b);
-    expect(info.alignment).toBe(64);
-    expect(info.dataOffset % 64).toBe(0);
-    expect(info.tensors.map((t) => t.offset)).toEqual([0, 64]);
+  it('honours general.alignment', async () => {
+    const info = await readBack(encodeGguf([{ key: 'general.alignment', type: 'uint32', value: 64 }], sampleTensors));
+    expect(meta(info, 'general.alignment')).toBe(64);
+    expect(info.infoEndOffset! % 64).toBe(0);
+    expect((info.tensorInfo ?? []).map((t) => t.offset)).toEqual([0, 64]);
   });
 
   it('refuses duplicate keys, a bad alignment, data that does not fit the dims and mistyped values', () => {
@@ -114,41 +151,43 @@ describe('GGUF writer', () => {
   });
 });
 
-describe('GGUF reader', () => {
-  it('refuses a file that is not GGUF, or that ends inside the header', () => {
-    expect(() => parseGguf(Buffer.from('GGML\x03\x00\x00\x00'))).toThrow(/not a GGUF file/);
+describe('GGUF reading', () => {
+  it('refuses a file that is not GGUF, or that ends inside the header', async () => {
+    await expect(validateLlamaGguf(await asFile(Buffer.from('GGML\x03\x00\x00\x00')))).rejects.toThrow(/not a GGUF file/);
     const bytes = encodeGguf(sampleKv, sampleTensors);
-    expect(() => parseGguf(bytes.subarray(0, 100))).toThrow(GgufError);
+    const short = validateLlamaGguf(await asFile(bytes.subarray(0, 100)));
+    await expect(short).rejects.toThrow(GgufError);
+    await expect(short).rejects.toThrow(/file ends inside the GGUF header/);
   });
 
   it('reads a header larger than its first read from disk', async () => {
     const big = Array.from({ length: 60_000 }, (_, i) => `token-number-${i}`);
-    const bytes = encodeGguf([{ key: 'big', type: 'array', itemType: 'string', value: big }], sampleTensors);
+    const { kv, tensors } = buildTinyLlama();
+    const bytes = encodeGguf([...kv, { key: 'big', type: 'array', itemType: 'string', value: big }], tensors);
     expect(bytes.length).toBeGreaterThan(1 << 20);
-    const path = join(await tempDir(), 'big.gguf');
-    await writeFile(path, bytes);
-    const { info, fileSize } = await readGgufFile(path);
+    const { info, fileSize } = await validateLlamaGguf(await asFile(bytes, 'big.gguf'));
     expect(fileSize).toBe(bytes.length);
-    expect((info.kv.get('big') as string[]).length).toBe(60_000);
-    expect(info.tensors).toHaveLength(2);
+    expect((meta(info, 'big') as string[]).length).toBe(60_000);
+    expect(info.tensorInfo).toHaveLength(tensors.length);
   });
 });
 
 describe('tiny llama model', () => {
-  it('is a 2-layer, 64-wide llama with a 258-token byte vocabulary, about half a megabyte', () => {
+  it('is a 2-layer, 64-wide llama with a 258-token byte vocabulary, about half a megabyte', async () => {
     const { kv, tensors, parameterCount } = buildTinyLlama();
-    const info = parseGguf(encodeGguf(kv, tensors));
-    expect(info.kv.get('general.architecture')).toBe('llama');
-    expect(info.kv.get('llama.block_count')).toBe(2);
-    expect(info.kv.get('llama.embedding_length')).toBe(64);
-    expect(info.kv.get('tokenizer.ggml.model')).toBe('gpt2');
-    expect((info.kv.get('tokenizer.ggml.tokens') as string[]).length).toBe(BYTE_VOCAB_SIZE);
-    expect(info.kv.get('tokenizer.ggml.bos_token_id')).toBe(BOS_TOKEN_ID);
-    expect(info.kv.get('tokenizer.ggml.eos_token_id')).toBe(EOS_TOKEN_ID);
-    expect(info.tensors).toHaveLength(3 + 2 * 9);
+    const bytes = encodeGguf(kv, tensors);
+    const info = await readBack(bytes);
+    expect(meta(info, 'general.architecture')).toBe('llama');
+    expect(meta(info, 'llama.block_count')).toBe(2);
+    expect(meta(info, 'llama.embedding_length')).toBe(64);
+    expect(meta(info, 'tokenizer.ggml.model')).toBe('gpt2');
+    expect((meta(info, 'tokenizer.ggml.tokens') as string[]).length).toBe(BYTE_VOCAB_SIZE);
+    expect(meta(info, 'tokenizer.ggml.bos_token_id')).toBe(BOS_TOKEN_ID);
+    expect(meta(info, 'tokenizer.ggml.eos_token_id')).toBe(EOS_TOKEN_ID);
+    expect(info.tensorInfo).toHaveLength(3 + 2 * 9);
     expect(parameterCount).toBeGreaterThan(100_000);
     expect(parameterCount * 4).toBeLessThan(600_000);
-    expect(llamaProblems(info)).toEqual([]);
+    expect(await problemsOf(bytes)).toEqual([]);
   });
 
   it('spells bytes the way GPT-2 byte-level BPE does', () => {
@@ -187,8 +226,8 @@ describe('llama GGUF validator', () => {
     expect((err as GgufError).problems).toEqual([`${path}: missing key llama.attention.head_count`]);
   });
 
-  it('names every missing required key at once', () => {
-    const problems = llamaProblems(parseGguf(without('llama.feed_forward_length', 'tokenizer.ggml.token_type', 'llama.context_length')));
+  it('names every missing required key at once', async () => {
+    const problems = await problemsOf(without('llama.feed_forward_length', 'tokenizer.ggml.token_type', 'llama.context_length'));
     expect(problems).toEqual([
       'missing key tokenizer.ggml.token_type',
       'missing key llama.context_length',
@@ -201,7 +240,7 @@ describe('llama GGUF validator', () => {
     const bad = tensors
       .filter((t) => t.name !== 'blk.1.ffn_up.weight')
       .map((t) => (t.name === 'blk.0.attn_q.weight' ? { ...t, dims: [32, 128] } : t));
-    expect(llamaProblems(parseGguf(encodeGguf(kv, bad)))).toEqual([
+    expect(await problemsOf(encodeGguf(kv, bad))).toEqual([
       'tensor blk.0.attn_q.weight is 32x128, expected 64x64',
       'missing tensor blk.1.ffn_up.weight',
     ]);
@@ -211,13 +250,13 @@ describe('llama GGUF validator', () => {
     await expect(validateLlamaGguf(path)).rejects.toThrow(/output.weight runs past the end of the file/);
   });
 
-  it('refuses other architectures and inconsistent head counts', () => {
+  it('refuses other architectures and inconsistent head counts', async () => {
     const { kv, tensors } = buildTinyLlama();
     const edit = (key: string, value: GgufKv): GgufKv[] => kv.map((e) => (e.key === key ? value : e));
-    expect(llamaProblems(parseGguf(encodeGguf(edit('general.architecture', { key: 'general.architecture', type: 'string', value: 'gpt2' }), tensors)))).toContain(
+    expect(await problemsOf(encodeGguf(edit('general.architecture', { key: 'general.architecture', type: 'string', value: 'gpt2' }), tensors))).toContain(
       'general.architecture is gpt2, expected llama',
     );
-    expect(llamaProblems(parseGguf(encodeGguf(edit('llama.attention.head_count', { key: 'llama.attention.head_count', type: 'uint32', value: 5 }), tensors)))).toContain(
+    expect(await problemsOf(encodeGguf(edit('llama.attention.head_count', { key: 'llama.attention.head_count', type: 'uint32', value: 5 }), tensors))).toContain(
       'llama.embedding_length 64 is not a multiple of llama.attention.head_count 5',
     );
   });

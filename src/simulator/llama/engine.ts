@@ -17,6 +17,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type {
+  GgufFileInfo,
   LlamaContext,
   LlamaContextSequence,
   LlamaGrammar,
@@ -122,14 +123,14 @@ export async function createLlamaEngine(opts: LlamaEngineOptions = {}): Promise<
       if (entries.has(name)) throw new RangeError(`model ${name} is listed twice`);
       const path = source.path ?? (await writeTinyLlama(join(dir, `${name.replace(/[^A-Za-z0-9._-]/g, '-')}.gguf`), source.tiny)).path;
       const { info, hyperParams: hyper, fileSize } = await validateLlamaGguf(path);
-      const params = info.tensors.reduce((n, t) => n + t.dims.reduce((a, b) => a * b, 1), 0);
+      const params = (info.tensorInfo ?? []).reduce((n, t) => n + t.dimensions.reduce<number>((a, b) => a * Number(b), 1), 0);
       entries.set(name, {
         path,
         hyper,
         info: {
           name,
           sizeBytes: fileSize,
-          memoryBytes: await memoryEstimate(runtime, path, Math.min(contextSize, hyper.contextLength), parallel),
+          memoryBytes: await memoryEstimate(runtime, info, Math.min(contextSize, hyper.contextLength), parallel),
           digest: await sha256File(path),
           family: 'llama',
           parameterSize: formatParameterCount(params),
@@ -156,8 +157,8 @@ export async function createLlamaEngine(opts: LlamaEngineOptions = {}): Promise<
  * `sequences` sequences, by node-llama-cpp's estimator (the figure a loaded context reports as
  * its memory usage), so /api/ps shows the same size before and after a load.
  */
-async function memoryEstimate(rt: LlamaRuntime, path: string, contextSize: number, sequences: number): Promise<number> {
-  const insights = await rt.mod.GgufInsights.from(await rt.mod.readGgufFileInfo(path), rt.llama);
+async function memoryEstimate(rt: LlamaRuntime, info: GgufFileInfo, contextSize: number, sequences: number): Promise<number> {
+  const insights = await rt.mod.GgufInsights.from(info, rt.llama);
   const model = await insights.estimateModelResourceRequirementsV2({ gpuLayers: 0 });
   const context = await insights.estimateContextResourceRequirementsV2({ contextSize, modelGpuLayers: 0, sequences });
   return model.cpuRam + context.cpuRam;
@@ -406,5 +407,5 @@ class LlamaEngineImpl implements LlamaEngine {
   }
 }
 
-export { GgufError } from './gguf.js';
+export { GgufError } from './gguf-validate.js';
 export { llamaAvailability, type LlamaAvailability } from './runtime.js';

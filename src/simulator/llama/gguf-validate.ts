@@ -2,8 +2,27 @@
  * What a llama-architecture GGUF must hold before it is handed to llama.cpp. Missing keys that
  * llama.cpp reads with an assertion (feed_forward_length, attention.head_count) abort the whole
  * process rather than throw, so every problem is found here first and reported at once.
+ *
+ * The file is read with node-llama-cpp's `readGgufFileInfo` (header, metadata and tensor infos;
+ * no tensor data, no llama.cpp binary). That reader fills bytes past the end of a short file
+ * with zeros instead of failing, so a header that ends past the file's end is refused here.
  */
-import { readGgufFile, GgufError, type GgufFileInfo, type GgufValue } from './gguf.js';
+import { stat } from 'node:fs/promises';
+import type { GgufFileInfo } from 'node-llama-cpp';
+import { nodeLlamaCpp } from './runtime.js';
+
+/** A file that is not GGUF, is truncated, or would not load; `problems` lists every reason. */
+export class GgufError extends Error {
+  override readonly name = 'GgufError';
+  readonly problems: string[];
+
+  constructor(problems: string[], options?: { cause?: unknown }) {
+    super(problems.join('; '), options);
+    this.problems = problems;
+  }
+}
+
+type MetadataValue = string | number | bigint | boolean | MetadataValue[];
 
 /** Metadata every file must have, whatever its architecture. */
 const GENERAL_KEYS = ['general.architecture', 'tokenizer.ggml.model', 'tokenizer.ggml.tokens', 'tokenizer.ggml.token_type'];
@@ -24,6 +43,8 @@ const TOKENIZER_MODELS = ['llama', 'gpt2', 'bert', 't5', 'rwkv', 'plamo2', 'no_v
 /** ggml type codes this validator can size (F32, F16, BF16); others are not size-checked. */
 const TYPE_BYTES: Record<number, number> = { 0: 4, 1: 2, 30: 2 };
 
+const DEFAULT_ALIGNMENT = 32;
+
 export interface LlamaHyperParams {
   contextLength: number;
   embeddingLength: number;
@@ -34,7 +55,21 @@ export interface LlamaHyperParams {
   vocabSize: number;
 }
 
-function asCount(v: GgufValue | undefined): number | undefined {
+/**
+ * The value stored under a dotted key ('llama.attention.head_count'): the reader nests metadata
+ * by the dots of its keys. A key that names a group of keys rather than a value is missing.
+ */
+function metadataValue(info: GgufFileInfo, key: string): MetadataValue | undefined {
+  let node: unknown = info.metadata;
+  for (const part of key.split('.')) {
+    if (node === null || typeof node !== 'object' || Array.isArray(node)) return undefined;
+    node = (node as Record<string, unknown>)[part];
+  }
+  if (node !== null && typeof node === 'object' && !Array.isArray(node)) return undefined;
+  return node as MetadataValue | undefined;
+}
+
+function asCount(v: MetadataValue | bigint | undefined): number | undefined {
   if (typeof v === 'number' && Number.isInteger(v) && v >= 0) return v;
   if (typeof v === 'bigint' && v >= 0n && v <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(v);
   return undefined;
@@ -45,33 +80,35 @@ function asCount(v: GgufValue | undefined): number | undefined {
  * required keys and their types, the tokenizer arrays, and the name and shape of each tensor
  * llama.cpp looks up, and that the tensor data lies inside the file.
  */
-export function llamaProblems(info: GgufFileInfo, fileSize?: number): string[] {
+function llamaProblems(info: GgufFileInfo, fileSize: number): string[] {
+  if (info.infoEndOffset === undefined || info.infoEndOffset > fileSize) return ['file ends inside the GGUF header'];
+  const get = (key: string): MetadataValue | undefined => metadataValue(info, key);
   const problems: string[] = [];
-  for (const key of GENERAL_KEYS) if (!info.kv.has(key)) problems.push(`missing key ${key}`);
+  for (const key of GENERAL_KEYS) if (get(key) === undefined) problems.push(`missing key ${key}`);
 
-  const arch = info.kv.get('general.architecture');
+  const arch = get('general.architecture');
   if (arch !== undefined && arch !== 'llama') problems.push(`general.architecture is ${String(arch)}, expected llama`);
 
   const ints: Partial<Record<(typeof LLAMA_INT_KEYS)[number], number>> = {};
   for (const key of LLAMA_INT_KEYS) {
-    const v = info.kv.get(key);
+    const v = get(key);
     if (v === undefined) problems.push(`missing key ${key}`);
     else if (asCount(v) === undefined || asCount(v) === 0) problems.push(`${key} must be a positive integer`);
     else ints[key] = asCount(v);
   }
-  const eps = info.kv.get(LLAMA_EPSILON_KEY);
+  const eps = get(LLAMA_EPSILON_KEY);
   if (eps === undefined) problems.push(`missing key ${LLAMA_EPSILON_KEY}`);
   else if (typeof eps !== 'number' || !(eps > 0)) problems.push(`${LLAMA_EPSILON_KEY} must be a positive float`);
 
-  const model = info.kv.get('tokenizer.ggml.model');
+  const model = get('tokenizer.ggml.model');
   if (model !== undefined && (typeof model !== 'string' || !TOKENIZER_MODELS.includes(model))) {
     problems.push(`tokenizer.ggml.model ${String(model)} is not one llama.cpp knows`);
   }
-  if (model === 'gpt2' && !info.kv.has('tokenizer.ggml.merges')) {
+  if (model === 'gpt2' && get('tokenizer.ggml.merges') === undefined) {
     problems.push('missing key tokenizer.ggml.merges (required by the gpt2 tokenizer)');
   }
-  const tokens = info.kv.get('tokenizer.ggml.tokens');
-  const types = info.kv.get('tokenizer.ggml.token_type');
+  const tokens = get('tokenizer.ggml.tokens');
+  const types = get('tokenizer.ggml.token_type');
   let vocabSize = 0;
   if (tokens !== undefined) {
     if (!Array.isArray(tokens) || tokens.length === 0 || tokens.some((t) => typeof t !== 'string')) {
@@ -84,7 +121,7 @@ export function llamaProblems(info: GgufFileInfo, fileSize?: number): string[] {
     problems.push(`tokenizer.ggml.token_type must have one entry per token (${vocabSize})`);
   }
   for (const key of ['tokenizer.ggml.bos_token_id', 'tokenizer.ggml.eos_token_id']) {
-    const id = info.kv.get(key);
+    const id = get(key);
     if (id !== undefined && (asCount(id) === undefined || (vocabSize > 0 && asCount(id)! >= vocabSize))) {
       problems.push(`${key} ${String(id)} is not a token id`);
     }
@@ -92,7 +129,7 @@ export function llamaProblems(info: GgufFileInfo, fileSize?: number): string[] {
 
   const nEmbd = ints['llama.embedding_length'];
   const nHead = ints['llama.attention.head_count'];
-  const headCountKv = asCount(info.kv.get('llama.attention.head_count_kv')) ?? nHead;
+  const headCountKv = asCount(get('llama.attention.head_count_kv')) ?? nHead;
   if (nEmbd && nHead && nEmbd % nHead !== 0) {
     problems.push(`llama.embedding_length ${nEmbd} is not a multiple of llama.attention.head_count ${nHead}`);
   }
@@ -117,7 +154,7 @@ export function llamaProblems(info: GgufFileInfo, fileSize?: number): string[] {
 }
 
 /** The shapes llama.cpp's llama graph expects, by tensor name (output.weight is optional). */
-export function expectedLlamaTensors(hp: LlamaHyperParams): Map<string, number[]> {
+function expectedLlamaTensors(hp: LlamaHyperParams): Map<string, number[]> {
   const kvDim = (hp.embeddingLength / hp.headCount) * hp.headCountKv;
   const shapes = new Map<string, number[]>([
     ['token_embd.weight', [hp.embeddingLength, hp.vocabSize]],
@@ -137,9 +174,17 @@ export function expectedLlamaTensors(hp: LlamaHyperParams): Map<string, number[]
   return shapes;
 }
 
-function tensorProblems(info: GgufFileInfo, hp: LlamaHyperParams, fileSize?: number): string[] {
+function tensorProblems(info: GgufFileInfo, hp: LlamaHyperParams, fileSize: number): string[] {
   const problems: string[] = [];
-  const byName = new Map(info.tensors.map((t) => [t.name, t]));
+  const tensors = (info.tensorInfo ?? []).map((t) => ({
+    name: t.name,
+    dims: t.dimensions.map(Number),
+    type: t.ggmlType as number,
+    offset: Number(t.offset),
+    fileOffset: Number(t.fileOffset),
+  }));
+  const alignment = asCount(metadataValue(info, 'general.alignment')) ?? DEFAULT_ALIGNMENT;
+  const byName = new Map(tensors.map((t) => [t.name, t]));
   const expected = expectedLlamaTensors(hp);
   expected.set('output.weight', [hp.embeddingLength, hp.vocabSize]);
   for (const [name, dims] of expected) {
@@ -152,11 +197,11 @@ function tensorProblems(info: GgufFileInfo, hp: LlamaHyperParams, fileSize?: num
       problems.push(`tensor ${name} is ${t.dims.join('x')}, expected ${dims.join('x')}`);
     }
   }
-  for (const t of info.tensors) {
-    if (t.offset % info.alignment !== 0) problems.push(`tensor ${t.name} offset ${t.offset} is not aligned`);
+  for (const t of tensors) {
+    if (t.offset % alignment !== 0) problems.push(`tensor ${t.name} offset ${t.offset} is not aligned`);
     const width = TYPE_BYTES[t.type];
-    if (fileSize !== undefined && width !== undefined) {
-      const end = info.dataOffset + t.offset + t.dims.reduce((a, b) => a * b, 1) * width;
+    if (width !== undefined) {
+      const end = t.fileOffset + t.dims.reduce((a, b) => a * b, 1) * width;
       if (end > fileSize) problems.push(`tensor ${t.name} runs past the end of the file (${end} > ${fileSize})`);
     }
   }
@@ -164,23 +209,23 @@ function tensorProblems(info: GgufFileInfo, hp: LlamaHyperParams, fileSize?: num
 }
 
 /** Hyper-parameters of a file that passed llamaProblems. */
-export function llamaHyperParams(info: GgufFileInfo): LlamaHyperParams {
-  const n = (key: string): number => asCount(info.kv.get(key)) ?? 0;
+function llamaHyperParams(info: GgufFileInfo): LlamaHyperParams {
+  const n = (key: string): number => asCount(metadataValue(info, key)) ?? 0;
   const headCount = n('llama.attention.head_count');
-  const tokens = info.kv.get('tokenizer.ggml.tokens');
+  const tokens = metadataValue(info, 'tokenizer.ggml.tokens');
   return {
     contextLength: n('llama.context_length'),
     embeddingLength: n('llama.embedding_length'),
     blockCount: n('llama.block_count'),
     feedForwardLength: n('llama.feed_forward_length'),
     headCount,
-    headCountKv: asCount(info.kv.get('llama.attention.head_count_kv')) ?? headCount,
+    headCountKv: asCount(metadataValue(info, 'llama.attention.head_count_kv')) ?? headCount,
     vocabSize: Array.isArray(tokens) ? tokens.length : 0,
   };
 }
 
 /**
- * Read and check a file; resolves with its header and hyper-parameters, or rejects with a
+ * Read and check a file; resolves with its header, size and hyper-parameters, or rejects with a
  * GgufError naming every problem. Call this before any llama.cpp load.
  */
 export async function validateLlamaGguf(path: string): Promise<{
@@ -188,7 +233,13 @@ export async function validateLlamaGguf(path: string): Promise<{
   fileSize: number;
   hyperParams: LlamaHyperParams;
 }> {
-  const { info, fileSize } = await readGgufFile(path);
+  const { size: fileSize } = await stat(path);
+  const { readGgufFileInfo } = await nodeLlamaCpp();
+  const info = await readGgufFileInfo(path, { sourceType: 'filesystem', spliceSplitFiles: false, logWarnings: false }).catch(
+    (err: unknown) => {
+      throw new GgufError([`${path}: not a GGUF file llama.cpp can read: ${(err as Error).message}`], { cause: err });
+    },
+  );
   const problems = llamaProblems(info, fileSize);
   if (problems.length > 0) throw new GgufError(problems.map((p) => `${path}: ${p}`));
   return { info, fileSize, hyperParams: llamaHyperParams(info) };

@@ -1,5 +1,6 @@
 /**
- * GGUF v3, the file format llama.cpp loads: a writer, a reader and a validator.
+ * GGUF v3, the file format llama.cpp loads: the writer behind the generated models. Files are
+ * read back with node-llama-cpp's `readGgufFileInfo` (see gguf-validate.ts).
  *
  * Layout (little-endian throughout):
  *
@@ -12,18 +13,14 @@
  *
  * A string is a u64 byte length followed by UTF-8 bytes, no terminator.
  *
- * The validator exists because llama.cpp does not always fail politely: a llama-architecture
- * file without `llama.feed_forward_length` or `llama.attention.head_count` trips an assertion
- * that aborts the whole process. Every file is checked here before node-llama-cpp sees it.
  */
-import { open } from 'node:fs/promises';
 
-export const GGUF_MAGIC = 'GGUF';
-export const GGUF_VERSION = 3;
-export const GGUF_DEFAULT_ALIGNMENT = 32;
+const GGUF_MAGIC = 'GGUF';
+const GGUF_VERSION = 3;
+const GGUF_DEFAULT_ALIGNMENT = 32;
 
 /** GGUF metadata value types and their on-disk codes. */
-export const GGUF_VALUE_TYPES = {
+const GGUF_VALUE_TYPES = {
   uint8: 0,
   int8: 1,
   uint16: 2,
@@ -39,19 +36,16 @@ export const GGUF_VALUE_TYPES = {
   float64: 12,
 } as const;
 
-export type GgufValueType = keyof typeof GGUF_VALUE_TYPES;
-export type GgufScalarType = Exclude<GgufValueType, 'array'>;
-export type GgufScalar = number | bigint | boolean | string;
-/** A value as read back: 64-bit integers come back as bigint, arrays may nest. */
-export type GgufValue = GgufScalar | GgufValue[];
+type GgufScalarType = Exclude<keyof typeof GGUF_VALUE_TYPES, 'array'>;
+type GgufScalar = number | bigint | boolean | string;
 
 /** One metadata entry to write. Arrays hold scalars of one type. */
 export type GgufKv =
   | { key: string; type: GgufScalarType; value: GgufScalar }
   | { key: string; type: 'array'; itemType: GgufScalarType; value: readonly GgufScalar[] };
 
-/** ggml tensor types this writer emits (the reader accepts any code). */
-export const GGML_TYPE_F32 = 0;
+/** The one ggml tensor type this writer emits. */
+const GGML_TYPE_F32 = 0;
 
 export interface GgufTensor {
   name: string;
@@ -60,38 +54,7 @@ export interface GgufTensor {
   data: Float32Array;
 }
 
-export interface GgufTensorInfo {
-  name: string;
-  dims: number[];
-  /** ggml type code (0 = F32, 1 = F16, ...). */
-  type: number;
-  /** Offset of the tensor's bytes from the start of the data section. */
-  offset: number;
-}
-
-export interface GgufFileInfo {
-  version: number;
-  alignment: number;
-  kv: Map<string, GgufValue>;
-  /** Value type of each key, as stored. */
-  kvTypes: Map<string, GgufValueType>;
-  tensors: GgufTensorInfo[];
-  /** Absolute file offset where the data section starts. */
-  dataOffset: number;
-}
-
-/** A file that is not GGUF, is truncated, or would not load; `problems` lists every reason. */
-export class GgufError extends Error {
-  override readonly name = 'GgufError';
-  readonly problems: string[];
-
-  constructor(problems: string[], options?: { cause?: unknown }) {
-    super(problems.join('; '), options);
-    this.problems = problems;
-  }
-}
-
-export function alignOffset(offset: number, alignment: number): number {
+function alignOffset(offset: number, alignment: number): number {
   return offset + ((alignment - (offset % alignment)) % alignment);
 }
 
@@ -233,160 +196,4 @@ export function encodeGguf(kv: readonly GgufKv[], tensors: readonly GgufTensor[]
     w.padTo(alignment);
   }
   return w.result();
-}
-
-// ---------------------------------------------------------------------------------------------
-// Reader
-
-/** Thrown when the buffer ends before the structure does (the caller may read more and retry). */
-class NeedMoreBytes extends Error {}
-
-class ByteReader {
-  pos = 0;
-  constructor(private readonly buf: Buffer) {}
-
-  private need(n: number): void {
-    if (this.pos + n > this.buf.length) throw new NeedMoreBytes();
-  }
-
-  u8(): number { this.need(1); return this.buf.readUInt8(this.pos++); }
-  u32(): number { this.need(4); const v = this.buf.readUInt32LE(this.pos); this.pos += 4; return v; }
-  u64(): bigint { this.need(8); const v = this.buf.readBigUInt64LE(this.pos); this.pos += 8; return v; }
-
-  /** A u64 that must fit a JS number (counts, lengths, dims, offsets). */
-  count(what: string): number {
-    const v = this.u64();
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new GgufError([`${what} ${v} is too large`]);
-    return Number(v);
-  }
-
-  string(what: string): string {
-    const len = this.count(`${what} length`);
-    this.need(len);
-    const s = this.buf.toString('utf8', this.pos, this.pos + len);
-    this.pos += len;
-    return s;
-  }
-
-  value(type: number, key: string, depth = 0): GgufValue {
-    const b = this.buf;
-    switch (type) {
-      case 0: return this.u8();
-      case 1: this.need(1); return b.readInt8(this.pos++);
-      case 2: { this.need(2); const v = b.readUInt16LE(this.pos); this.pos += 2; return v; }
-      case 3: { this.need(2); const v = b.readInt16LE(this.pos); this.pos += 2; return v; }
-      case 4: return this.u32();
-      case 5: { this.need(4); const v = b.readInt32LE(this.pos); this.pos += 4; return v; }
-      case 6: { this.need(4); const v = b.readFloatLE(this.pos); this.pos += 4; return v; }
-      case 7: {
-        const v = this.u8();
-        if (v > 1) throw new GgufError([`key ${key}: bool byte ${v} is neither 0 nor 1`]);
-        return v === 1;
-      }
-      case 8: return this.string(`key ${key} value`);
-      case 9: {
-        if (depth > 4) throw new GgufError([`key ${key}: arrays nested too deeply`]);
-        const itemType = this.u32();
-        const n = this.count(`key ${key} array length`);
-        const out: GgufValue[] = [];
-        for (let i = 0; i < n; i++) out.push(this.value(itemType, key, depth + 1));
-        return out;
-      }
-      case 10: return this.u64();
-      case 11: { this.need(8); const v = b.readBigInt64LE(this.pos); this.pos += 8; return v; }
-      case 12: { this.need(8); const v = b.readDoubleLE(this.pos); this.pos += 8; return v; }
-      default:
-        throw new GgufError([`key ${key}: unknown value type ${type}`]);
-    }
-  }
-}
-
-const TYPE_NAMES = Object.fromEntries(Object.entries(GGUF_VALUE_TYPES).map(([k, v]) => [v, k])) as Record<
-  number,
-  GgufValueType
->;
-
-/**
- * Parse the header, metadata and tensor infos of a GGUF file (not the tensor data). Throws a
- * GgufError for anything that is not a well-formed GGUF v2/v3 header.
- */
-export function parseGguf(buf: Buffer): GgufFileInfo {
-  try {
-    return parseOrNeedMore(buf);
-  } catch (err) {
-    if (err instanceof NeedMoreBytes) throw new GgufError(['file ends inside the GGUF header']);
-    throw err;
-  }
-}
-
-function parseOrNeedMore(buf: Buffer): GgufFileInfo {
-  const r = new ByteReader(buf);
-  if (buf.length >= 4 && buf.toString('latin1', 0, 4) !== GGUF_MAGIC) {
-    throw new GgufError([`not a GGUF file (magic ${JSON.stringify(buf.toString('latin1', 0, 4))})`]);
-  }
-  r.pos = 4;
-  const version = r.u32();
-  if (version !== 2 && version !== 3) throw new GgufError([`unsupported GGUF version ${version}`]);
-  const tensorCount = r.count('tensor count');
-  const kvCount = r.count('metadata count');
-
-  const kv = new Map<string, GgufValue>();
-  const kvTypes = new Map<string, GgufValueType>();
-  for (let i = 0; i < kvCount; i++) {
-    const key = r.string('key');
-    const type = r.u32();
-    const name = TYPE_NAMES[type];
-    if (!name) throw new GgufError([`key ${key}: unknown value type ${type}`]);
-    kv.set(key, r.value(type, key));
-    kvTypes.set(key, name);
-  }
-
-  const alignValue = kv.get('general.alignment');
-  const alignment = alignValue === undefined ? GGUF_DEFAULT_ALIGNMENT : Number(alignValue);
-  if (!Number.isInteger(alignment) || alignment <= 0 || alignment % 8 !== 0) {
-    throw new GgufError([`general.alignment ${String(alignValue)} is not a positive multiple of 8`]);
-  }
-
-  const tensors: GgufTensorInfo[] = [];
-  for (let i = 0; i < tensorCount; i++) {
-    const name = r.string('tensor name');
-    const nDims = r.u32();
-    if (nDims > 8) throw new GgufError([`tensor ${name}: ${nDims} dimensions`]);
-    const dims: number[] = [];
-    for (let d = 0; d < nDims; d++) dims.push(r.count(`tensor ${name} dimension`));
-    const type = r.u32();
-    const offset = r.count(`tensor ${name} offset`);
-    tensors.push({ name, dims, type, offset });
-  }
-  return { version, alignment, kv, kvTypes, tensors, dataOffset: alignOffset(r.pos, alignment) };
-}
-
-/**
- * Read a GGUF file's header from disk without reading its tensor data: starts with 1 MiB and
- * reads more only while the metadata (a large vocabulary, say) runs past it.
- */
-export async function readGgufFile(path: string, maxHeaderBytes = 256 * 1024 * 1024): Promise<{
-  info: GgufFileInfo;
-  fileSize: number;
-}> {
-  const fh = await open(path, 'r');
-  try {
-    const { size } = await fh.stat();
-    let chunk = Math.min(size, 1 << 20);
-    for (;;) {
-      const buf = Buffer.alloc(chunk);
-      const { bytesRead } = await fh.read(buf, 0, chunk, 0);
-      try {
-        return { info: parseOrNeedMore(buf.subarray(0, bytesRead)), fileSize: size };
-      } catch (err) {
-        if (!(err instanceof NeedMoreBytes)) throw err;
-        if (chunk >= size || chunk >= maxHeaderBytes) {
-          throw new GgufError([`${path}: file ends inside the GGUF header`]);
-        }
-        chunk = Math.min(size, chunk * 4, maxHeaderBytes);
-      }
-    }
-  } finally {
-    await fh.close();
-  }
 }

@@ -16,7 +16,14 @@ export interface LlamaRuntime {
   llama: Llama;
 }
 
+let moduleLoad: Promise<NodeLlamaCpp> | undefined;
 let runtime: Promise<LlamaRuntime> | undefined;
+
+/** The node-llama-cpp module alone (its GGUF reader needs no llama.cpp binary). */
+export function nodeLlamaCpp(): Promise<NodeLlamaCpp> {
+  moduleLoad ??= import('node-llama-cpp');
+  return moduleLoad;
+}
 const logSinks = new Set<Logger>();
 
 /** Route llama.cpp's warnings and errors to a logger until the returned function is called. */
@@ -41,7 +48,7 @@ function forward(level: LlamaLogLevel, message: string): void {
  */
 export function llamaRuntime(): Promise<LlamaRuntime> {
   runtime ??= (async () => {
-    const mod = await import('node-llama-cpp');
+    const mod = await nodeLlamaCpp();
     const llama = await mod.getLlama({
       gpu: false,
       build: 'never',
