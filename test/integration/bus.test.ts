@@ -1,14 +1,14 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  claimRequest,
+  DEFAULT_TIMEOUT_MS,
+  claimRequests,
   deadlinesKey,
   defineBusCommands,
   errorResponse,
-  parseClaim,
   publishFinal,
   publishPartial,
-  setOwner,
+  setOwners,
   startJob,
   type InferenceJobData,
 } from '../../src/lib/bus.js';
@@ -31,10 +31,9 @@ afterAll(async () => {
 });
 
 async function claim(n: ReturnType<typeof names>, id: string, entry: string, replyTo: string) {
-  const pipe = redis.pipeline();
-  claimRequest(pipe, n, id, entry, replyTo, Date.now() + 60_000);
-  const res = await pipe.exec();
-  return parseClaim(res![0]![1] as [string]);
+  const [result] = await claimRequests(redis, n, [{ requestId: id, entryId: entry, replyTo, deadline: Date.now() + 60_000, timeoutMs: DEFAULT_TIMEOUT_MS }]);
+  if (result === undefined) throw new Error(`no claim result for ${id}`);
+  return result;
 }
 
 async function streamDocs(key: string): Promise<Record<string, unknown>[]> {
@@ -70,7 +69,7 @@ describe('the request record', () => {
   it('suppresses a final and partials from a node that no longer owns the job', async () => {
     const n = names(testPrefix('bus'));
     await claim(n, 'c', '1-0', n.responses);
-    await setOwner(redis, n, 'c', 'pi-16g');
+    await setOwnerNow(n, 'c', 'pi-16g');
     const partial = { request_id: 'c', done: false, response: 'x', created_at: '2026-01-01T00:00:00Z' };
     expect(await publishPartial(redis, n, n.responses, partial, 'pi-8g')).toBe(false);
     expect(await publishFinal(redis, n, n.responses, errorResponse('c', 'timeout', 'late'), 'pi-8g')).toBe(false);
@@ -131,9 +130,7 @@ describe('starting a job', () => {
 });
 
 async function setOwnerNow(n: ReturnType<typeof names>, id: string, node: string): Promise<void> {
-  const pipe = redis.pipeline();
-  setOwner(pipe, n, id, node);
-  await pipe.exec();
+  await setOwners(redis, n, [{ requestId: id, nodeId: node }]);
 }
 
 describe('giving a request up', () => {
@@ -155,7 +152,7 @@ describe('giving a request up', () => {
   it('writes nothing for a node that no longer owns the job', async () => {
     const n = names(testPrefix('fail'));
     await claim(n, 'b', '1-0', n.responses);
-    await setOwner(redis, n, 'b', 'pi-16g');
+    await setOwnerNow(n, 'b', 'pi-16g');
     const f = { requestId: 'b', replyTo: n.responses, code: 'backend_error' as const, message: 'down' };
     expect(await failRequest(redis, n, f, { nodeId: 'pi-8g' })).toBe(false);
     expect(await streamDocs(n.responses)).toEqual([]);
