@@ -7,6 +7,7 @@ import { silentLogger, type Logger } from '../lib/logger.js';
 import { SimClock } from './clock.js';
 import type { GenerationEngine } from './engine.js';
 import type { Faults } from './faults.js';
+import type { ScriptRule } from './script.js';
 import { SimulatedNode } from './node.js';
 import { ProfileEngine } from './profile-engine.js';
 import { DEFAULT_PROFILE, getProfile, STORAGE_BANDWIDTH, type NodeProfile, type StorageKind, type ThermalProfile } from './profiles.js';
@@ -56,6 +57,10 @@ export interface SimulatorOptions {
   version?: string;
   /** Seed of the errorRate dice. @defaultValue 1 */
   faultSeed?: number;
+  /** Scripted answers for generate and chat requests (see script.ts). @defaultValue none */
+  script?: ScriptRule[];
+  /** Keep every request for `node.requests()` and `GET /_sim/requests`. @defaultValue false */
+  recordRequests?: boolean;
   /** Produces the text and timings; the simulator owns and closes it. @defaultValue a ProfileEngine */
   engine?: GenerationEngine;
   /** @defaultValue a silent logger */
@@ -116,6 +121,8 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     pullBandwidth: opts.pullBandwidth ?? 25_000_000,
     version: opts.version ?? '0.12.6',
     faultSeed: opts.faultSeed ?? 1,
+    script: opts.script,
+    recordRequests: opts.recordRequests,
     log,
   });
   const server = new SimServer(node, opts.host ?? '127.0.0.1', opts.port ?? 0);
@@ -173,7 +180,8 @@ export async function startSimulatorCluster(nodes: SimulatorOptions[]): Promise<
   };
 }
 
-export { SimulatedNode, type LoadedModel, type NodeCounters, type NodeState } from './node.js';
+export { SimulatedNode, type LoadedModel, type NodeCounters, type NodeState, type RecordedRequest } from './node.js';
+export { parseScript, type ScriptReport, type ScriptRule } from './script.js';
 export { NO_FAULTS, parseFaults, type Faults } from './faults.js';
 export { ProfileEngine } from './profile-engine.js';
 export { MODEL_CATALOG, NODE_PROFILES, STORAGE_BANDWIDTH, getProfile, profileNames, type ModelSpec, type NodeProfile, type ThermalProfile } from './profiles.js';

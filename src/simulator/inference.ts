@@ -2,12 +2,14 @@
  * POST /api/generate and POST /api/chat, answered the way Ollama answers them: NDJSON chunks
  * (one token each) ending with a `done: true` object carrying the metrics, or one JSON object
  * when `stream` is false; an empty prompt (or no messages) only loads the model, and with
- * keep_alive 0 unloads it. Faults that shape the stream (slowStreamMs, cutStreamAfter) act here.
+ * keep_alive 0 unloads it. Faults that shape the stream (slowStreamMs, cutStreamAfter) act here;
+ * a request a scripted rule matches is answered by the rule instead (script.ts).
  */
 import { delay, isAbortError } from './clock.js';
 import type { EngineMessage, GenerateResult } from './engine.js';
 import { isRecord, nowIso, sendError, sendJson, writeLine, type RequestContext } from './http-util.js';
 import { SchedulerError, type Lease } from './scheduler.js';
+import { answerScripted } from './script.js';
 import { contextIds } from './text.js';
 import { DurationError, OLLAMA_ERRORS, parseKeepAlive } from './wire.js';
 
@@ -91,6 +93,9 @@ export async function handleInference(kind: Kind, ctx: RequestContext): Promise<
     node.scheduler.expire(info.name);
     return sendJson(res, 200, doneOnly(kind, parsed.model, 'unload'));
   }
+
+  const rule = empty ? undefined : node.scriptedAnswer(ctx.body);
+  if (rule) return answerScripted(kind, ctx, parsed.model, rule);
 
   let lease: Lease;
   try {

@@ -10,6 +10,7 @@ import { NO_FAULTS, parseFaults, type Faults } from './faults.js';
 import { HostFiles } from './host-files.js';
 import type { NodeProfile } from './profiles.js';
 import { Scheduler, type RunnerView } from './scheduler.js';
+import { matchRule, parseScript, type ScriptRule } from './script.js';
 import { seededRandom } from './text.js';
 import { ThermalModel } from './thermal.js';
 import { normalizeModelName } from './wire.js';
@@ -32,7 +33,24 @@ export interface SimulatedNodeOptions {
   pullBandwidth: number;
   version: string;
   faultSeed: number;
+  /** Scripted answers (see script.ts). */
+  script?: ScriptRule[];
+  /** Keep a record of every request (`requests()`). */
+  recordRequests?: boolean;
   log: Logger;
+}
+
+/** One request as the node saw it (kept when `recordRequests` is on). */
+export interface RecordedRequest {
+  method: string;
+  /** The path, without the query. */
+  path: string;
+  /** The JSON body, once read (undefined for requests without one). */
+  body: Record<string, unknown> | undefined;
+  /** The client closed the connection before the answer was complete. */
+  clientClosed: boolean;
+  /** The answer was written to the end. */
+  finished: boolean;
 }
 
 export interface InstalledModel {
@@ -115,6 +133,8 @@ export class SimulatedNode {
   private ticker: NodeJS.Timeout | undefined;
   private lastTick = monoNow();
   private endpoint: EndpointInfo | undefined;
+  private rules: ScriptRule[];
+  private readonly journal: RecordedRequest[] | undefined;
   private readonly count = { requests: 0, generate: 0, chat: 0, embed: 0, completed: 0, aborted: 0, errors: 0, faultsInjected: 0 };
 
   constructor(private readonly opts: SimulatedNodeOptions) {
@@ -128,6 +148,8 @@ export class SimulatedNode {
     this.thermal = opts.thermalModel;
     this.random = seededRandom(opts.faultSeed);
     this.currentFaults = { ...NO_FAULTS, ...parseFaults(opts.faults ?? {}) };
+    this.rules = parseScript(opts.script ?? []);
+    this.journal = opts.recordRequests ? [] : undefined;
     for (const m of opts.engine.models()) this.known.set(m.name.toLowerCase(), m);
     const since = Date.now() - 86_400_000;
     opts.installed.forEach((name, i) => {
@@ -242,6 +264,39 @@ export class SimulatedNode {
   /** Wait until the listening socket matches the faults (after refuseConnections changes). */
   async settled(): Promise<void> {
     await this.endpoint?.settled();
+  }
+
+  // ---- scripted answers ----
+
+  script(): ScriptRule[] {
+    return structuredClone(this.rules);
+  }
+
+  /** Replace the scripted answers (validated like the HTTP endpoint); `[]` turns them off. */
+  setScript(rules: ScriptRule[]): ScriptRule[] {
+    this.rules = parseScript(rules);
+    this.log.info({ rules: this.rules.length }, 'script changed');
+    return this.script();
+  }
+
+  /** The rule that answers a generate or chat request with this body, if any. */
+  scriptedAnswer(body: Record<string, unknown>): ScriptRule | undefined {
+    return matchRule(this.rules, body);
+  }
+
+  // ---- request record ----
+
+  /** Every request so far, oldest first (empty unless `recordRequests`); live objects. */
+  requests(): readonly RecordedRequest[] {
+    return this.journal ?? [];
+  }
+
+  /** Start a record for a request arriving, or undefined when not recording. */
+  record(method: string, path: string): RecordedRequest | undefined {
+    if (!this.journal) return undefined;
+    const rec: RecordedRequest = { method, path, body: undefined, clientClosed: false, finished: false };
+    this.journal.push(rec);
+    return rec;
   }
 
   // ---- heat ----

@@ -7,6 +7,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { monoNow } from './clock.js';
 import { parseFaults } from './faults.js';
+import { parseScript } from './script.js';
 import { BadRequest, readJson, sendError, sendJson, sendText, type RequestContext } from './http-util.js';
 import { handleEmbed } from './embed.js';
 import { handleInference } from './inference.js';
@@ -156,6 +157,13 @@ export class SimServer {
       if (!res.writableFinished) abort.abort();
     });
     if (path.startsWith('/_sim/')) return this.handleAdmin(req, res, path);
+    const rec = this.node.record(req.method ?? 'GET', path);
+    if (rec) {
+      res.on('close', () => {
+        rec.finished = res.writableFinished;
+        rec.clientClosed = !res.writableFinished;
+      });
+    }
 
     const route = ROUTES[`${req.method} ${path}`];
     if (!route) {
@@ -169,6 +177,7 @@ export class SimServer {
     if (route.body) {
       try {
         body = await readJson(req);
+        if (rec) rec.body = body;
       } catch (err) {
         if (err instanceof BadRequest) return sendError(res, err.status, err.message);
         throw err;
@@ -212,6 +221,16 @@ export class SimServer {
         return sendError(res, 400, (err as Error).message);
       }
     }
+    if (key === 'GET /_sim/script') return sendJson(res, 200, { rules: this.node.script() });
+    if (key === 'DELETE /_sim/script') return sendJson(res, 200, { rules: this.node.setScript([]) });
+    if (key === 'PUT /_sim/script') {
+      try {
+        return sendJson(res, 200, { rules: this.node.setScript(parseScript((await readJson(req))['rules'])) });
+      } catch (err) {
+        return sendError(res, 400, (err as Error).message);
+      }
+    }
+    if (key === 'GET /_sim/requests') return sendJson(res, 200, this.node.requests());
     if (key === 'POST /_sim/temperature') {
       try {
         const body = await readJson(req);

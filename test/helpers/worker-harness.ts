@@ -1,7 +1,8 @@
 /**
- * For worker tests: a test Redis and Ollama stand-in shared by a test file, a worker
- * configuration for them, and jobs added to a node queue exactly as the bridge adds them
- * (request record claimed, owner set, job id `req_{id}`, BullMQ priority from the ORION priority).
+ * For worker tests: a test Redis and Ollama stand-in (the project's simulator, instant profile,
+ * scripted answers) shared by a test file, a worker configuration for them, and jobs added to a
+ * node queue exactly as the bridge adds them (request record claimed, owner set, job id
+ * `req_{id}`, BullMQ priority from the ORION priority).
  */
 import { fileURLToPath } from 'node:url';
 import { Queue, type Job } from 'bullmq';
@@ -12,8 +13,50 @@ import { loadWorkerConfig, type WorkerConfig } from '../../src/config/worker.js'
 import type { InferenceRequest, Routing } from '../../src/contracts/types.js';
 import { bullPriority, claimRequest, defineBusCommands, replyStreamOf, setOwner, DEFAULT_TIMEOUT_MS, type InferenceJobData } from '../../src/lib/bus.js';
 import { jobIdFor, type Names } from '../../src/lib/names.js';
-import { startFakeOllama, type FakeOllama } from './fake-ollama.js';
+import { startSimulator, type RecordedRequest, type ScriptRule, type SimulatorHandle } from '../../src/simulator/index.js';
 import { startRedis, type RedisServer } from './redis.js';
+
+/**
+ * The stand-in's plain answer to every generation no other rule takes: "Hello" " world", with
+ * fixed figures in the done object (1.5 s in all, a 250 ms load, 12 prompt tokens in 100 ms,
+ * 1 s of generation).
+ */
+export const PLAIN_ANSWER: ScriptRule = {
+  chunks: ['Hello', ' world'],
+  report: { totalMs: 1500, loadMs: 250, promptEvalCount: 12, promptEvalMs: 100, evalMs: 1000 },
+};
+
+/**
+ * An Ollama stand-in for worker tests: the simulator with no waits, gemma3:1b and llama3.2:3b
+ * installed (gemma3:1b loaded), version 0.6.4, every request recorded, and each generation
+ * answered with PLAIN_ANSWER until a test scripts otherwise (`answerWith`).
+ */
+export function startStandIn(): Promise<SimulatorHandle> {
+  return startSimulator({
+    id: 'stand-in',
+    profile: 'instant',
+    installed: ['gemma3:1b', 'llama3.2:3b'],
+    loaded: ['gemma3:1b'],
+    version: '0.6.4',
+    recordRequests: true,
+    script: [PLAIN_ANSWER],
+  });
+}
+
+/** Answer generations with the first of these rules that matches, else with PLAIN_ANSWER. */
+export function answerWith(sim: SimulatorHandle, ...rules: ScriptRule[]): void {
+  sim.node.setScript([...rules, PLAIN_ANSWER]);
+}
+
+/** The generate and chat requests the stand-in received, oldest first. */
+export function generations(sim: SimulatorHandle): RecordedRequest[] {
+  return sim.node.requests().filter((r) => r.path === '/api/generate' || r.path === '/api/chat');
+}
+
+/** Resolves with the first recorded request that matches, once there is one. */
+export function requestTo(sim: SimulatorHandle, pred: (r: RecordedRequest) => boolean, timeoutMs = 5000): Promise<RecordedRequest> {
+  return until(async () => sim.node.requests().find(pred), timeoutMs, 'a matching request to the stand-in');
+}
 
 /**
  * What the tests of one file share: a throwaway Redis, a client on it and an Ollama stand-in.
@@ -22,30 +65,30 @@ import { startRedis, type RedisServer } from './redis.js';
 export class WorkerEnv {
   server!: RedisServer;
   redis!: Redis;
-  ollama!: FakeOllama;
+  ollama!: SimulatorHandle;
   /** Run after each test, last added first; failures are ignored. */
   readonly cleanups: (() => Promise<unknown>)[] = [];
 }
 
 /**
  * A WorkerEnv for the calling test file, through its hooks: started before the tests, stopped
- * after them; after each test the cleanups run and the stand-in's script is reset to its plain
- * answer. Call it at the top level of the file.
+ * after them; after each test the cleanups run and the stand-in's answers are reset to the
+ * plain one. Call it at the top level of the file.
  */
 export function useWorkerEnv(): WorkerEnv {
   const env = new WorkerEnv();
   beforeAll(async () => {
     env.server = await startRedis();
     env.redis = new Redis(env.server.port, '127.0.0.1');
-    env.ollama = await startFakeOllama();
+    env.ollama = await startStandIn();
   });
   afterEach(async () => {
     while (env.cleanups.length) await env.cleanups.pop()!().catch(() => undefined);
-    env.ollama.script = () => ({ chunks: ['Hello', ' world'] });
+    answerWith(env.ollama);
   });
   afterAll(async () => {
     env.redis.disconnect();
-    await env.ollama.stop();
+    await env.ollama.close();
     await env.server.stop();
   });
   return env;

@@ -9,7 +9,7 @@ import { names } from '../../src/lib/names.js';
 import { createWorker } from '../../src/worker/worker.js';
 import { requireBuilt } from '../helpers/built.js';
 import { freePort, startRedis, testPrefix } from '../helpers/redis.js';
-import { enqueue, finalOn, fixtureNode, jobState, nodeQueue, until, useWorkerEnv, workerConfig } from '../helpers/worker-harness.js';
+import { enqueue, finalOn, fixtureNode, jobState, nodeQueue, requestTo, until, useWorkerEnv, workerConfig } from '../helpers/worker-harness.js';
 
 const env = useWorkerEnv();
 
@@ -56,7 +56,7 @@ describe('heartbeat', () => {
     expect(ttl).toBeLessThanOrEqual(15_000);
 
     // Beats keep coming: each beat probes Ollama again (ps, tags, version) and refreshes the TTL.
-    const probes = (): number => env.ollama.requests.filter((r) => r.path === '/api/ps').length;
+    const probes = (): number => env.ollama.node.requests().filter((r) => r.path === '/api/ps').length;
     const before = probes();
     await new Promise((r) => setTimeout(r, 700));
     expect(probes() - before).toBeGreaterThanOrEqual(2);
@@ -115,7 +115,7 @@ describe('Redis going away', () => {
     // And jobs are served again.
     const queue = nodeQueue(own.addr, n, 'pi-8g');
     env.cleanups.push(() => queue.close());
-    await enqueue(client, queue, n, { request_id: 'after-restart', model: 'm', prompt: 'p' });
+    await enqueue(client, queue, n, { request_id: 'after-restart', model: 'gemma3:1b', prompt: 'p' });
     expect(await finalOn(client, n.responses, 'after-restart', 8000)).toMatchObject({ response: 'Hello world' });
   });
 });
@@ -186,8 +186,8 @@ describe('shutdown', () => {
     const worker = await createWorker(workerConfig({ redisAddr: env.server.addr, ollamaUrl: env.ollama.url, prefix }));
     const queue = nodeQueue(env.server.addr, n, 'pi-8g');
     env.cleanups.push(() => queue.close());
-    env.ollama.script = () => ({ chunks: ['slow', ' but', ' sure'], chunkDelayMs: 150 });
-    const job = await enqueue(env.redis, queue, n, { request_id: 'drain', model: 'm', prompt: 'p' });
+    env.ollama.node.setScript([{ chunks: ['slow', ' but', ' sure'], chunkDelayMs: 150 }]);
+    const job = await enqueue(env.redis, queue, n, { request_id: 'drain', model: 'gemma3:1b', prompt: 'p' });
     await jobState(queue, job.id!, ['active']);
     await until(async () => worker.active() === 1);
     const closing = worker.close();
@@ -210,14 +210,14 @@ describe('shutdown', () => {
     const worker = await createWorker(workerConfig({ redisAddr: env.server.addr, ollamaUrl: env.ollama.url, prefix }));
     const queue = nodeQueue(env.server.addr, n, 'pi-8g');
     env.cleanups.push(() => queue.close());
-    env.ollama.script = () => ({ chunks: Array.from({ length: 50 }, () => 'x'), chunkDelayMs: 100 });
-    const job = await enqueue(env.redis, queue, n, { request_id: 'forced', model: 'm', prompt: 'forced' });
-    await env.ollama.waitFor((r) => r.body?.['prompt'] === 'forced');
+    env.ollama.node.setScript([{ chunks: Array.from({ length: 50 }, () => 'x'), chunkDelayMs: 100 }]);
+    const job = await enqueue(env.redis, queue, n, { request_id: 'forced', model: 'gemma3:1b', prompt: 'forced' });
+    await requestTo(env.ollama, (r) => r.body?.['prompt'] === 'forced');
     await worker.close({ force: true });
     const notice = await until(async () => (await env.redis.xrange(n.reroute, '-', '+'))[0]);
     expect(JSON.parse(notice[1][1]!)).toMatchObject({ request_id: 'forced', counts: false, code: 'backend_error' });
     expect(await queue.getJobState(job.id!)).toBe('failed');
-    expect((await env.ollama.waitFor((r) => r.body?.['prompt'] === 'forced' && r.clientClosed)).finished).toBe(false);
+    expect((await requestTo(env.ollama, (r) => r.body?.['prompt'] === 'forced' && r.clientClosed)).finished).toBe(false);
   });
 });
 

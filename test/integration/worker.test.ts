@@ -1,6 +1,6 @@
 /**
- * The worker against a real Redis and an Ollama stand-in over HTTP: jobs added as the bridge
- * adds them, answers read from the reply streams.
+ * The worker against a real Redis and the Ollama simulator over HTTP (instant profile, answers
+ * scripted per test): jobs added as the bridge adds them, answers read from the reply streams.
  */
 import type { Queue } from 'bullmq';
 import { describe, expect, it } from 'vitest';
@@ -9,9 +9,22 @@ import type { InferenceRequest } from '../../src/contracts/types.js';
 import { deadlinesKey, type InferenceJobData } from '../../src/lib/bus.js';
 import { jobIdFor, names, type Names } from '../../src/lib/names.js';
 import { createWorker, type WorkerHandle } from '../../src/worker/worker.js';
-import { startFakeOllama, type FakeOllama, type Script } from '../helpers/fake-ollama.js';
+import type { ScriptRule, SimulatorHandle } from '../../src/simulator/index.js';
 import { testPrefix } from '../helpers/redis.js';
-import { enqueue, finalOn, jobState, nodeQueue, streamDocs, until, useWorkerEnv, workerConfig } from '../helpers/worker-harness.js';
+import {
+  answerWith,
+  enqueue,
+  finalOn,
+  generations,
+  jobState,
+  nodeQueue,
+  requestTo,
+  startStandIn,
+  streamDocs,
+  until,
+  useWorkerEnv,
+  workerConfig,
+} from '../helpers/worker-harness.js';
 
 const env = useWorkerEnv();
 
@@ -19,10 +32,10 @@ interface Setup {
   n: Names;
   worker: WorkerHandle;
   queue: Queue<InferenceJobData>;
-  fake: FakeOllama;
+  fake: SimulatorHandle;
 }
 
-async function setup(o: { flags?: Record<string, string>; fake?: FakeOllama; nodeId?: string } = {}): Promise<Setup> {
+async function setup(o: { flags?: Record<string, string>; fake?: SimulatorHandle; nodeId?: string } = {}): Promise<Setup> {
   const prefix = testPrefix('worker');
   const n = names(prefix);
   const fake = o.fake ?? env.ollama;
@@ -37,8 +50,8 @@ async function setup(o: { flags?: Record<string, string>; fake?: FakeOllama; nod
 let seq = 0;
 const rid = (label: string): string => `${label}-${process.pid}-${++seq}`;
 const prompt = (id: string, extra: Partial<InferenceRequest> = {}): InferenceRequest => ({ request_id: id, model: 'gemma3:1b', prompt: 'Why is the sky blue?', ...extra });
-const scriptFor = (id: string, s: Script, fallback: Script = { chunks: ['Hello', ' world'] }) =>
-  (_path: string, body: Record<string, unknown>): Script => (JSON.stringify(body).includes(id) ? s : fallback);
+/** The requests naming `id` get this answer; the rest the plain one. */
+const answerFor = (id: string, rule: ScriptRule): void => answerWith(env.ollama, { ...rule, match: id });
 
 describe('answering a job', () => {
   it('answers a prompt on {p}:responses with every final field, and returns the answer as the job result', async () => {
@@ -68,7 +81,7 @@ describe('answering a job', () => {
     expect(validateResponse(final).ok).toBe(true);
     expect(await jobState(queue, job.id!, ['completed'])).toBe('completed');
     expect((await queue.getJob(job.id!))!.returnvalue).toEqual(final);
-    const call = env.ollama.generations().find((r) => r.body?.['prompt'] === 'Why is the sky blue?' && JSON.stringify(r.body).includes('"temperature":0'));
+    const call = generations(env.ollama).find((r) => r.body?.['prompt'] === 'Why is the sky blue?' && JSON.stringify(r.body).includes('"temperature":0'));
     expect(call).toMatchObject({ path: '/api/generate', body: { model: 'gemma3:1b', stream: true, keep_alive: '5m', options: { temperature: 0 } } });
     expect(await env.redis.hget(n.requestKey(id), 'final')).toBe(JSON.stringify(final));
     expect(await env.redis.zscore(deadlinesKey(n), n.requestKey(id))).toBeNull();
@@ -83,14 +96,14 @@ describe('answering a job', () => {
     expect(final).toMatchObject({ message: { role: 'assistant', content: 'Hello world' }, routing: 'fallback', done: true });
     expect(final).not.toHaveProperty('response');
     expect(final).not.toHaveProperty('metadata');
-    expect(env.ollama.generations().find((r) => JSON.stringify(r.body).includes(id))?.path).toBe('/api/chat');
+    expect(generations(env.ollama).find((r) => JSON.stringify(r.body).includes(id))?.path).toBe('/api/chat');
   });
 
   it('streams partials in order and then exactly one final whose text is the partials joined', async () => {
     const { n, queue } = await setup();
     const id = rid('stream');
     const chunks = ['The', ' sky', ' is', ' blue', ' because', ' of', ' Rayleigh', ' scattering', '.'];
-    env.ollama.script = scriptFor(id, { chunks, chunkDelayMs: 5 });
+    answerFor(id, { chunks, chunkDelayMs: 5 });
     await enqueue(env.redis, queue, n, prompt(id, { stream: true, prompt: id }));
     const final = await finalOn(env.redis, n.responses, id);
     const docs = (await streamDocs(env.redis, n.responses)).filter((d) => d['request_id'] === id);
@@ -109,8 +122,8 @@ describe('answering a job', () => {
   it('streams chat partials as assistant messages', async () => {
     const { n, queue } = await setup();
     const id = rid('stream-chat');
-    env.ollama.script = scriptFor(id, { chunks: ['a', 'b', 'c'], chunkDelayMs: 5 });
-    await enqueue(env.redis, queue, n, { request_id: id, model: 'm', messages: [{ role: 'user', content: id }], stream: true });
+    answerFor(id, { chunks: ['a', 'b', 'c'], chunkDelayMs: 5 });
+    await enqueue(env.redis, queue, n, { request_id: id, model: 'gemma3:1b', messages: [{ role: 'user', content: id }], stream: true });
     const final = await finalOn(env.redis, n.responses, id);
     const partials = (await streamDocs(env.redis, n.responses)).filter((d) => d['request_id'] === id && d['done'] === false);
     expect(partials.map((p) => (p['message'] as { content: string }).content).join('')).toBe('abc');
@@ -132,7 +145,7 @@ describe('failures', () => {
   it('404 answers model_not_found with a dead letter, and is not retried anywhere', async () => {
     const { n, queue } = await setup();
     const id = rid('nf');
-    env.ollama.script = scriptFor(id, { status: 404, error: "model 'nope:1b' not found, try pulling it first" });
+    // The stand-in has no nope:1b and answers 404 for it, as Ollama does.
     const job = await enqueue(env.redis, queue, n, prompt(id, { model: 'nope:1b', prompt: id, metadata: { k: 1 } }), { routing: 'fallback' });
     const final = await finalOn(env.redis, n.responses, id);
     expect(final).toMatchObject({
@@ -152,13 +165,13 @@ describe('failures', () => {
       expect.objectContaining({ error_code: 'model_not_found', request_id: id, node_id: 'pi-8g', attempt: 1, entry_id: job.data.entry_id, request: job.data.request }),
     ]);
     expect(await env.redis.xlen(n.reroute)).toBe(0);
-    expect(env.ollama.generations().filter((r) => r.body?.['prompt'] === id)).toHaveLength(1);
+    expect(generations(env.ollama).filter((r) => r.body?.['prompt'] === id)).toHaveLength(1);
   });
 
   it('500 with attempts left hands the job back: a reroute notice that counts, the job failed, no answer yet', async () => {
     const { n, queue } = await setup();
     const id = rid('e500');
-    env.ollama.script = scriptFor(id, { status: 500, error: 'llama runner process has terminated' });
+    answerFor(id, { status: 500, error: 'llama runner process has terminated' });
     const job = await enqueue(env.redis, queue, n, prompt(id, { prompt: id }), { attempt: 0, maxAttempts: 3 });
     const notice = await until(async () => (await streamDocs(env.redis, n.reroute))[0], 5000, 'reroute notice');
     expect(notice).toEqual({
@@ -177,7 +190,7 @@ describe('failures', () => {
   it('503 is overloaded and handed back too', async () => {
     const { n, queue } = await setup();
     const id = rid('e503');
-    env.ollama.script = scriptFor(id, { status: 503, error: 'server busy' });
+    answerFor(id, { status: 503, error: 'server busy' });
     await enqueue(env.redis, queue, n, prompt(id, { prompt: id }));
     expect(await until(async () => (await streamDocs(env.redis, n.reroute))[0])).toMatchObject({ code: 'overloaded', counts: true });
   });
@@ -185,7 +198,7 @@ describe('failures', () => {
   it('500 on the last attempt answers backend_error with a dead letter', async () => {
     const { n, queue } = await setup();
     const id = rid('e500-last');
-    env.ollama.script = scriptFor(id, { status: 500, error: 'boom' });
+    answerFor(id, { status: 500, error: 'boom' });
     const job = await enqueue(env.redis, queue, n, prompt(id, { prompt: id }), { attempt: 2, maxAttempts: 3 });
     const final = await finalOn(env.redis, n.responses, id);
     expect(final).toMatchObject({ attempt: 3, error: { code: 'backend_error' } });
@@ -203,14 +216,14 @@ describe('failures', () => {
     expect(final).toMatchObject({ attempt: 3, node_id: 'pi-8g', error: { code: 'backend_error', message: 'node pi-8g stopped during attempt 3 of 3' } });
     expect(await jobState(queue, job.id!, ['failed'])).toBe('failed');
     expect(await streamDocs(env.redis, n.deadletter)).toEqual([expect.objectContaining({ error_code: 'backend_error', attempt: 3, request_id: id })]);
-    expect(env.ollama.generations().filter((r) => r.body?.['prompt'] === id)).toHaveLength(0);
+    expect(generations(env.ollama).filter((r) => r.body?.['prompt'] === id)).toHaveLength(0);
     expect(await env.redis.xlen(n.reroute)).toBe(0);
   });
 
   it('a stream that ends without done is a backend_error', async () => {
     const { n, queue } = await setup();
     const id = rid('cut');
-    env.ollama.script = scriptFor(id, { chunks: ['par'], endWithoutDone: true });
+    answerFor(id, { chunks: ['par'], endWithoutDone: true });
     await enqueue(env.redis, queue, n, prompt(id, { prompt: id }), { attempt: 0, maxAttempts: 1 });
     expect(await finalOn(env.redis, n.responses, id)).toMatchObject({ error: { code: 'backend_error' } });
   });
@@ -218,11 +231,11 @@ describe('failures', () => {
   it('an Ollama call with no first byte within --ollama-timeout is aborted and handed back as a counted backend_error', async () => {
     const { n, queue } = await setup({ flags: { 'ollama-timeout': '1s' } });
     const id = rid('hang');
-    env.ollama.script = scriptFor(id, { firstByteDelayMs: 5000, chunks: ['late'] });
+    answerFor(id, { firstByteDelayMs: 5000, chunks: ['late'] });
     const job = await enqueue(env.redis, queue, n, prompt(id, { prompt: id }), { attempt: 0, maxAttempts: 3 });
     const notice = await until(async () => (await streamDocs(env.redis, n.reroute))[0], 5000, 'reroute notice');
     expect(notice).toMatchObject({ request_id: id, code: 'backend_error', counts: true, message: expect.stringMatching(/no answer from ollama for 1000 ms/) });
-    expect((await env.ollama.waitFor((r) => r.body?.['prompt'] === id && r.clientClosed, 2000)).finished).toBe(false);
+    expect((await requestTo(env.ollama, (r) => r.body?.['prompt'] === id && r.clientClosed, 2000)).finished).toBe(false);
     expect(await jobState(queue, job.id!, ['failed'])).toBe('failed');
     expect(await env.redis.hget(n.requestKey(id), 'final')).toBeNull();
   });
@@ -231,11 +244,10 @@ describe('failures', () => {
     const { n, queue } = await setup({ flags: { 'ollama-timeout': '1s' } });
     const stuck = rid('stuck');
     const steady = rid('steady');
-    env.ollama.script = (_path, body) => {
-      const text = JSON.stringify(body);
-      if (text.includes(stuck)) return { chunks: ['a', 'b'], chunkDelayMs: 3000 };
-      return { chunks: ['s', 'l', 'o', 'w'], chunkDelayMs: 400 };
-    };
+    env.ollama.node.setScript([
+      { match: stuck, chunks: ['a', 'b'], chunkDelayMs: 3000 },
+      { chunks: ['s', 'l', 'o', 'w'], chunkDelayMs: 400 },
+    ]);
     await enqueue(env.redis, queue, n, prompt(stuck, { prompt: stuck }), { attempt: 2, maxAttempts: 3 });
     await enqueue(env.redis, queue, n, prompt(steady, { prompt: steady }));
     // Last attempt: answered with the error (and dead-lettered) rather than handed back.
@@ -244,11 +256,13 @@ describe('failures', () => {
   });
 
   it('Ollama down: the attempt is given back (counts false), the node reports itself unavailable and stops taking jobs until Ollama answers', async () => {
-    const fake = await startFakeOllama();
-    env.cleanups.push(() => fake.stop());
+    const fake = await startStandIn();
+    env.cleanups.push(() => fake.close());
     // A long beat: only the failing job can notice Ollama is gone.
     const { n, queue, worker } = await setup({ fake, nodeId: 'pi-down', flags: { 'heartbeat-interval': '60s' } });
-    await fake.stop();
+    // Stop listening (connections refused) on the same port.
+    fake.node.setFaults({ refuseConnections: true });
+    await fake.node.settled();
     const id = rid('down');
     const job = await enqueue(env.redis, queue, n, prompt(id), { attempt: 2, maxAttempts: 3 });
     const notice = await until(async () => (await streamDocs(env.redis, n.reroute))[0], 5000, 'reroute notice');
@@ -262,7 +276,7 @@ describe('failures', () => {
     });
     expect(health['reason']).toMatch(/ollama unreachable/);
     // Still on its disk: the bridge keeps requests for them waiting instead of refusing them.
-    expect(health['installed_models']).toEqual(fake.installed);
+    expect(health['installed_models']).toEqual(fake.node.state().installed);
     expect(validateHealth(health).ok).toBe(true);
     expect(await env.redis.hget(n.requestKey(id), 'final')).toBeNull();
 
@@ -273,7 +287,8 @@ describe('failures', () => {
     expect(['waiting', 'prioritized']).toContain(await queue.getJobState(job2.id!));
 
     // Ollama back: the next beat says available and the waiting job runs.
-    await fake.start();
+    fake.node.setFaults({ refuseConnections: false });
+    await fake.node.settled();
     const back = await worker.publishHealth();
     expect(back).toMatchObject({ available: true });
     expect(await finalOn(env.redis, n.responses, id2)).toMatchObject({ response: 'Hello world' });
@@ -290,17 +305,17 @@ describe('deadlines', () => {
     expect(final).not.toHaveProperty('attempt');
     expect(await jobState(queue, job.id!, ['failed'])).toBe('failed');
     expect(await streamDocs(env.redis, n.deadletter)).toEqual([expect.objectContaining({ error_code: 'timeout', request_id: id })]);
-    expect(env.ollama.generations().filter((r) => r.body?.['prompt'] === id)).toHaveLength(0);
+    expect(generations(env.ollama).filter((r) => r.body?.['prompt'] === id)).toHaveLength(0);
   });
 
   it('the deadline during a generation aborts the Ollama call (the connection closes) and answers timeout', async () => {
     const { n, queue } = await setup();
     const id = rid('slow');
-    env.ollama.script = scriptFor(id, { chunks: ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'], chunkDelayMs: 200 });
+    answerFor(id, { chunks: ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'], chunkDelayMs: 200 });
     const job = await enqueue(env.redis, queue, n, prompt(id, { prompt: id, stream: true, timeout_ms: 400 }), { deadline: Date.now() + 400 });
     const final = await finalOn(env.redis, n.responses, id);
     expect(final).toMatchObject({ error: { code: 'timeout', message: expect.stringMatching(/aborted/) }, attempt: 1 });
-    const call = await env.ollama.waitFor((r) => r.body?.['prompt'] === id && r.clientClosed, 2000);
+    const call = await requestTo(env.ollama, (r) => r.body?.['prompt'] === id && r.clientClosed, 2000);
     expect(call.finished).toBe(false);
     expect(await jobState(queue, job.id!, ['failed'])).toBe('failed');
     // The partials sent before the deadline came before the timeout, none after.
@@ -311,10 +326,10 @@ describe('deadlines', () => {
   it('the deadline also cuts off a model that is still loading (no byte sent yet)', async () => {
     const { n, queue } = await setup();
     const id = rid('loading');
-    env.ollama.script = scriptFor(id, { firstByteDelayMs: 2000, chunks: ['x'] });
+    answerFor(id, { firstByteDelayMs: 2000, chunks: ['x'] });
     await enqueue(env.redis, queue, n, prompt(id, { prompt: id }), { deadline: Date.now() + 300 });
     expect(await finalOn(env.redis, n.responses, id)).toMatchObject({ error: { code: 'timeout' } });
-    expect((await env.ollama.waitFor((r) => r.body?.['prompt'] === id && r.clientClosed, 2000)).finished).toBe(false);
+    expect((await requestTo(env.ollama, (r) => r.body?.['prompt'] === id && r.clientClosed, 2000)).finished).toBe(false);
   });
 });
 
@@ -326,7 +341,7 @@ describe('delivery guards', () => {
     expect(await jobState(queue, job.id!, ['completed'])).toBe('completed');
     expect((await queue.getJob(job.id!))!.returnvalue).toEqual({ superseded: true });
     expect((await streamDocs(env.redis, n.responses)).filter((d) => d['request_id'] === id)).toHaveLength(0);
-    expect(env.ollama.generations().filter((r) => r.body?.['prompt'] === id)).toHaveLength(0);
+    expect(generations(env.ollama).filter((r) => r.body?.['prompt'] === id)).toHaveLength(0);
   });
 
   it('a job whose answer was already published returns it without running again', async () => {
@@ -338,21 +353,21 @@ describe('delivery guards', () => {
     await env.redis.hset(n.requestKey(id), 'final', JSON.stringify(stored));
     expect(await jobState(queue, job.id!, ['completed'])).toBe('completed');
     expect((await queue.getJob(job.id!))!.returnvalue).toEqual(stored);
-    expect(env.ollama.generations().filter((r) => r.body?.['prompt'] === id)).toHaveLength(0);
+    expect(generations(env.ollama).filter((r) => r.body?.['prompt'] === id)).toHaveLength(0);
     expect(await env.redis.xlen(n.responses)).toBe(0);
   });
 
   it('the owner moving away during a streamed generation stops it and publishes nothing more', async () => {
     const { n, queue } = await setup();
     const id = rid('moved-mid');
-    env.ollama.script = scriptFor(id, { chunks: Array.from({ length: 20 }, (_, i) => `t${i} `), chunkDelayMs: 50 });
+    answerFor(id, { chunks: Array.from({ length: 20 }, (_, i) => `t${i} `), chunkDelayMs: 50 });
     const job = await enqueue(env.redis, queue, n, prompt(id, { prompt: id, stream: true }));
     await until(async () => (await streamDocs(env.redis, n.responses)).some((d) => d['request_id'] === id), 3000, 'a partial');
     await env.redis.hset(n.requestKey(id), 'node', 'pi-16g');
     expect(await jobState(queue, job.id!, ['completed'])).toBe('completed');
     expect((await queue.getJob(job.id!))!.returnvalue).toEqual({ superseded: true });
     expect((await streamDocs(env.redis, n.responses)).filter((d) => d['request_id'] === id && d['done'] === true)).toHaveLength(0);
-    expect((await env.ollama.waitFor((r) => r.body?.['prompt'] === id && r.clientClosed, 3000)).finished).toBe(false);
+    expect((await requestTo(env.ollama, (r) => r.body?.['prompt'] === id && r.clientClosed, 3000)).finished).toBe(false);
   });
 
   it('a retry from Bull Board is a fresh start: new deadline, attempt counted anew, answered again', async () => {
