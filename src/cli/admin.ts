@@ -119,7 +119,7 @@ Example: orion forget pi-4g`,
       ctx.err(`${node}'s queue still holds ${c.waiting} waiting and ${c.running} running job(s); the bridge moves them to eligible nodes, try again then (or --force to delete them)`);
       return 1;
     }
-    await redis.multi().hdel(ctx.n.health, node).srem(ctx.n.nodes, node).srem(ctx.n.drained, node).del(ctx.n.healthKey(node)).exec();
+    await redis.multi().hdel(ctx.n.health, node).srem(ctx.n.nodes, node).srem(ctx.n.drained, node).del(ctx.n.healthKey(node)).zrem(ctx.n.healthVersions, node).exec();
     for (const prefix of [ctx.n.nodeQueuePrefix, ctx.n.heartbeatQueuePrefix]) {
       const q = new Queue(node, { prefix, connection: redis }, HeldConnection);
       try {

@@ -8,8 +8,8 @@
  *   reroute streams; never another node's queue, never the request stream;
  * - brain: add requests, read (and delete its own private) reply streams, cancel its requests
  *   (SET of `{p}:cancel:*`); nothing else;
- * - gateway: what the brain may, plus reading the health registry (the hash, the TTL keys and
- *   the node set, through a script) to list models and refuse what no node can serve.
+ * - gateway: what the brain may, plus reading the health registry (the hash, the TTL keys, the
+ *   node set and the versions, through scripts) to list models and refuse what no node can serve.
  *
  * `orion acl` prints them as ACL SETUSER lines for redis-cli or an ACL file.
  */
@@ -39,6 +39,8 @@ export function aclRules(n: Names, who: AclRole, secret: string): string[] {
         `~${n.health}`,
         `~${n.healthKey(id)}`,
         `~${n.nodes}`,
+        // The versions set is written by the same script as the document (health-registry.ts).
+        `~${n.healthVersions}`,
         `~${n.requestKey('*')}`,
         `~${n.deadlines}`,
         // Full access, not read-only: the start script declares the cancel key, and EVAL checks
@@ -66,7 +68,17 @@ export function aclRules(n: Names, who: AclRole, secret: string): string[] {
         `%R~${n.health}`,
         `%R~${n.healthKey('*')}`,
         `%R~${n.nodes}`,
+        `%R~${n.healthVersions}`,
+        // Drained nodes are shown as such and get nothing (the registry reads the set).
+        `%R~${n.drained}`,
         '+hgetall',
+        // The registry's reads of what changed (health-registry.ts): in a script and a MULTI.
+        '+hmget',
+        '+hlen',
+        '+zrevrange',
+        '+zrangebyscore',
+        '+multi',
+        '+exec',
         '+smembers',
         '+exists',
         '+expire',

@@ -13,6 +13,17 @@
  * built by BullMQ itself and cannot be given one; `settled` below covers it.
  */
 import { RedisConnection, type Queue, type Worker } from 'bullmq';
+import type { Logger } from './logger.js';
+import { waitUpTo } from './time.js';
+
+/**
+ * How long finished inference jobs stay in a node queue (for Bull Board and its retries): set
+ * on every job the bridge adds and on each node's Worker, from here only.
+ */
+export const JOB_RETENTION = {
+  removeOnComplete: { age: 3600, count: 1000 },
+  removeOnFail: { age: 7 * 24 * 3600, count: 5000 },
+} as const;
 
 export class HeldConnection extends RedisConnection {
   override emit(event: string | symbol, ...args: unknown[]): boolean {
@@ -28,4 +39,19 @@ export class HeldConnection extends RedisConnection {
  */
 export async function settled(objects: ReadonlyArray<Queue | Worker>): Promise<void> {
   await Promise.allSettled(objects.map((o) => o.waitUntilReady()));
+}
+
+/** How long closing a Queue or Worker waits for Redis before it is left to finish on its own. */
+export const BULL_CLOSE_MS = 2000;
+
+/**
+ * Wait for a Queue's or Worker's `close()` (`what` in the log) at most BULL_CLOSE_MS, and no
+ * longer once `redisGone` aborts: without Redis nothing can finish it, and it is left to finish
+ * on its own should Redis come back (logged). Its connections are never dropped from here: a
+ * Worker whose client is cut while it retries a job scheduler's next iteration retries again at
+ * once, forever, and starves the event loop.
+ */
+export async function closeBull(what: string, closing: Promise<void>, redisGone: AbortSignal, log: Logger): Promise<void> {
+  const closed = await waitUpTo(closing.then(() => true), BULL_CLOSE_MS, redisGone);
+  if (closed !== true) log.warn({ step: what }, 'left to close once Redis is back');
 }

@@ -43,6 +43,11 @@ export interface Names {
   readonly health: string;
   /** String with TTL: one node's health; its expiry marks the node dead. */
   healthKey(nodeId: string): string;
+  /**
+   * Sorted set: node id -> version of its health document (grows with every write, set by the
+   * same script), so a reader fetches only the documents written since it last looked.
+   */
+  readonly healthVersions: string;
   /** Default reply stream. */
   readonly responses: string;
   /** Dead-letter stream. */
@@ -100,6 +105,8 @@ export function names(prefix: string = DEFAULT_PREFIX): Names {
     heartbeatQueuePrefix: `${prefix}:heartbeat`,
     health: `${prefix}:health`,
     healthKey: (nodeId) => `${prefix}:health:${nodeId}`,
+    // Not under `{p}:health:` (that is the TTL keys', one per node id).
+    healthVersions: `${prefix}:health-versions`,
     responses,
     deadletter: `${prefix}:deadletter`,
     reroute: `${prefix}:reroute`,

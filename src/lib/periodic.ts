@@ -3,6 +3,7 @@
  * next: runs never overlap, and a slow run delays the next one instead of piling up. A run
  * asked for while one is in progress joins it (one run at a time, whoever asks).
  * `run` is expected to handle its own errors (log and carry on): it is never retried here.
+ * With `unref`, the timer alone does not keep the process alive.
  */
 export class Periodic {
   private timer: NodeJS.Timeout | undefined;
@@ -11,15 +12,19 @@ export class Periodic {
   constructor(
     private readonly everyMs: number,
     private readonly run: () => Promise<void>,
+    private readonly opts: { unref?: boolean } = {},
   ) {}
 
+  /** Runs every `everyMs` from now on (the first one `everyMs` from now). Started already: nothing. */
   start(): void {
+    if (this.timer !== undefined) return;
     const next = (): void => {
       this.timer = setTimeout(() => {
         void this.runNow().finally(() => {
           if (this.timer !== undefined) next();
         });
       }, this.everyMs);
+      if (this.opts.unref) this.timer.unref();
     };
     next();
   }

@@ -5,59 +5,53 @@
  */
 import type { Redis } from 'ioredis';
 import type { Logger } from './logger.js';
+import { Periodic } from './periodic.js';
 import { RedisClock, clockWarning } from './redis-clock.js';
 import { PolicyWatch, policyView, type PolicyState } from './redis-policy.js';
+import { waitUpTo } from './time.js';
 
 /** How long one round of checks may wait on Redis. */
 const CHECK_TIMEOUT_MS = 3000;
 
-function bounded<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
-  let t: NodeJS.Timeout | undefined;
-  return Promise.race([p, new Promise<undefined>((resolve) => (t = setTimeout(() => resolve(undefined), ms)))]).finally(() => clearTimeout(t));
-}
-
 export class RedisWatch {
   readonly clock: RedisClock;
   readonly policy: PolicyWatch;
-  private timer: NodeJS.Timeout | undefined;
-  private busy = false;
+  private readonly periodic: Periodic;
   private failing = false;
 
   constructor(
     redis: Redis,
     private readonly log: Logger,
-    private readonly everyMs: number,
+    everyMs: number,
     onPolicy?: (s: PolicyState) => void,
   ) {
     this.clock = new RedisClock(redis, log);
     this.policy = new PolicyWatch(redis, log, onPolicy);
+    this.periodic = new Periodic(everyMs, () => this.checkOnce(), { unref: true });
   }
 
   /** One round: clock sample and policy read, each bounded; failures are logged once per outage. */
-  async check(): Promise<void> {
-    if (this.busy) return;
-    this.busy = true;
-    try {
-      const results = await Promise.allSettled([bounded(this.clock.sample(), CHECK_TIMEOUT_MS), bounded(this.policy.check(), CHECK_TIMEOUT_MS)]);
-      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (failed && !this.failing) this.log.warn({ err: String((failed.reason as Error)?.message ?? failed.reason) }, 'redis clock or policy not read; trying again later');
-      this.failing = failed !== undefined;
-    } finally {
-      this.busy = false;
-    }
+  check(): Promise<void> {
+    return this.periodic.runNow();
+  }
+
+  private async checkOnce(): Promise<void> {
+    const results = await Promise.allSettled([waitUpTo(this.clock.sample(), CHECK_TIMEOUT_MS), waitUpTo(this.policy.check(), CHECK_TIMEOUT_MS)]);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed && !this.failing) this.log.warn({ err: String((failed.reason as Error)?.message ?? failed.reason) }, 'redis clock or policy not read; trying again later');
+    this.failing = failed !== undefined;
   }
 
   /** First round now (bounded, with two more clock samples to choose from), then every `everyMs`. */
   async start(): Promise<void> {
     await this.check();
-    for (let i = 0; i < 2; i++) await bounded(this.clock.sample(), CHECK_TIMEOUT_MS).catch(() => undefined);
-    this.timer ??= setInterval(() => void this.check(), this.everyMs);
-    this.timer.unref();
+    for (let i = 0; i < 2; i++) await waitUpTo(this.clock.sample(), CHECK_TIMEOUT_MS).catch(() => undefined);
+    this.periodic.start();
   }
 
+  /** No round starts after this (one in progress ends on its own, bounded). */
   stop(): void {
-    clearInterval(this.timer);
-    this.timer = undefined;
+    void this.periodic.stop();
   }
 
   /** The extra `/health` key: policy, whether work is taken, and the clock offset. */

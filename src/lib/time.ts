@@ -71,11 +71,34 @@ export class TimeoutError extends Error {
   override readonly name = 'TimeoutError';
 }
 
-/** Reject when `p` takes longer than `ms` (the command itself may still complete later). */
+/**
+ * `p`, or a TimeoutError once it has taken longer than `ms`: for a step that must not hang its
+ * caller, where running late is a failure. The command itself may still complete later.
+ */
 export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let t: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     t = setTimeout(() => reject(new TimeoutError(`${what} took longer than ${ms} ms`)), ms);
   });
   return Promise.race([p, timeout]).finally(() => clearTimeout(t));
+}
+
+/**
+ * `p`'s value, or undefined once `ms` have passed or `giveUp` is aborted first (already aborted:
+ * at once): for a step whose result is welcome but whose absence is not a failure. Never
+ * rejects on time; a rejection of `p` itself passes through.
+ */
+export function waitUpTo<T>(p: Promise<T>, ms: number, giveUp?: AbortSignal): Promise<T | undefined> {
+  let t: NodeJS.Timeout | undefined;
+  let stop: (() => void) | undefined;
+  const late = new Promise<undefined>((resolve) => {
+    stop = () => resolve(undefined);
+    if (giveUp?.aborted) return stop();
+    t = setTimeout(stop, ms);
+    giveUp?.addEventListener('abort', stop, { once: true });
+  });
+  return Promise.race([p, late]).finally(() => {
+    clearTimeout(t);
+    if (stop) giveUp?.removeEventListener('abort', stop);
+  });
 }

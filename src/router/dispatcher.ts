@@ -8,7 +8,7 @@
 import { Job, Queue, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { InferenceRequest } from '../contracts/types.js';
-import { HeldConnection } from '../lib/bull.js';
+import { HeldConnection, JOB_RETENTION } from '../lib/bull.js';
 import { withTimeout } from '../lib/time.js';
 import { bullPriority, setOwners, type InferenceJobData } from '../lib/bus.js';
 import type { Logger } from '../lib/logger.js';
@@ -64,8 +64,7 @@ export function jobOptions(request: InferenceRequest): JobsOptions {
   return {
     jobId: jobIdFor(request.request_id),
     priority: bullPriority(request.priority),
-    removeOnComplete: { age: 3600, count: 1000 },
-    removeOnFail: { age: 7 * 24 * 3600, count: 5000 },
+    ...JOB_RETENTION,
   };
 }
 

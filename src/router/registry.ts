@@ -1,11 +1,17 @@
 /**
  * The in-memory snapshot of the health registry the bridge routes from (SPEC.md section 6).
  * Refreshed in the background about every second with two round trips, whatever the number of
- * nodes: HGETALL `{p}:health` + SMEMBERS `{p}:nodes` and `{p}:drained`, then one script call telling which TTL
- * keys exist. A health document unchanged since the last refresh is not parsed again (with a
- * thousand nodes, parsing was most of the refresh). Routing decisions read only the snapshot,
- * never Redis. A node in `{p}:drained` (set by `orion drain`) is shown with the exclusion
- * reason `drained` and gets no new work.
+ * nodes: one script call for the health documents written since the last refresh (their
+ * versions in `{p}:health-versions`, `src/lib/health-registry.ts`) with SMEMBERS `{p}:nodes`
+ * and `{p}:drained`, then one script call telling which TTL keys exist. Only documents that
+ * changed are read and parsed: with a thousand nodes heartbeating every 5 s, about two hundred
+ * a second instead of a thousand. The whole hash is read at the first refresh, when its number
+ * of fields differs from what this bridge holds (a field added or deleted without a version:
+ * `orion forget`, an operator's HSET or HDEL, junk), when the versions went back (Redis
+ * restarted from an older state), and every `fullReadMs` (a field overwritten without a
+ * version); even then a document identical to the one held is not parsed again. Routing
+ * decisions read only the snapshot, never Redis. A node in `{p}:drained` (set by `orion drain`)
+ * is shown with the exclusion reason `drained` and gets no new work.
  *
  * Anticipated loads: when a request for model M goes to node X as a fallback, X is about to
  * load M. For a short while (`loadingTtlMs`) the snapshot counts M as loaded on X, so the next
@@ -16,6 +22,7 @@ import type { Redis, Result } from 'ioredis';
 import { normalizeModel } from '../contracts/index.js';
 import type { NodeHealth, Routing } from '../contracts/types.js';
 import type { Logger } from '../lib/logger.js';
+import { healthAll, healthSince, versionBelow } from '../lib/health-registry.js';
 import { isValidNodeId, type Names } from '../lib/names.js';
 import { Periodic } from '../lib/periodic.js';
 import { InstanceTracker, JunkWarnings } from './registry-watch.js';
@@ -47,6 +54,18 @@ export interface Snapshot {
   readonly duplicates: ReadonlyMap<string, readonly string[]>;
 }
 
+/** What the refreshes have read so far (for tests and the curious). */
+export interface RegistryReads {
+  /** Refreshes that read the whole health hash. */
+  full: number;
+  /** Refreshes that read only the documents written since the previous one. */
+  delta: number;
+  /** Health documents received from Redis. */
+  docsRead: number;
+  /** Health documents parsed (JSON.parse): those not identical to the one held. */
+  docsParsed: number;
+}
+
 export interface RegistryOptions {
   redis: Redis;
   n: Names;
@@ -58,6 +77,8 @@ export interface RegistryOptions {
   dropAfterMs?: number;
   /** How long an anticipated load counts as loaded. @defaultValue 60 s */
   loadingTtlMs?: number;
+  /** How often the whole health hash is read anyway (see above). @defaultValue 30 s */
+  fullReadMs?: number;
   now?: () => number;
 }
 
@@ -148,6 +169,12 @@ export class Registry {
   private readonly warned = new Map<string, string>();
   /** The last refresh's health documents as read and as parsed, by node id. */
   private parsed = new Map<string, { raw: string; p: ParsedHealth }>();
+  /** Every field of the health hash as last read (junk included), kept current from the versions. */
+  private readonly docs = new Map<string, string>();
+  /** The highest document version read; undefined before the first full read. */
+  private cursor: string | undefined;
+  private lastFullAt = 0;
+  private readonly counts: RegistryReads = { full: 0, delta: 0, docsRead: 0, docsParsed: 0 };
   /** Hysteresis memory: nodes excluded for temperature or RAM, not yet below readmit. */
   private held = new Map<string, Held>();
   /** node id -> model -> until (ms): anticipated loads. */
@@ -205,18 +232,58 @@ export class Registry {
     }
   }
 
+  /** What the refreshes have read so far. */
+  reads(): Readonly<RegistryReads> {
+    return { ...this.counts };
+  }
+
+  /**
+   * Bring `docs` up to date: the documents written since the cursor, or the whole hash when
+   * that cannot be trusted (see the file's comment).
+   */
+  private async readHealth(now: number, since: Promise<Awaited<ReturnType<typeof healthSince>>> | undefined): Promise<void> {
+    const { redis, n } = this.o;
+    if (since !== undefined && this.cursor !== undefined) {
+      const d = await since;
+      if (!versionBelow(d.cursor, this.cursor)) {
+        for (const [id, raw] of d.changed) {
+          if (raw === null) this.docs.delete(id);
+          else this.docs.set(id, raw);
+        }
+        this.counts.delta += 1;
+        this.counts.docsRead += d.changed.size;
+        this.cursor = d.cursor;
+        if (d.fields === this.docs.size) return;
+      }
+    }
+    const all = await healthAll(redis, n);
+    this.docs.clear();
+    for (const [id, raw] of Object.entries(all.docs)) this.docs.set(id, raw);
+    this.cursor = all.cursor;
+    this.lastFullAt = now;
+    this.counts.full += 1;
+    this.counts.docsRead += this.docs.size;
+  }
+
   /** Read the registry and build a new snapshot. */
   async refresh(): Promise<Snapshot> {
     const { redis, n, log } = this.o;
-    const first = await redis.pipeline().hgetall(n.health).smembers(n.nodes).smembers(n.drained).exec();
-    const hash = (first?.[0]?.[1] ?? {}) as Record<string, string>;
-    if (first?.[0]?.[0]) throw first[0][0];
-    const members = (first?.[1]?.[1] ?? []) as string[];
-    const drained = new Set((first?.[2]?.[1] ?? []) as string[]);
     const now = this.now();
+    const deltaOk = this.cursor !== undefined && now - this.lastFullAt < (this.o.fullReadMs ?? 30_000);
+    // The changed documents and the two sets in one round trip (one pipeline).
+    const since = deltaOk ? healthSince(redis, n, this.cursor!) : undefined;
+    const sets = redis.pipeline().smembers(n.nodes).smembers(n.drained).exec();
+    // Neither promise may be left unobserved if the other fails first.
+    since?.catch(() => undefined);
+    const first = await sets;
+    if (first?.[0]?.[0]) throw first[0][0];
+    await this.readHealth(now, since);
+    const hash = this.docs;
+    const members = (first?.[0]?.[1] ?? []) as string[];
+    const drained = new Set((first?.[1]?.[1] ?? []) as string[]);
     // Only node ids: anything else in the registry (a field `evil:node`, an empty one) names no
     // queue and is skipped, with a warning now and then (a worker's ACL user may write any field).
-    const all = [...new Set([...Object.keys(hash), ...members])];
+    const all = [...new Set([...hash.keys(), ...members])];
     const ids = all.filter(isValidNodeId).sort();
     if (ids.length < all.length) this.junk.see(all.filter((id) => !isValidNodeId(id)), now, log, n);
     const alive = await aliveNodes(redis, n, ids);
@@ -228,10 +295,12 @@ export class Registry {
     const drop: string[] = [];
     const parsed = new Map<string, { raw: string; p: ParsedHealth }>();
     const held = new Map<string, Held>();
-    for (const [id, raw] of Object.entries(hash)) {
+    for (const [id, raw] of hash) {
       if (!isValidNodeId(id)) continue;
+      // A document already found unreadable is not parsed again until it changes.
+      if (this.warned.get(id) === raw) continue;
       const last = this.parsed.get(id);
-      const p = last !== undefined && last.raw === raw ? last.p : parseHealth(id, raw);
+      const p = last !== undefined && last.raw === raw ? last.p : this.parse(id, raw);
       if (!p.ok) {
         if (this.warned.get(id) !== raw) log.warn({ node: id, reason: p.reason }, 'unreadable health document; node skipped');
         this.warned.set(id, raw);
@@ -254,8 +323,12 @@ export class Registry {
     }
     this.parsed = parsed;
     this.held = held;
+    for (const id of this.warned.keys()) if (!hash.has(id)) this.warned.delete(id);
     if (drop.length > 0) {
-      await redis.hdel(n.health, ...drop);
+      const res = await redis.multi().hdel(n.health, ...drop).zrem(n.healthVersions, ...drop).exec();
+      const failed = res?.find(([err]) => err);
+      if (failed) throw failed[0];
+      for (const id of drop) this.docs.delete(id);
       log.info({ nodes: drop }, 'nodes silent for over 24 h dropped from the registry');
     }
     const known = ids.filter((id) => !drop.includes(id));
@@ -272,6 +345,11 @@ export class Registry {
       duplicates: this.instances.see(published, now, log),
     };
     return this.snap;
+  }
+
+  private parse(id: string, raw: string): ReturnType<typeof parseHealth> {
+    this.counts.docsParsed += 1;
+    return parseHealth(id, raw);
   }
 
   /** The view with anticipated loads added to what the node reports loaded. */

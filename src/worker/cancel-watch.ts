@@ -6,26 +6,23 @@
  * fatal: the deadline still holds.
  */
 import type { Redis } from 'ioredis';
+import { Periodic } from '../lib/periodic.js';
 
 /** How often a running job looks for its cancel key. */
 export const CANCEL_POLL_MS = 200;
 
 export class CancelWatch {
-  private timer: NodeJS.Timeout | undefined;
+  private readonly periodic: Periodic;
   private stopped = false;
 
   constructor(
     private readonly redis: Redis,
     private readonly key: string,
     private readonly onCancel: () => void,
-    private readonly everyMs = CANCEL_POLL_MS,
+    everyMs = CANCEL_POLL_MS,
   ) {
-    this.schedule();
-  }
-
-  private schedule(): void {
-    if (this.stopped) return;
-    this.timer = setTimeout(() => void this.check(), this.everyMs);
+    this.periodic = new Periodic(everyMs, () => this.check());
+    this.periodic.start();
   }
 
   private async check(): Promise<void> {
@@ -35,17 +32,13 @@ export class CancelWatch {
     } catch {
       // Redis unreachable for a moment: look again next time.
     }
-    if (this.stopped) return;
-    if (found) {
-      this.stopped = true;
-      this.onCancel();
-      return;
-    }
-    this.schedule();
+    if (this.stopped || !found) return;
+    this.stop();
+    this.onCancel();
   }
 
   stop(): void {
     this.stopped = true;
-    clearTimeout(this.timer);
+    void this.periodic.stop();
   }
 }

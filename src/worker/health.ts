@@ -14,6 +14,7 @@ import type { Redis } from 'ioredis';
 import type { Ollama } from 'ollama';
 import type { NodeHealth } from '../contracts/types.js';
 import { validateHealth } from '../contracts/index.js';
+import { publishHealth } from '../lib/health-registry.js';
 import type { Names } from '../lib/names.js';
 import { rfc3339 } from '../lib/time.js';
 import { VERSION } from '../lib/version.js';
@@ -244,22 +245,12 @@ export async function readSystem(cpu: CpuMeter, procRoot: string, sysRoot: strin
 
 /**
  * Write one health document: the registry hash, the TTL key whose expiry marks the node dead,
- * and the set of known nodes, in one MULTI. Refuses a document that breaks the schema. Returns
- * the document it replaced in the hash (JSON, or null), read in the same MULTI.
+ * the set of known nodes and the document's version, in one script (`publishHealth`). Refuses
+ * a document that breaks the schema. Returns the document it replaced in the hash (JSON, or
+ * null), read by the same script.
  */
 export async function writeHealth(redis: Redis, n: Names, doc: NodeHealth, ttlMs: number): Promise<string | null> {
   const v = validateHealth(doc);
   if (!v.ok) throw new Error(`health document breaks the schema: ${v.message}`);
-  const json = JSON.stringify(doc);
-  const res = await redis
-    .multi()
-    .hget(n.health, doc.node_id)
-    .hset(n.health, doc.node_id, json)
-    .set(n.healthKey(doc.node_id), json, 'PX', ttlMs)
-    .sadd(n.nodes, doc.node_id)
-    .exec();
-  const failed = res?.find(([err]) => err);
-  if (!res || failed) throw failed?.[0] ?? new Error('health write was discarded');
-  const previous = res[0]?.[1];
-  return typeof previous === 'string' ? previous : null;
+  return publishHealth(redis, n, doc.node_id, JSON.stringify(doc), ttlMs);
 }

@@ -1,6 +1,7 @@
-/** The worker's endpoints as plain functions (served by src/lib/http.ts). */
+/** The worker's endpoints as plain functions, and the server that serves them (src/lib/http.ts). */
 import type { Registry } from 'prom-client';
-import type { HandlerResult } from '../lib/http.js';
+import { startHttpServer, type HandlerResult, type HttpServerHandle } from '../lib/http.js';
+import type { Logger } from '../lib/logger.js';
 import { VERSION } from '../lib/version.js';
 
 export const SERVICE = 'orion-inference-worker';
@@ -40,4 +41,14 @@ export function healthHandler(status: () => WorkerStatus): () => HandlerResult {
 /** `GET /metrics`: Prometheus text of the worker's own registry. */
 export function metricsHandler(registry: Registry): () => Promise<HandlerResult> {
   return async () => ({ status: 200, body: await registry.metrics(), contentType: registry.contentType });
+}
+
+/** The worker's HTTP server: `/health` from `status`, `/metrics` from `registry`. */
+export function startWorkerHttp(o: { host: string; port: number; log: Logger; registry: Registry; status: () => WorkerStatus }): Promise<HttpServerHandle> {
+  return startHttpServer({
+    host: o.host,
+    port: o.port,
+    log: o.log,
+    routes: { '/health': healthHandler(o.status), '/metrics': metricsHandler(o.registry) },
+  });
 }

@@ -3,9 +3,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadRouterConfig } from '../../src/config/router.js';
 import { loadWorkerConfig } from '../../src/config/worker.js';
 import { aclLine, aclRules } from '../../src/lib/acl.js';
+import { publishHealth } from '../../src/lib/health-registry.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import { names } from '../../src/lib/names.js';
 import { createBridge } from '../../src/router/bridge.js';
+import { Registry } from '../../src/router/registry.js';
 import { startSimulator, type SimulatorHandle } from '../../src/simulator/index.js';
 import { createWorker } from '../../src/worker/worker.js';
 import { startRedis, testPrefix, type RedisServer } from '../helpers/redis.js';
@@ -21,6 +23,7 @@ beforeAll(async () => {
   await admin.call('ACL', 'SETUSER', 'orion-bridge', ...aclRules(n, { role: 'bridge' }, 'bridge-secret'));
   await admin.call('ACL', 'SETUSER', 'orion-worker-pi-8g', ...aclRules(n, { role: 'worker', nodeId: 'pi-8g' }, 'worker-secret'));
   await admin.call('ACL', 'SETUSER', 'orion-brain', ...aclRules(n, { role: 'brain' }, 'brain-secret'));
+  await admin.call('ACL', 'SETUSER', 'orion-gateway', ...aclRules(n, { role: 'gateway' }, 'gateway-secret'));
 });
 afterAll(async () => {
   admin.disconnect();
@@ -38,6 +41,7 @@ describe('least-privilege Redis users', () => {
     expect(await dryrun(w, 'LPUSH', `${prefix}:requests:pi-8g:wait`, 'x')).toBe('OK');
     expect(await dryrun(w, 'HSET', n.health, 'pi-8g', '{}')).toBe('OK');
     expect(await dryrun(w, 'SET', n.healthKey('pi-8g'), '{}', 'PX', '15000')).toBe('OK');
+    expect(await dryrun(w, 'ZADD', n.healthVersions, '1', 'pi-8g')).toBe('OK');
     expect(await dryrun(w, 'XADD', `${n.responses}:brain`, '*', 'data', '{}')).toBe('OK');
     expect(await dryrun(w, 'XADD', n.deadletter, '*', 'data', '{}')).toBe('OK');
     expect(await dryrun(w, 'LPUSH', `${prefix}:requests:pi-16g:wait`, 'x')).not.toBe('OK');
@@ -58,6 +62,7 @@ describe('least-privilege Redis users', () => {
     expect(await dryrun(b, 'HSET', n.health, 'pi-8g', '{}')).not.toBe('OK');
     expect(await dryrun(b, 'LPUSH', `${prefix}:requests:pi-8g:wait`, 'x')).not.toBe('OK');
     expect(await dryrun(b, 'DEL', n.health)).not.toBe('OK');
+    expect(await dryrun(b, 'ZADD', n.healthVersions, '1', 'pi-8g')).not.toBe('OK');
     expect(await dryrun(b, 'FLUSHALL')).not.toBe('OK');
   });
 
@@ -73,6 +78,29 @@ describe('least-privilege Redis users', () => {
     expect(await dryrun(r, 'FLUSHALL')).not.toBe('OK');
     expect(await dryrun(r, 'CONFIG', 'GET', 'requirepass')).not.toBe('OK');
     expect(await dryrun(r, 'SHUTDOWN')).not.toBe('OK');
+  });
+
+  it('let the gateway read the registry (all of it, then what changed) and write none of it', async () => {
+    const g = 'orion-gateway';
+    expect(await dryrun(g, 'ZADD', n.healthVersions, '1', 'pi-8g')).not.toBe('OK');
+    expect(await dryrun(g, 'HSET', n.health, 'pi-8g', '{}')).not.toBe('OK');
+    await admin.call('ACL', 'LOG', 'RESET');
+    const doc = (ram: number): string =>
+      JSON.stringify({ node_id: 'pi-gw', cpu_percent: 1, ram_percent: ram, temp_celsius: null, models: [], available: true, last_seen: new Date().toISOString() });
+    await publishHealth(admin, n, 'pi-gw', doc(10), 60_000);
+    const redis = new Redis({ port: server.port, host: '127.0.0.1', username: g, password: 'gateway-secret' });
+    try {
+      const registry = new Registry({ redis, n, thresholds: { maxTemp: 75, maxRam: 90, staleAfterMs: 15_000 }, log: silentLogger, dropAfterMs: Number.MAX_SAFE_INTEGER });
+      await registry.refresh();
+      await publishHealth(admin, n, 'pi-gw', doc(20), 60_000);
+      const s = await registry.refresh();
+      expect(registry.reads()).toMatchObject({ full: 1, delta: 1 });
+      expect(s.views.get('pi-gw')?.health.ram_percent).toBe(20);
+      expect(((await admin.call('ACL', 'LOG')) as unknown[][]).map((e) => e.map(String).join(' '))).toEqual([]);
+    } finally {
+      redis.disconnect();
+      await admin.multi().hdel(n.health, 'pi-gw').zrem(n.healthVersions, 'pi-gw').srem(n.nodes, 'pi-gw').del(n.healthKey('pi-gw')).exec();
+    }
   });
 
   it('are enough to run the whole system: a request sent by the Brain user is answered', async () => {

@@ -8,6 +8,7 @@ import { Redis } from 'ioredis';
 import type { InferenceJobData } from '../../src/lib/bus.js';
 import { loadRouterConfig, type RouterConfig } from '../../src/config/router.js';
 import type { NodeHealth } from '../../src/contracts/types.js';
+import { publishHealth } from '../../src/lib/health-registry.js';
 import { names, type Names } from '../../src/lib/names.js';
 import { rfc3339 } from '../../src/lib/time.js';
 import { createBridge, type BridgeDeps, type BridgeHandle } from '../../src/router/bridge.js';
@@ -87,10 +88,7 @@ export async function harness(): Promise<Harness> {
           ...fields,
         };
         const json = JSON.stringify(doc);
-        const m = redis.multi().hset(n.health, id, json).sadd(n.nodes, id);
-        if (ttl === false) m.del(n.healthKey(id));
-        else m.set(n.healthKey(id), json, 'PX', ttl);
-        await m.exec();
+        await publishHealth(redis, n, id, json, ttl === false ? null : ttl);
       },
       send: (doc) => redis.xadd(n.requests, '*', 'data', typeof doc === 'string' ? doc : JSON.stringify(doc)) as Promise<string>,
       sendRaw: (...fields) => redis.xadd(n.requests, '*', ...fields) as Promise<string>,

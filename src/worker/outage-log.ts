@@ -1,0 +1,25 @@
+/**
+ * BullMQ reports connection trouble as 'error' events, one per retry: an `OutageLog` logs the
+ * first of a source and then nothing more from it for 30 s, so an outage reads as one line per
+ * source (and one more every 30 s while it lasts).
+ */
+import type { Logger } from '../lib/logger.js';
+
+/** How long a source stays quiet after it was logged. */
+const QUIET_MS = 30_000;
+
+export class OutageLog {
+  private readonly erroring = new Set<string>();
+
+  constructor(private readonly log: Logger) {}
+
+  /** An 'error' listener (or a `.catch`) for `source`. */
+  listener(source: string): (err: Error) => void {
+    return (err: Error) => {
+      if (this.erroring.has(source)) return;
+      this.erroring.add(source);
+      this.log.warn({ source, err: err.message }, 'queue error (Redis unreachable?); retrying');
+      setTimeout(() => this.erroring.delete(source), QUIET_MS).unref();
+    };
+  }
+}
