@@ -54,91 +54,128 @@ function responseHeaders(res: http.IncomingMessage): [string, string][] {
   return out;
 }
 
+/** Where and what one fetch sends, checked before anything is sent. */
+interface Target {
+  url: URL;
+  client: typeof http | typeof https;
+  agent: http.Agent;
+  payload: string | Uint8Array | undefined;
+}
+
+/** The request's target, or a TypeError('fetch failed') saying why there is none. */
+function targetOf(input: string | URL | Request, init: RequestInit | undefined): Target {
+  let url: URL;
+  try {
+    url = urlOf(input);
+  } catch (err) {
+    throw new TypeError('fetch failed', { cause: err });
+  }
+  const agent = agents[url.protocol];
+  if (!agent) throw new TypeError('fetch failed', { cause: new Error(`unsupported protocol ${url.protocol}`) });
+  const payload = init?.body ?? undefined;
+  if (payload !== undefined && typeof payload !== 'string' && !(payload instanceof Uint8Array)) {
+    throw new TypeError('fetch failed', { cause: new Error('only string and byte bodies are supported') });
+  }
+  return { url, client: url.protocol === 'https:' ? https : http, agent, payload };
+}
+
 export function httpFetch(input: string | URL | Request, init?: RequestInit): Promise<Response> {
   return new Promise<Response>((resolve, reject) => {
     const signal = init?.signal ?? undefined;
     if (signal?.aborted) return reject(signal.reason);
-    let url: URL;
+    let target: Target;
     try {
-      url = urlOf(input);
+      target = targetOf(input, init);
     } catch (err) {
-      return reject(new TypeError('fetch failed', { cause: err }));
+      return reject(err);
     }
-    const agent = agents[url.protocol];
-    if (!agent) return reject(new TypeError('fetch failed', { cause: new Error(`unsupported protocol ${url.protocol}`) }));
-    const payload = init?.body;
-    if (payload !== undefined && payload !== null && typeof payload !== 'string' && !(payload instanceof Uint8Array)) {
-      return reject(new TypeError('fetch failed', { cause: new Error('only string and byte bodies are supported') }));
-    }
-    const target = url;
-    const client = url.protocol === 'https:' ? https : http;
-    const send = (retried: boolean): void => {
-      const req = client.request(target, { method: init?.method ?? 'GET', headers: headersOf(init?.headers), agent });
-      // Where an abort lands once the answer has started: the body stream.
-      let failBody: ((reason: unknown) => void) | undefined;
-      const onAbort = (): void => {
-        const reason: unknown = signal?.reason;
-        req.destroy();
-        if (failBody) failBody(reason);
-        else reject(reason);
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      const done = (): void => signal?.removeEventListener('abort', onAbort);
-      req.on('error', (err) => {
-        done();
-        if (!retried && !failBody && req.reusedSocket && (err as NodeJS.ErrnoException).code === 'ECONNRESET' && !signal?.aborted) {
-          send(true);
-          return;
-        }
-        if (failBody) failBody(err);
-        else reject(new TypeError('fetch failed', { cause: err }));
-      });
-      req.on('response', (res) => {
-        const status = res.statusCode ?? 500;
-        let body: ReadableStream<Uint8Array> | null = null;
-        if (NULL_BODY.has(status) || init?.method === 'HEAD') {
-          res.resume();
-          res.on('end', done);
-        } else {
-          body = new ReadableStream<Uint8Array>({
-            start(controller) {
-              let open = true;
-              failBody = (reason) => {
-                if (!open) return;
-                open = false;
-                done();
-                res.destroy();
-                controller.error(reason);
-              };
-              res.on('data', (chunk: Buffer) => {
-                if (!open) return;
-                controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-                if ((controller.desiredSize ?? 1) <= 0) res.pause();
-              });
-              res.on('end', () => {
-                if (!open) return;
-                open = false;
-                done();
-                controller.close();
-              });
-              res.on('error', (err) => failBody?.(err));
-              res.on('aborted', () => failBody?.(new TypeError('terminated', { cause: new Error('other side closed') })));
-            },
-            pull() {
-              res.resume();
-            },
-            cancel() {
-              failBody = undefined;
-              done();
-              res.destroy();
-            },
-          });
-        }
-        resolve(new Response(body, { status, statusText: res.statusMessage ?? '', headers: responseHeaders(res) }));
-      });
-      if (payload === undefined || payload === null) req.end();
-      else req.end(payload);
-    };
-    send(false);
+    new Exchange(target, init, signal, resolve, reject).send(false);
   });
+}
+
+/** One fetch: the request (sent once more on a reset kept-alive socket), then its answer. */
+class Exchange {
+  /** Where a failure lands once the answer has started: the body stream. */
+  private failBody: ((reason: unknown) => void) | undefined;
+
+  constructor(
+    private readonly target: Target,
+    private readonly init: RequestInit | undefined,
+    private readonly signal: AbortSignal | undefined,
+    private readonly resolve: (res: Response) => void,
+    private readonly reject: (reason: unknown) => void,
+  ) {}
+
+  send(retried: boolean): void {
+    const { client, url, agent, payload } = this.target;
+    const req = client.request(url, { method: this.init?.method ?? 'GET', headers: headersOf(this.init?.headers), agent });
+    const onAbort = (): void => {
+      req.destroy();
+      this.fail(this.signal?.reason);
+    };
+    this.signal?.addEventListener('abort', onAbort, { once: true });
+    const done = (): void => this.signal?.removeEventListener('abort', onAbort);
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      done();
+      // The server closed the kept-alive socket as it went idle: it never saw this request.
+      const stale = !retried && !this.failBody && req.reusedSocket && err.code === 'ECONNRESET' && !this.signal?.aborted;
+      if (stale) this.send(true);
+      else this.fail(this.failBody ? err : new TypeError('fetch failed', { cause: err }));
+    });
+    req.on('response', (res) => this.resolve(this.response(res, done)));
+    if (payload === undefined) req.end();
+    else req.end(payload);
+  }
+
+  private fail(reason: unknown): void {
+    if (this.failBody) this.failBody(reason);
+    else this.reject(reason);
+  }
+
+  private response(res: http.IncomingMessage, done: () => void): Response {
+    const status = res.statusCode ?? 500;
+    let body: ReadableStream<Uint8Array> | null = null;
+    if (NULL_BODY.has(status) || this.init?.method === 'HEAD') {
+      res.resume();
+      res.on('end', done);
+    } else {
+      body = this.bodyOf(res, done);
+    }
+    return new Response(body, { status, statusText: res.statusMessage ?? '', headers: responseHeaders(res) });
+  }
+
+  /** The answer's body as it comes, with backpressure; a failure or an abort errors the stream. */
+  private bodyOf(res: http.IncomingMessage, done: () => void): ReadableStream<Uint8Array> {
+    const start = (controller: ReadableStreamDefaultController<Uint8Array>): void => {
+      let open = true;
+      const end = (): boolean => {
+        if (!open) return false;
+        open = false;
+        done();
+        return true;
+      };
+      this.failBody = (reason) => {
+        if (!end()) return;
+        res.destroy();
+        controller.error(reason);
+      };
+      res.on('data', (chunk: Buffer) => {
+        if (!open) return;
+        controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+        if ((controller.desiredSize ?? 1) <= 0) res.pause();
+      });
+      res.on('end', () => end() && controller.close());
+      res.on('error', (err) => this.failBody?.(err));
+      res.on('aborted', () => this.failBody?.(new TypeError('terminated', { cause: new Error('other side closed') })));
+    };
+    return new ReadableStream<Uint8Array>({
+      start,
+      pull: () => void res.resume(),
+      cancel: () => {
+        this.failBody = undefined;
+        done();
+        res.destroy();
+      },
+    });
+  }
 }

@@ -1,8 +1,10 @@
 /**
  * The worker's Prometheus metrics that say what happened on the node: cold loads counted one by
- * one, and no temperature at all from a node without a sensor. Against the Ollama simulator
+ * one, timeouts it answers where the dashboard's timeouts panel finds them, and no temperature
+ * at all from a node without a sensor. Against the Ollama simulator
  * (a Pi 5 8 GB at speed 100, gemma3:1b not loaded) over real HTTP and a real Redis.
  */
+import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { names } from '../../src/lib/names.js';
@@ -51,6 +53,23 @@ describe('worker metrics', () => {
     const text = await metrics();
     expect(text).toMatch(/^orion_worker_cold_loads_total\{model="gemma3:1b",node="pi-8g"\} 1$/m);
     expect(text).toMatch(/^orion_worker_ollama_load_duration_seconds_count\{node="pi-8g"\} 2$/m);
+  });
+
+  it('count a timeout it answers under code "timeout", the series the timeouts panel sums', async () => {
+    const queue = nodeQueue(server.addr, n, 'pi-8g');
+    try {
+      await enqueue(redis, queue, n, { request_id: 'late', model: 'gemma3:1b', prompt: 'p', timeout_ms: 1000 }, { deadline: Date.now() - 1 });
+      expect(await finalOn(redis, n.responses, 'late', 15_000)).toMatchObject({ error: { code: 'timeout' }, node_id: 'pi-8g' });
+    } finally {
+      await queue.close();
+    }
+    expect(await metrics()).toMatch(/^orion_worker_jobs_total\{outcome="error",code="timeout",node="pi-8g"\} 1$/m);
+    const dashboard = JSON.parse(readFileSync(new URL('../../dashboards/orion-inference.json', import.meta.url), 'utf8')) as {
+      panels: { title: string; targets?: { expr: string; legendFormat?: string }[] }[];
+    };
+    const panel = dashboard.panels.find((p) => p.title === 'Re-routes and timeouts / s');
+    const byWorkers = panel?.targets?.find((t) => t.legendFormat === 'timeouts answered by workers');
+    expect(byWorkers?.expr).toBe('sum(rate(orion_worker_jobs_total{code="timeout"}[5m]))');
   });
 
   it('export no temperature sample from a node without a sensor (only the help and type lines)', async () => {
