@@ -3,7 +3,7 @@
  * `POST /v1/embeddings`, `GET /v1/models`, `GET /v1/models/{id}`. Streams are server-sent
  * events ending `data: [DONE]`; errors are OpenAI's error object with its status codes.
  */
-import type { InferenceResponse } from '../contracts/types.js';
+import type { InferenceResponse, ToolCall } from '../contracts/types.js';
 import type { ErrorCode } from '../lib/errors.js';
 import type { Exchange } from './exchange.js';
 import {
@@ -97,7 +97,8 @@ function chatWriter(x: Exchange, model: string, stream: boolean, includeUsage: b
     },
     final: (doc) => {
       id = `chatcmpl-${doc.request_id}`;
-      const calls = toolCallsToOpenAI(doc.message?.tool_calls, doc.request_id);
+      // The worker writes Ollama's tool calls as Ollama gave them (the contract leaves their shape open).
+      const calls = toolCallsToOpenAI(doc.message?.tool_calls as ToolCall[] | undefined, doc.request_id);
       const finish = finishReason(doc.done_reason, calls !== undefined);
       if (!stream) {
         const message: Record<string, unknown> = { role: 'assistant', content: calls && !doc.message?.content ? null : (doc.message?.content ?? '') };

@@ -457,25 +457,19 @@ export async function publishFinal(
 /** The observations stream keeps about this many answers (the learners' memory after a restart). */
 export const OBSERVATIONS_MAXLEN = 10_000;
 
+/** The final answer's Ollama figures an observation keeps, under the answer's own names. */
+const OBSERVED = ['total_duration_ms', 'load_duration_ms', 'prompt_eval_duration_ms', 'eval_duration_ms', 'prompt_eval_count', 'eval_count', 'queue_ms'] as const;
+
 /**
  * What one answer cost, as the bridges learn it (`{p}:observations`): the node, the model and
- * the final answer's Ollama figures under the answer's own names; never content. `at` = when
- * it was answered (ms since epoch).
+ * the final answer's Ollama figures (their types are the response's); never content. `at` =
+ * when it was answered (ms since epoch).
  */
-export interface Observation {
+export interface Observation extends Pick<InferenceResponse, (typeof OBSERVED)[number]> {
   node: string;
   model: string;
   at: number;
-  total_duration_ms?: number;
-  load_duration_ms?: number;
-  prompt_eval_duration_ms?: number;
-  eval_duration_ms?: number;
-  prompt_eval_count?: number;
-  eval_count?: number;
-  queue_ms?: number;
 }
-
-const OBSERVED = ['total_duration_ms', 'load_duration_ms', 'prompt_eval_duration_ms', 'eval_duration_ms', 'prompt_eval_count', 'eval_count', 'queue_ms'] as const;
 
 /** The observation of a final answer: '' unless it is a successful answer with Ollama's figures. */
 export function observationOf(doc: InferenceResponse): string {

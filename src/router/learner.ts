@@ -10,6 +10,7 @@
  * the default (`--default-answer-time`, `--default-load-time`).
  */
 import { normalizeModel } from '../contracts/index.js';
+import type { InferenceResponse } from '../contracts/types.js';
 
 /**
  * A cold load of a 2 GB model (llama3.2:3b) from a Raspberry Pi 5's microSD card at 85 MB/s:
@@ -27,14 +28,10 @@ export const LEARN_ALPHA = 0.2;
 export const COLD_LOAD_MIN_MS = 500;
 
 /** The fields of a final response (SPEC.md section 4) the learner reads. */
-export interface Observation {
-  total_duration_ms?: number;
-  load_duration_ms?: number;
-  prompt_eval_duration_ms?: number;
-  eval_duration_ms?: number;
-  prompt_eval_count?: number;
-  eval_count?: number;
-}
+export type Observation = Pick<
+  InferenceResponse,
+  'total_duration_ms' | 'load_duration_ms' | 'prompt_eval_duration_ms' | 'eval_duration_ms' | 'prompt_eval_count' | 'eval_count'
+>;
 
 export interface LearnerDefaults {
   /** @defaultValue DEFAULT_LOAD_TIME_MS */

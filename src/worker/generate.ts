@@ -35,7 +35,8 @@ export function ollamaCallFor(req: InferenceRequest): OllamaCall {
   if (req.messages !== undefined) {
     const messages: Message[] = req.messages.map((m) => {
       const out: Message = { role: m.role, content: m.content };
-      if (m.tool_calls !== undefined) out.tool_calls = m.tool_calls as Message['tool_calls'];
+      // Passed to Ollama unchanged, like `tools` (the contract leaves their shape open).
+      if (m.tool_calls !== undefined) out.tool_calls = m.tool_calls as unknown as Message['tool_calls'];
       if (m.tool_name !== undefined) out.tool_name = m.tool_name;
       return out;
     });

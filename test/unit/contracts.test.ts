@@ -3,9 +3,11 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { GENERATED_FILE, SCHEMAS, generatedSource, newAjv, schemaOf } from '../../src/contracts/generate.js';
 import { describeErrors, normalizeModel, parseRequestEntry, validateHealth, validateRequest, validateResponse } from '../../src/contracts/index.js';
+import { ERROR_CODES } from '../../src/lib/errors.js';
 import { names } from '../../src/lib/names.js';
 import { projectRoot } from '../../src/lib/paths.js';
 import { parseHealth } from '../../src/router/registry.js';
+import { TYPES_FILE, typesSource } from '../../scripts/contract-types.js';
 
 const examples = join(projectRoot(), 'bus', 'contracts', 'examples');
 const validators = { request: validateRequest, response: validateResponse, health: validateHealth } as const;
@@ -24,6 +26,17 @@ describe('every example under bus/contracts/examples is judged as its folder say
       }
     }
   }
+});
+
+describe('the message types generated from the schemas', () => {
+  it('are up to date with bus/contracts (else: npm run gen:types)', async () => {
+    expect(readFileSync(TYPES_FILE(), 'utf8') === (await typesSource()), 'src/contracts/types.generated.ts is stale: run npm run gen:types').toBe(true);
+  });
+
+  it('name the same error codes as the programs do', () => {
+    const response = schemaOf('response') as { properties: { error: { properties: { code: { enum: string[] } } } } };
+    expect([...response.properties.error.properties.code.enum].sort()).toEqual([...ERROR_CODES].sort());
+  });
 });
 
 describe('the validators compiled ahead of time', () => {
