@@ -24,6 +24,7 @@ import { GroupReader } from './consumer.js';
 import { DeadlineSweeper } from './deadlines.js';
 import { DecisionFeed } from './decisions.js';
 import { DeadNodeSweeper } from './deadnodes.js';
+import { Periodic } from '../lib/periodic.js';
 import { withTimeout } from '../lib/time.js';
 import { Dispatcher } from './dispatcher.js';
 import { SERVICE, healthHandler, metricsHandler, nodesHandler, statsHandler, type HandlerContext } from './http.js';
@@ -181,18 +182,11 @@ function assemble(config: RouterConfig, deps: BridgeDeps, root: Logger): Parts {
   };
 }
 
-/** Run `fn` every `ms`, never twice at once; failures are the callee's to log. */
-function every(ms: number, fn: () => Promise<void>): NodeJS.Timeout {
-  let busy = false;
-  const t = setInterval(() => {
-    if (busy) return;
-    busy = true;
-    fn()
-      .catch(() => undefined)
-      .finally(() => (busy = false));
-  }, ms);
-  t.unref();
-  return t;
+/** Run `fn` every `ms` from now on, never twice at once; failures are the callee's to log. */
+function every(ms: number, fn: () => Promise<void>): Periodic {
+  const p = new Periodic(ms, () => fn().catch(() => undefined), { unref: true });
+  p.start();
+  return p;
 }
 
 export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}): Promise<BridgeHandle> {
@@ -293,7 +287,7 @@ export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}):
 }
 
 /** Stop intake first, then the background work, then queues, HTTP and connections. */
-async function closeBridge(p: Parts, http: HttpServerHandle, timers: NodeJS.Timeout[]): Promise<void> {
+async function closeBridge(p: Parts, http: HttpServerHandle, timers: Periodic[]): Promise<void> {
   const { log, cmd } = p;
   log.info({}, 'bridge closing');
   http.markClosing();
@@ -307,7 +301,7 @@ async function closeBridge(p: Parts, http: HttpServerHandle, timers: NodeJS.Time
     ['timeline', () => p.timeline.stop()],
     ['dead nodes', () => p.deadNodes.stop()],
     ['balancing', () => p.balancing.stop()],
-    ['timers', async () => timers.forEach((t) => clearInterval(t))],
+    ['timers', async () => timers.forEach((t) => void t.stop())],
     ['stats flush', () => p.stats.flush(cmd)],
     ['board', () => p.board.close()],
     ['queues', () => p.dispatcher.close()],
