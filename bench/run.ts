@@ -20,11 +20,12 @@ import { runDrainRows } from './p1-drain.js';
 import { runLatencyRows } from './p4-latency.js';
 import { runGatewayRows } from './p8-gateway.js';
 import { runP5 } from './p5-routing.js';
+import { runBurstRows } from './p9-burst.js';
 import { runMemoryRows } from './p6-memory.js';
 import { runSoakRows } from './p7-soak.js';
 import { stopAll, useBins } from './proc.js';
 
-const ALL_ROWS = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7', 'P8'] as const;
+const ALL_ROWS = ['P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7', 'P8', 'P9'] as const;
 
 const isRow = (r: string): r is (typeof ALL_ROWS)[number] => (ALL_ROWS as readonly string[]).includes(r);
 
@@ -140,6 +141,7 @@ try {
   );
   await section(['P4'], 'P4 added latency', () => runLatencyRows({ port: redis.port, runs: o.runs, requests: o.quick ? 100 : 2000, trace: o.trace, log }));
   await section(['P5'], 'P5 routing decision', () => runP5());
+  await section(['P9'], 'P9 balanced routing bursts (built programs, simulated nodes)', () => runBurstRows({ runs: o.runs, log }));
   await section(['P8'], 'P8 gateway time to first token', () => runGatewayRows({ port: redis.port, runs: o.runs, requests: o.quick ? 50 : 300, log }));
   await section(['P7'], `P7 soak (${o.soakSeconds} s at 200 req/s)`, () =>
     runSoakRows({ port: redis.port, seconds: o.soakSeconds, rate: 200, log }),

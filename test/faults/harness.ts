@@ -11,11 +11,13 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import type { InferenceRequest, InferenceResponse } from '../../src/contracts/types.js';
 import { names, type Names } from '../../src/lib/names.js';
+import { projectRoot } from '../../src/lib/paths.js';
 import { ROW_RESULTS, type RowReport } from '../../scripts/reliability.js';
 import { requireBuilt as requireBuiltFiles } from '../helpers/built.js';
 import { freePort, startRedis, testPrefix, type RedisServer, type RedisServerOptions } from '../helpers/redis.js';
 
-export const ROOT = join(import.meta.dirname, '../..');
+// The project root from the sources (the tests) and from dist/ (the bench's P9 row) alike.
+export const ROOT = projectRoot();
 export const BIN = {
   router: join(ROOT, 'dist/src/bin/router.js'),
   worker: join(ROOT, 'dist/src/bin/worker.js'),

@@ -1,0 +1,130 @@
+/**
+ * Balanced routing measured with the built programs: the bridge, workers at --concurrency 1 and
+ * the Ollama simulator at 10x, in three scenarios. Shared by fault row 40 (which asserts the
+ * goals) and the bench's P9 row (which prints the same ratios): one setup, one way of measuring.
+ * Times compared are wall-clock ms.
+ *
+ * The bridge is told the profile's figures as an operator would (--default-answer-time,
+ * --default-load-time): a burst arrives before the first answer could teach it anything.
+ */
+import type { InferenceResponse } from '../../src/contracts/types.js';
+import { httpPortOf, routable, tally, withDump, World, type Proc } from './harness.js';
+
+export const SPEED = 10;
+/** Requests in the warm and cold bursts. */
+export const N = 30;
+/** gemma3:1b on a Pi 5: about 60 tokens at ~12 tokens/s; a cold load from microSD about 10 s. */
+const FLAGS = ['--routing', 'balanced', '--default-answer-time', '6s', '--default-load-time', '10s'];
+
+export interface Run {
+  /** From the burst's send to its last answer (ms). */
+  makespan: number;
+  /**
+   * Per node, from the burst's send to its last answer (ms): how long it worked on the burst.
+   * Every job is queued at once, so a node that got jobs worked without a break; on a shared,
+   * busy machine every job (and the bus's overhead between jobs) takes longer alike, and
+   * comparing with these keeps the routing apart from the machine's speed.
+   */
+  span: Record<string, number>;
+  answers: InferenceResponse[];
+  perNode: Record<string, number>;
+  /** Requests answered more than once, and error answers (both must stay empty). */
+  twice: string[];
+  errors: string[];
+  stats: Record<string, unknown>;
+}
+
+async function burst(w: World, bridge: Proc, prefix: string, count: number): Promise<Run> {
+  const ids = Array.from({ length: count }, (_, i) => `${prefix}-${i}`);
+  const t0 = Date.now();
+  await w.send(ids.map((request_id, i) => ({ request_id, options: { num_predict: 60, seed: i } })));
+  const all = await withDump(w, () => w.allAnswered(ids, 120_000));
+  const endAt = new Map<string, number>();
+  for (const [entry, fields] of await w.admin.xrange(w.n.responses, '-', '+')) {
+    const doc = JSON.parse(fields[1] ?? '{}') as InferenceResponse;
+    if (doc.done && ids.includes(doc.request_id)) endAt.set(doc.request_id, Number(entry.split('-')[0]));
+  }
+  const makespan = Math.max(...endAt.values()) - t0;
+  const t = tally(all, ids);
+  const port = await httpPortOf(bridge);
+  const stats = (await (await fetch(`http://127.0.0.1:${port}/stats`)).json()) as Record<string, unknown>;
+  const answers = ids.map((id) => all.get(id)![0]!);
+  const span: Record<string, number> = {};
+  for (const a of answers) span[a.node_id!] = Math.max(span[a.node_id!] ?? 0, endAt.get(a.request_id)! - t0);
+  return { makespan, span, answers, perNode: t.perNode, twice: t.twice, errors: t.errors, stats };
+}
+
+const mean = (xs: number[]): number => xs.reduce((s, x) => s + x, 0) / Math.max(1, xs.length);
+
+/** The best makespan of `n` answers of `answerMs` each over nodes that first need `loadMs[i]`. */
+export function bestSplit(n: number, answerMs: number, loadMs: number[]): number {
+  let best = Number.POSITIVE_INFINITY;
+  const go = (i: number, left: number, worst: number): void => {
+    if (worst >= best) return;
+    if (i === loadMs.length - 1) {
+      best = Math.min(best, Math.max(worst, left === 0 ? 0 : loadMs[i]! + left * answerMs));
+      return;
+    }
+    for (let k = 0; k <= left; k++) go(i + 1, left - k, Math.max(worst, k === 0 ? 0 : loadMs[i]! + k * answerMs));
+  };
+  go(0, n, 0);
+  return best;
+}
+
+/**
+ * Nodes pi-a, pi-b, ... with the given models loaded, a worker each and a bridge, all routable;
+ * runs `fn`, then stops everything, whatever happened.
+ */
+async function inWorld<T>(label: string, loaded: string[][], fn: (w: World, bridge: Proc) => Promise<T>): Promise<T> {
+  const ids = loaded.map((_, i) => `pi-${String.fromCharCode(97 + i)}`);
+  const w = new World({ nodes: ids.map((id, i) => ({ id, loaded: loaded[i]! })), speed: SPEED, label });
+  try {
+    await w.start();
+    for (const id of ids) w.startWorker(id, ['--concurrency', '1']);
+    const bridge = w.startBridge('bridge-a', FLAGS);
+    for (const id of ids) await withDump(w, () => w.healthy(id, 30_000));
+    await withDump(w, () => routable(bridge, ids));
+    return await fn(w, bridge);
+  } finally {
+    await w.close();
+  }
+}
+
+/** (a) 30 requests onto 3 nodes that all have the model loaded; `ratio` = makespan / an even split. */
+export async function warmBurst(label: string): Promise<{ run: Run; even: number; ratio: number }> {
+  return inWorld(label, [['gemma3:1b'], ['gemma3:1b'], ['gemma3:1b']], async (w, bridge) => {
+    const run = await burst(w, bridge, 'warm', N);
+    // An even split: the same work shared equally by the 3 nodes.
+    const even = Object.values(run.span).reduce((a, b) => a + b, 0) / 3;
+    return { run, even, ratio: run.makespan / even };
+  });
+}
+
+/**
+ * (b) 30 requests, the model loaded on 1 of 3 nodes, where loading it on the others pays;
+ * `ratio` = makespan / the best split knowing everything in advance.
+ */
+export async function coldPays(label: string): Promise<{ run: Run; best: number; ratio: number }> {
+  return inWorld(label, [['gemma3:1b'], [], []], async (w, bridge) => {
+    const run = await burst(w, bridge, 'cold', N);
+    // The best split: each cold node pays its load once (as measured, wall time), every job
+    // takes the mean time a job took without a load.
+    const loadMs = (a: InferenceResponse): number => (a.load_duration_ms ?? 0) / SPEED;
+    const load = (node: string): number => Math.max(0, ...run.answers.filter((a) => a.node_id === node).map(loadMs));
+    const perJob = mean(Object.entries(run.span).map(([node, ms]) => (ms - load(node)) / run.perNode[node]!));
+    const best = bestSplit(N, perJob, [0, load('pi-b') || 10_000 / SPEED, load('pi-c') || 10_000 / SPEED]);
+    return { run, best, ratio: run.makespan / best };
+  });
+}
+
+/**
+ * (c) 3 requests, the model loaded on 1 of 2 nodes: two jobs wait about 5 and 10 s on pi-a, a
+ * load on pi-b takes 10 s before its answer, so waiting is cheaper; `coldLoads` as the bridge
+ * counts them, `slowLoads` the answers that paid a load (over 1 s of `load_duration`).
+ */
+export async function waitCheaper(label: string): Promise<{ run: Run; coldLoads: number; slowLoads: number }> {
+  return inWorld(label, [['gemma3:1b'], []], async (w, bridge) => {
+    const run = await burst(w, bridge, 'wait', 3);
+    return { run, coldLoads: Number(run.stats['cold_loads']), slowLoads: run.answers.filter((a) => (a.load_duration_ms ?? 0) >= 1000).length };
+  });
+}
