@@ -92,7 +92,9 @@ export const parsers = {
   int(min: number, max: number = Number.MAX_SAFE_INTEGER) {
     return (raw: string): number => {
       const n = Number(raw);
-      if (!Number.isInteger(n) || n < min || n > max) throw new Error(`must be a whole number from ${min} to ${max}`);
+      if (raw.trim() === '' || !Number.isInteger(n) || n < min || n > max) {
+        throw new Error(max === Number.MAX_SAFE_INTEGER ? `must be a whole number >= ${min}` : `must be a whole number from ${min} to ${max}`);
+      }
       return n;
     };
   },

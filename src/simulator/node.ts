@@ -10,8 +10,8 @@ import { NO_FAULTS, parseFaults, type Faults } from './faults.js';
 import { HostFiles } from './host-files.js';
 import type { NodeProfile } from './profiles.js';
 import { Scheduler, type RunnerView } from './scheduler.js';
+import { seededRandom } from '../lib/random.js';
 import { matchRule, parseScript, type ScriptRule } from './script.js';
-import { seededRandom } from './text.js';
 import { ThermalModel } from './thermal.js';
 import { normalizeModelName } from './wire.js';
 

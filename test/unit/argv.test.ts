@@ -90,8 +90,10 @@ describe('flags and their ORION_* twins, through each program\'s loader', () => 
     expect(gateway.problems(['--request-timeout', '25h'])).toEqual(['--request-timeout must be at most 24h']);
   });
 
-  it('ignores an empty twin, so the default stands', () => {
+  it('ignores an empty twin, so the default stands, but refuses an empty number given as a flag', () => {
     expect(router.load([], { ORION_HTTP_PORT: '' }).httpPort).toBe(8080);
+    expect(router.problems(['--http-port='])).toEqual(["--http-port '': must be a whole number from 0 to 65535"]);
+    expect(router.problems(['--max-attempts', ' '])).toEqual(["--max-attempts ' ': must be a whole number from 1 to 20"]);
   });
 
   it('takes a negative value for the simulator\'s temperatures and refuses a stray word', () => {

@@ -22,7 +22,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, writeFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { encodeGguf, type GgufKv, type GgufTensor } from './gguf.js';
-import { seededRandom } from '../text.js';
+import { seededRandom } from '../../lib/random.js';
 
 export interface TinyLlamaSpec {
   /** Seed of the weight generator: another seed, another model. */
