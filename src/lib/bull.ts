@@ -51,7 +51,7 @@ export function jobLockKey(queue: Pick<Queue, 'toKey'>, jobId: string): string {
 }
 
 /** How long closing a Queue or Worker waits for Redis before it is left to finish on its own. */
-export const BULL_CLOSE_MS = 2000;
+const BULL_CLOSE_MS = 2000;
 
 /**
  * Wait for a Queue's or Worker's `close()` (`what` in the log) at most BULL_CLOSE_MS, and no
