@@ -78,7 +78,7 @@ function parseOptions(argv: string[]): Resolved<typeof benchOptions> & { soakSec
     process.exit(0);
   }
   try {
-    const o = resolveOptions(benchOptions, { flags, env: process.env }, () => positional.map((p) => `unexpected argument '${p}' (see --help)`));
+    const o = resolveOptions(benchOptions, { flags, positional, env: process.env });
     return { ...o, soakSeconds: o.soakSeconds ?? (o.quick ? 20 : 600) };
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;

@@ -39,8 +39,7 @@ export function main(argv: string[]): void {
     process.stdout.write(helpText('npm run simulate --', 'the policy simulator: writes ROUTING.md and its SVG plots', simulateOptions));
     return;
   }
-  const stray = (): string[] => positional.map((p) => `unexpected argument '${p}' (see --help)`);
-  const a: Args = resolveOptions(simulateOptions, { flags, env: process.env }, stray);
+  const a: Args = resolveOptions(simulateOptions, { flags, positional, env: process.env });
   const log = (line: string): void => void process.stderr.write(line + '\n');
   const requests = (size: number): number => (a.quick ? QUICK_REQUESTS : FULL_REQUESTS)[size] ?? 2000;
   if (a.render !== undefined) {

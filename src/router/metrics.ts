@@ -21,8 +21,6 @@ export interface MetricsSources {
   snapshot(): Snapshot;
   /** Job counts per node queue (cached by the caller). */
   depths(): Promise<ReadonlyMap<string, QueueDepth>>;
-  /** Requests held for lack of a node. */
-  waiting(): number;
 }
 
 export class RouterMetrics {
@@ -38,6 +36,8 @@ export class RouterMetrics {
   readonly avoidedColdLoads: Counter;
   readonly moves: Counter<'from' | 'to'>;
   readonly moveGain: Histogram;
+  /** Requests held for lack of a node (set by the held requests as they change). */
+  readonly waiting: Gauge;
   readonly keepWarm: Counter<'node'>;
 
   constructor(src: MetricsSources) {
@@ -109,13 +109,10 @@ export class RouterMetrics {
       labelNames: ['node'],
       registers,
     });
-    new Gauge({
+    this.waiting = new Gauge({
       name: `${p}waiting_requests`,
       help: 'Requests held by this bridge for lack of an eligible node',
       registers,
-      collect() {
-        this.set(src.waiting());
-      },
     });
     new Gauge({
       name: `${p}queue_jobs`,

@@ -74,6 +74,15 @@ describe('flags and their ORION_* twins, through each program\'s loader', () => 
     expect(gateway.problems(['-x'])).toEqual(['unknown flag --x (see --help)']);
   });
 
+  it('refuses words that are not flags, with every other problem, and says how to turn an on/off flag off', () => {
+    expect(worker.problems(['--node-id', 'n', 'pi-8g'])).toEqual(["unexpected argument 'pi-8g' (see --help)"]);
+    expect(router.problems(['--redis-tls', 'false', '--bogus'])).toEqual([
+      'unknown flag --bogus (see --help)',
+      "unexpected argument 'false' (see --help; an on/off flag takes a value only as --flag=value)",
+    ]);
+    expect(router.load(['--redis-tls=false']).redisTls).toBe(false);
+  });
+
   it('reads an on/off flag from its twin, and a flag beats the twin either way', () => {
     expect(worker.load(['--node-id', 'n'], { ORION_REDIS_TLS: 'true' }).redisTls).toBe(true);
     expect(worker.load(['--node-id', 'n', '--redis-tls=false'], { ORION_REDIS_TLS: 'true' }).redisTls).toBe(false);
