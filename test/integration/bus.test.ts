@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import {
-  claimRequest,
+  DEFAULT_TIMEOUT_MS,
+  claimRequests,
   deadlinesKey,
   errorResponse,
-  parseClaim,
   publishFinal,
   publishPartial,
-  setOwner,
+  setOwners,
   startJob,
   type InferenceJobData,
 } from '../../src/lib/bus.js';
@@ -19,10 +19,9 @@ import { redisForFile } from '../helpers/redis-file.js';
 const db = redisForFile();
 
 async function claim(n: ReturnType<typeof names>, id: string, entry: string, replyTo: string) {
-  const pipe = db.client.pipeline();
-  claimRequest(pipe, n, id, entry, replyTo, Date.now() + 60_000);
-  const res = await pipe.exec();
-  return parseClaim(res![0]![1] as [string]);
+  const [result] = await claimRequests(db.client, n, [{ requestId: id, entryId: entry, replyTo, deadline: Date.now() + 60_000, timeoutMs: DEFAULT_TIMEOUT_MS }]);
+  if (result === undefined) throw new Error(`no claim result for ${id}`);
+  return result;
 }
 
 async function streamDocs(key: string): Promise<Record<string, unknown>[]> {
@@ -58,7 +57,7 @@ describe('the request record', () => {
   it('suppresses a final and partials from a node that no longer owns the job', async () => {
     const n = names(testPrefix('bus'));
     await claim(n, 'c', '1-0', n.responses);
-    await setOwner(db.client, n, 'c', 'pi-16g');
+    await setOwnerNow(n, 'c', 'pi-16g');
     const partial = { request_id: 'c', done: false, response: 'x', created_at: '2026-01-01T00:00:00Z' };
     expect(await publishPartial(db.client, n, n.responses, partial, 'pi-8g')).toBe(false);
     expect(await publishFinal(db.client, n, n.responses, errorResponse('c', 'timeout', 'late'), 'pi-8g')).toBe(false);
@@ -119,9 +118,7 @@ describe('starting a job', () => {
 });
 
 async function setOwnerNow(n: ReturnType<typeof names>, id: string, node: string): Promise<void> {
-  const pipe = db.client.pipeline();
-  setOwner(pipe, n, id, node);
-  await pipe.exec();
+  await setOwners(db.client, n, [{ requestId: id, nodeId: node }]);
 }
 
 describe('giving a request up', () => {
@@ -143,7 +140,7 @@ describe('giving a request up', () => {
   it('writes nothing for a node that no longer owns the job', async () => {
     const n = names(testPrefix('fail'));
     await claim(n, 'b', '1-0', n.responses);
-    await setOwner(db.client, n, 'b', 'pi-16g');
+    await setOwnerNow(n, 'b', 'pi-16g');
     const f = { requestId: 'b', replyTo: n.responses, code: 'backend_error' as const, message: 'down' };
     expect(await failRequest(db.client, n, f, { nodeId: 'pi-8g' })).toBe(false);
     expect(await streamDocs(n.responses)).toEqual([]);
