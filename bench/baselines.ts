@@ -5,6 +5,7 @@
 import { spawn } from 'node:child_process';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
+import { JOB_RETENTION } from '../src/lib/bull.js';
 import { nowMs, percentile } from './lib.js';
 
 /** A realistic Brain request document (about 300 bytes). */
@@ -118,7 +119,7 @@ export async function bareBullmqRound(port: number, count: number, prefix: strin
     let cursor = (await reader.xadd(reply, '*', 'i', '-1'))!;
     for (let i = 0; i < count; i++) {
       const t0 = nowMs();
-      await q.add('j', { i }, { removeOnComplete: { age: 3600, count: 1000 } });
+      await q.add('j', { i }, JOB_RETENTION);
       for (;;) {
         const res = (await reader.xread('BLOCK', 5000, 'STREAMS', reply, cursor)) as [string, [string, string[]][]][] | null;
         const entries = res?.[0]?.[1];

@@ -51,11 +51,7 @@ const benchOptions = {
     description: 'Runs per row',
     default: 3,
     defaultText: '3',
-    parse: (raw: string): number => {
-      const n = Number(raw);
-      if (raw.trim() === '' || !Number.isInteger(n) || n < 1) throw new Error('must be a whole number >= 1');
-      return n;
-    },
+    parse: parsers.int(1),
   } satisfies OptionSpec<number>,
   quick: { flag: 'quick', env: 'ORION_BENCH_QUICK', description: 'Fewer requests and a 20 s soak', default: false, defaultText: 'false', boolean: true, parse: parsers.bool } satisfies OptionSpec<boolean>,
   soakSeconds: {
@@ -83,8 +79,7 @@ function parseOptions(argv: string[]): Resolved<typeof benchOptions> & { soakSec
     process.exit(0);
   }
   try {
-    if (positional.length > 0) throw new ConfigError([`unexpected argument '${positional[0]}' (see --help)`]);
-    const o = resolveOptions(benchOptions, { flags, env: process.env });
+    const o = resolveOptions(benchOptions, { flags, positional, env: process.env });
     return { ...o, soakSeconds: o.soakSeconds ?? (o.quick ? 20 : 600) };
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;

@@ -19,13 +19,13 @@ const options = {
   logFile: { flag: 'log-file', env: 'ORION_DEMO_LOG_FILE', description: 'Where the components\' JSON logs go', default: '.orion-demo/demo.log', defaultText: '.orion-demo/demo.log', parse: parsers.string },
 };
 
-const { flags } = parseArgv(process.argv.slice(2), options);
+const { flags, positional } = parseArgv(process.argv.slice(2), options);
 if (flags['help']) {
   process.stdout.write(helpText('npm run demo --', 'the whole ORION system on simulated Pis, with a live view and a summary (colour on a terminal unless NO_COLOR is set)', options));
   process.exit(0);
 }
 try {
-  const cfg = resolveOptions(options, { flags, env: process.env });
+  const cfg = resolveOptions(options, { flags, positional, env: process.env });
   const ac = new AbortController();
   process.once('SIGINT', () => ac.abort());
   process.once('SIGTERM', () => ac.abort());

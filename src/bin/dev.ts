@@ -10,13 +10,13 @@ const options = {
   nodeId: { flag: 'node-id', env: 'ORION_NODE_ID', description: 'Node id of the worker', default: 'pi-8g', defaultText: 'pi-8g', parse: parsers.string },
 };
 
-const { flags } = parseArgv(process.argv.slice(2), options);
+const { flags, positional } = parseArgv(process.argv.slice(2), options);
 if (flags['help']) {
   process.stdout.write(helpText('npm run dev --', 'ORION on this machine: Redis if needed, the Ollama simulator, a worker and the bridge; Ctrl-C stops them all', options));
   process.exit(0);
 }
 try {
-  const cfg = resolveOptions(options, { flags, env: process.env });
+  const cfg = resolveOptions(options, { flags, positional, env: process.env });
   const ac = new AbortController();
   for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, () => ac.abort());
   process.exitCode = await runDev({ ...cfg, out: (l) => process.stdout.write(l + '\n'), signal: ac.signal });

@@ -7,7 +7,7 @@ import { createLogger } from '../lib/logger.js';
 import { VERSION } from '../lib/version.js';
 import { createGateway, GATEWAY_SERVICE } from '../gateway/gateway.js';
 
-const { flags } = parseArgv(process.argv.slice(2), gatewayOptions);
+const { flags, positional } = parseArgv(process.argv.slice(2), gatewayOptions);
 if (flags['help']) {
   process.stdout.write(helpText(GATEWAY_SERVICE, 'OpenAI- and Ollama-compatible HTTP in front of the ORION bus', gatewayOptions));
   process.exit(0);
@@ -18,7 +18,7 @@ if (flags['version']) {
 }
 
 try {
-  const config = loadGatewayConfig({ flags, env: process.env });
+  const config = loadGatewayConfig({ flags, positional, env: process.env });
   const log = createLogger({ level: config.logLevel, base: { service: GATEWAY_SERVICE } });
   // Last line of defence: a stray rejection is logged, never allowed to stop the gateway.
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));

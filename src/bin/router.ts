@@ -8,7 +8,7 @@ import { VERSION } from '../lib/version.js';
 import { SERVICE } from '../router/http.js';
 import { createBridge } from '../router/bridge.js';
 
-const { flags } = parseArgv(process.argv.slice(2), routerOptions);
+const { flags, positional } = parseArgv(process.argv.slice(2), routerOptions);
 if (flags['help']) {
   process.stdout.write(helpText(SERVICE, 'routes inference requests to node queues (sticky, health-aware)', routerOptions));
   process.exit(0);
@@ -19,7 +19,7 @@ if (flags['version']) {
 }
 
 try {
-  const config = loadRouterConfig({ flags, env: process.env });
+  const config = loadRouterConfig({ flags, positional, env: process.env });
   const log = createLogger({ level: config.logLevel, base: { service: SERVICE } });
   // Last line of defence: a stray rejection is logged, never allowed to stop the bridge.
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));

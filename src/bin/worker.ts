@@ -7,7 +7,7 @@ import { createLogger } from '../lib/logger.js';
 import { VERSION } from '../lib/version.js';
 import { createWorker } from '../worker/worker.js';
 
-const { flags } = parseArgv(process.argv.slice(2), workerOptions);
+const { flags, positional } = parseArgv(process.argv.slice(2), workerOptions);
 if (flags['help']) {
   process.stdout.write(helpText('orion-inference-worker', 'runs this node\'s inference jobs on the local Ollama', workerOptions));
   process.exit(0);
@@ -18,7 +18,7 @@ if (flags['version']) {
 }
 
 try {
-  const config = loadWorkerConfig({ flags, env: process.env });
+  const config = loadWorkerConfig({ flags, positional, env: process.env });
   const log = createLogger({ level: config.logLevel, base: { service: 'orion-inference-worker' } });
   // Last line of defence: a stray rejection is logged, never allowed to stop the worker.
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));

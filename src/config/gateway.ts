@@ -1,6 +1,6 @@
 /** Configuration of `orion-inference-gateway`: OpenAI- and Ollama-compatible HTTP in front of the bus. */
 import { httpOptions, logOption, redisOptions } from './common.js';
-import { parsers, resolveOptions, type Flags, type OptionSpec, type Resolved } from './options.js';
+import { parsers, resolveOptions, type OptionInput, type OptionSpec, type Resolved } from './options.js';
 
 /** Beside a local Ollama (11434), not on its port. */
 export const GATEWAY_DEFAULT_PORT = 11435;
@@ -30,6 +30,6 @@ export const gatewayOptions = {
 
 export type GatewayConfig = Resolved<typeof gatewayOptions>;
 
-export function loadGatewayConfig(input: { flags: Flags; env: Record<string, string | undefined> }): GatewayConfig {
+export function loadGatewayConfig(input: OptionInput): GatewayConfig {
   return resolveOptions(gatewayOptions, input, (c) => (c.requestTimeout !== undefined && c.requestTimeout > 86_400_000 ? ['--request-timeout must be at most 24h'] : []));
 }

@@ -28,6 +28,16 @@ export interface OptionSpec<T> {
 
 export type Flags = Record<string, string | true>;
 
+/** What a program's options are resolved from: its flags, the words that were not flags, and the environment. */
+export interface OptionInput {
+  flags: Flags;
+  /** Words that are not flags: refused (no program takes any), when given. */
+  positional?: readonly string[];
+  env: Record<string, string | undefined>;
+}
+
+const ON_OFF_WORD = /^(1|0|true|false|yes|no|on|off)$/i;
+
 type ArgsOptions = Record<string, { type: 'string' | 'boolean'; short?: string }>;
 
 /** The table as `util.parseArgs` options: a string per flag, a boolean for on/off flags, and --help/-h, --version. */
@@ -92,7 +102,9 @@ export const parsers = {
   int(min: number, max: number = Number.MAX_SAFE_INTEGER) {
     return (raw: string): number => {
       const n = Number(raw);
-      if (!Number.isInteger(n) || n < min || n > max) throw new Error(`must be a whole number from ${min} to ${max}`);
+      if (raw.trim() === '' || !Number.isInteger(n) || n < min || n > max) {
+        throw new Error(max === Number.MAX_SAFE_INTEGER ? `must be a whole number >= ${min}` : `must be a whole number from ${min} to ${max}`);
+      }
       return n;
     };
   },
@@ -140,7 +152,7 @@ export type Resolved<T extends OptionTable> = {
  */
 export function resolveOptions<T extends OptionTable>(
   table: T,
-  input: { flags: Flags; env: Record<string, string | undefined> },
+  input: OptionInput,
   check?: (partial: Partial<Resolved<T>>) => string[],
 ): Resolved<T> {
   const problems: string[] = [];
@@ -177,6 +189,11 @@ export function resolveOptions<T extends OptionTable>(
   }
   for (const flag of Object.keys(input.flags)) {
     if (!known.has(flag)) problems.push(`unknown flag --${flag} (see --help)`);
+  }
+  for (const word of input.positional ?? []) {
+    // `--redis-tls false` reads as --redis-tls and a stray "false": say how an on/off flag is turned off.
+    const hint = ON_OFF_WORD.test(word) ? '; an on/off flag takes a value only as --flag=value' : '';
+    problems.push(`unexpected argument '${word}' (see --help${hint})`);
   }
   if (check) problems.push(...check(out as Partial<Resolved<T>>));
   if (problems.length) throw new ConfigError(problems);

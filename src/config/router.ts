@@ -2,7 +2,7 @@
 import { isValidNodeId } from '../lib/names.js';
 import { DEFAULT_ANSWER_TIME_MS, DEFAULT_LOAD_TIME_MS } from '../router/learner.js';
 import { defaultHostname, httpOptions, logOption, redisOptions } from './common.js';
-import { parsers, resolveOptions, type Flags, type OptionSpec, type Resolved } from './options.js';
+import { parsers, resolveOptions, type OptionInput, type OptionSpec, type Resolved } from './options.js';
 
 export const routerOptions = {
   ...redisOptions,
@@ -149,7 +149,7 @@ export type RoutingMode = 'balanced' | 'guide';
 
 export type RouterConfig = Resolved<typeof routerOptions>;
 
-export function loadRouterConfig(input: { flags: Flags; env: Record<string, string | undefined> }): RouterConfig {
+export function loadRouterConfig(input: OptionInput): RouterConfig {
   return resolveOptions(routerOptions, input, (c) => {
     const problems: string[] = [];
     if (c.adminUser !== undefined && c.adminPassword !== undefined && (c.adminUser === '') !== (c.adminPassword === '')) {

@@ -1,7 +1,7 @@
 /** Configuration of `orion-inference-worker`: the guide's flags plus SPEC.md's. */
 import { isValidNodeId } from '../lib/names.js';
 import { httpOptions, logOption, redisOptions } from './common.js';
-import { parsers, resolveOptions, type Flags, type OptionSpec, type Resolved } from './options.js';
+import { parsers, resolveOptions, type OptionInput, type OptionSpec, type Resolved } from './options.js';
 
 export const workerOptions = {
   nodeId: {
@@ -84,6 +84,6 @@ export const workerOptions = {
 
 export type WorkerConfig = Resolved<typeof workerOptions>;
 
-export function loadWorkerConfig(input: { flags: Flags; env: Record<string, string | undefined> }): WorkerConfig {
+export function loadWorkerConfig(input: OptionInput): WorkerConfig {
   return resolveOptions(workerOptions, input);
 }

@@ -19,7 +19,7 @@ import { startSimulatorCluster, type SimulatorCluster } from '../simulator/index
 import { createWorker, type WorkerHandle } from '../worker/worker.js';
 import { Brain } from './brain.js';
 import { portOr, realOllama, redisAnswers, startOwnRedis, type OwnRedis } from './infra.js';
-import { PLAIN, newTally, nodeTable, record, screen, summarize, summaryText, type NodeRow, type ScreenSize, type Style, type Summary } from './view.js';
+import { PLAIN, newTally, nodeTable, record, screen, summarize, summaryText, type NodeRow, type ScreenSize, type Style, type Summary, type Tally } from './view.js';
 
 export interface DemoOptions {
   durationS: number;
@@ -53,7 +53,7 @@ function redisCliArgs(addr: string): string {
 
 /** Delete every key matching `pattern` (SCAN, never KEYS). */
 async function removeKeys(redisAddr: string, pattern: string): Promise<void> {
-  const r = new Redis(redisOptionsFor({ redisAddr, redisPassword: '', redisUsername: '', redisTls: false, redisTlsCa: '' }));
+  const r = redisClient(redisAddr);
   try {
     let cursor = '0';
     do {
@@ -66,171 +66,277 @@ async function removeKeys(redisAddr: string, pattern: string): Promise<void> {
   }
 }
 
-export async function runDemo(o: DemoOptions): Promise<Summary> {
-  const cleanups: Array<() => Promise<void> | void> = [];
-  const say = (line: string): void => o.out(line + '\n');
-  mkdirSync(resolve(o.logFile, '..'), { recursive: true });
-  const logStream = createWriteStream(o.logFile, { flags: 'a' });
-  const log: Logger = createLogger({ level: 'info', sink: (l) => logStream.write(l + '\n') });
-  cleanups.push(() => new Promise<void>((r) => logStream.end(() => r())));
-  try {
-    let redisAddr = o.redisAddr;
-    let ownRedis = false;
-    if (!(await redisAnswers(redisAddr))) {
-      say(`No Redis answers at ${redisAddr}: starting a throwaway redis-server.`);
-      const own: OwnRedis = await startOwnRedis();
-      cleanups.push(() => own.stop());
-      redisAddr = own.addr;
-      ownRedis = true;
-    }
-    // On a Redis that may serve a real ORION, keep the demo's simulated pi-16g and pi-8g
-    // apart from real nodes of the same names: another prefix, removed again at the end.
-    const prefix = o.prefix ?? (ownRedis ? DEFAULT_PREFIX : DEMO_PREFIX);
-    const n = names(prefix);
-    if (!ownRedis && prefix === DEMO_PREFIX) cleanups.push(() => removeKeys(redisAddr, `${prefix}:*`));
-    const root = mkdtempSync(join(tmpdir(), 'orion-demo-'));
-    cleanups.push(() => rmSync(root, { recursive: true, force: true }));
+type Cleanup = () => Promise<void> | void;
 
-    const cluster: SimulatorCluster = await startSimulatorCluster([
-      { id: 'pi-16g', profile: 'pi5-16g', speed: o.speed, loaded: ['llama3.2:3b'], installed: ['llama3.2:3b', 'gemma3:1b', 'qwen2.5:0.5b'], numParallel: 2, sysRoot: join(root, 'pi-16g'), procRoot: join(root, 'pi-16g') },
-      { id: 'pi-8g', profile: 'pi5-8g', speed: o.speed, loaded: ['gemma3:1b'], sysRoot: join(root, 'pi-8g'), procRoot: join(root, 'pi-8g') },
-    ]);
-    cleanups.push(() => cluster.close());
+/** What the demo started, undone in reverse order; a step that fails does not stop the rest. */
+class Cleanups {
+  private readonly steps: Cleanup[] = [];
 
-    const workers: WorkerHandle[] = [];
-    cleanups.push(() => Promise.all(workers.map((w) => w.close({ force: true }))).then(() => undefined));
-    const nodes: Array<{ id: string; url: string; root?: string }> = cluster.nodes.map((s) => ({ id: s.id, url: s.url, root: join(root, s.id) }));
-    const local = await realOllama('http://localhost:11434');
-    if (local) {
-      say(`A real Ollama answers at localhost:11434 (${local.join(', ') || 'no models'}): it joins as node 'local'.`);
-      nodes.push({ id: 'local', url: 'http://localhost:11434' });
-    }
-    let port = 8081;
-    for (const node of nodes) {
-      port = await portOr(port);
-      const flags: Record<string, string> = {
-        'node-id': node.id,
-        'redis-addr': redisAddr,
-        'stream-prefix': prefix,
-        'ollama-host': node.url,
-        'http-port': String(port),
-        'heartbeat-interval': '1s',
-      };
-      if (node.root) Object.assign(flags, { 'proc-root': node.root, 'sys-root': node.root });
-      else flags['concurrency'] = '1';
-      workers.push(await createWorker(loadWorkerConfig({ flags, env: {} }), { log }));
-      port++;
-    }
-    const bridgePort = await portOr(8080);
-    const bridge: BridgeHandle = await createBridge(
-      loadRouterConfig({ flags: { 'redis-addr': redisAddr, 'stream-prefix': prefix, 'http-port': String(bridgePort), 'consumer-name': 'demo-bridge' }, env: {} }),
-      { log },
-    );
-    cleanups.push(() => bridge.close());
-    const base = `http://localhost:${bridgePort}`;
+  add(step: Cleanup): void {
+    this.steps.push(step);
+  }
 
-    const tally = newTally();
-    const events: string[] = [];
-    const event = (line: string): void => {
-      const stamped = `${new Date().toISOString().slice(11, 19)} ${line}`;
-      events.push(stamped);
-      if (events.length > 200) events.shift();
-      if (!o.live) say(stamped);
-    };
-    const send = new Redis(redisOptionsFor({ redisAddr, redisPassword: '', redisUsername: '', redisTls: false, redisTlsCa: '' }));
-    const listen = send.duplicate();
-    cleanups.push(() => {
-      send.disconnect();
-      listen.disconnect();
-    });
-    const brain = new Brain(send, listen, n, (out) => event(record(tally, out)));
-    const listening = brain.listenLoop();
-    cleanups.push(async () => {
-      brain.stop();
-      await listening;
-    });
-
-    // Short lines, the URLs first on theirs, so that they stay whole on an 80-column terminal.
-    const header = [
-      `ORION inference demo: 2 simulated Pi 5s, x${o.speed} time, ${o.rate} req/s, ${o.durationS} s`,
-      `  Bull Board ${base}/admin/queues   Ctrl-C stops`,
-      `  ${base}/nodes   ${base}/stats`,
-      `  ${base}/metrics`,
-      `  redis-cli ${redisCliArgs(redisAddr)}HGETALL ${n.health}`,
-      `  Redis ${redisAddr} (prefix ${prefix}); logs ${o.logFile}`,
-    ];
-    if (!o.live) header.forEach(say);
-
-    let rows: NodeRow[] = [];
-    const seen = new Map<string, string>();
-    const refreshRows = async (): Promise<void> => {
+  async run(): Promise<void> {
+    for (const step of this.steps.reverse()) {
       try {
-        rows = (await (await fetch(`${base}/nodes`, { signal: AbortSignal.timeout(1000) })).json()) as NodeRow[];
-      } catch {
-        return; // keep the last view
-      }
-      // Announce every change in how the bridge sees a node.
-      for (const r of rows) {
-        const now = r.eligible ? 'eligible' : `skipped: ${r.excluded_reason ?? '?'}`;
-        const before = seen.get(r.node_id);
-        if (before !== now) event(`bridge: ${r.node_id} ${now}${before ? ` (was ${before})` : ''}`);
-        seen.set(r.node_id, now);
-      }
-    };
-    const started = Date.now();
-    const hotAt = o.durationS * 0.35;
-    const coolAt = o.durationS * 0.6;
-    let hot: 'before' | 'hot' | 'after' = 'before';
-    let lastPlain = 0;
-    const interval = 1000 / o.rate;
-    let nextSend = started;
-    while (!o.signal.aborted) {
-      const now = Date.now();
-      const elapsed = (now - started) / 1000;
-      if (elapsed >= o.durationS) break;
-      if (hot === 'before' && elapsed >= hotAt) {
-        hot = 'hot';
-        cluster.node(HOT_NODE).node.setTemperature(82);
-        event(`${HOT_NODE} overheats to 82 °C: over --max-temp 75, the bridge routes around it`);
-      } else if (hot === 'hot' && elapsed >= coolAt) {
-        hot = 'after';
-        cluster.node(HOT_NODE).node.setTemperature(60);
-        event(`${HOT_NODE} cooled to 60 °C: back in rotation`);
-      }
-      while (nextSend <= now) {
-        await brain.sendOne();
-        tally.sent++;
-        nextSend += interval;
-      }
-      await refreshRows();
-      if (o.live) o.out('\x1b[H\x1b[2J' + screen(header, rows, tally, events, elapsed, o.durationS, o.size?.(), o.style ?? PLAIN));
-      else if (now - lastPlain >= 5000) {
-        lastPlain = now;
-        say(`-- ${elapsed.toFixed(0)} s: sent ${tally.sent}, answered ${tally.answered}, sticky ${tally.sticky}, fallback ${tally.fallback}, cold loads ${tally.coldLoads}`);
-        for (const l of nodeTable(rows)) say(l);
-      }
-      await new Promise((r) => setTimeout(r, Math.min(250, Math.max(10, nextSend - Date.now()))));
-    }
-    // Let what is in flight finish (bounded).
-    const drainUntil = Date.now() + 20_000;
-    while (brain.pending() > 0 && Date.now() < drainUntil && !o.signal.aborted) await new Promise((r) => setTimeout(r, 100));
-    let stats: unknown = null;
-    try {
-      stats = await (await fetch(`${base}/stats`, { signal: AbortSignal.timeout(1000) })).json();
-    } catch {
-      /* the summary says null */
-    }
-    const summary = summarize(tally, o.speed, stats);
-    say('');
-    say(summaryText(summary));
-    return summary;
-  } finally {
-    for (const c of cleanups.reverse()) {
-      try {
-        await c();
+        await step();
       } catch {
         /* keep closing the rest */
       }
     }
+  }
+}
+
+/** The demo's lines: printed as they come in the line-by-line mode, the last 200 kept for the live view. */
+class EventFeed {
+  readonly lines: string[] = [];
+
+  constructor(private readonly print: ((line: string) => void) | undefined) {}
+
+  add(line: string): void {
+    const stamped = `${new Date().toISOString().slice(11, 19)} ${line}`;
+    this.lines.push(stamped);
+    if (this.lines.length > 200) this.lines.shift();
+    this.print?.(stamped);
+  }
+}
+
+/** The bridge's view of the nodes, and an event each time a node's standing changes. */
+class NodeWatch {
+  rows: NodeRow[] = [];
+  private readonly seen = new Map<string, string>();
+
+  constructor(
+    private readonly base: string,
+    private readonly feed: EventFeed,
+  ) {}
+
+  async refresh(): Promise<void> {
+    try {
+      this.rows = (await (await fetch(`${this.base}/nodes`, { signal: AbortSignal.timeout(1000) })).json()) as NodeRow[];
+    } catch {
+      return; // keep the last view
+    }
+    for (const r of this.rows) {
+      const now = r.eligible ? 'eligible' : `skipped: ${r.excluded_reason ?? '?'}`;
+      const before = this.seen.get(r.node_id);
+      if (before !== now) this.feed.add(`bridge: ${r.node_id} ${now}${before ? ` (was ${before})` : ''}`);
+      this.seen.set(r.node_id, now);
+    }
+  }
+}
+
+/** pi-8g overheats a third of the way in and cools again past the middle. */
+class HeatScript {
+  private phase: 'before' | 'hot' | 'after' = 'before';
+
+  constructor(
+    private readonly cluster: SimulatorCluster,
+    private readonly durationS: number,
+    private readonly feed: EventFeed,
+  ) {}
+
+  step(elapsedS: number): void {
+    if (this.phase === 'before' && elapsedS >= this.durationS * 0.35) {
+      this.phase = 'hot';
+      this.cluster.node(HOT_NODE).node.setTemperature(82);
+      this.feed.add(`${HOT_NODE} overheats to 82 °C: over --max-temp 75, the bridge routes around it`);
+    } else if (this.phase === 'hot' && elapsedS >= this.durationS * 0.6) {
+      this.phase = 'after';
+      this.cluster.node(HOT_NODE).node.setTemperature(60);
+      this.feed.add(`${HOT_NODE} cooled to 60 °C: back in rotation`);
+    }
+  }
+}
+
+/** Everything the demo runs against. */
+interface Stage {
+  redisAddr: string;
+  prefix: string;
+  cluster: SimulatorCluster;
+  /** The bridge's HTTP base URL. */
+  base: string;
+}
+
+function redisClient(redisAddr: string): Redis {
+  return new Redis(redisOptionsFor({ redisAddr, redisPassword: '', redisUsername: '', redisTls: false, redisTlsCa: '' }));
+}
+
+/** The Redis at --redis-addr, else a throwaway one; and the prefix to use on it. */
+async function chooseRedis(o: DemoOptions, say: (line: string) => void, cleanups: Cleanups): Promise<{ redisAddr: string; prefix: string }> {
+  if (await redisAnswers(o.redisAddr)) {
+    // On a Redis that may serve a real ORION, keep the demo's simulated pi-16g and pi-8g
+    // apart from real nodes of the same names: another prefix, removed again at the end.
+    const prefix = o.prefix ?? DEMO_PREFIX;
+    if (prefix === DEMO_PREFIX) cleanups.add(() => removeKeys(o.redisAddr, `${prefix}:*`));
+    return { redisAddr: o.redisAddr, prefix };
+  }
+  say(`No Redis answers at ${o.redisAddr}: starting a throwaway redis-server.`);
+  const own: OwnRedis = await startOwnRedis();
+  cleanups.add(() => own.stop());
+  return { redisAddr: own.addr, prefix: o.prefix ?? DEFAULT_PREFIX };
+}
+
+/** The two simulated Pis, and a real Ollama on localhost:11434 when one answers. */
+async function startNodes(speed: number, say: (line: string) => void, cleanups: Cleanups): Promise<{ cluster: SimulatorCluster; nodes: DemoNode[] }> {
+  const root = mkdtempSync(join(tmpdir(), 'orion-demo-'));
+  cleanups.add(() => rmSync(root, { recursive: true, force: true }));
+  const cluster = await startSimulatorCluster([
+    { id: 'pi-16g', profile: 'pi5-16g', speed, loaded: ['llama3.2:3b'], installed: ['llama3.2:3b', 'gemma3:1b', 'qwen2.5:0.5b'], numParallel: 2, sysRoot: join(root, 'pi-16g'), procRoot: join(root, 'pi-16g') },
+    { id: 'pi-8g', profile: 'pi5-8g', speed, loaded: ['gemma3:1b'], sysRoot: join(root, 'pi-8g'), procRoot: join(root, 'pi-8g') },
+  ]);
+  cleanups.add(() => cluster.close());
+  const nodes: DemoNode[] = cluster.nodes.map((s) => ({ id: s.id, url: s.url, root: join(root, s.id) }));
+  const local = await realOllama('http://localhost:11434');
+  if (local) {
+    say(`A real Ollama answers at localhost:11434 (${local.join(', ') || 'no models'}): it joins as node 'local'.`);
+    nodes.push({ id: 'local', url: 'http://localhost:11434' });
+  }
+  return { cluster, nodes };
+}
+
+interface DemoNode {
+  id: string;
+  url: string;
+  /** Where a simulated node's /proc and /sys files are (a real node has the machine's own). */
+  root?: string;
+}
+
+/** A worker for each node, on ports from 8081 up. */
+async function startWorkers(nodes: DemoNode[], redisAddr: string, prefix: string, log: Logger, cleanups: Cleanups): Promise<void> {
+  const workers: WorkerHandle[] = [];
+  cleanups.add(() => Promise.all(workers.map((w) => w.close({ force: true }))).then(() => undefined));
+  let port = 8081;
+  for (const node of nodes) {
+    port = await portOr(port);
+    const flags: Record<string, string> = {
+      'node-id': node.id,
+      'redis-addr': redisAddr,
+      'stream-prefix': prefix,
+      'ollama-host': node.url,
+      'http-port': String(port),
+      'heartbeat-interval': '1s',
+    };
+    if (node.root) Object.assign(flags, { 'proc-root': node.root, 'sys-root': node.root });
+    else flags['concurrency'] = '1';
+    workers.push(await createWorker(loadWorkerConfig({ flags, env: {} }), { log }));
+    port++;
+  }
+}
+
+/** Redis, the nodes, their workers and the bridge (on 8080 when free). */
+async function startStage(o: DemoOptions, say: (line: string) => void, log: Logger, cleanups: Cleanups): Promise<Stage> {
+  const { redisAddr, prefix } = await chooseRedis(o, say, cleanups);
+  const { cluster, nodes } = await startNodes(o.speed, say, cleanups);
+  await startWorkers(nodes, redisAddr, prefix, log, cleanups);
+  const bridgePort = await portOr(8080);
+  const bridge: BridgeHandle = await createBridge(
+    loadRouterConfig({ flags: { 'redis-addr': redisAddr, 'stream-prefix': prefix, 'http-port': String(bridgePort), 'consumer-name': 'demo-bridge' }, env: {} }),
+    { log },
+  );
+  cleanups.add(() => bridge.close());
+  return { redisAddr, prefix, cluster, base: `http://localhost:${bridgePort}` };
+}
+
+/** The Brain, sending on one connection and reading answers on another. */
+function startBrain(stage: Stage, tally: Tally, feed: EventFeed, cleanups: Cleanups): Brain {
+  const send = redisClient(stage.redisAddr);
+  const listen = send.duplicate();
+  cleanups.add(() => {
+    send.disconnect();
+    listen.disconnect();
+  });
+  const brain = new Brain(send, listen, names(stage.prefix), (out) => feed.add(record(tally, out)));
+  const listening = brain.listenLoop();
+  cleanups.add(async () => {
+    brain.stop();
+    await listening;
+  });
+  return brain;
+}
+
+/** Short lines, the URLs first on theirs, so that they stay whole on an 80-column terminal. */
+function headerLines(o: DemoOptions, stage: Stage): string[] {
+  const { base, redisAddr, prefix } = stage;
+  return [
+    `ORION inference demo: 2 simulated Pi 5s, x${o.speed} time, ${o.rate} req/s, ${o.durationS} s`,
+    `  Bull Board ${base}/admin/queues   Ctrl-C stops`,
+    `  ${base}/nodes   ${base}/stats`,
+    `  ${base}/metrics`,
+    `  redis-cli ${redisCliArgs(redisAddr)}HGETALL ${names(prefix).health}`,
+    `  Redis ${redisAddr} (prefix ${prefix}); logs ${o.logFile}`,
+  ];
+}
+
+interface Show {
+  header: string[];
+  watch: NodeWatch;
+  tally: Tally;
+  feed: EventFeed;
+  say: (line: string) => void;
+}
+
+/** Send at the Brain's rate, follow the heat script and redraw, until the time is up or Ctrl-C. */
+async function drive(o: DemoOptions, brain: Brain, heat: HeatScript, show: Show): Promise<void> {
+  const { header, watch, tally, feed, say } = show;
+  const started = Date.now();
+  const interval = 1000 / o.rate;
+  let nextSend = started;
+  let lastPlain = 0;
+  while (!o.signal.aborted) {
+    const now = Date.now();
+    const elapsed = (now - started) / 1000;
+    if (elapsed >= o.durationS) break;
+    heat.step(elapsed);
+    for (; nextSend <= now; nextSend += interval) {
+      await brain.sendOne();
+      tally.sent++;
+    }
+    await watch.refresh();
+    if (o.live) o.out('\x1b[H\x1b[2J' + screen(header, watch.rows, tally, feed.lines, elapsed, o.durationS, o.size?.(), o.style ?? PLAIN));
+    else if (now - lastPlain >= 5000) {
+      lastPlain = now;
+      say(`-- ${elapsed.toFixed(0)} s: sent ${tally.sent}, answered ${tally.answered}, sticky ${tally.sticky}, fallback ${tally.fallback}, cold loads ${tally.coldLoads}`);
+      for (const l of nodeTable(watch.rows)) say(l);
+    }
+    await new Promise((r) => setTimeout(r, Math.min(250, Math.max(10, nextSend - Date.now()))));
+  }
+}
+
+/** Let what is in flight finish (20 s at most), then sum up against the bridge's /stats. */
+async function finish(o: DemoOptions, brain: Brain, base: string, tally: Tally): Promise<Summary> {
+  const drainUntil = Date.now() + 20_000;
+  while (brain.pending() > 0 && Date.now() < drainUntil && !o.signal.aborted) await new Promise((r) => setTimeout(r, 100));
+  let stats: unknown = null;
+  try {
+    stats = await (await fetch(`${base}/stats`, { signal: AbortSignal.timeout(1000) })).json();
+  } catch {
+    /* the summary says null */
+  }
+  return summarize(tally, o.speed, stats);
+}
+
+export async function runDemo(o: DemoOptions): Promise<Summary> {
+  const cleanups = new Cleanups();
+  const say = (line: string): void => o.out(line + '\n');
+  mkdirSync(resolve(o.logFile, '..'), { recursive: true });
+  const logStream = createWriteStream(o.logFile, { flags: 'a' });
+  const log: Logger = createLogger({ level: 'info', sink: (l) => logStream.write(l + '\n') });
+  cleanups.add(() => new Promise<void>((r) => logStream.end(() => r())));
+  try {
+    const stage = await startStage(o, say, log, cleanups);
+    const tally = newTally();
+    const feed = new EventFeed(o.live ? undefined : say);
+    const brain = startBrain(stage, tally, feed, cleanups);
+    const header = headerLines(o, stage);
+    if (!o.live) header.forEach(say);
+    const watch = new NodeWatch(stage.base, feed);
+    await drive(o, brain, new HeatScript(stage.cluster, o.durationS, feed), { header, watch, tally, feed, say });
+    const summary = await finish(o, brain, stage.base, tally);
+    say('');
+    say(summaryText(summary));
+    return summary;
+  } finally {
+    await cleanups.run();
   }
 }

@@ -64,7 +64,7 @@ export interface Style {
 }
 
 const ansi = (code: number) => (s: string) => `\x1b[${code}m${s}\x1b[0m`;
-export const COLOR: Style = { bold: ansi(1), good: ansi(32), warn: ansi(33), bad: ansi(31), dim: ansi(2) };
+const COLOR: Style = { bold: ansi(1), good: ansi(32), warn: ansi(33), bad: ansi(31), dim: ansi(2) };
 export const PLAIN: Style = { bold: (s) => s, good: (s) => s, warn: (s) => s, bad: (s) => s, dim: (s) => s };
 
 /** Colour when writing to a terminal and NO_COLOR is unset or empty (no-color.org). */

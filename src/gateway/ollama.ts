@@ -9,10 +9,8 @@ import { VERSION } from '../lib/version.js';
 import { rfc3339 } from '../lib/time.js';
 import type { RequestBody } from './bus-client.js';
 import type { Exchange } from './exchange.js';
-import { ApiInputError } from './openai-map.js';
+import { ApiInputError, guarded as guardedBy, isObj } from './api-input.js';
 import { relay, type RelayDeps, type Writer } from './relay.js';
-
-const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 export function ollamaError(x: Exchange, status: number, message: string, headers: Record<string, string> = {}): void {
   x.sendJson(status, { error: message }, headers);
@@ -35,14 +33,9 @@ function finalFields(doc: InferenceResponse): Record<string, unknown> {
   return f;
 }
 
-async function guarded(x: Exchange, fn: () => Promise<void>): Promise<void> {
-  try {
-    await fn();
-  } catch (err) {
-    if (!(err instanceof ApiInputError)) throw err;
-    if (x.headersSent) return x.end();
-    ollamaError(x, 400, err.message);
-  }
+/** Run `fn`; an ApiInputError becomes a 400 in Ollama's shape. */
+function guarded(x: Exchange, fn: () => Promise<void>): Promise<void> {
+  return guardedBy(x, (err) => ollamaError(x, 400, err.message), fn);
 }
 
 /** The fields chat and generate share: model, options, format, keep_alive. */

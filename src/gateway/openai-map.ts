@@ -5,17 +5,7 @@
  * ApiInputError with the parameter it concerns.
  */
 import type { ChatMessage, ToolCall } from '../contracts/types.js';
-
-export class ApiInputError extends Error {
-  constructor(
-    message: string,
-    readonly param: string | null = null,
-  ) {
-    super(message);
-  }
-}
-
-const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+import { ApiInputError, isObj } from './api-input.js';
 
 /** A message's content as text: a string, null (a tool-calling assistant) or text parts. */
 function textOf(content: unknown, at: string): string {

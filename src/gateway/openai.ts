@@ -6,8 +6,8 @@
 import type { InferenceResponse, ToolCall } from '../contracts/types.js';
 import type { ErrorCode } from '../lib/errors.js';
 import type { Exchange } from './exchange.js';
+import { ApiInputError, guarded as guardedBy, isObj } from './api-input.js';
 import {
-  ApiInputError,
   embeddingBase64,
   finishReason,
   formatFromOpenAI,
@@ -46,14 +46,8 @@ function usageOf(doc: InferenceResponse): Record<string, number> {
 }
 
 /** Run `fn`; an ApiInputError becomes a 400 in OpenAI's shape. */
-async function guarded(x: Exchange, fn: () => Promise<void>): Promise<void> {
-  try {
-    await fn();
-  } catch (err) {
-    if (!(err instanceof ApiInputError)) throw err;
-    if (x.headersSent) return x.end();
-    openaiError(x, 400, 'invalid_request', err.message, err.param);
-  }
+function guarded(x: Exchange, fn: () => Promise<void>): Promise<void> {
+  return guardedBy(x, (err) => openaiError(x, 400, 'invalid_request', err.message, err.param), fn);
 }
 
 export function chatCompletions(x: Exchange, deps: RelayDeps): Promise<void> {
@@ -73,8 +67,6 @@ export function chatCompletions(x: Exchange, deps: RelayDeps): Promise<void> {
     await relay(x, deps, 'openai', req, stream, chatWriter(x, model, stream, usage));
   });
 }
-
-const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 function chatWriter(x: Exchange, model: string, stream: boolean, includeUsage: boolean): Writer {
   let id = 'chatcmpl-gateway';

@@ -41,8 +41,17 @@ export async function settled(objects: ReadonlyArray<Queue | Worker>): Promise<v
   await Promise.allSettled(objects.map((o) => o.waitUntilReady()));
 }
 
+/**
+ * The key of a job's lock, which exists while a worker holds the job. BullMQ gives no accessor
+ * for it: its scripts name it as the job's key (`Queue.toKey(id)`) followed by `:lock`, and this
+ * is the one place here that does the same.
+ */
+export function jobLockKey(queue: Pick<Queue, 'toKey'>, jobId: string): string {
+  return `${queue.toKey(jobId)}:lock`;
+}
+
 /** How long closing a Queue or Worker waits for Redis before it is left to finish on its own. */
-export const BULL_CLOSE_MS = 2000;
+const BULL_CLOSE_MS = 2000;
 
 /**
  * Wait for a Queue's or Worker's `close()` (`what` in the log) at most BULL_CLOSE_MS, and no

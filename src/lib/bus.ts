@@ -93,15 +93,6 @@ end
 `;
 
 /**
- * claim: one request id.
- * KEYS: 1 request hash, 2 waiters set, 3 deadlines zset
- * ARGV: 1 entry id, 2 reply_to, 3 ttl seconds, 4 deadline ms, 5 timeout ms
- */
-const CLAIM = `${CLAIM_FN}
-return claim(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
-`;
-
-/**
  * claim many: the request ids of a batch in one call, in order (a later duplicate of an id in
  * the same batch sees the earlier one, as with separate calls). Packed, because a client pays
  * for every argument: one line per request, and each distinct reply stream once.
@@ -248,7 +239,6 @@ type Reply = [string] | [string, string];
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    orionClaim(k1: string, k2: string, k3: string, entry: string, replyTo: string, ttl: number, deadline: number, timeoutMs: number): Result<Reply, Context>;
     /** numkeys, then the keys, then the arguments (see CLAIM_MANY). */
     orionClaimMany(...args: (string | number)[]): Result<string[], Context>;
     /** numkeys, then the request hashes, then node ids and counts (see OWNERS). */
@@ -262,8 +252,7 @@ declare module 'ioredis' {
 
 /** Register the scripts on a connection (idempotent). */
 export function defineBusCommands(redis: Redis): void {
-  if (typeof (redis as Partial<Redis>).orionClaim === 'function') return;
-  redis.defineCommand('orionClaim', { numberOfKeys: 3, lua: CLAIM });
+  if (typeof (redis as Partial<Redis>).orionClaimMany === 'function') return;
   redis.defineCommand('orionClaimMany', { lua: CLAIM_MANY });
   redis.defineCommand('orionOwners', { lua: OWNERS });
   redis.defineCommand('orionFinal', { numberOfKeys: 6, lua: FINAL });
@@ -287,39 +276,6 @@ export async function startJob(redis: Redis, n: Names, requestId: string, jobKey
 }
 
 export type ClaimResult = { kind: 'new' } | { kind: 'same' } | { kind: 'waiting' } | { kind: 'done'; final: string };
-
-export function parseClaim(reply: Reply): ClaimResult {
-  switch (reply[0]) {
-    case 'new':
-    case 'same':
-    case 'waiting':
-      return { kind: reply[0] };
-    default:
-      return { kind: 'done', final: reply[1] ?? '{}' };
-  }
-}
-
-/** Queue the claim of a request on a pipeline; its reply is parsed with `parseClaim`. */
-export function claimRequest(
-  pipe: ChainableCommander,
-  n: Names,
-  requestId: string,
-  entryId: string,
-  replyTo: string,
-  deadline: number,
-  timeoutMs = DEFAULT_TIMEOUT_MS,
-): void {
-  (pipe as unknown as Redis).orionClaim(
-    n.requestKey(requestId),
-    n.waitersKey(requestId),
-    deadlinesKey(n),
-    entryId,
-    replyTo,
-    recordTtlSeconds(timeoutMs),
-    deadline,
-    timeoutMs,
-  );
-}
 
 export interface ClaimItem {
   requestId: string;
@@ -383,10 +339,6 @@ export function setOwners(target: Redis | ChainableCommander, n: Names, owners: 
 }
 
 /** Record which node owns a request's job now (before adding or moving it there). */
-export function setOwner(target: Redis | ChainableCommander, n: Names, requestId: string, nodeId: string): void {
-  void target.hset(n.requestKey(requestId), 'node', nodeId);
-}
-
 export function replyStreamOf(n: Names, request: Pick<InferenceRequest, 'reply_to'>): string {
   return request.reply_to !== undefined && n.isReplyStream(request.reply_to) ? request.reply_to : n.responses;
 }

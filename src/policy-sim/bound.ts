@@ -14,15 +14,10 @@
  */
 import { serviceMs, type SimNode } from './cluster.js';
 import { TimeHeap } from './heap.js';
-import { percentile } from './metrics.js';
+import { latencies, type LatencyMetrics } from './metrics.js';
 import type { Arrival } from './workload.js';
 
-export interface BoundMetrics {
-  ttftP50: number;
-  ttftP99: number;
-  e2eP50: number;
-  e2eP99: number;
-  within10s: number;
+export interface BoundMetrics extends LatencyMetrics {
   coldLoads: number;
 }
 
@@ -34,7 +29,6 @@ export function offlineBound(nodes: readonly SimNode[], arrivals: readonly Arriv
   const ttft = new Float64Array(arrivals.length);
   const e2e = new Float64Array(arrivals.length);
   const busyByModel = new Map<string, number>();
-  let within = 0;
   let horizon = 0;
   const LOOK = 8;
   arrivals.forEach((a, i) => {
@@ -57,12 +51,9 @@ export function offlineBound(nodes: readonly SimNode[], arrivals: readonly Arriv
     if (best === undefined) throw new Error(`no node can run ${a.model}`);
     ttft[i] = best.first - a.at;
     e2e[i] = best.end - a.at;
-    if (ttft[i]! <= 10_000) within++;
     horizon = Math.max(horizon, best.end);
     busyByModel.set(a.model, (busyByModel.get(a.model) ?? 0) + (best.end - best.start));
   });
-  ttft.sort();
-  e2e.sort();
   const maxSlots = Math.max(...nodes.map((n) => n.slots));
   let cold = 0;
   for (const [m, busy] of busyByModel) {
@@ -70,11 +61,7 @@ export function offlineBound(nodes: readonly SimNode[], arrivals: readonly Arriv
     cold += Math.max(0, copies - (initial.get(m) ?? 0));
   }
   return {
-    ttftP50: percentile(ttft, 0.5) / 1000,
-    ttftP99: percentile(ttft, 0.99) / 1000,
-    e2eP50: percentile(e2e, 0.5) / 1000,
-    e2eP99: percentile(e2e, 0.99) / 1000,
-    within10s: arrivals.length === 0 ? 0 : within / arrivals.length,
+    ...latencies(ttft, e2e),
     coldLoads: cold,
   };
 }

@@ -34,6 +34,8 @@ export class Run {
   private readonly jobs: Job[] = [];
   private readonly meter: IdleWarmMeter;
   private readonly lastDemand = new Map<string, number>();
+  /** Per model, the nodes with jobs of it queued, and how many. */
+  private readonly queuedBy = new Map<string, Map<SimNode, number>>();
   private readonly balanced: boolean;
   private readonly place;
   private spills = 0;
@@ -104,6 +106,9 @@ export class Run {
     job.node = n.index;
     job.placedAt = now;
     n.queue.push(job);
+    let on = this.queuedBy.get(job.model);
+    if (on === undefined) this.queuedBy.set(job.model, (on = new Map()));
+    on.set(n, (on.get(n) ?? 0) + 1);
     this.meter.waiting(job.model, +1, now);
     this.meter.update(n, now);
     this.startJobs(n, now);
@@ -135,6 +140,7 @@ export class Run {
         job.cold = true;
       }
       n.queue.shift();
+      this.unqueued(n, job.model);
       this.meter.waiting(job.model, -1, now);
       if (n.running === 0) this.busy(n, now, true);
       n.running++;
@@ -176,39 +182,68 @@ export class Run {
       prompt_eval_duration_ms: job.promptMs,
       eval_duration_ms: job.end - job.firstToken,
       total_duration_ms: job.end - job.start,
+      prompt_eval_count: job.promptTokens,
+      eval_count: job.evalTokens,
     });
     this.startJobs(n, now);
     if (this.balanced) this.pull(n, now);
   }
 
-  /** A node with a free slot and nothing queued takes waiting jobs that start sooner there. */
+  /**
+   * A node with a free slot and nothing queued takes waiting jobs that start sooner there: first
+   * a job of a model it has loaded (from the nodes queuing that model), else any job (a move that
+   * loads the model there), each time the one that gains most.
+   */
   private pull(n: SimNode, now: number): void {
     const to = this.view.views[n.index]!;
     if (!to.eligible) return;
     const load = loadFn(this.ctx);
+    const targets = [to];
+    const consider = (from: SimNode, at: number, best: Pulled | undefined): Pulled | undefined => {
+      const job = from.queue[at]!;
+      if (!to.installed?.has(job.model)) return best;
+      const mv = shouldMove({ model: job.model, nodeId: from.id, ahead: from.running + at }, this.view.views[from.index], targets, load, this.learner);
+      return mv && (best === undefined || mv.gainMs > best.gain) ? { job, at, from, gain: mv.gainMs } : best;
+    };
     while (n.running + n.queue.length < n.slots && this.meter.anyWaiting()) {
-      let best: { job: Job; at: number; from: SimNode; gain: number } | undefined;
-      let looked = 0;
-      for (const from of this.meter.queuedOn()) {
-        if (from === n || from.queue.length === 0) continue;
-        if (++looked > PULL_LOOK) break;
-        const at = pickFromQueue(from.queue, to.loaded);
-        const job = from.queue[at]!;
-        if (!to.installed?.has(job.model)) continue;
-        const mv = shouldMove({ model: job.model, nodeId: from.id, ahead: from.running + at }, this.view.views[from.index], [to], load, this.learner);
-        if (mv && (best === undefined || mv.gainMs > best.gain)) best = { job, at, from, gain: mv.gainMs };
+      let best: Pulled | undefined;
+      for (const m of to.loaded) {
+        const on = this.queuedBy.get(m);
+        if (on === undefined) continue;
+        let looked = 0;
+        for (const from of on.keys()) {
+          if (from === n) continue;
+          if (++looked > PULL_LOOK) break;
+          best = consider(from, lastOf(from.queue, m), best);
+        }
+      }
+      if (best === undefined) {
+        let looked = 0;
+        for (const from of this.meter.queuedOn()) {
+          if (from === n || from.queue.length === 0) continue;
+          if (++looked > PULL_LOOK) break;
+          best = consider(from, pickFromQueue(from.queue, to.loaded), best);
+        }
       }
       if (best === undefined) return;
       best.from.queue.splice(best.at, 1);
       const model = best.job.model;
+      this.unqueued(best.from, model);
       if (!best.from.copies.has(model) && !best.from.queue.some((j) => j.model === model)) this.view.forgetLoading(best.from, model);
-      this.meter.waiting(best.job.model, -1, now);
+      this.meter.waiting(model, -1, now);
       this.meter.update(best.from, now);
       best.job.moves++;
       this.moves++;
-      if (!to.loaded.has(best.job.model)) this.view.noteLoading(n, best.job.model, now);
+      if (!to.loaded.has(model)) this.view.noteLoading(n, model, now);
       this.enqueue(best.job, n, now);
     }
+  }
+
+  private unqueued(n: SimNode, model: string): void {
+    const on = this.queuedBy.get(model)!;
+    const k = on.get(n)! - 1;
+    if (k === 0) on.delete(n);
+    else on.set(n, k);
   }
 
   private onTick(now: number): void {
@@ -219,16 +254,27 @@ export class Run {
       for (const j of again) this.route(j, now);
     }
     if (!this.balanced) return;
-    // The bridge's rebalancer, every 2 s: nodes with a free slot pull (a bounded number a round).
+    // The bridge's rebalancer, every 2 s: first the free nodes that have a queued model loaded
+    // (from the snapshot's index), then others in turn, a bounded number a round.
     if (Math.round(now / REFRESH_MS) % 2 !== 0 || !this.meter.anyWaiting()) return;
     let budget = PULL_NODES;
+    for (const [m, on] of this.queuedBy) {
+      if (on.size === 0) continue;
+      for (const v of this.view.index.candidates(m).loaded) {
+        const n = this.ctx.byId.get(v.health.node_id)!;
+        if (n.running + n.queue.length >= n.slots) continue;
+        this.pull(n, now);
+        if (--budget === 0 || on.size === 0) break;
+      }
+      if (budget === 0 || !this.meter.anyWaiting()) return;
+    }
     const N = this.nodes.length;
     for (let k = 0; k < N; k++) {
       const n = this.nodes[(this.pullFrom + k) % N]!;
       if (n.running + n.queue.length >= n.slots) continue;
       this.pullFrom = (n.index + 1) % N;
       this.pull(n, now);
-      if (--budget === 0 || !this.meter.anyWaiting()) break;
+      if (--budget <= 0 || !this.meter.anyWaiting()) break;
     }
   }
 
@@ -249,6 +295,19 @@ export class Run {
 const PULL_LOOK = 16;
 /** Free nodes the periodic rebalancer tries per round. */
 const PULL_NODES = 32;
+
+interface Pulled {
+  job: Job;
+  at: number;
+  from: SimNode;
+  gain: number;
+}
+
+/** Index of the last job of `model` in `queue` (-1: none). */
+function lastOf(queue: readonly Job[], model: string): number {
+  for (let i = queue.length - 1; i >= 0; i--) if (queue[i]!.model === model) return i;
+  return -1;
+}
 
 /** The job to offer a free node: the last one of a model loaded there, else the last one. */
 function pickFromQueue(queue: readonly Job[], warm: ReadonlySet<string>): number {

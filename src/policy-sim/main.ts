@@ -11,47 +11,35 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { helpText, parseArgv, parsers, resolveOptions, type OptionSpec, type Resolved } from '../config/options.js';
+import { ConfigError } from '../lib/errors.js';
 import { runAll, runGrid, emptyRuns, measureScale, type Cell, type ScaleResult } from './grid.js';
 import { buildReport } from './report.js';
 import { parseReplay } from './workload.js';
 import { INTRO } from './intro.js';
 
-interface Args {
-  quick: boolean;
-  out: string;
-  replay?: string;
-  scale: number;
-  seeds: number;
-  render?: string;
-}
+/** The simulator's flags, each with its ORION_SIMULATE_* twin (a flag wins). */
+const simulateOptions = {
+  quick: { flag: 'quick', env: 'ORION_SIMULATE_QUICK', description: 'A small grid (2 sizes, 3 loads, 2 seeds) for tests, into --out', default: false, defaultText: 'false', boolean: true, parse: parsers.bool } satisfies OptionSpec<boolean>,
+  out: { flag: 'out', env: 'ORION_SIMULATE_OUT', description: 'Where ROUTING.md and docs/routing/*.svg go (--quick: routing/*.svg)', default: '.', defaultText: '.', parse: parsers.string } satisfies OptionSpec<string>,
+  replay: { flag: 'replay', env: 'ORION_SIMULATE_REPLAY', description: 'Also replay a recorded arrivals log (JSONL, see workload.ts) on 10 nodes', parse: parsers.string } satisfies OptionSpec<string>,
+  scale: { flag: 'scale', env: 'ORION_SIMULATE_SCALE', description: 'Requests for the scale measurement on 1,000 nodes (0: skip)', default: 1_000_000, defaultText: '1000000', parse: parsers.int(0) } satisfies OptionSpec<number>,
+  seeds: { flag: 'seeds', env: 'ORION_SIMULATE_SEEDS', description: 'Seeds per cell for the small clusters', default: 10, defaultText: '10', parse: parsers.int(1) } satisfies OptionSpec<number>,
+  render: { flag: 'render', env: 'ORION_SIMULATE_RENDER', description: 'Rewrite the page and plots from a results.json of an earlier run, no simulation', parse: parsers.string } satisfies OptionSpec<string>,
+};
 
-function parseArgs(argv: string[]): Args {
-  const a: Args = { quick: false, out: '.', scale: 1_000_000, seeds: 10 };
-  for (let i = 0; i < argv.length; i++) {
-    const [flag, inline] = argv[i]!.split('=', 2) as [string, string | undefined];
-    const value = (): string => {
-      const v = inline ?? argv[++i];
-      if (v === undefined) throw new Error(`${flag} needs a value`);
-      return v;
-    };
-    if (flag === '--quick') a.quick = true;
-    else if (flag === '--out') a.out = value();
-    else if (flag === '--replay') a.replay = value();
-    else if (flag === '--scale') a.scale = Number(value());
-    else if (flag === '--seeds') a.seeds = Number(value());
-    else if (flag === '--render') a.render = value();
-    else throw new Error(`unknown flag ${flag} (known: --quick --out --replay --scale --seeds --render)`);
-  }
-  if (!Number.isInteger(a.seeds) || a.seeds < 1) throw new Error('--seeds must be a positive integer');
-  if (!Number.isInteger(a.scale) || a.scale < 0) throw new Error('--scale must be a non-negative integer');
-  return a;
-}
+type Args = Resolved<typeof simulateOptions>;
 
 const FULL_REQUESTS: Record<number, number> = { 3: 1500, 10: 3000, 100: 5000, 1000: 15000 };
 const QUICK_REQUESTS: Record<number, number> = { 3: 300, 10: 600 };
 
 export function main(argv: string[]): void {
-  const a = parseArgs(argv);
+  const { flags, positional } = parseArgv(argv, simulateOptions);
+  if (flags['help']) {
+    process.stdout.write(helpText('npm run simulate --', 'the policy simulator: writes ROUTING.md and its SVG plots', simulateOptions));
+    return;
+  }
+  const a: Args = resolveOptions(simulateOptions, { flags, positional, env: process.env });
   const log = (line: string): void => void process.stderr.write(line + '\n');
   const requests = (size: number): number => (a.quick ? QUICK_REQUESTS : FULL_REQUESTS)[size] ?? 2000;
   if (a.render !== undefined) {
@@ -111,6 +99,7 @@ function write(
 try {
   main(process.argv.slice(2));
 } catch (err) {
-  process.stderr.write(`simulate: ${err instanceof Error ? err.message : String(err)}\n`);
+  const lines = err instanceof ConfigError ? err.problems : [err instanceof Error ? err.message : String(err)];
+  for (const line of lines) process.stderr.write(`simulate: ${line}\n`);
   process.exitCode = 2;
 }

@@ -12,13 +12,17 @@ import { MODELS } from './workload.js';
 
 export const HEARTBEAT_GRACE_MS = 5_000;
 
-export interface RunMetrics {
-  requests: number;
+/** Time to first token and end to end (p50, p99, s) and the share of first tokens within 10 s. */
+export interface LatencyMetrics {
   ttftP50: number;
   ttftP99: number;
   e2eP50: number;
   e2eP99: number;
   within10s: number;
+}
+
+export interface RunMetrics extends LatencyMetrics {
+  requests: number;
   coldLoads: number;
   avoidableColdLoads: number;
   idleWarmS: number;
@@ -35,6 +39,21 @@ export function percentile(sorted: Float64Array, p: number): number {
   if (sorted.length === 0) return Number.NaN;
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1));
   return sorted[i]!;
+}
+
+/** The latency figures from each request's TTFT and end to end (ms, any order; sorted here). */
+export function latencies(ttft: Float64Array, e2e: Float64Array): LatencyMetrics {
+  let within = 0;
+  for (const t of ttft) if (t <= 10_000) within++;
+  ttft.sort();
+  e2e.sort();
+  return {
+    ttftP50: percentile(ttft, 0.5) / 1000,
+    ttftP99: percentile(ttft, 0.99) / 1000,
+    e2eP50: percentile(e2e, 0.5) / 1000,
+    e2eP99: percentile(e2e, 0.99) / 1000,
+    within10s: ttft.length === 0 ? 0 : within / ttft.length,
+  };
 }
 
 export class IdleWarmMeter {
@@ -138,16 +157,12 @@ export function summarize(
 ): RunMetrics {
   const ttft = new Float64Array(jobs.length);
   const e2e = new Float64Array(jobs.length);
-  let within = 0;
   let avoidable = 0;
   jobs.forEach((j, i) => {
     ttft[i] = j.firstToken - j.arrival;
     e2e[i] = j.end - j.arrival;
-    if (ttft[i]! <= 10_000) within++;
     if (j.avoidable) avoidable++;
   });
-  ttft.sort();
-  e2e.sort();
   let busyMax = 0;
   let busySum = 0;
   let loads = 0;
@@ -158,11 +173,7 @@ export function summarize(
   }
   return {
     requests: jobs.length,
-    ttftP50: percentile(ttft, 0.5) / 1000,
-    ttftP99: percentile(ttft, 0.99) / 1000,
-    e2eP50: percentile(e2e, 0.5) / 1000,
-    e2eP99: percentile(e2e, 0.99) / 1000,
-    within10s: jobs.length === 0 ? 0 : within / jobs.length,
+    ...latencies(ttft, e2e),
     coldLoads: loads,
     avoidableColdLoads: avoidable,
     idleWarmS: meter.totalMs / 1000,

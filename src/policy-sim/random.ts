@@ -2,18 +2,10 @@
  * Seeded randomness for the policy simulator: one stream per (seed, purpose), so a run is a pure
  * function of its seed and changing one workload knob does not reshuffle the others.
  */
+import { seededRandom } from '../lib/random.js';
 
-/** mulberry32: small, fast, good enough for simulation; returns [0, 1). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The project's seeded generator (mulberry32); returns [0, 1). */
+export const rng = seededRandom;
 
 /** A seed for one purpose of one run. */
 export function subSeed(seed: number, purpose: string): number {

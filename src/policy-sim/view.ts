@@ -3,11 +3,12 @@
  * nodes' phases spread over the 5 s), rebuilt into a routing snapshot about every second as the
  * real registry does (eligible nodes in the guide's order and a RoutingIndex), plus its own
  * placements at once: jobs waiting and running per node, and models it sent a node to load.
- * Exclusion has SPEC 6's hysteresis: out above 75 °C / 90 % RAM, back below 70 °C / 85 %.
+ * Exclusion has SPEC 6's hysteresis, decided by the bridge's own `nextHeld` and `exclusionOf`
+ * (src/router/routing.ts): out above 75 °C / 90 % RAM, back below 70 °C / 85 %.
  */
 import type { NodeHealth } from '../contracts/types.js';
 import { RoutingIndex } from '../router/routing-index.js';
-import { eligibleInOrder, type NodeView } from '../router/routing.js';
+import { eligibleInOrder, exclusionOf, nextHeld, type Held, type NodeView, type Thresholds } from '../router/routing.js';
 import { expire, ramPercent, type SimNode } from './cluster.js';
 
 export const HEARTBEAT_MS = 5_000;
@@ -16,6 +17,8 @@ export const MAX_TEMP = 75;
 export const READMIT_TEMP = 70;
 export const MAX_RAM = 90;
 export const READMIT_RAM = 85;
+/** SPEC 6's limits, as the bridge's defaults. */
+export const THRESHOLDS: Thresholds = { maxTemp: MAX_TEMP, maxRam: MAX_RAM, staleAfterMs: 15_000, readmitTemp: READMIT_TEMP, readmitRam: READMIT_RAM };
 /** How long the bridge counts a model it sent a node to load as loaded there (registry.ts). */
 export const LOADING_TTL_MS = 60_000;
 
@@ -25,6 +28,8 @@ export class BridgeView {
   index = new RoutingIndex([]);
   private readonly anticipated: Map<string, number>[];
   private readonly installed: ReadonlySet<string>[];
+  /** Each node's hysteresis memory, as the registry keeps it between snapshots. */
+  private readonly held: (Held | undefined)[] = [];
   private dirty = true;
 
   constructor(
@@ -43,20 +48,21 @@ export class BridgeView {
   heartbeat(n: SimNode, now: number): NodeView {
     if (this.heat) n.thermal.step(n.running > 0 ? 1 : 0, now);
     expire(n, now);
-    const temp = this.heat ? n.thermal.temperature : null;
-    const ram = ramPercent(n);
-    if (temp !== null && temp > MAX_TEMP) n.hot = true;
-    else if (temp === null || temp < READMIT_TEMP) n.hot = false;
-    if (ram > MAX_RAM) n.full = true;
-    else if (ram < READMIT_RAM) n.full = false;
+    const ramPct = Math.round(ramPercent(n) * 10) / 10;
+    const tempC = this.heat ? Math.round(n.thermal.temperature * 10) / 10 : null;
+    // Exclusion and its hysteresis by the bridge's own code, on the figures a health report carries.
+    const probe = { temp_celsius: tempC, ram_percent: ramPct, available: true } as NodeHealth;
+    const held = nextHeld(probe, this.held[n.index], THRESHOLDS);
+    this.held[n.index] = held;
+    const reason = exclusionOf(probe, now, true, now, THRESHOLDS, held);
+    n.hot = reason === 'temperature';
+    n.full = reason === 'ram';
     const pending = this.anticipated[n.index]!;
     for (const [m, until] of pending) {
       const c = n.copies.get(m);
       if (until <= now || (c !== undefined && c.readyAt <= now)) pending.delete(m);
     }
-    const eligible = !n.hot && !n.full;
-    const ramPct = Math.round(ram * 10) / 10;
-    const tempC = temp === null ? null : Math.round(temp * 10) / 10;
+    const eligible = reason === undefined;
     const old = this.views[n.index];
     this.onHeartbeat(n, now);
     // Routing reads eligibility, RAM order and models: when none changed, keep the view (and
@@ -83,7 +89,7 @@ export class BridgeView {
     const loaded = new Set(models);
     for (const m of pending.keys()) loaded.add(m);
     const view: NodeView = { health, lastSeenMs: now, ttlAlive: true, loaded, installed: this.installed[n.index]!, eligible };
-    if (!eligible) view.excludedReason = n.hot ? 'temperature' : 'ram';
+    if (reason !== undefined) view.excludedReason = reason;
     this.views[n.index] = view;
     this.dirty = true;
     return view;

@@ -36,6 +36,16 @@ export type LoadOf = (nodeId: string, model: string) => NodeLoad;
 export interface BalancedOptions {
   /** A cold load must start the request this much sooner than the best warm node. @defaultValue 2000 */
   coldMarginMs?: number;
+  /**
+   * ... and at least this share of the best warm node's expected wait sooner, over the square
+   * root of the answers that wait is made of. The wait is an estimate (answer lengths are
+   * heavy-tailed and unknown until they end) whose relative error shrinks as the square root of
+   * the answers it adds up, while a load's time is known: behind one running answer a load must
+   * start the job twice as soon (or more, by the share); behind nine, a third sooner. A load
+   * the warm node would have beaten costs memory and evicts models for nothing.
+   * @defaultValue 1
+   */
+  coldMarginShare?: number;
   /** Share of an answer a running job still has ahead of it, on average. @defaultValue 0.5 */
   runningResidual?: number;
   /**
@@ -46,6 +56,13 @@ export interface BalancedOptions {
 }
 
 export const DEFAULT_COLD_MARGIN_MS = 2_000;
+export const DEFAULT_COLD_MARGIN_SHARE = 1;
+
+/** How much sooner a cold load must start a job than the warm node of `warm` would. */
+export function coldMarginMs(warm: Eta, o?: BalancedOptions): number {
+  const share = (o?.coldMarginShare ?? DEFAULT_COLD_MARGIN_SHARE) / Math.sqrt(Math.max(1, warm.answers));
+  return Math.max(o?.coldMarginMs ?? DEFAULT_COLD_MARGIN_MS, Math.min(1, share) * warm.etaMs);
+}
 export const DEFAULT_RUNNING_RESIDUAL = 0.5;
 
 export type BalancedDecision =
@@ -117,6 +134,8 @@ export interface Eta {
   loadMs: number;
   /** The node could start the job at once (a free slot). */
   free: boolean;
+  /** Answers that must end before a slot frees (0 when free). */
+  answers: number;
 }
 
 /** Expected time to first token for `model` on `n`, `warm` saying whether it is loaded there. */
@@ -127,12 +146,13 @@ export function etaOn(n: NodeView, model: string, warm: boolean, load: LoadOf, l
   const ahead = Math.max(0, l.waiting) + Math.max(0, l.running);
   const free = ahead < slots;
   const waitMs = free ? 0 : slotWaitMs(slots, ahead, workOf(l, learner.answerMs(id, model), o?.runningResidual ?? DEFAULT_RUNNING_RESIDUAL));
+  const answers = free ? 0 : ahead - slots + 1;
   if (warm) {
     const loading = Math.max(0, l.loadingMs ?? 0);
-    return { etaMs: Math.max(waitMs, loading), waitMs, loadMs: loading, free };
+    return { etaMs: Math.max(waitMs, loading), waitMs, loadMs: loading, free, answers };
   }
   const loadMs = learner.loadMs(id, model);
-  return { etaMs: waitMs + loadMs, waitMs, loadMs, free };
+  return { etaMs: waitMs + loadMs, waitMs, loadMs, free, answers };
 }
 
 /**
@@ -172,16 +192,26 @@ export function balancedFrom(
   const keep = (avoidedColdLoad = false): BalancedDecision => routed(g, g, gWarm, gEta, avoidedColdLoad);
   if (gEta.free && !(gWarm && gEta.loadMs > 0)) return keep();
   const ok = (n: NodeView): boolean => avoid === undefined || !avoid.has(n.health.node_id);
-  // Warm: the smallest ETA, ties to the guide's order.
+  // Warm: the smallest ETA, ties to the guide's order. Nothing starts sooner than at once, so
+  // the first warm node with a free slot and no load under way wins outright: looked for first,
+  // by counts alone (with a thousand nodes most requests end here, no answer time looked up).
   let warm: { n: NodeView; e: Eta } | undefined;
   for (const n of c.loaded) {
     if (!ok(n)) continue;
-    const e = n === g ? gEta : etaOn(n, want, true, load, learner, o);
-    if (warm === undefined || e.etaMs < warm.e.etaMs) warm = { n, e };
-    // Nothing starts sooner than at once, and later nodes lose ties.
-    if (warm.e.etaMs <= 0) break;
+    const l = load(n.health.node_id, want);
+    if (Math.max(0, l.waiting) + Math.max(0, l.running) < slotsOf(n) && !((l.loadingMs ?? 0) > 0)) {
+      warm = { n, e: { etaMs: 0, waitMs: 0, loadMs: 0, free: true, answers: 0 } };
+      break;
+    }
   }
-  const margin = warm === undefined ? 0 : (o?.coldMarginMs ?? DEFAULT_COLD_MARGIN_MS);
+  if (warm === undefined) {
+    for (const n of c.loaded) {
+      if (!ok(n)) continue;
+      const e = n === g ? gEta : etaOn(n, want, true, load, learner, o);
+      if (warm === undefined || e.etaMs < warm.e.etaMs) warm = { n, e };
+    }
+  }
+  const margin = warm === undefined ? 0 : coldMarginMs(warm.e, o);
   // Cold: weighed only when a load could beat the best warm node; else only asked whether one
   // could have started at once (the counter of cold loads avoided).
   const floor = learner.loadFloorMs(want);
@@ -189,7 +219,9 @@ export function balancedFrom(
   const pool = c.installed.length > 0 || warm !== undefined ? c.installed : c.unknown;
   let cold: { n: NodeView; e: Eta } | undefined;
   let coldFree = false;
-  for (const n of pool) {
+  // A warm node that starts it at once is the answer, and no load was avoided: nothing to weigh.
+  const settled = !weigh && warm !== undefined && warm.e.etaMs <= 0;
+  for (const n of settled ? [] : pool) {
     if (!ok(n) || n.loaded.has(want)) continue;
     if (!weigh) {
       const l = load(n.health.node_id, want);

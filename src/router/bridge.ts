@@ -19,8 +19,9 @@ import { createLogger, type Logger } from '../lib/logger.js';
 import { ROUTER_GROUP, names, type Names } from '../lib/names.js';
 import { connectRedis, describeRedis } from '../lib/redis.js';
 import { RedisWatch } from '../lib/redis-watch.js';
+import { Serial } from '../lib/serial.js';
 import { Board } from './board.js';
-import { GroupReader } from './consumer.js';
+import { ConsumerGroup, GroupReader } from './consumer.js';
 import { DeadlineSweeper } from './deadlines.js';
 import { DecisionFeed } from './decisions.js';
 import { DeadNodeSweeper } from './deadnodes.js';
@@ -28,6 +29,7 @@ import { Periodic } from '../lib/periodic.js';
 import { withTimeout } from '../lib/time.js';
 import { Dispatcher } from './dispatcher.js';
 import { SERVICE, healthHandler, metricsHandler, nodesHandler, statsHandler, type HandlerContext } from './http.js';
+import { HeldRequests } from './held.js';
 import { Intake } from './intake.js';
 import { RouterMetrics, type QueueDepth } from './metrics.js';
 import { ASSET_PATHS, assetHandler, clusterHandler, type ClusterContext } from './page.js';
@@ -38,6 +40,7 @@ import { Timeline } from './timeline.js';
 import { trimAcked } from './trim.js';
 import type { Thresholds } from './routing.js';
 import { Balancing } from './balancing.js';
+import type { Placer } from './placer.js';
 import { requestStatusHandler } from './where.js';
 import type { IncomingMessage } from 'node:http';
 
@@ -98,6 +101,7 @@ interface Parts {
   metrics: RouterMetrics;
   stats: BridgeStats;
   intake: Intake;
+  held: HeldRequests;
   rerouter: RerouteHandler;
   deadNodes: DeadNodeSweeper;
   deadlines: DeadlineSweeper;
@@ -122,6 +126,22 @@ export function thresholdsOf(config: RouterConfig): Required<Thresholds> {
   };
 }
 
+/** The parts the stream readers are built on, built before them. */
+interface IntakeParts {
+  redis: Redis;
+  claims: Redis;
+  blocking: readonly [Redis, Redis];
+  n: Names;
+  registry: Registry;
+  dispatcher: Dispatcher;
+  stats: BridgeStats;
+  placer: Placer;
+  watch: RedisWatch;
+  decisions: DecisionFeed;
+  now: () => number;
+  part: (component: string) => Logger;
+}
+
 function assemble(config: RouterConfig, deps: BridgeDeps, root: Logger): Parts {
   const n = names(config.streamPrefix);
   const consumer = config.consumerName;
@@ -139,25 +159,11 @@ function assemble(config: RouterConfig, deps: BridgeDeps, root: Logger): Parts {
   const dispatcher = new Dispatcher({ redis: cmd, n, log: part('dispatcher'), addTimeoutMs: deps.addTimeoutMs, depthCacheMs: deps.depthCacheMs, decisions });
   const depths = (): Promise<ReadonlyMap<string, QueueDepth>> =>
     withTimeout(dispatcher.depths(registry.current().known), 1000, 'job counts').catch(() => new Map<string, QueueDepth>());
-  let heldCount = (): number => 0;
-  const metrics = new RouterMetrics({ snapshot: () => registry.current(), depths, waiting: () => heldCount() });
+  const metrics = new RouterMetrics({ snapshot: () => registry.current(), depths });
   const stats = new BridgeStats(n, consumer, metrics);
   const balancing = new Balancing({ config, redis: cmd, n, registry, dispatcher, stats, log: part });
   const common = { redis: cmd, n, registry, dispatcher, stats, placer: balancing.placer, now };
-  const intake = new Intake({ ...common, claims, log: part('intake'), maxAttempts: config.maxAttempts, decisions });
-  heldCount = () => intake.heldCount();
-  const rerouter = new RerouteHandler({ ...common, log: part('reroute') });
-  const readerBase = { cmd, group: ROUTER_GROUP, consumer, batchSize: config.batchSize, blockMs: deps.blockMs, claimIdleMs: config.claimIdle, claimEveryMs: deps.claimEveryMs };
-  const readers = [
-    // depth 8: batches are read and claimed, routed and sent, and waited for all at once
-    // (Intake.handle), so that neither the bridge nor Redis waits for the other under a
-    // backlog. 8 drained faster than 3 or 5, and as fast as 16 (P1 in BENCHMARKS.md).
-    // Under a maxmemory-policy that evicts, no new request is read (SPEC.md section 7).
-    new GroupReader({ ...readerBase, blocking: blocking[0], stream: n.requests, depth: 8, log: part('consumer'), handle: (e) => intake.handle(e), paused: () => watch.policy.refusing() }),
-    new GroupReader({ ...readerBase, blocking: blocking[1], stream: n.reroute, log: part('reroute'), handle: (e) => rerouter.handle(e) }),
-  ];
-  intake.reader = readers[0];
-  rerouter.reader = readers[1];
+  const { held, intake, rerouter, readers } = assembleIntake(config, deps, { ...common, claims, blocking, watch, decisions, part });
   return {
     log: part('bridge'),
     n,
@@ -169,9 +175,10 @@ function assemble(config: RouterConfig, deps: BridgeDeps, root: Logger): Parts {
     metrics,
     stats,
     intake,
+    held,
     rerouter,
     deadNodes: new DeadNodeSweeper({ ...common, log: part('dead-nodes'), consumer }),
-    deadlines: new DeadlineSweeper({ redis: cmd, n, dispatcher, intake, stats, log: part('deadlines'), tickMs: deps.deadlineTickMs, now }),
+    deadlines: new DeadlineSweeper({ redis: cmd, n, dispatcher, held, stats, log: part('deadlines'), tickMs: deps.deadlineTickMs, now }),
     board: new Board({ redis: cmd, n, dispatcher, adminUser: config.adminUser, adminPassword: config.adminPassword, log: part('board') }),
     readers,
     watch,
@@ -180,6 +187,31 @@ function assemble(config: RouterConfig, deps: BridgeDeps, root: Logger): Parts {
     timeline: new Timeline({ redis: cmd, n, local: () => stats.snapshot(), stepMs: deps.timelineStepMs }),
     depths,
   };
+}
+
+/** What the bridge reads with: the two stream readers and what they hand their batches to. */
+function assembleIntake(config: RouterConfig, deps: BridgeDeps, o: IntakeParts): Pick<Parts, 'held' | 'intake' | 'rerouter' | 'readers'> {
+  const { redis: cmd, n, stats, blocking, watch, decisions, part } = o;
+  const consumer = config.consumerName;
+  const groups = {
+    requests: new ConsumerGroup({ cmd, stream: n.requests, group: ROUTER_GROUP, consumer, log: part('consumer') }),
+    reroute: new ConsumerGroup({ cmd, stream: n.reroute, group: ROUTER_GROUP, consumer, log: part('reroute') }),
+  };
+  // Batches, retries of held requests and their expiry take turns in one lane.
+  const lane = new Serial();
+  const held = new HeldRequests({ redis: cmd, n, group: groups.requests, lane, log: part('intake'), stats, decisions, now: o.now });
+  const intake = new Intake({ ...o, log: part('intake'), maxAttempts: config.maxAttempts, group: groups.requests, held, lane, decisions });
+  const rerouter = new RerouteHandler({ ...o, log: part('reroute'), group: groups.reroute });
+  const readerBase = { batchSize: config.batchSize, blockMs: deps.blockMs, claimIdleMs: config.claimIdle, claimEveryMs: deps.claimEveryMs };
+  const readers = [
+    // depth 8: batches are read and claimed, routed and sent, and waited for all at once
+    // (Intake.handle), so that neither the bridge nor Redis waits for the other under a
+    // backlog. 8 drained faster than 3 or 5, and as fast as 16 (P1 in BENCHMARKS.md).
+    // Under a maxmemory-policy that evicts, no new request is read (SPEC.md section 7).
+    new GroupReader({ ...readerBase, group: groups.requests, blocking: blocking[0], depth: 8, log: part('consumer'), handle: (b) => intake.handle(b), paused: () => watch.policy.refusing() }),
+    new GroupReader({ ...readerBase, group: groups.reroute, blocking: blocking[1], log: part('reroute'), handle: (b) => rerouter.handle(b) }),
+  ];
+  return { held, intake, rerouter, readers };
 }
 
 /** Run `fn` every `ms` from now on, never twice at once; failures are the callee's to log. */
@@ -192,7 +224,7 @@ function every(ms: number, fn: () => Promise<void>): Periodic {
 export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}): Promise<BridgeHandle> {
   const root = deps.log ?? createLogger({ level: config.logLevel, base: { service: SERVICE } });
   const p = assemble(config, deps, root);
-  const { log, n, cmd, registry, intake, rerouter, deadNodes, deadlines, board, stats, watch } = p;
+  const { log, n, registry, intake, held, rerouter, deadNodes, deadlines, board, stats, watch } = p;
   // Redis's clock and policy before anything is judged or read (bounded: Redis may be down).
   await watch.start();
 
@@ -209,10 +241,30 @@ export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}):
   await withTimeout(registry.refresh(), 3000, 'first registry read').catch((err: Error) => log.warn({ err: err.message }, 'registry not read yet; routing waits for it'));
   board.sync(registry.current().known);
 
-  let http: HttpServerHandle;
+  const http = await serveHttp(config, p, root);
+  const timers = startWork(config, deps, p);
+  const access = board.writable ? 'writable (admin credentials set)' : 'read-only';
+  log.info({ redis: describeRedis(config), prefix: config.streamPrefix, consumer: config.consumerName, http_port: http.port, board: access }, 'bridge started');
+
+  let closing: Promise<void> | undefined;
+  return {
+    httpPort: http.port,
+    names: n,
+    stats: () => stats.snapshot(),
+    snapshot: () => registry.current(),
+    waiting: () => held.count,
+    refresh: () => registry.refreshAndNotify(),
+    sweepDeadlines: () => deadlines.tick(),
+    close: () => (closing ??= closeBridge(p, http, timers)),
+  };
+}
+
+/** The HTTP server: the routes, the decision stream and Bull Board; the connections are closed if it cannot start. */
+async function serveHttp(config: RouterConfig, p: Parts, root: Logger): Promise<HttpServerHandle> {
+  const { n, cmd, registry, held, rerouter, board, stats, watch } = p;
   const boardListener = board.listener();
   try {
-    http = await startHttpServer({
+    return await startHttpServer({
       host: config.httpAddr,
       port: config.httpPort,
       log: root.child({ component: 'http' }),
@@ -222,14 +274,14 @@ export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}):
           n,
           consumer: config.consumerName,
           counts: () => stats.snapshot(),
-          waiting: () => intake.heldCount(),
+          waiting: () => held.count,
           reroutesPending: () => rerouter.pendingCount(),
           snapshot: () => registry.current(),
           depths: p.depths,
           metrics: p.metrics,
           routing: config.routing,
           load: (id) => p.balancing.load.get(id),
-          where: { redis: cmd, n, eta: p.balancing.etaSource((id) => intake.isHeld(id)) },
+          where: { redis: cmd, n, eta: p.balancing.etaSource((id) => held.has(id)) },
           readmit: { temp: thresholdsOf(config).readmitTemp, ram: thresholdsOf(config).readmitRam },
         },
         {
@@ -238,7 +290,7 @@ export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}):
           snapshot: () => registry.current(),
           depths: p.depths,
           timeline: () => p.timeline.view(),
-          held: () => intake.heldCount(),
+          held: () => held.count,
           boardWritable: board.writable,
         },
         watch,
@@ -254,13 +306,18 @@ export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}):
     for (const c of [cmd, p.claims, ...p.blocking]) c.disconnect();
     throw err;
   }
+}
+
+/** Start reading, refreshing, sweeping and the periodic work; returns the periodic work to stop. */
+function startWork(config: RouterConfig, deps: BridgeDeps, p: Parts): Periodic[] {
+  const { log, n, cmd, held, rerouter, stats } = p;
   for (const r of p.readers) r.start();
-  registry.start();
-  deadlines.start();
+  p.registry.start();
+  p.deadlines.start();
   p.timeline.start();
-  const timers = [
+  return [
     every(deps.touchEveryMs ?? Math.max(250, Math.floor(config.claimIdle / 3)), async () => {
-      await intake.touchHeld();
+      await held.touch();
       await rerouter.touchPending();
     }),
     every(deps.statsFlushMs ?? 1000, () => stats.flush(cmd)),
@@ -270,20 +327,6 @@ export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}):
       }
     }),
   ];
-  const access = board.writable ? 'writable (admin credentials set)' : 'read-only';
-  log.info({ redis: describeRedis(config), prefix: config.streamPrefix, consumer: config.consumerName, http_port: http.port, board: access }, 'bridge started');
-
-  let closing: Promise<void> | undefined;
-  return {
-    httpPort: http.port,
-    names: n,
-    stats: () => stats.snapshot(),
-    snapshot: () => registry.current(),
-    waiting: () => intake.heldCount(),
-    refresh: () => registry.refreshAndNotify(),
-    sweepDeadlines: () => deadlines.tick(),
-    close: () => (closing ??= closeBridge(p, http, timers)),
-  };
 }
 
 /** Stop intake first, then the background work, then queues, HTTP and connections. */

@@ -1,7 +1,8 @@
 /**
  * A consumer-group reader for one stream: the loop the bridge runs on `{p}:requests` and on
  * `{p}:reroute`. It owns a blocking connection and hands batches to a handler, which acks
- * what it has finished (`ack`) and may keep entries pending for later.
+ * what it has finished (`Batch`) and may keep entries pending for later (acked through the
+ * `ConsumerGroup`).
  *
  *   start    XGROUP CREATE <stream> <group> 0 MKSTREAM (BUSYGROUP: already there)
  *   first    its own pending entries (XREADGROUP ... <id>), from 0 until none are left, so a
@@ -12,7 +13,7 @@
  */
 import type { Redis } from 'ioredis';
 import type { Logger } from '../lib/logger.js';
-import { sleep } from '../lib/time.js';
+import { sleep, withTimeout } from '../lib/time.js';
 
 export interface StreamEntry {
   id: string;
@@ -20,14 +21,80 @@ export interface StreamEntry {
   fields: string[] | null;
 }
 
-export interface GroupReaderOptions {
-  /** Blocking connection, used by this reader only; disconnected by `stop()`. */
-  blocking: Redis;
-  /** Command connection for acks and claims. */
+/** A stream's consumer group, as one consumer of it: the group created, entries acked and kept. */
+export interface GroupOptions {
+  /** Command connection (not a blocking one). */
   cmd: Redis;
   stream: string;
   group: string;
   consumer: string;
+  log: Logger;
+}
+
+/** What holds entries pending needs of their group: the ack, and keeping siblings off them. */
+export interface Acks {
+  /** Acknowledge finished entries (one XACK). */
+  ack(ids: readonly string[]): Promise<void>;
+  /** Reset the idle time of entries still held here, so a sibling does not claim them. */
+  touch(ids: readonly string[]): Promise<void>;
+}
+
+export class ConsumerGroup implements Acks {
+  constructor(readonly o: GroupOptions) {}
+
+  /** XGROUP CREATE ... MKSTREAM; a group already there is fine. */
+  async ensure(): Promise<void> {
+    try {
+      await this.o.cmd.xgroup('CREATE', this.o.stream, this.o.group, '0', 'MKSTREAM');
+      this.o.log.info({ stream: this.o.stream, group: this.o.group }, 'consumer group created');
+    } catch (err) {
+      if (!/BUSYGROUP/.test((err as Error).message)) throw err;
+    }
+  }
+
+  async ack(ids: readonly string[]): Promise<void> {
+    if (ids.length === 0) return;
+    await this.o.cmd.xack(this.o.stream, this.o.group, ...ids);
+  }
+
+  async touch(ids: readonly string[]): Promise<void> {
+    for (let i = 0; i < ids.length; i += 500) {
+      await this.o.cmd.xclaim(this.o.stream, this.o.group, this.o.consumer, 0, ...ids.slice(i, i + 500), 'JUSTID');
+    }
+  }
+}
+
+/**
+ * The entries of one read (XREADGROUP, with what XAUTOCLAIM took over at the same time), and
+ * their ack: the handler `finish`es each entry once it is placed or answered, and `ack`s the
+ * batch at the end, one XACK for everything finished. An entry not finished stays pending
+ * (held for later, or read again after a restart). Finishing is idempotent, so a batch handled
+ * again from the start after a failure acks each entry once.
+ */
+export class Batch {
+  private readonly finished = new Set<string>();
+
+  constructor(
+    private readonly group: Pick<Acks, 'ack'>,
+    readonly entries: readonly StreamEntry[] = [],
+  ) {}
+
+  finish(entryId: string): void {
+    this.finished.add(entryId);
+  }
+
+  /** Acknowledge what is finished (bounded by `timeoutMs`); what is acked is forgotten. */
+  async ack(timeoutMs: number): Promise<void> {
+    const ids = [...this.finished];
+    await withTimeout(this.group.ack(ids), timeoutMs, 'acking entries');
+    for (const id of ids) this.finished.delete(id);
+  }
+}
+
+export interface GroupReaderOptions {
+  group: ConsumerGroup;
+  /** Blocking connection, used by this reader only; disconnected by `stop()`. */
+  blocking: Redis;
   batchSize: number;
   /** @defaultValue 1000 */
   blockMs?: number;
@@ -44,8 +111,8 @@ export interface GroupReaderOptions {
   log: Logger;
   /** While true, nothing new is read (what is pending stays pending); checked before each read. */
   paused?: () => boolean;
-  /** Handle a batch; the handler acks (`reader.ack`) what it has finished. Must not throw. */
-  handle(entries: StreamEntry[]): Promise<void>;
+  /** Handle a batch; the handler acks (`batch.ack`) what it has finished. Must not throw. */
+  handle(batch: Batch): Promise<void>;
 }
 
 type XReadReply = [string, [string, string[] | null][]][] | null;
@@ -75,28 +142,6 @@ export class GroupReader {
     await this.loop;
   }
 
-  async ensureGroup(): Promise<void> {
-    try {
-      await this.o.cmd.xgroup('CREATE', this.o.stream, this.o.group, '0', 'MKSTREAM');
-      this.o.log.info({ stream: this.o.stream, group: this.o.group }, 'consumer group created');
-    } catch (err) {
-      if (!/BUSYGROUP/.test((err as Error).message)) throw err;
-    }
-  }
-
-  /** Acknowledge finished entries (one XACK). */
-  async ack(ids: readonly string[]): Promise<void> {
-    if (ids.length === 0) return;
-    await this.o.cmd.xack(this.o.stream, this.o.group, ...ids);
-  }
-
-  /** Reset the idle time of entries still held here, so a sibling does not claim them. */
-  async touch(ids: readonly string[]): Promise<void> {
-    for (let i = 0; i < ids.length; i += 500) {
-      await this.o.cmd.xclaim(this.o.stream, this.o.group, this.o.consumer, 0, ...ids.slice(i, i + 500), 'JUSTID');
-    }
-  }
-
   private async run(): Promise<void> {
     const { log } = this.o;
     // Pending-first: '0' and then the last id seen, until a read comes back empty.
@@ -105,7 +150,7 @@ export class GroupReader {
     while (!this.stopped) {
       try {
         if (needGroup) {
-          await this.ensureGroup();
+          await this.o.group.ensure();
           needGroup = false;
         }
         if (this.o.paused?.()) {
@@ -130,13 +175,13 @@ export class GroupReader {
         if (this.stopped) break;
         const message = (err as Error).message;
         if (/NOGROUP/.test(message)) {
-          log.warn({ stream: this.o.stream }, 'consumer group is gone (Redis restarted empty?): creating it again');
+          log.warn({ stream: this.o.group.o.stream }, 'consumer group is gone (Redis restarted empty?): creating it again');
           needGroup = true;
           cursor = '0';
           continue;
         }
         this.failures += 1;
-        if (this.failures === 1) log.warn({ stream: this.o.stream, err: message }, 'stream read failed; retrying');
+        if (this.failures === 1) log.warn({ stream: this.o.group.o.stream, err: message }, 'stream read failed; retrying');
         await sleep(Math.min(100 * 2 ** Math.min(this.failures, 6), 5000));
       }
     }
@@ -147,13 +192,15 @@ export class GroupReader {
   /** Give a batch to the handler; wait while `depth` batches are in its hands. */
   private async handOver(entries: StreamEntry[]): Promise<void> {
     const depth = this.o.depth ?? 1;
-    if (depth <= 1) return this.o.handle(entries);
-    this.inFlight.push(this.o.handle(entries));
+    const batch = new Batch(this.o.group, entries);
+    if (depth <= 1) return this.o.handle(batch);
+    this.inFlight.push(this.o.handle(batch));
     while (this.inFlight.length >= depth) await this.inFlight.shift();
   }
 
   private async read(id: string, block: boolean): Promise<StreamEntry[]> {
-    const { blocking, group, consumer, batchSize, stream } = this.o;
+    const { blocking, batchSize } = this.o;
+    const { group, consumer, stream } = this.o.group.o;
     const reply = (
       block
         ? await blocking.xreadgroup('GROUP', group, consumer, 'COUNT', batchSize, 'BLOCK', this.o.blockMs ?? 1000, 'STREAMS', stream, id)
@@ -164,12 +211,13 @@ export class GroupReader {
   }
 
   private async autoclaim(): Promise<StreamEntry[]> {
-    const { blocking, stream, group, consumer, claimIdleMs, batchSize, log } = this.o;
+    const { blocking, claimIdleMs, batchSize, log } = this.o;
+    const { group, consumer, stream } = this.o.group.o;
     const reply = (await blocking.xautoclaim(stream, group, consumer, claimIdleMs, this.claimCursor, 'COUNT', batchSize)) as XAutoClaimReply;
     this.claimCursor = reply[0];
     const deleted = reply[2] ?? [];
     // Entries deleted from the stream while pending: nothing to do but forget them.
-    if (deleted.length > 0) await this.ack(deleted);
+    if (deleted.length > 0) await this.o.group.ack(deleted);
     const claimed = reply[1].filter(([, f]) => f !== null).map(([id, fields]) => ({ id, fields }));
     if (claimed.length > 0) log.info({ stream, count: claimed.length }, 'took over entries left idle by another consumer');
     return claimed;

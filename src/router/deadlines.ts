@@ -1,7 +1,7 @@
 /**
  * Deadlines (SPEC.md section 7): a request past its deadline is answered within about a second,
  * wherever it waits. Every tick:
- *   1. requests held here are answered `no_healthy_node` (Intake.expireHeld);
+ *   1. requests held here are answered `no_healthy_node` (HeldRequests.expire);
  *   2. ZRANGEBYSCORE `{p}:deadlines` -inf now LIMIT 0 500: each record without a final answer
  *      gets one (`timeout`; `no_healthy_node` if it waited for a node and was never placed),
  *      and a dead-letter entry; a job still waiting in its owner's queue is removed (an active
@@ -20,7 +20,7 @@ import { isValidNodeId, jobIdFor, type Names } from '../lib/names.js';
 import { Periodic } from '../lib/periodic.js';
 import { withTimeout } from '../lib/time.js';
 import type { Dispatcher } from './dispatcher.js';
-import { WAITING_FIELD, type Intake } from './intake.js';
+import { WAITING_FIELD, type HeldExpiry } from './held.js';
 import type { BridgeStats } from './stats.js';
 
 export interface DeadlineOptions {
@@ -28,7 +28,8 @@ export interface DeadlineOptions {
   n: Names;
   log: Logger;
   dispatcher: Dispatcher;
-  intake: Intake;
+  /** The requests this bridge holds for lack of a node: it answers those itself. */
+  held: HeldExpiry;
   stats: BridgeStats;
   /** @defaultValue 500 */
   tickMs?: number;
@@ -71,7 +72,7 @@ export class DeadlineSweeper {
 
   private async tickOnce(): Promise<void> {
     try {
-      await this.o.intake.expireHeld();
+      await this.o.held.expire();
       await this.sweep();
       this.failures = 0;
     } catch (err) {
@@ -103,8 +104,8 @@ export class DeadlineSweeper {
         stale.push(key);
         continue;
       }
-      // Held by this bridge: Intake.expireHeld answers it (with what it knows of the request).
-      if (this.o.intake.isHeld(id)) continue;
+      // Held by this bridge: HeldRequests.expire answers it (with what it knows of the request).
+      if (this.o.held.has(id)) continue;
       try {
         const timeoutMs = Number(timeout);
         const r = { id, node: node ?? undefined, replyTo: replyTo ?? n.responses, entryId: entry ?? undefined, waited: waited != null, timeoutMs: timeoutMs > 0 ? timeoutMs : undefined };

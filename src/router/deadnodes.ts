@@ -17,6 +17,7 @@
  */
 import type { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { jobLockKey } from '../lib/bull.js';
 import type { InferenceJobData } from '../lib/bus.js';
 import type { Logger } from '../lib/logger.js';
 import type { Names } from '../lib/names.js';
@@ -94,7 +95,7 @@ export class DeadNodeSweeper {
       if ((counts['active'] ?? 0) > 0) {
         const all = await q.getJobs(['active'], 0, page);
         const pipe = redis.pipeline();
-        for (const j of all) pipe.exists(q.toKey(`${j.id}:lock`));
+        for (const j of all) pipe.exists(jobLockKey(q, String(j.id)));
         const locks = (await pipe.exec()) ?? [];
         active = all.filter((_, i) => locks[i]?.[1] === 0);
       }

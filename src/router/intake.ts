@@ -16,69 +16,50 @@
  *                      from siblings by XCLAIM (idle reset), answered `no_healthy_node` at its
  *                      deadline
  *
- * One XACK per batch, after the batch's jobs are in their queues. Batches, retries of held
- * requests and deadline expiry run one at a time.
+ * A batch (`Batch`, the entries of one read) is acked by one XACK, after its jobs are in their
+ * queues and the rest answered. Held requests are `HeldRequests`' (held.ts). Batches, retries
+ * of held requests and their expiry run one at a time, in the lane they share.
  */
 import type { Redis } from 'ioredis';
 import { parseRequestEntry } from '../contracts/index.js';
 import { traceStep } from '../lib/trace.js';
 import { failRequest } from '../lib/failures.js';
-import type { InferenceRequest } from '../contracts/types.js';
-import {
-  DEFAULT_TIMEOUT_MS,
-  claimRequests,
-  deadLetter,
-  deliver,
-  deliveryOf,
-  misdelivery,
-  replyStreamOf,
-  type ClaimItem,
-  type ClaimResult,
-  type InferenceJobData,
-} from '../lib/bus.js';
+import { DEFAULT_TIMEOUT_MS, claimRequests, deadLetter, deliver, deliveryOf, misdelivery, replyStreamOf, type ClaimItem, type ClaimResult, type InferenceJobData } from '../lib/bus.js';
 import type { ErrorCode } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { isValidNodeId, type Names } from '../lib/names.js';
-import { arrivalMs, sleep } from '../lib/time.js';
-import type { GroupReader, StreamEntry } from './consumer.js';
+import type { Serial } from '../lib/serial.js';
+import { arrivalMs, sleep, withTimeout } from '../lib/time.js';
+import { Batch, type Acks } from './consumer.js';
 import type { DecisionFeed } from './decisions.js';
-import { withTimeout } from '../lib/time.js';
 import type { Dispatcher, PlaceResult, Placement } from './dispatcher.js';
+import { WAITING_FIELD, answerUnplaced, type Held, type HeldRequests, type Unplaced } from './held.js';
 import type { PlacementFlags, Placer } from './placer.js';
 import { choose, type Registry } from './registry.js';
 import type { BridgeStats } from './stats.js';
 
-/** A request held for lack of a node (or because its add failed). */
-interface Held {
-  entryId: string;
-  request: InferenceRequest;
-  deadline: number;
-  seenAt: number;
-  bytes?: number;
-  /** no_node / no_model: nothing eligible can serve it; retry: its add failed. */
-  reason: 'no_node' | 'no_model' | 'retry';
-}
-
-interface Pending {
-  entryId: string;
-  request: InferenceRequest;
-  deadline: number;
-  seenAt: number;
-  /** The size of its `data` text (SPEC.md section 3), carried to the worker. */
-  bytes?: number;
+interface Pending extends Unplaced {
   /** Its sender cancelled it before this bridge placed it. */
   cancelled?: boolean;
 }
 
 /** A request this bridge answers with an error instead of placing it. */
 interface Refusal {
-  p: Pending;
+  p: Unplaced;
   code: ErrorCode;
   message: string;
 }
 
+/** A batch whose request ids are claimed: `claims[i]` is the claim of `valid[i]`. */
+interface Claimed {
+  now: number;
+  valid: Pending[];
+  claims: ClaimResult[];
+}
+
 /** What `route` decided and sent, for `settle` to finish. */
 interface Routed {
+  batch: Batch;
   /** The placements' adds; resolves with those that failed. */
   placing: Promise<PlaceResult>;
   placements: readonly Placement[];
@@ -86,21 +67,8 @@ interface Routed {
   firstTime: ReadonlyMap<string, PlacementFlags>;
   hold: Held[];
   errors: Refusal[];
-  ack: string[];
   now: number;
 }
-
-/** A batch whose request ids are claimed: `claims[i]` is the claim of `valid[i]`. */
-interface Claimed {
-  now: number;
-  /** Entries finished already (unusable ones, refused). */
-  ack: string[];
-  valid: Pending[];
-  claims: ClaimResult[];
-}
-
-/** Record field marking a request that has waited for a node (any bridge answers it `no_healthy_node`). */
-export const WAITING_FIELD = 'waiting';
 
 export interface IntakeOptions {
   redis: Redis;
@@ -117,36 +85,23 @@ export interface IntakeOptions {
   dispatcher: Dispatcher;
   stats: BridgeStats;
   maxAttempts: number;
-  /** Where held and refused requests are told (the live page), when anyone listens. */
+  /** The requests stream's group: where the entries of held requests retried are acked. */
+  group: Pick<Acks, 'ack'>;
+  held: HeldRequests;
+  /** Shared with `held`: batches, retries and expiry one at a time. */
+  lane: Serial;
+  /** Where refused requests are told (the live page), when anyone listens. */
   decisions?: DecisionFeed;
   now?: () => number;
 }
 
 export class Intake {
-  private readonly held = new Map<string, Held>();
-  private chain: Promise<unknown> = Promise.resolve();
   private stopping = false;
-  reader: GroupReader | undefined;
 
   constructor(private readonly o: IntakeOptions) {}
 
   private now(): number {
     return this.o.now?.() ?? Date.now();
-  }
-
-  /** Run `fn` after everything queued before it. */
-  private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.chain.then(fn, fn);
-    this.chain = run.catch(() => undefined);
-    return run;
-  }
-
-  heldCount(): number {
-    return this.held.size;
-  }
-
-  isHeld(requestId: string): boolean {
-    return this.held.has(requestId);
   }
 
   /** Stop retrying a failing batch (the process is closing; its entries stay pending). */
@@ -159,77 +114,68 @@ export class Intake {
    * starting again from the claims. Three stages, so that the bridge works on one batch while
    * Redis works on another (the reader hands the next batch over early):
    *   1. at once: the batch's claims go out;
-   *   2. in order, one batch at a time, after everything queued before it: duplicates
-   *      answered, routing, the owners and adds sent;
+   *   2. in the lane, after everything queued before it: duplicates answered, routing, the
+   *      owners and adds sent;
    *   3. while the next batches go through 2: waiting for the adds, holding what could not be
    *      placed, answering what cannot be, the ack.
    */
-  handle(entries: StreamEntry[]): Promise<void> {
-    const early = this.claim(entries);
+  handle(batch: Batch): Promise<void> {
+    const early = this.claim(batch);
     early.catch(() => undefined);
-    return this.run(entries, early);
+    return this.run(batch, early);
   }
 
-  private async run(entries: StreamEntry[], early: Promise<Claimed>): Promise<void> {
+  private async run(batch: Batch, early: Promise<Claimed>): Promise<void> {
     for (let failures = 0; ; failures++) {
       try {
         const claimed = failures === 0 ? early : undefined;
-        const finish = await this.serial(async () => this.place(await (claimed ?? this.claim(entries))));
-        await finish();
+        const routed = await this.o.lane.run(async () => this.sort(await (claimed ?? this.claim(batch)), batch));
+        await this.settle(routed);
         return;
       } catch (err) {
         if (this.stopping) return;
-        if (failures === 0) this.o.log.warn({ err: (err as Error).message, count: entries.length }, 'batch failed; retrying');
+        if (failures === 0) this.o.log.warn({ err: (err as Error).message, count: batch.entries.length }, 'batch failed; retrying');
         await sleep(Math.min(200 * 2 ** Math.min(failures, 5), 5000));
       }
     }
   }
 
   /** Parse the entries, refuse the unusable ones and claim the request ids of the rest. */
-  private async claim(entries: StreamEntry[]): Promise<Claimed> {
-    const { n, dispatcher } = this.o;
+  private async claim(batch: Batch): Promise<Claimed> {
+    const { n, dispatcher, held } = this.o;
     const redis = this.o.claims ?? this.o.redis;
     const now = this.now();
-    const ack: string[] = [];
     // Answers and dead letters of unusable entries, sent at once.
     const refusals: Promise<unknown>[] = [];
     const valid: Pending[] = [];
     const items: ClaimItem[] = [];
-    for (const e of entries) {
-      if (e.fields === null) {
-        ack.push(e.id);
+    for (const e of batch.entries) {
+      const p = e.fields === null ? undefined : parseRequestEntry(e.fields, n);
+      if (p === undefined || !p.ok) {
+        if (p) refusals.push(this.refuse(redis, e.id, p.reason, p.original, p.requestId, p.replyTo));
+        batch.finish(e.id);
         continue;
       }
-      const p = parseRequestEntry(e.fields, n);
-      if (p.ok) traceStep(p.request.request_id, 'bridge read');
-      if (!p.ok) {
-        refusals.push(this.refuse(redis, e.id, p.reason, p.original, p.requestId, p.replyTo));
-        ack.push(e.id);
-        continue;
-      }
+      traceStep(p.request.request_id, 'bridge read');
       // Still held here (our own idle entry came back through XAUTOCLAIM): nothing new.
-      if (this.held.get(p.request.request_id)?.entryId === e.id) continue;
+      if (held.holdsEntry(p.request.request_id, e.id)) continue;
       const timeoutMs = p.request.timeout_ms ?? DEFAULT_TIMEOUT_MS;
       const deadline = arrivalMs(e.id, now) + timeoutMs;
       valid.push({ entryId: e.id, request: p.request, deadline, seenAt: now, bytes: p.bytes });
       items.push({ requestId: p.request.request_id, entryId: e.id, replyTo: replyStreamOf(n, p.request), deadline, timeoutMs });
     }
-    // Both go out before either is awaited (one round trip); either failing fails the batch.
-    const refused = Promise.all(refusals);
+    // All go out before any is awaited (one round trip); any failing fails the batch.
     const claimed = items.length > 0 ? claimRequests(redis, n, items) : Promise.resolve([]);
     const cancels = items.length > 0 ? redis.mget(items.map((it) => n.cancelKey(it.requestId))) : Promise.resolve([]);
-    const [claims, , cancelled] = await withTimeout(Promise.all([claimed, refused, cancels]), dispatcher.timeoutMs, 'claiming requests');
+    const [claims, , cancelled] = await withTimeout(Promise.all([claimed, Promise.all(refusals), cancels]), dispatcher.timeoutMs, 'claiming requests');
     cancelled.forEach((c, i) => {
       if (c !== null) valid[i]!.cancelled = true;
     });
-    return { now, ack, valid, claims };
+    return { now, valid, claims };
   }
 
-  /**
-   * Answer duplicates, re-place entries read again, route the new requests and send their
-   * adds; the function returned finishes the batch (see `route`).
-   */
-  private async place({ now, ack, valid, claims }: Claimed): Promise<() => Promise<void>> {
+  /** Answer duplicates, re-place entries read again, route the new requests and send their adds. */
+  private async sort({ now, valid, claims }: Claimed, batch: Batch): Promise<Routed> {
     const { redis, n, dispatcher, stats } = this.o;
     const same: Pending[] = [];
     const toRoute: Pending[] = [];
@@ -245,24 +191,31 @@ export class Intake {
           void deliver((replies ??= redis.pipeline()), n, replyStreamOf(n, v.request), c.final);
           answered.push(v);
         }
-        ack.push(v.entryId);
+        batch.finish(v.entryId);
       }
     });
     if (replies) await this.checkDeliveries(answered, (await withTimeout(replies.exec(), dispatcher.timeoutMs, 'answering duplicates')) ?? []);
+    const placements = same.length > 0 ? await this.replace(same, toRoute, batch) : [];
+    return this.route(toRoute, placements, batch, now);
+  }
 
+  /**
+   * Entries read again (after a crash): placed again where their record says they went (a
+   * no-op when the job is there), finished when answered already, routed if never placed.
+   */
+  private async replace(same: readonly Pending[], toRoute: Pending[], batch: Batch): Promise<Placement[]> {
+    const { redis, n, dispatcher } = this.o;
+    const look = redis.pipeline();
+    for (const v of same) look.hmget(n.requestKey(v.request.request_id), 'final', 'node');
+    const rows = (await withTimeout(look.exec(), dispatcher.timeoutMs, 'reading request records')) ?? [];
     const placements: Placement[] = [];
-    if (same.length > 0) {
-      const look = redis.pipeline();
-      for (const v of same) look.hmget(n.requestKey(v.request.request_id), 'final', 'node');
-      const rows = (await withTimeout(look.exec(), dispatcher.timeoutMs, 'reading request records')) ?? [];
-      same.forEach((v, i) => {
-        const [final, node] = (rows[i]?.[1] ?? [null, null]) as [string | null, string | null];
-        if (final !== null) ack.push(v.entryId);
-        else if (node !== null && isValidNodeId(node)) placements.push({ nodeId: node, data: this.jobData(v, this.routingOn(node, v.request.model)) });
-        else toRoute.push(v);
-      });
-    }
-    return this.route(toRoute, placements, ack, now);
+    same.forEach((v, i) => {
+      const [final, node] = (rows[i]?.[1] ?? [null, null]) as [string | null, string | null];
+      if (final !== null) batch.finish(v.entryId);
+      else if (node !== null && isValidNodeId(node)) placements.push({ nodeId: node, data: this.jobData(v, this.routingOn(node, v.request.model)) });
+      else toRoute.push(v);
+    });
+    return placements;
   }
 
   /** Dead-letter the stored answers of duplicates that could not go to their own reply stream. */
@@ -282,7 +235,7 @@ export class Intake {
     return c.kind === 'routed' && c.node.health.node_id === node ? c.routing : 'fallback';
   }
 
-  private jobData(p: Pending, routing: 'sticky' | 'fallback'): InferenceJobData {
+  private jobData(p: Unplaced, routing: 'sticky' | 'fallback'): InferenceJobData {
     const data: InferenceJobData = {
       request: p.request,
       entry_id: p.entryId,
@@ -299,18 +252,17 @@ export class Intake {
 
   /**
    * Route what needs a node and send the placements (`placements` may already hold
-   * re-placements of entries read again). The function returned waits for them, holds what
-   * could not be placed, answers what cannot be, and acks the rest.
+   * re-placements of entries read again); `settle` waits for them.
    */
-  private route(list: readonly Pending[], placements: Placement[], ack: string[], now: number): () => Promise<void> {
-    const { placer, dispatcher, n } = this.o;
+  private route(list: readonly Pending[], placements: Placement[], batch: Batch, now: number): Routed {
+    const { placer, dispatcher, n, held } = this.o;
     const errors: Refusal[] = [];
     const hold: Held[] = [];
     const firstTime = new Map<string, PlacementFlags>();
     for (const p of list) {
       if (p.deadline <= now) {
         // Past its deadline already (the bridge was down): the deadline sweep answers it.
-        ack.push(p.entryId);
+        batch.finish(p.entryId);
         continue;
       }
       if (p.cancelled) {
@@ -329,7 +281,7 @@ export class Intake {
         hold.push({ ...p, reason: c.reason });
       }
     }
-    const markWaiting = hold.filter((h) => !this.held.has(h.request.request_id));
+    const markWaiting = hold.filter((h) => !held.has(h.request.request_id));
     const mark =
       markWaiting.length > 0
         ? (pipe: ReturnType<Redis['pipeline']>) => {
@@ -338,66 +290,53 @@ export class Intake {
         : undefined;
     const placing = dispatcher.placeNew(placements, mark);
     placing.catch(() => undefined);
-    return () => this.settle({ placing, placements, firstTime, hold, errors, ack, now });
+    return { batch, placing, placements, firstTime, hold, errors, now };
   }
 
   /** Wait for the placements of `route`, then hold, answer and ack. */
-  private async settle({ placing, placements, firstTime, hold, errors, ack, now }: Routed): Promise<void> {
-    const { registry, dispatcher, stats, placer } = this.o;
-    const { retry, refused } = await placing;
+  private async settle(r: Routed): Promise<void> {
+    const { dispatcher, placer, held } = this.o;
+    const { retry, refused } = await r.placing;
     const failedIds = new Set(retry.map((f) => f.data.request.request_id));
     const refusedIds = new Set(refused.map((f) => f.placement.data.request.request_id));
     for (const { placement: pl, reason } of refused) {
-      if (firstTime.has(pl.data.request.request_id)) placer.left(pl.nodeId);
-      const p: Pending = { entryId: pl.data.entry_id, request: pl.data.request, deadline: pl.data.deadline, seenAt: pl.data.seen_at };
-      errors.push({ p, code: 'internal', message: `could not be queued on ${pl.nodeId}: ${reason}` });
+      if (r.firstTime.has(pl.data.request.request_id)) placer.left(pl.nodeId);
+      const p: Unplaced = { entryId: pl.data.entry_id, request: pl.data.request, deadline: pl.data.deadline, seenAt: pl.data.seen_at };
+      r.errors.push({ p, code: 'internal', message: `could not be queued on ${pl.nodeId}: ${reason}` });
     }
-    for (const pl of placements) {
+    for (const pl of r.placements) {
       const id = pl.data.request.request_id;
       if (refusedIds.has(id)) continue;
-      if (failedIds.has(id)) {
-        if (firstTime.has(id)) placer.left(pl.nodeId);
-        hold.push({ entryId: pl.data.entry_id, request: pl.data.request, deadline: pl.data.deadline, seenAt: pl.data.seen_at, bytes: pl.data.request_bytes, reason: 'retry' });
+      if (!failedIds.has(id)) {
+        this.placed(pl, r);
         continue;
       }
-      traceStep(id, 'job queued');
-      ack.push(pl.data.entry_id);
-      this.held.delete(id);
-      const flags = firstTime.get(id);
-      if (flags) {
-        const anticipated = pl.data.routing === 'sticky' && !registry.reportsLoaded(pl.nodeId, pl.data.request.model);
-        stats.routed(pl.nodeId, pl.data.routing, now - arrivalMs(pl.data.entry_id, now), anticipated);
-        placer.count(pl.nodeId, flags);
-      }
+      if (r.firstTime.has(id)) placer.left(pl.nodeId);
+      r.hold.push({ entryId: pl.data.entry_id, request: pl.data.request, deadline: pl.data.deadline, seenAt: pl.data.seen_at, bytes: pl.data.request_bytes, reason: 'retry' });
     }
+    for (const h of r.hold) held.hold(h);
     const feed = this.o.decisions?.active ? this.o.decisions : undefined;
-    for (const h of hold) {
-      if (!this.held.has(h.request.request_id)) {
-        this.o.log.info({ request_id: h.request.request_id, model: h.request.model, reason: h.reason }, 'no eligible node: request held');
-        feed?.push({ t: Date.now(), kind: 'held', request_id: h.request.request_id, model: h.request.model, priority: h.request.priority ?? 5, reason: h.reason });
-      }
-      this.held.set(h.request.request_id, h);
-    }
-    for (const e of errors) {
+    for (const e of r.errors) {
       feed?.push({ t: Date.now(), kind: 'refused', request_id: e.p.request.request_id, model: e.p.request.model, reason: e.code });
-      if ((await this.answer(e.p, e.code, e.message)) && e.code !== 'cancelled') stats.error(e.code);
-      ack.push(e.p.entryId);
-      this.held.delete(e.p.request.request_id);
+      await answerUnplaced(this.o, e.p, e.code, e.message);
+      r.batch.finish(e.p.entryId);
+      held.release(e.p.request.request_id);
     }
-    await withTimeout(this.reader!.ack(ack), dispatcher.timeoutMs, 'acking entries');
+    await r.batch.ack(dispatcher.timeoutMs);
   }
 
-  /** Publish a final error for a request this bridge could not place, and dead-letter it (unless its sender cancelled it). */
-  private async answer(p: Pending, code: ErrorCode, message: string): Promise<boolean> {
-    const { redis, n, log } = this.o;
-    const answer = p.request.metadata !== undefined ? { model: p.request.model, metadata: p.request.metadata } : { model: p.request.model };
-    const failure = { requestId: p.request.request_id, replyTo: replyStreamOf(n, p.request), code, message, answer, letter: { entry_id: p.entryId, request: p.request } };
-    const ok = await failRequest(redis, n, failure);
-    if (ok && code === 'cancelled') log.info({ request_id: p.request.request_id }, 'request cancelled before placement');
-    else if (ok) {
-      log.warn({ request_id: p.request.request_id, code, err: message }, 'request refused');
-    }
-    return ok;
+  /** A job in its queue: its entry is finished, and a first placement counted. */
+  private placed(pl: Placement, r: Routed): void {
+    const { registry, stats, placer } = this.o;
+    const id = pl.data.request.request_id;
+    traceStep(id, 'job queued');
+    r.batch.finish(pl.data.entry_id);
+    this.o.held.release(id);
+    const flags = r.firstTime.get(id);
+    if (!flags) return;
+    const anticipated = pl.data.routing === 'sticky' && !registry.reportsLoaded(pl.nodeId, pl.data.request.model);
+    stats.routed(pl.nodeId, pl.data.routing, r.now - arrivalMs(pl.data.entry_id, r.now), anticipated);
+    placer.count(pl.nodeId, flags);
   }
 
   /** Answer and dead-letter an unusable entry (invalid answers do not claim the id). */
@@ -410,66 +349,15 @@ export class Intake {
     return failRequest(redis, n, failure, { as: 'refusal' });
   }
 
-  /** Try held requests again (after a registry refresh). */
+  /** Route held requests again (after a registry refresh), as a batch of their own. */
   retryHeld(): Promise<void> {
-    return this.serial(async () => {
-      if (this.held.size === 0 || this.o.registry.current().eligible.length === 0) return;
+    return this.o.lane.run(async () => {
+      const { held, registry, group } = this.o;
+      if (held.count === 0 || registry.current().eligible.length === 0) return;
       const now = this.now();
-      const list = [...this.held.values()].filter((h) => h.deadline > now);
+      const list = held.due(now);
       if (list.length === 0) return;
-      await this.route(list, [], [], now)();
+      await this.settle(this.route(list, [], new Batch(group), now));
     });
-  }
-
-  /**
-   * Answer held requests whose deadline has passed: `no_healthy_node` (or `timeout` when the
-   * request had a node but could not be added), dead-letter, ack.
-   */
-  expireHeld(): Promise<void> {
-    return this.serial(async () => {
-      const now = this.now();
-      const ack: string[] = [];
-      await this.answerCancelledHeld(ack);
-      for (const h of [...this.held.values()]) {
-        if (h.deadline > now) continue;
-        const code: ErrorCode = h.reason === 'retry' ? 'timeout' : 'no_healthy_node';
-        const message =
-          code === 'timeout'
-            ? `not placed on a node within timeout_ms (${h.request.timeout_ms ?? DEFAULT_TIMEOUT_MS} ms)`
-            : `no eligible node for model '${h.request.model}' within timeout_ms (${h.request.timeout_ms ?? DEFAULT_TIMEOUT_MS} ms)`;
-        try {
-          if (await this.answer(h, code, message)) {
-            this.o.stats.error(code);
-            if (code === 'timeout') this.o.stats.timeout();
-          }
-        } catch (err) {
-          // This one is tried again next tick; the others are not held up by it.
-          this.o.log.warn({ request_id: h.request.request_id, err: (err as Error).message }, 'could not answer a held request past its deadline');
-          continue;
-        }
-        this.held.delete(h.request.request_id);
-        ack.push(h.entryId);
-      }
-      await this.reader!.ack(ack);
-    });
-  }
-
-  /** Answer `cancelled` to held requests whose sender cancelled them (one MGET for all held). */
-  private async answerCancelledHeld(ack: string[]): Promise<void> {
-    const list = [...this.held.values()];
-    if (list.length === 0) return;
-    const flags = await this.o.redis.mget(list.map((h) => this.o.n.cancelKey(h.request.request_id)));
-    for (const [i, h] of list.entries()) {
-      if (flags[i] === null || flags[i] === undefined) continue;
-      await this.answer(h, 'cancelled', 'cancelled by its sender while waiting for an eligible node');
-      this.held.delete(h.request.request_id);
-      ack.push(h.entryId);
-    }
-  }
-
-  /** Reset the idle time of held entries so no sibling bridge claims them. */
-  async touchHeld(): Promise<void> {
-    const ids = [...this.held.values()].map((h) => h.entryId);
-    if (ids.length > 0) await this.reader!.touch(ids);
   }
 }

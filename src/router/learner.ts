@@ -5,12 +5,14 @@
  * of models of known size. Pure: no Redis, no clock; the bridge feeds it and may share it between
  * bridges through `toJSON` / `fromJSON`.
  *
- * Estimates fall back in this order: learned for (node, model); for a load, the model's size at
+ * An answer's time, when responses carry token counts (Ollama's prompt_eval_count and eval_count):
+ * the node's ms per token for the model times the model's mean lengths; else a moving average of
+ * whole answer times. Estimates fall back in this order: learned for (node, model); for a load, the model's size at
  * the node's learned rate; the same model on other nodes (the mean of what was learned there);
  * the default (`--default-answer-time`, `--default-load-time`).
  */
-import { normalizeModel } from '../contracts/index.js';
 import type { InferenceResponse } from '../contracts/types.js';
+import { memoNormalize } from './model-names.js';
 
 /**
  * A cold load of a 2 GB model (llama3.2:3b) from a Raspberry Pi 5's microSD card at 85 MB/s:
@@ -24,6 +26,13 @@ export const DEFAULT_LOAD_TIME_MS = 24_000;
 export const DEFAULT_ANSWER_TIME_MS = 20_000;
 /** Weight of a new observation in the moving averages. */
 export const LEARN_ALPHA = 0.2;
+/**
+ * Answer lengths are heavy-tailed (a few tokens to thousands), so an average of whole answer
+ * times per node jumps with every sample. With token counts the learner splits the two: per
+ * node and model the ms per prompt token and per generated token (steady), and per model the
+ * mean prompt and answer length over every node, a plain mean of the last this many samples.
+ */
+export const TOKEN_MEAN_WINDOW = 500;
 /** Ollama reports a few ms of load_duration on a warm model; above this it was a cold load. */
 export const COLD_LOAD_MIN_MS = 500;
 
@@ -52,6 +61,19 @@ export interface LearnerJSON {
   load: Record<string, Ewma>;
   rate: Record<string, Ewma>;
   sizes: Record<string, number>;
+  /** Per node and model: ms per prompt token, ms per generated token. */
+  promptTok?: Record<string, Ewma>;
+  evalTok?: Record<string, Ewma>;
+  /** Per model: mean prompt and answer length in tokens. */
+  promptLen?: Record<string, Ewma>;
+  evalLen?: Record<string, Ewma>;
+}
+
+/** A plain mean over the last `TOKEN_MEAN_WINDOW` samples (a moving average after that). */
+function windowMean(prev: Ewma | undefined, x: number): Ewma {
+  if (prev === undefined) return { v: x, n: 1 };
+  const n = prev.n + 1;
+  return { v: prev.v + (x - prev.v) / Math.min(n, TOKEN_MEAN_WINDOW), n };
 }
 
 function ewma(prev: Ewma | undefined, x: number): Ewma {
@@ -78,7 +100,11 @@ export class CostLearner {
   readonly defaults: LearnerDefaults;
   private readonly answer: Table = new Map();
   private readonly load: Table = new Map();
-  private readonly normalized = new Map<string, string>();
+  private readonly norm = memoNormalize();
+  private readonly promptTok: Table = new Map();
+  private readonly evalTok: Table = new Map();
+  private readonly promptLen = new Map<string, Ewma>();
+  private readonly evalLen = new Map<string, Ewma>();
   /** Per node, MB/s. */
   private readonly rate = new Map<string, Ewma>();
   /** Per model, MB on disk (from whoever knows: `/api/tags`, a catalogue, a test). */
@@ -91,15 +117,6 @@ export class CostLearner {
 
   constructor(defaults: Partial<LearnerDefaults> = {}) {
     this.defaults = { loadMs: defaults.loadMs ?? DEFAULT_LOAD_TIME_MS, answerMs: defaults.answerMs ?? DEFAULT_ANSWER_TIME_MS };
-  }
-
-  private norm(model: string): string {
-    let m = this.normalized.get(model);
-    if (m === undefined) {
-      m = normalizeModel(model);
-      if (this.normalized.size < 10_000) this.normalized.set(model, m);
-    }
-    return m;
   }
 
   /** Remember a model's size on disk, in MB, for estimating loads where it was never loaded. */
@@ -122,6 +139,14 @@ export class CostLearner {
       busy = Math.max(0, o.total_duration_ms - load);
     }
     if (busy !== undefined && busy > 0) this.learn(this.answer, this.answerByModel, node, m, busy);
+    const pc = o.prompt_eval_count;
+    const ec = o.eval_count;
+    if (finite(pc) && finite(ec) && pc + ec > 0 && finite(o.prompt_eval_duration_ms) && finite(o.eval_duration_ms)) {
+      this.promptLen.set(m, windowMean(this.promptLen.get(m), pc));
+      this.evalLen.set(m, windowMean(this.evalLen.get(m), ec));
+      if (pc > 0) setIn(this.promptTok, node, m, ewma(getIn(this.promptTok, node, m), o.prompt_eval_duration_ms / pc));
+      if (ec > 0) setIn(this.evalTok, node, m, ewma(getIn(this.evalTok, node, m), o.eval_duration_ms / ec));
+    }
     if (load >= COLD_LOAD_MIN_MS) {
       this.floors.clear();
       this.learn(this.load, this.loadByModel, node, m, load);
@@ -143,6 +168,13 @@ export class CostLearner {
   /** Expected ms one answer of `model` occupies a job slot on `node` (prompt + generation). */
   answerMs(node: string, model: string): number {
     const m = this.norm(model);
+    // With token counts: the node's speed for the model times the model's mean lengths.
+    const et = getIn(this.evalTok, node, m);
+    const el = this.evalLen.get(m);
+    if (et !== undefined && el !== undefined) {
+      const pt = getIn(this.promptTok, node, m);
+      return el.v * et.v + (pt === undefined ? 0 : (this.promptLen.get(m)?.v ?? 0) * pt.v);
+    }
     const own = getIn(this.answer, node, m);
     if (own !== undefined) return own.v;
     const agg = this.answerByModel.get(m);
@@ -195,6 +227,10 @@ export class CostLearner {
       load: flatten(this.load),
       rate: Object.fromEntries(this.rate),
       sizes: Object.fromEntries(this.sizes),
+      promptTok: flatten(this.promptTok),
+      evalTok: flatten(this.evalTok),
+      promptLen: Object.fromEntries(this.promptLen),
+      evalLen: Object.fromEntries(this.evalLen),
     };
   }
 
@@ -206,6 +242,10 @@ export class CostLearner {
     for (const [k, e] of entries(d.answer)) l.restore(l.answer, l.answerByModel, k, e);
     for (const [k, e] of entries(d.load)) l.restore(l.load, l.loadByModel, k, e);
     for (const [k, e] of entries(d.rate)) l.rate.set(k, e);
+    for (const [k, e] of entries(d.promptTok)) unflatten(l.promptTok, k, e);
+    for (const [k, e] of entries(d.evalTok)) unflatten(l.evalTok, k, e);
+    for (const [k, e] of entries(d.promptLen)) l.promptLen.set(k, e);
+    for (const [k, e] of entries(d.evalLen)) l.evalLen.set(k, e);
     if (typeof d.sizes === 'object' && d.sizes !== null) {
       for (const [m, s] of Object.entries(d.sizes)) if (typeof s === 'number') l.noteSize(m, s);
     }
@@ -213,15 +253,22 @@ export class CostLearner {
   }
 
   private restore(table: Table, byModel: Map<string, { sum: number; count: number }>, k: string, e: Ewma): void {
-    const sep = k.indexOf('\u0000');
-    if (sep <= 0) return;
-    const m = k.slice(sep + 1);
-    setIn(table, k.slice(0, sep), m, e);
+    const m = unflatten(table, k, e);
+    if (m === undefined) return;
     const agg = byModel.get(m) ?? { sum: 0, count: 0 };
     agg.sum += e.v;
     agg.count += 1;
     byModel.set(m, agg);
   }
+}
+
+/** Put a `flatten`ed entry back; returns its model, or undefined when the key is malformed. */
+function unflatten(t: Table, k: string, e: Ewma): string | undefined {
+  const sep = k.indexOf('\u0000');
+  if (sep <= 0) return undefined;
+  const m = k.slice(sep + 1);
+  setIn(t, k.slice(0, sep), m, e);
+  return m;
 }
 
 function entries(rec: unknown): [string, Ewma][] {

@@ -21,8 +21,6 @@ export interface MetricsSources {
   snapshot(): Snapshot;
   /** Job counts per node queue (cached by the caller). */
   depths(): Promise<ReadonlyMap<string, QueueDepth>>;
-  /** Requests held for lack of a node. */
-  waiting(): number;
 }
 
 export class RouterMetrics {
@@ -38,120 +36,38 @@ export class RouterMetrics {
   readonly avoidedColdLoads: Counter;
   readonly moves: Counter<'from' | 'to'>;
   readonly moveGain: Histogram;
+  /** Requests held for lack of a node (set by the held requests as they change). */
+  readonly waiting: Gauge;
   readonly keepWarm: Counter<'node'>;
 
   constructor(src: MetricsSources) {
     const registers = [this.registry];
     const p = METRIC_PREFIX;
     collectDefaultMetrics({ register: this.registry, prefix: p });
-    this.routed = new Counter({
-      name: `${p}requests_routed_total`,
-      help: 'Requests placed on a node queue, by node and routing pass (sticky or fallback)',
-      labelNames: ['node', 'routing'],
-      registers,
-    });
-    this.errors = new Counter({
-      name: `${p}errors_total`,
-      help: 'Requests the bridge could not place, by error code',
-      labelNames: ['code'],
-      registers,
-    });
-    this.timeouts = new Counter({ name: `${p}timeouts_total`, help: 'Requests answered timeout by this bridge', registers });
-    this.rerouted = new Counter({
-      name: `${p}rerouted_total`,
-      help: 'Jobs moved to another node: notice = a worker handed it back, dead_node = its node went silent, unavailable_node = its node reported itself unavailable, drained_node = an operator drained its node',
-      labelNames: ['reason'],
-      registers,
-    });
-    this.duplicates = new Counter({
-      name: `${p}duplicate_requests_total`,
-      help: 'Requests whose id was already known (answered from the existing job)',
-      registers,
-    });
-    this.dispatchLatency = new Histogram({
-      name: `${p}dispatch_latency_seconds`,
-      help: 'From the request entry (XADD time) to its job being in a node queue',
-      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
-      registers,
-    });
-    this.spills = new Counter({
-      name: `${p}spills_total`,
-      help: 'Placements (first or moved) on another node than the guide\'s rule would choose, to start sooner (--routing balanced), by the node chosen',
-      labelNames: ['node'],
-      registers,
-    });
-    this.coldLoads = new Counter({
-      name: `${p}cold_loads_total`,
-      help: 'Placements on a node that must load the model first, by node',
-      labelNames: ['node'],
-      registers,
-    });
-    this.avoidedColdLoads = new Counter({
-      name: `${p}avoided_cold_loads_total`,
-      help: 'Placements on a busy warm node although a cold node had a free slot: waiting was cheaper than loading',
-      registers,
-    });
-    this.moves = new Counter({
-      name: `${p}moves_total`,
-      help: 'Waiting jobs moved to a node that could start them sooner by a clear margin (not attempts)',
-      labelNames: ['from', 'to'],
-      registers,
-    });
-    this.moveGain = new Histogram({
-      name: `${p}move_gain_seconds`,
-      help: 'Expected time to first token saved by each move',
-      buckets: [1, 2, 5, 10, 20, 30, 60, 120, 300],
-      registers,
-    });
-    this.keepWarm = new Counter({
-      name: `${p}keep_warm_total`,
-      help: 'Keep-alive renewals sent for the last warm copy of a model with recent demand, by node',
-      labelNames: ['node'],
-      registers,
-    });
-    new Gauge({
-      name: `${p}waiting_requests`,
-      help: 'Requests held by this bridge for lack of an eligible node',
-      registers,
-      collect() {
-        this.set(src.waiting());
-      },
-    });
-    new Gauge({
-      name: `${p}queue_jobs`,
-      help: 'Jobs in each node queue by state (waiting includes prioritized)',
-      labelNames: ['node', 'state'],
-      registers,
-      async collect() {
-        this.reset();
-        for (const [node, d] of await src.depths()) {
-          for (const state of ['waiting', 'delayed', 'active', 'failed', 'completed'] as const) this.set({ node, state }, d[state]);
-        }
-      },
-    });
-    const nodeGauge = (name: string, help: string, value: (s: Snapshot, id: string) => number | undefined): void => {
-      new Gauge({
-        name: `${p}${name}`,
-        help,
-        labelNames: ['node'],
-        registers,
-        collect() {
-          this.reset();
-          const s = src.snapshot();
-          for (const id of s.views.keys()) {
-            const v = value(s, id);
-            if (v !== undefined) this.set({ node: id }, v);
-          }
-        },
-      });
-    };
-    const health = (s: Snapshot, id: string) => s.views.get(id)!;
-    nodeGauge('node_cpu_percent', 'CPU use each node last reported', (s, id) => health(s, id).health.cpu_percent);
-    nodeGauge('node_ram_percent', 'RAM use each node last reported', (s, id) => health(s, id).health.ram_percent);
-    nodeGauge('node_temp_celsius', 'Temperature each node last reported (absent without a sensor)', (s, id) => health(s, id).health.temp_celsius ?? undefined);
-    nodeGauge('node_loaded_models', 'Models each node reports loaded in Ollama', (s, id) => health(s, id).health.models.length);
-    nodeGauge('node_eligible', '1 when the node gets requests, else 0', (s, id) => (health(s, id).eligible ? 1 : 0));
-    nodeGauge('node_last_seen_seconds', 'Seconds since the node last reported', (s, id) => Math.max(0, (s.at - health(s, id).lastSeenMs) / 1000));
+    const counter = <L extends string>(name: string, help: string, labelNames: readonly L[] = []): Counter<L> => new Counter({ name: `${p}${name}`, help, labelNames, registers });
+    const histogram = (name: string, help: string, buckets: number[]): Histogram => new Histogram({ name: `${p}${name}`, help, buckets, registers });
+    this.routed = counter('requests_routed_total', 'Requests placed on a node queue, by node and routing pass (sticky or fallback)', ['node', 'routing']);
+    this.errors = counter('errors_total', 'Requests the bridge could not place, by error code', ['code']);
+    this.timeouts = counter('timeouts_total', 'Requests answered timeout by this bridge');
+    this.rerouted = counter(
+      'rerouted_total',
+      'Jobs moved to another node: notice = a worker handed it back, dead_node = its node went silent, unavailable_node = its node reported itself unavailable, drained_node = an operator drained its node',
+      ['reason'],
+    );
+    this.duplicates = counter('duplicate_requests_total', 'Requests whose id was already known (answered from the existing job)');
+    this.dispatchLatency = histogram('dispatch_latency_seconds', 'From the request entry (XADD time) to its job being in a node queue', [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]);
+    this.spills = counter(
+      'spills_total',
+      "Placements (first or moved) on another node than the guide's rule would choose, to start sooner (--routing balanced), by the node chosen",
+      ['node'],
+    );
+    this.coldLoads = counter('cold_loads_total', 'Placements on a node that must load the model first, by node', ['node']);
+    this.avoidedColdLoads = counter('avoided_cold_loads_total', 'Placements on a busy warm node although a cold node had a free slot: waiting was cheaper than loading');
+    this.moves = counter('moves_total', 'Waiting jobs moved to a node that could start them sooner by a clear margin (not attempts)', ['from', 'to']);
+    this.moveGain = histogram('move_gain_seconds', 'Expected time to first token saved by each move', [1, 2, 5, 10, 20, 30, 60, 120, 300]);
+    this.keepWarm = counter('keep_warm_total', 'Keep-alive renewals sent for the last warm copy of a model with recent demand, by node', ['node']);
+    this.waiting = new Gauge({ name: `${p}waiting_requests`, help: 'Requests held by this bridge for lack of an eligible node', registers });
+    scrapedGauges(this.registry, src);
   }
 
   async text(): Promise<string> {
@@ -161,4 +77,45 @@ export class RouterMetrics {
   get contentType(): string {
     return this.registry.contentType;
   }
+}
+
+/** Gauges read when scraped: the node queues' job counts and what each node last reported. */
+function scrapedGauges(registry: Registry, src: MetricsSources): void {
+  const registers = [registry];
+  const p = METRIC_PREFIX;
+  new Gauge({
+    name: `${p}queue_jobs`,
+    help: 'Jobs in each node queue by state (waiting includes prioritized)',
+    labelNames: ['node', 'state'],
+    registers,
+    async collect() {
+      this.reset();
+      for (const [node, d] of await src.depths()) {
+        for (const state of ['waiting', 'delayed', 'active', 'failed', 'completed'] as const) this.set({ node, state }, d[state]);
+      }
+    },
+  });
+  const nodeGauge = (name: string, help: string, value: (s: Snapshot, id: string) => number | undefined): void => {
+    new Gauge({
+      name: `${p}${name}`,
+      help,
+      labelNames: ['node'],
+      registers,
+      collect() {
+        this.reset();
+        const s = src.snapshot();
+        for (const id of s.views.keys()) {
+          const v = value(s, id);
+          if (v !== undefined) this.set({ node: id }, v);
+        }
+      },
+    });
+  };
+  const health = (s: Snapshot, id: string) => s.views.get(id)!;
+  nodeGauge('node_cpu_percent', 'CPU use each node last reported', (s, id) => health(s, id).health.cpu_percent);
+  nodeGauge('node_ram_percent', 'RAM use each node last reported', (s, id) => health(s, id).health.ram_percent);
+  nodeGauge('node_temp_celsius', 'Temperature each node last reported (absent without a sensor)', (s, id) => health(s, id).health.temp_celsius ?? undefined);
+  nodeGauge('node_loaded_models', 'Models each node reports loaded in Ollama', (s, id) => health(s, id).health.models.length);
+  nodeGauge('node_eligible', '1 when the node gets requests, else 0', (s, id) => (health(s, id).eligible ? 1 : 0));
+  nodeGauge('node_last_seen_seconds', 'Seconds since the node last reported', (s, id) => Math.max(0, (s.at - health(s, id).lastSeenMs) / 1000));
 }

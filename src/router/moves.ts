@@ -7,7 +7,7 @@
 import type { Routing } from '../contracts/types.js';
 import { normalizeModel } from '../contracts/index.js';
 import {
-  DEFAULT_COLD_MARGIN_MS,
+  coldMarginMs,
   DEFAULT_RUNNING_RESIDUAL,
   candidatesOf,
   etaOn,
@@ -90,7 +90,7 @@ export function shouldMove(
   };
   const warm = best(c.loaded, true);
   const cold = best(c.installed.length > 0 || warm !== undefined ? c.installed : c.unknown, false);
-  const margin = warm === undefined ? 0 : (o?.coldMarginMs ?? DEFAULT_COLD_MARGIN_MS);
+  const margin = warm === undefined ? 0 : coldMarginMs(warm.e, o);
   const pick = cold !== undefined && (warm === undefined || cold.e.etaMs + margin < warm.e.etaMs) ? cold : warm;
   if (pick === undefined) return undefined;
   const gain = fromEta - pick.e.etaMs;

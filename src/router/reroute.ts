@@ -20,7 +20,8 @@ import { failRequest, jobLetter } from '../lib/failures.js';
 import { ERROR_CODES, type ErrorCode } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { isValidNodeId, isValidRequestId, jobIdFor, type Names } from '../lib/names.js';
-import type { GroupReader, StreamEntry } from './consumer.js';
+import type { Acks, Batch } from './consumer.js';
+import { Serial } from '../lib/serial.js';
 import { withTimeout } from '../lib/time.js';
 import type { Dispatcher } from './dispatcher.js';
 import type { Placer } from './placer.js';
@@ -35,6 +36,8 @@ export interface RerouteOptions {
   placer: Placer;
   dispatcher: Dispatcher;
   stats: BridgeStats;
+  /** The reroute stream's group: where notices finished after their batch are acked and kept. */
+  group: Acks;
   now?: () => number;
 }
 
@@ -78,45 +81,38 @@ export async function giveUpJob(
 export class RerouteHandler {
   /** Notices not finished yet, by entry id. */
   private readonly pending = new Map<string, RerouteNotice>();
-  private chain: Promise<unknown> = Promise.resolve();
-  reader: GroupReader | undefined;
+  private readonly lane = new Serial();
 
   constructor(private readonly o: RerouteOptions) {}
-
-  private serial(fn: () => Promise<void>): Promise<void> {
-    const run = this.chain.then(fn, fn);
-    this.chain = run.catch(() => undefined);
-    return run;
-  }
 
   pendingCount(): number {
     return this.pending.size;
   }
 
-  handle(entries: StreamEntry[]): Promise<void> {
-    return this.serial(async () => {
-      const ack: string[] = [];
-      for (const e of entries) {
+  /** Ack the unreadable notices of a batch at once; work on the others (acked once done). */
+  handle(batch: Batch): Promise<void> {
+    return this.lane.run(async () => {
+      for (const e of batch.entries) {
         const notice = e.fields ? parseNotice(e.fields) : undefined;
         if (!notice) {
           if (e.fields) this.o.log.warn({ entry_id: e.id }, 'unreadable reroute notice dropped');
-          ack.push(e.id);
+          batch.finish(e.id);
           continue;
         }
         this.pending.set(e.id, notice);
       }
-      await this.reader!.ack(ack);
-      await this.work([...this.pending.keys()].filter((id) => entries.some((e) => e.id === id)));
+      await batch.ack(this.o.dispatcher.timeoutMs);
+      await this.work([...this.pending.keys()].filter((id) => batch.entries.some((e) => e.id === id)));
     });
   }
 
   /** Try the unfinished notices again (after a registry refresh). */
   retryPending(): Promise<void> {
-    return this.serial(() => this.work([...this.pending.keys()]));
+    return this.lane.run(() => this.work([...this.pending.keys()]));
   }
 
   async touchPending(): Promise<void> {
-    if (this.pending.size > 0) await this.reader!.touch([...this.pending.keys()]);
+    if (this.pending.size > 0) await this.o.group.touch([...this.pending.keys()]);
   }
 
   private async work(entryIds: string[]): Promise<void> {
@@ -131,7 +127,7 @@ export class RerouteHandler {
       }
     }
     if (done.length === 0) return;
-    await withTimeout(this.reader!.ack(done), this.o.dispatcher.timeoutMs, 'acking notices');
+    await withTimeout(this.o.group.ack(done), this.o.dispatcher.timeoutMs, 'acking notices');
     for (const id of done) this.pending.delete(id);
   }
 

@@ -5,7 +5,7 @@
  * keeps the same per-request cost with 3 nodes or 1,000. Its answers are exactly pickNode's
  * (a property test holds the two together).
  */
-import { normalizeModel } from '../contracts/index.js';
+import { memoNormalize } from './model-names.js';
 import { compareNodes, pickNode, type Decision, type NodeView } from './routing.js';
 
 export class RoutingIndex {
@@ -14,7 +14,7 @@ export class RoutingIndex {
   private readonly loadedBy = new Map<string, NodeView[]>();
   private readonly installedBy = new Map<string, NodeView[]>();
   private readonly unknown: NodeView[] = [];
-  private readonly normalized = new Map<string, string>();
+  private readonly norm = memoNormalize();
 
   constructor(ordered: readonly NodeView[]) {
     this.ordered = ordered;
@@ -23,15 +23,6 @@ export class RoutingIndex {
       if (n.installed === undefined) this.unknown.push(n);
       else for (const m of n.installed) push(this.installedBy, m, n);
     }
-  }
-
-  private norm(model: string): string {
-    let m = this.normalized.get(model);
-    if (m === undefined) {
-      m = normalizeModel(model);
-      if (this.normalized.size < 10_000) this.normalized.set(model, m);
-    }
-    return m;
   }
 
   /**

@@ -101,6 +101,11 @@ export class BridgeStats {
     this.metrics?.keepWarm.inc({ node });
   }
 
+  /** How many requests this bridge holds for lack of a node, now. */
+  holding(count: number): void {
+    this.metrics?.waiting.set(count);
+  }
+
   /** A request this bridge could not place, answered with `code`. */
   error(code: ErrorCode): void {
     this.add('errors');

@@ -12,8 +12,10 @@
  *   routing       sticky | fallback (as in the final answer)
  *   attempt       times it was started so far
  *   age_ms        since it arrived (its stream entry's time)
+ *   started_at    running: when it started (RFC 3339)
  *   eta_start_ms  held: null; waiting: expected ms until it starts (0 = now); running/done: 0
  *   eta_done_ms   held: null; waiting/running: expected ms until its final answer; done: 0
+ *                 (null, and eta too, when nothing is known to estimate from)
  *   eta           eta_done_ms as an RFC 3339 time (null when unknown)
  *   error         done: the final answer's error code, else null
  *   answered_at   done: when the final answer was written
@@ -39,6 +41,7 @@ export interface RequestStatus {
   routing?: string;
   attempt?: number;
   age_ms?: number;
+  started_at?: string;
   eta_start_ms: number | null;
   eta_done_ms: number | null;
   eta: string | null;
@@ -46,12 +49,15 @@ export interface RequestStatus {
   answered_at?: string;
 }
 
-/** What the bridge's routing knows about times, for the ETA. */
+/**
+ * What is known about times, for the ETA: the bridge's routing figures, or (for `orion status`
+ * with no bridge to ask) the node's recent jobs. Undefined: nothing to estimate from.
+ */
 export interface EtaSource {
   /** Expected ms until a job of `model` with `ahead` jobs before it on `nodeId` starts. */
-  startIn(nodeId: string, model: string, ahead: number): number;
+  startIn(nodeId: string, model: string, ahead: number): number | undefined;
   /** Expected ms one answer of `model` takes on `nodeId` once started. */
-  answerMs(nodeId: string, model: string): number;
+  answerMs(nodeId: string, model: string): number | undefined;
   /** Whether this bridge holds the request for lack of a node. */
   isHeld(requestId: string): boolean;
 }
@@ -112,9 +118,11 @@ export async function requestStatus(ctx: WhereContext, id: string): Promise<Requ
   const running = Number(r4?.[1] ?? 0);
   const activePos = r5?.[1] as number | null;
   if (activePos != null) {
+    const running: RequestStatus = { ...out, state: 'running', eta_start_ms: 0 };
+    if (processedOn) running.started_at = rfc3339(Number(processedOn));
     const elapsed = processedOn ? Math.max(0, now - Number(processedOn)) : 0;
-    const left = Math.max(0, eta.answerMs(node, model) - elapsed);
-    return withEta({ ...out, state: 'running', eta_start_ms: 0 }, left, now);
+    const answer = eta.answerMs(node, model);
+    return withEta(running, answer === undefined ? undefined : Math.max(0, answer - elapsed), now);
   }
   // BullMQ starts the wait list (taken from its tail) before the prioritized set (lowest score first).
   let before: number | undefined;
@@ -123,10 +131,13 @@ export async function requestStatus(ctx: WhereContext, id: string): Promise<Requ
   if (before === undefined) return { ...out, state: 'held' }; // between queues (a move or a retry in flight)
   const ahead = before + running;
   const start = eta.startIn(node, model, ahead);
-  return withEta({ ...out, state: 'waiting', position: before + 1, ahead, eta_start_ms: Math.round(start) }, start + eta.answerMs(node, model), now);
+  const answer = eta.answerMs(node, model);
+  const waiting: RequestStatus = { ...out, state: 'waiting', position: before + 1, ahead, eta_start_ms: start === undefined ? null : Math.round(start) };
+  return withEta(waiting, start === undefined || answer === undefined ? undefined : start + answer, now);
 }
 
-function withEta(s: RequestStatus, doneInMs: number, now: number): RequestStatus {
+function withEta(s: RequestStatus, doneInMs: number | undefined, now: number): RequestStatus {
+  if (doneInMs === undefined) return s;
   const ms = Math.max(0, Math.round(doneInMs));
   return { ...s, eta_done_ms: ms, eta: rfc3339(now + ms) };
 }

@@ -265,8 +265,7 @@ export function loadSimConfig(input: {
   const env = { ...input.env };
   for (const [twin, ollama] of Object.entries(OLLAMA_TWINS)) if (!env[twin] && env[ollama]) env[twin] = env[ollama];
   const { flags, positional } = parseArgv(input.argv, simOptions);
-  if (positional.length) throw new ConfigError([`unexpected argument '${positional[0]}' (see --help)`]);
-  const o = resolveOptions(simOptions, { flags, env });
+  const o = resolveOptions(simOptions, { flags, positional, env });
   const table = simOptions as OptionTable;
   const explicit = (key: keyof typeof simOptions): boolean => {
     const spec = table[key]!;

@@ -66,7 +66,7 @@ class AtomicFile {
 
 const kbLine = (key: string, kb: number): string => `${(key + ':').padEnd(16)}${String(Math.max(0, Math.round(kb))).padStart(8)} kB`;
 
-export function meminfoText({ totalBytes, usedBytes }: MemorySnapshot): string {
+function meminfoText({ totalBytes, usedBytes }: MemorySnapshot): string {
   const total = totalBytes / 1024;
   const available = Math.max(0, total - usedBytes / 1024);
   const cached = Math.min(available * 0.25, 400 * 1024);
@@ -88,7 +88,7 @@ export function meminfoText({ totalBytes, usedBytes }: MemorySnapshot): string {
 /** Cumulative jiffies per core: [user, nice, system, idle, iowait, irq, softirq, steal]. */
 export type CpuTimes = number[][];
 
-export function statText(cores: CpuTimes, bootEpochS: number): string {
+function statText(cores: CpuTimes, bootEpochS: number): string {
   const fmt = (t: number[]): string => t.map((v) => Math.floor(v)).join(' ') + ' 0 0';
   const total = cores[0]!.map((_, i) => cores.reduce((n, c) => n + c[i]!, 0));
   return (

@@ -90,7 +90,8 @@ function positiveInt(name: string, v: number | undefined, fallback: number): num
   return n;
 }
 
-export async function startSimulator(opts: SimulatorOptions = {}): Promise<SimulatorHandle> {
+/** The simulated node an options object describes, with its clock, thermal model and engine. */
+function buildNode(opts: SimulatorOptions): { node: SimulatedNode; id: string; log: Logger; engine: GenerationEngine } {
   const profile = typeof opts.profile === 'object' ? opts.profile : getProfile(opts.profile ?? DEFAULT_PROFILE);
   const id = opts.id ?? profile.name;
   const clock = new SimClock(opts.speed ?? 1);
@@ -102,8 +103,6 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
   const engine =
     opts.engine ??
     new ProfileEngine({ profile, clock, diskBandwidth, responseTokens: opts.responseTokens, rateFactor: () => thermal.rateFactor() });
-  const defaultKeepAliveMs = parseKeepAlive(opts.keepAlive ?? '5m') ?? 300_000;
-
   const node = new SimulatedNode({
     id,
     profile,
@@ -114,7 +113,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     numParallel: positiveInt('numParallel', opts.numParallel, 1),
     maxLoadedModels: positiveInt('maxLoadedModels', opts.maxLoadedModels, 3),
     maxQueue: positiveInt('maxQueue', opts.maxQueue, 512),
-    defaultKeepAliveMs,
+    defaultKeepAliveMs: parseKeepAlive(opts.keepAlive ?? '5m') ?? 300_000,
     faults: opts.faults,
     sysRoot: opts.sysRoot,
     procRoot: opts.procRoot,
@@ -125,6 +124,11 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     recordRequests: opts.recordRequests,
     log,
   });
+  return { node, id, log, engine };
+}
+
+export async function startSimulator(opts: SimulatorOptions = {}): Promise<SimulatorHandle> {
+  const { node, id, log, engine } = buildNode(opts);
   const server = new SimServer(node, opts.host ?? '127.0.0.1', opts.port ?? 0);
   try {
     await node.start();
@@ -140,7 +144,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     await node.close();
     throw err;
   }
-  log.info({ url: server.url, profile: profile.name, speed: clock.speed, engine: engine.kind }, 'ollama simulator listening');
+  log.info({ url: server.url, profile: node.profile.name, speed: node.clock.speed, engine: engine.kind }, 'ollama simulator listening');
 
   let closing: Promise<void> | undefined;
   return {

@@ -10,10 +10,10 @@ import { NO_FAULTS, parseFaults, type Faults } from './faults.js';
 import { HostFiles } from './host-files.js';
 import type { NodeProfile } from './profiles.js';
 import { Scheduler, type RunnerView } from './scheduler.js';
+import { seededRandom } from '../lib/random.js';
 import { matchRule, parseScript, type ScriptRule } from './script.js';
-import { seededRandom } from './text.js';
 import { ThermalModel } from './thermal.js';
-import { normalizeModelName } from './wire.js';
+import { modelKey } from './wire.js';
 
 export interface SimulatedNodeOptions {
   id: string;
@@ -150,7 +150,7 @@ export class SimulatedNode {
     this.currentFaults = { ...NO_FAULTS, ...parseFaults(opts.faults ?? {}) };
     this.rules = parseScript(opts.script ?? []);
     this.journal = opts.recordRequests ? [] : undefined;
-    for (const m of opts.engine.models()) this.known.set(m.name.toLowerCase(), m);
+    for (const m of opts.engine.models()) this.known.set(modelKey(m.name), m);
     const since = Date.now() - 86_400_000;
     opts.installed.forEach((name, i) => {
       const info = this.modelInfo(name);
@@ -188,7 +188,7 @@ export class SimulatedNode {
 
   /** The engine's model matching a name (`llama3` means `llama3:latest`), installed or not. */
   modelInfo(name: string): EngineModelInfo | undefined {
-    return this.known.get(normalizeModelName(name).toLowerCase());
+    return this.known.get(modelKey(name));
   }
 
   /** The installed model a name refers to, or undefined. */
@@ -199,7 +199,7 @@ export class SimulatedNode {
 
   installedModels(): InstalledModel[] {
     return [...this.installed.entries()]
-      .map(([name, modifiedAt]) => ({ info: this.known.get(name.toLowerCase())!, modifiedAt }))
+      .map(([name, modifiedAt]) => ({ info: this.known.get(modelKey(name))!, modifiedAt }))
       .sort((a, b) => b.modifiedAt.getTime() - a.modifiedAt.getTime());
   }
 

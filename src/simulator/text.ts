@@ -5,6 +5,7 @@
  * mark, streamed one per chunk.
  */
 import type { EngineMessage } from './engine.js';
+import { seededRandom } from '../lib/random.js';
 
 const VOCABULARY = [
   'the', 'sky', 'light', 'blue', 'sun', 'air', 'scatter', 'waves', 'short', 'long',
@@ -24,18 +25,6 @@ export function hash32(text: string, seed = 0): number {
     h = Math.imul(h, 0x01000193) >>> 0;
   }
   return h >>> 0;
-}
-
-/** mulberry32: a tiny seeded generator of floats in [0, 1). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export interface TextRequest {

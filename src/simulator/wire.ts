@@ -15,9 +15,9 @@ export function normalizeModelName(raw: string): string {
   return name;
 }
 
-/** Compare names the way Ollama does: after normalizing, case-insensitively. */
-export function sameModel(a: string, b: string): boolean {
-  return normalizeModelName(a).toLowerCase() === normalizeModelName(b).toLowerCase();
+/** What Ollama compares names by: the normalized name, case-insensitively. */
+export function modelKey(name: string): string {
+  return normalizeModelName(name).toLowerCase();
 }
 
 /** Returned when a keep_alive value cannot be read; `message` is Go's wording. */
@@ -39,7 +39,7 @@ const GO_UNITS: Record<string, number> = {
  * string (`"-1"`, `"300"`) is taken as seconds: Ollama itself refuses that form, but clients send
  * it and nothing is lost by reading it the obvious way.
  */
-export function parseGoDuration(text: string): number {
+function parseGoDuration(text: string): number {
   const s = text.trim();
   if (/^[-+]?\d+(\.\d+)?$/.test(s)) return Number(s) * 1000;
   const m = /^([-+]?)((?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+$/.exec(s);
@@ -72,7 +72,7 @@ export function parseKeepAlive(v: unknown): number | undefined {
 }
 
 /** Ollama's format.HumanBytes2: binary units with one decimal, e.g. `5.4 GiB`. */
-export function humanBytes2(bytes: number): string {
+function humanBytes2(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let v = bytes;
   let i = 0;

@@ -9,7 +9,7 @@ import type { Redis } from 'ioredis';
 import { Periodic } from '../lib/periodic.js';
 
 /** How often a running job looks for its cancel key. */
-export const CANCEL_POLL_MS = 200;
+const CANCEL_POLL_MS = 200;
 
 export class CancelWatch {
   private readonly periodic: Periodic;

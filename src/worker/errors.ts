@@ -41,7 +41,7 @@ function statusOf(err: unknown): number | undefined {
 }
 
 /** Every `code` found along the cause chain (and inside AggregateErrors, as happy eyeballs throws). */
-export function errorCodesOf(err: unknown, depth = 0): string[] {
+function errorCodesOf(err: unknown, depth = 0): string[] {
   if (depth > 5 || typeof err !== 'object' || err === null) return [];
   const out: string[] = [];
   const code = (err as { code?: unknown }).code;

@@ -68,7 +68,7 @@ export interface Generation {
 }
 
 /** A `fetch` (the worker's, over node:http) that also gives up when `signal` aborts. */
-export function fetchWithSignal(signal: AbortSignal): typeof fetch {
+function fetchWithSignal(signal: AbortSignal): typeof fetch {
   return (input, init) => httpFetch(input, { ...init, signal: init?.signal ? AbortSignal.any([init.signal, signal]) : signal });
 }
 

@@ -21,7 +21,7 @@ import type { WorkerMetrics } from './metrics.js';
 import type { OutageLog } from './outage-log.js';
 
 /** How long a health probe waits for Ollama before calling it unreachable. */
-export const OLLAMA_PROBE_TIMEOUT_MS = 2000;
+const OLLAMA_PROBE_TIMEOUT_MS = 2000;
 
 export interface HealthPublisherOptions {
   config: Pick<WorkerConfig, 'nodeId' | 'ollamaHost' | 'procRoot' | 'sysRoot' | 'healthTtl'>;

@@ -24,7 +24,7 @@ const MIB = 1024 * 1024;
 /** systeminformation, loaded on first use. */
 const si = async (): Promise<typeof import('systeminformation')> => (await import('systeminformation')).default;
 
-export function round1(x: number): number {
+function round1(x: number): number {
   return Math.round(x * 10) / 10;
 }
 

@@ -28,6 +28,8 @@ export interface JobIntakeOptions {
   log: Logger;
   metrics: WorkerMetrics;
   errors: OutageLog;
+  /** Whether the worker is shutting down: from then on no switch starts taking jobs, no loop is revived. */
+  closing: () => boolean;
   /** Runs one job; `signal` aborts when the job must stop (lock lost, forced shutdown). */
   process: (job: Job<InferenceJobData>, signal?: AbortSignal) => Promise<JobResult>;
 }
@@ -37,7 +39,7 @@ export class JobIntake {
   private readonly watchdog: Periodic;
   private running = 0;
   private taking = false;
-  private closing = false;
+  private closed = false;
   private readonly idleWaiters: (() => void)[] = [];
 
   constructor(private readonly o: JobIntakeOptions) {
@@ -96,7 +98,7 @@ export class JobIntake {
 
   /** Start or stop taking jobs (running ones go on either way); `reason` is logged on a change. */
   take(on: boolean, reason: string): void {
-    if (this.closing || on === this.taking) return;
+    if (this.stopping() || on === this.taking) return;
     this.taking = on;
     const onError = this.o.errors.listener('job-worker');
     if (on) {
@@ -116,9 +118,13 @@ export class JobIntake {
    * again while the node should be taking jobs.
    */
   private revive(): void {
-    if (this.closing || !this.taking || this.worker.isRunning() || this.worker.isPaused()) return;
+    if (this.stopping() || !this.taking || this.worker.isRunning() || this.worker.isPaused()) return;
     this.o.log.warn({ source: 'job-worker' }, 'queue loop stopped (Redis refused a write inside BullMQ): starting it again');
     this.worker.run().catch(this.o.errors.listener('job-worker'));
+  }
+
+  private stopping(): boolean {
+    return this.closed || this.o.closing();
   }
 
   /** Abort every running job's generation, with `reason` as its signal's reason. */
@@ -140,7 +146,7 @@ export class JobIntake {
    * to close while Redis is there (see `closeBull`).
    */
   async close(redisGone: AbortSignal): Promise<void> {
-    this.closing = true;
+    this.closed = true;
     await this.watchdog.stop();
     const closed = this.worker.close();
     await Promise.race([closed, this.untilIdle()]);

@@ -9,17 +9,18 @@ import type { Logger } from '../lib/logger.js';
 const QUIET_MS = 30_000;
 
 export class OutageLog {
-  private readonly erroring = new Set<string>();
+  /** Source -> when it was last logged (ms). */
+  private readonly loggedAt = new Map<string, number>();
 
   constructor(private readonly log: Logger) {}
 
   /** An 'error' listener (or a `.catch`) for `source`. */
   listener(source: string): (err: Error) => void {
     return (err: Error) => {
-      if (this.erroring.has(source)) return;
-      this.erroring.add(source);
+      const now = Date.now();
+      if (now - (this.loggedAt.get(source) ?? -Infinity) < QUIET_MS) return;
+      this.loggedAt.set(source, now);
       this.log.warn({ source, err: err.message }, 'queue error (Redis unreachable?); retrying');
-      setTimeout(() => this.erroring.delete(source), QUIET_MS).unref();
     };
   }
 }

@@ -9,8 +9,8 @@
 import { ConfigError } from '../lib/errors.js';
 
 const GIB = 1024 ** 3;
-export const TIER_TWO_MIN_BYTES = 12 * GIB;
-export const TIER_ONE_MIN_BYTES = 6 * GIB;
+const TIER_TWO_MIN_BYTES = 12 * GIB;
+const TIER_ONE_MIN_BYTES = 6 * GIB;
 
 export interface ConcurrencyChoice {
   concurrency: number;

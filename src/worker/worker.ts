@@ -156,9 +156,7 @@ async function startParts(cx: Context): Promise<Parts> {
     redisWatch,
     active: () => intake.active,
     closing: () => state.closing,
-    onVerdict: (take, reason) => {
-      if (!state.closing) intake.take(take, reason);
-    },
+    onVerdict: (take, reason) => intake.take(take, reason),
   });
   const intake = jobIntake(cx, health, redisWatch);
   await redisWatch.start();
@@ -185,6 +183,7 @@ function jobIntake(cx: Context, health: HealthPublisher, redisWatch: RedisWatch)
     prefix: n.nodeQueuePrefix,
     lockDuration: config.lockDuration,
     checkEveryMs: config.heartbeatInterval,
+    closing: () => cx.state.closing,
     process: (job, signal) =>
       processJob(
         {

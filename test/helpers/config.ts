@@ -2,10 +2,10 @@
  * For configuration tests: a program's configuration loaded from an argv and an environment
  * the way its entry point loads it, and the problems reported when it is refused.
  */
-import { parseArgv, type Flags, type OptionTable } from '../../src/config/options.js';
+import { parseArgv, type OptionInput, type OptionTable } from '../../src/config/options.js';
 import { ConfigError } from '../../src/lib/errors.js';
 
-type LoadConfig<C> = (input: { flags: Flags; env: Record<string, string | undefined> }) => C;
+type LoadConfig<C> = (input: OptionInput) => C;
 
 export interface ConfigLoader<C> {
   load(argv: string[], env?: Record<string, string>): C;
@@ -14,7 +14,7 @@ export interface ConfigLoader<C> {
 }
 
 export function configLoader<C>(table: OptionTable, loadConfig: LoadConfig<C>): ConfigLoader<C> {
-  const load = (argv: string[], env: Record<string, string> = {}): C => loadConfig({ flags: parseArgv(argv, table).flags, env });
+  const load = (argv: string[], env: Record<string, string> = {}): C => loadConfig({ ...parseArgv(argv, table), env });
   const problems = (argv: string[], env: Record<string, string> = {}): string[] => {
     try {
       load(argv, env);

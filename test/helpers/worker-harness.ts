@@ -11,7 +11,7 @@ import { afterAll, afterEach, beforeAll } from 'vitest';
 import type { Flags } from '../../src/config/options.js';
 import { loadWorkerConfig, type WorkerConfig } from '../../src/config/worker.js';
 import type { InferenceRequest, Routing } from '../../src/contracts/types.js';
-import { bullPriority, claimRequest, defineBusCommands, replyStreamOf, setOwner, DEFAULT_TIMEOUT_MS, type InferenceJobData } from '../../src/lib/bus.js';
+import { bullPriority, claimRequests, defineBusCommands, replyStreamOf, setOwners, DEFAULT_TIMEOUT_MS, type InferenceJobData } from '../../src/lib/bus.js';
 import { jobIdFor, type Names } from '../../src/lib/names.js';
 import { startSimulator, type RecordedRequest, type ScriptRule, type SimulatorHandle } from '../../src/simulator/index.js';
 import { startRedis, type RedisServer } from './redis.js';
@@ -139,10 +139,8 @@ export async function enqueue(
   const now = Date.now();
   const entryId = o.entryId ?? `${now}-0`;
   const deadline = o.deadline ?? now + (request.timeout_ms ?? DEFAULT_TIMEOUT_MS);
-  const pipe = redis.pipeline();
-  claimRequest(pipe, n, request.request_id, entryId, replyStreamOf(n, request), deadline);
-  setOwner(pipe, n, request.request_id, o.owner ?? queue.name);
-  await pipe.exec();
+  await claimRequests(redis, n, [{ requestId: request.request_id, entryId, replyTo: replyStreamOf(n, request), deadline, timeoutMs: DEFAULT_TIMEOUT_MS }]);
+  await setOwners(redis, n, [{ requestId: request.request_id, nodeId: o.owner ?? queue.name }]);
   const data: InferenceJobData = {
     request,
     entry_id: entryId,

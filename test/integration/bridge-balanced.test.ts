@@ -7,6 +7,7 @@ import type { NodeHealth } from '../../src/contracts/types.js';
 import { jobIdFor } from '../../src/lib/names.js';
 import { pickNode, toNodeView, eligibleInOrder } from '../../src/router/routing.js';
 import { harness, until, type Harness, type Scope } from './bridge.harness.js';
+import { seededRandom as rng } from '../../src/lib/random.js';
 
 let h: Harness;
 beforeAll(async () => {
@@ -26,17 +27,6 @@ async function spread(s: Scope, nodes: string[]): Promise<Record<string, number>
   return out;
 }
 
-/** A small deterministic generator (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('balanced routing at the bridge', () => {
   it('chooses exactly as the guide on an idle cluster (random clusters, one request each)', async () => {

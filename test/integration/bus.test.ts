@@ -1,44 +1,31 @@
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
-  claimRequest,
+  DEFAULT_TIMEOUT_MS,
+  claimRequests,
   deadlinesKey,
-  defineBusCommands,
   errorResponse,
-  parseClaim,
   publishFinal,
   publishPartial,
-  setOwner,
+  setOwners,
   startJob,
   type InferenceJobData,
 } from '../../src/lib/bus.js';
 import { Queue } from 'bullmq';
 import { failRequest } from '../../src/lib/failures.js';
 import { jobIdFor, names } from '../../src/lib/names.js';
-import { startRedis, testPrefix, type RedisServer } from '../helpers/redis.js';
+import { testPrefix } from '../helpers/redis.js';
+import { redisForFile } from '../helpers/redis-file.js';
 
-let server: RedisServer;
-let redis: Redis;
-
-beforeAll(async () => {
-  server = await startRedis();
-  redis = new Redis(server.port, '127.0.0.1');
-  defineBusCommands(redis);
-});
-afterAll(async () => {
-  redis.disconnect();
-  await server.stop();
-});
+const db = redisForFile();
 
 async function claim(n: ReturnType<typeof names>, id: string, entry: string, replyTo: string) {
-  const pipe = redis.pipeline();
-  claimRequest(pipe, n, id, entry, replyTo, Date.now() + 60_000);
-  const res = await pipe.exec();
-  return parseClaim(res![0]![1] as [string]);
+  const [result] = await claimRequests(db.client, n, [{ requestId: id, entryId: entry, replyTo, deadline: Date.now() + 60_000, timeoutMs: DEFAULT_TIMEOUT_MS }]);
+  if (result === undefined) throw new Error(`no claim result for ${id}`);
+  return result;
 }
 
 async function streamDocs(key: string): Promise<Record<string, unknown>[]> {
-  const entries = await redis.xrange(key, '-', '+');
+  const entries = await db.client.xrange(key, '-', '+');
   return entries.map(([, f]) => JSON.parse(f[1]!) as Record<string, unknown>);
 }
 
@@ -48,8 +35,8 @@ describe('the request record', () => {
     expect(await claim(n, 'a', '1-0', n.responses)).toEqual({ kind: 'new' });
     expect(await claim(n, 'a', '1-0', n.responses)).toEqual({ kind: 'same' });
     expect(await claim(n, 'a', '2-0', `${n.responses}:other`)).toEqual({ kind: 'waiting' });
-    expect(await redis.zscore(deadlinesKey(n), n.requestKey('a'))).not.toBeNull();
-    expect(await redis.ttl(n.requestKey('a'))).toBeGreaterThan(23 * 3600);
+    expect(await db.client.zscore(deadlinesKey(n), n.requestKey('a'))).not.toBeNull();
+    expect(await db.client.ttl(n.requestKey('a'))).toBeGreaterThan(23 * 3600);
   });
 
   it('answers the first reply stream and every waiter once, and a later duplicate gets the stored final', async () => {
@@ -57,11 +44,11 @@ describe('the request record', () => {
     await claim(n, 'b', '1-0', n.responses);
     await claim(n, 'b', '2-0', `${n.responses}:late`);
     const final = { request_id: 'b', done: true, response: 'hi', created_at: '2026-01-01T00:00:00Z' };
-    expect(await publishFinal(redis, n, n.responses, final)).toBe(true);
-    expect(await publishFinal(redis, n, n.responses, final)).toBe(false);
+    expect(await publishFinal(db.client, n, n.responses, final)).toBe(true);
+    expect(await publishFinal(db.client, n, n.responses, final)).toBe(false);
     expect(await streamDocs(n.responses)).toEqual([final]);
     expect(await streamDocs(`${n.responses}:late`)).toEqual([final]);
-    expect(await redis.zscore(deadlinesKey(n), n.requestKey('b'))).toBeNull();
+    expect(await db.client.zscore(deadlinesKey(n), n.requestKey('b'))).toBeNull();
     const again = await claim(n, 'b', '3-0', `${n.responses}:third`);
     expect(again.kind).toBe('done');
     expect(again.kind === 'done' && JSON.parse(again.final)).toEqual(final);
@@ -70,13 +57,13 @@ describe('the request record', () => {
   it('suppresses a final and partials from a node that no longer owns the job', async () => {
     const n = names(testPrefix('bus'));
     await claim(n, 'c', '1-0', n.responses);
-    await setOwner(redis, n, 'c', 'pi-16g');
+    await setOwnerNow(n, 'c', 'pi-16g');
     const partial = { request_id: 'c', done: false, response: 'x', created_at: '2026-01-01T00:00:00Z' };
-    expect(await publishPartial(redis, n, n.responses, partial, 'pi-8g')).toBe(false);
-    expect(await publishFinal(redis, n, n.responses, errorResponse('c', 'timeout', 'late'), 'pi-8g')).toBe(false);
-    expect(await publishPartial(redis, n, n.responses, partial, 'pi-16g')).toBe(true);
-    expect(await publishFinal(redis, n, n.responses, errorResponse('c', 'timeout', 'late'), 'pi-16g')).toBe(true);
-    expect(await publishPartial(redis, n, n.responses, partial, 'pi-16g')).toBe(false);
+    expect(await publishPartial(db.client, n, n.responses, partial, 'pi-8g')).toBe(false);
+    expect(await publishFinal(db.client, n, n.responses, errorResponse('c', 'timeout', 'late'), 'pi-8g')).toBe(false);
+    expect(await publishPartial(db.client, n, n.responses, partial, 'pi-16g')).toBe(true);
+    expect(await publishFinal(db.client, n, n.responses, errorResponse('c', 'timeout', 'late'), 'pi-16g')).toBe(true);
+    expect(await publishPartial(db.client, n, n.responses, partial, 'pi-16g')).toBe(false);
     const docs = await streamDocs(n.responses);
     expect(docs.map((d) => d['done'])).toEqual([false, true]);
   });
@@ -96,7 +83,7 @@ describe('starting a job', () => {
 
   it('records the attempt in the BullMQ job only for a copy that may run, as Job.updateData would', async () => {
     const n = names(testPrefix('bus'));
-    const queue = new Queue<InferenceJobData>('pi-8g', { prefix: n.nodeQueuePrefix, connection: redis });
+    const queue = new Queue<InferenceJobData>('pi-8g', { prefix: n.nodeQueuePrefix, connection: db.client });
     try {
       const add = async (id: string) => {
         const job = await queue.add('inference', data(id, 0), { jobId: jobIdFor(id) });
@@ -106,24 +93,24 @@ describe('starting a job', () => {
 
       const free = await add('s1');
       await setOwnerNow(n, 's1', 'pi-8g');
-      expect(await startJob(redis, n, 's1', free.key, 'pi-8g', data('s1', 1))).toEqual({ kind: 'run' });
+      expect(await startJob(db.client, n, 's1', free.key, 'pi-8g', data('s1', 1))).toEqual({ kind: 'run' });
       expect(await attemptOf('s1')).toBe(1);
 
       const moved = await add('s2');
       await setOwnerNow(n, 's2', 'pi-16g');
-      expect(await startJob(redis, n, 's2', moved.key, 'pi-8g', data('s2', 1))).toEqual({ kind: 'moved', owner: 'pi-16g' });
+      expect(await startJob(db.client, n, 's2', moved.key, 'pi-8g', data('s2', 1))).toEqual({ kind: 'moved', owner: 'pi-16g' });
       expect(await attemptOf('s2')).toBe(0);
 
       const answered = await add('s3');
-      await redis.hset(n.requestKey('s3'), 'node', 'pi-8g', 'final', '{"done":true}');
-      expect(await startJob(redis, n, 's3', answered.key, 'pi-8g', data('s3', 1))).toEqual({ kind: 'done', final: '{"done":true}' });
+      await db.client.hset(n.requestKey('s3'), 'node', 'pi-8g', 'final', '{"done":true}');
+      expect(await startJob(db.client, n, 's3', answered.key, 'pi-8g', data('s3', 1))).toEqual({ kind: 'done', final: '{"done":true}' });
       expect(await attemptOf('s3')).toBe(0);
 
       // No owner recorded (placed before owners existed) runs; a job hash that is gone is said.
       const unowned = await add('s4');
-      expect(await startJob(redis, n, 's4', unowned.key, 'pi-8g', data('s4', 1))).toEqual({ kind: 'run' });
-      expect(await startJob(redis, n, 's5', queue.toKey(jobIdFor('s5')), 'pi-8g', data('s5', 1))).toEqual({ kind: 'gone' });
-      expect(await redis.exists(queue.toKey(jobIdFor('s5')))).toBe(0);
+      expect(await startJob(db.client, n, 's4', unowned.key, 'pi-8g', data('s4', 1))).toEqual({ kind: 'run' });
+      expect(await startJob(db.client, n, 's5', queue.toKey(jobIdFor('s5')), 'pi-8g', data('s5', 1))).toEqual({ kind: 'gone' });
+      expect(await db.client.exists(queue.toKey(jobIdFor('s5')))).toBe(0);
     } finally {
       await queue.close();
     }
@@ -131,9 +118,7 @@ describe('starting a job', () => {
 });
 
 async function setOwnerNow(n: ReturnType<typeof names>, id: string, node: string): Promise<void> {
-  const pipe = redis.pipeline();
-  setOwner(pipe, n, id, node);
-  await pipe.exec();
+  await setOwners(db.client, n, [{ requestId: id, nodeId: node }]);
 }
 
 describe('giving a request up', () => {
@@ -141,7 +126,7 @@ describe('giving a request up', () => {
     const n = names(testPrefix('fail'));
     await claim(n, 'a', '1-0', n.responses);
     const f = { requestId: 'a', replyTo: n.responses, code: 'timeout' as const, message: 'late', answer: { model: 'm' }, letter: { entry_id: '1-0', node_id: 'pi' } };
-    const results = await Promise.all([failRequest(redis, n, f), failRequest(redis, n, f)]);
+    const results = await Promise.all([failRequest(db.client, n, f), failRequest(db.client, n, f)]);
     expect(results.sort()).toEqual([false, true]);
     const answers = await streamDocs(n.responses);
     expect(answers).toHaveLength(1);
@@ -155,9 +140,9 @@ describe('giving a request up', () => {
   it('writes nothing for a node that no longer owns the job', async () => {
     const n = names(testPrefix('fail'));
     await claim(n, 'b', '1-0', n.responses);
-    await setOwner(redis, n, 'b', 'pi-16g');
+    await setOwnerNow(n, 'b', 'pi-16g');
     const f = { requestId: 'b', replyTo: n.responses, code: 'backend_error' as const, message: 'down' };
-    expect(await failRequest(redis, n, f, { nodeId: 'pi-8g' })).toBe(false);
+    expect(await failRequest(db.client, n, f, { nodeId: 'pi-8g' })).toBe(false);
     expect(await streamDocs(n.responses)).toEqual([]);
     expect(await streamDocs(n.deadletter)).toEqual([]);
   });
@@ -165,14 +150,14 @@ describe('giving a request up', () => {
   it('answers cancelled without a dead letter', async () => {
     const n = names(testPrefix('fail'));
     await claim(n, 'c', '1-0', n.responses);
-    expect(await failRequest(redis, n, { requestId: 'c', replyTo: n.responses, code: 'cancelled', message: 'asked' })).toBe(true);
+    expect(await failRequest(db.client, n, { requestId: 'c', replyTo: n.responses, code: 'cancelled', message: 'asked' })).toBe(true);
     expect((await streamDocs(n.responses)).map((d) => d['error'])).toEqual([{ code: 'cancelled', message: 'asked' }]);
     expect(await streamDocs(n.deadletter)).toEqual([]);
   });
 
   it('dead-letters an entry with no request id without answering it', async () => {
     const n = names(testPrefix('fail'));
-    expect(await failRequest(redis, n, { requestId: undefined, replyTo: n.responses, code: 'invalid_request', message: 'not JSON', letter: { entry_id: '9-0', request: 'x' } })).toBe(false);
+    expect(await failRequest(db.client, n, { requestId: undefined, replyTo: n.responses, code: 'invalid_request', message: 'not JSON', letter: { entry_id: '9-0', request: 'x' } })).toBe(false);
     expect(await streamDocs(n.responses)).toEqual([]);
     expect(await streamDocs(n.deadletter)).toMatchObject([{ reason: 'not JSON', error_code: 'invalid_request', entry_id: '9-0', request: 'x' }]);
   });
@@ -180,11 +165,11 @@ describe('giving a request up', () => {
   it('refuses an entry without touching a record, to the default stream when reply_to is not a stream', async () => {
     const n = names(testPrefix('fail'));
     const replyTo = `${n.responses}:taken`;
-    await redis.set(replyTo, 'not a stream');
+    await db.client.set(replyTo, 'not a stream');
     const f = { requestId: 'd', replyTo, code: 'invalid_request' as const, message: 'bad', letter: { entry_id: '2-0' } };
-    expect(await failRequest(redis, n, f, { as: 'refusal' })).toBe(true);
-    expect(await failRequest(redis, n, f, { as: 'refusal' })).toBe(true);
-    expect(await redis.exists(n.requestKey('d'))).toBe(0);
+    expect(await failRequest(db.client, n, f, { as: 'refusal' })).toBe(true);
+    expect(await failRequest(db.client, n, f, { as: 'refusal' })).toBe(true);
+    expect(await db.client.exists(n.requestKey('d'))).toBe(0);
     expect((await streamDocs(n.responses)).map((d) => d['request_id'])).toEqual(['d', 'd']);
     expect((await streamDocs(n.deadletter)).map((d) => d['entry_id'])).toEqual(['2-0', '2-0']);
   });

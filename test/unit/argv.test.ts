@@ -74,6 +74,15 @@ describe('flags and their ORION_* twins, through each program\'s loader', () => 
     expect(gateway.problems(['-x'])).toEqual(['unknown flag --x (see --help)']);
   });
 
+  it('refuses words that are not flags, with every other problem, and says how to turn an on/off flag off', () => {
+    expect(worker.problems(['--node-id', 'n', 'pi-8g'])).toEqual(["unexpected argument 'pi-8g' (see --help)"]);
+    expect(router.problems(['--redis-tls', 'false', '--bogus'])).toEqual([
+      'unknown flag --bogus (see --help)',
+      "unexpected argument 'false' (see --help; an on/off flag takes a value only as --flag=value)",
+    ]);
+    expect(router.load(['--redis-tls=false']).redisTls).toBe(false);
+  });
+
   it('reads an on/off flag from its twin, and a flag beats the twin either way', () => {
     expect(worker.load(['--node-id', 'n'], { ORION_REDIS_TLS: 'true' }).redisTls).toBe(true);
     expect(worker.load(['--node-id', 'n', '--redis-tls=false'], { ORION_REDIS_TLS: 'true' }).redisTls).toBe(false);
@@ -90,8 +99,10 @@ describe('flags and their ORION_* twins, through each program\'s loader', () => 
     expect(gateway.problems(['--request-timeout', '25h'])).toEqual(['--request-timeout must be at most 24h']);
   });
 
-  it('ignores an empty twin, so the default stands', () => {
+  it('ignores an empty twin, so the default stands, but refuses an empty number given as a flag', () => {
     expect(router.load([], { ORION_HTTP_PORT: '' }).httpPort).toBe(8080);
+    expect(router.problems(['--http-port='])).toEqual(["--http-port '': must be a whole number from 0 to 65535"]);
+    expect(router.problems(['--max-attempts', ' '])).toEqual(["--max-attempts ' ': must be a whole number from 1 to 20"]);
   });
 
   it('takes a negative value for the simulator\'s temperatures and refuses a stray word', () => {

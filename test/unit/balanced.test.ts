@@ -4,19 +4,13 @@ import { balancedFrom, pickBalanced, slotWaitMs, type NodeLoad } from '../../src
 import { RoutingIndex } from '../../src/router/routing-index.js';
 import { CostLearner } from '../../src/router/learner.js';
 import { eligibleInOrder, pickNode, toNodeView, type NodeView } from '../../src/router/routing.js';
+import { seededRandom as rng } from '../../src/lib/random.js';
 
 const T = { maxTemp: 75, maxRam: 90, staleAfterMs: 15_000 };
 const SEEN = '2026-01-19T12:00:00Z';
 const NOW = Date.parse(SEEN) + 1000;
 const MODELS = ['gemma3:1b', 'llama3.2:3b', 'llama3', 'qwen2.5:0.5b', 'phi4'];
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
 
 function node(id: string, over: Partial<NodeHealth> = {}): NodeHealth {
   return { node_id: id, cpu_percent: 10, ram_percent: 50, temp_celsius: 50, models: [], available: true, last_seen: SEEN, ...over };
@@ -106,8 +100,19 @@ describe('where balanced departs from the guide', () => {
     const busy = loads({ warm: { running: 1, waiting: 1, workMs: 25_000 } });
     const d = pickBalanced('gemma3:1b', nodes, busy, learner, undefined, { coldMarginMs: 2000 });
     expect(d.kind === 'routed' && d.node.health.node_id).toBe('warm');
-    const d2 = pickBalanced('gemma3:1b', nodes, busy, learner, undefined, { coldMarginMs: 0 });
+    const d2 = pickBalanced('gemma3:1b', nodes, busy, learner, undefined, { coldMarginMs: 0, coldMarginShare: 0 });
     expect(d2.kind === 'routed' && d2.node.health.node_id).toBe('cold');
+  });
+
+  it('behind few answers a load must win by a share of the warm wait; behind many, by less', () => {
+    const nodes = cluster([node('warm', { ram_percent: 70, models: ['gemma3:1b'] }), node('cold', { ram_percent: 10, installed_models: ['gemma3:1b'] })]);
+    // Two answers ahead: 30 s expected, but its error is large; a 24 s load is not 1/sqrt(2) of it sooner.
+    const two = loads({ warm: { running: 1, waiting: 1 } });
+    expect(pickBalanced('gemma3:1b', nodes, two, learner)).toMatchObject({ kind: 'routed', coldLoad: false, etaMs: 30_000 });
+    expect(pickBalanced('gemma3:1b', nodes, two, learner, undefined, { coldMarginShare: 0 })).toMatchObject({ kind: 'routed', coldLoad: true });
+    // Nine answers ahead: 170 s expected; a margin of a third of it still leaves the load sooner.
+    const nine = loads({ warm: { running: 1, waiting: 8 } });
+    expect(pickBalanced('gemma3:1b', nodes, nine, learner)).toMatchObject({ kind: 'routed', coldLoad: true, etaMs: 24_000 });
   });
 
   it('a node that loads faster (learned rate) wins among busy candidates', () => {

@@ -22,7 +22,6 @@ async function exposedNames(): Promise<Set<string>> {
   const router = new RouterMetrics({
     snapshot: () => ({ views: new Map(), at: Date.now() }) as unknown as Snapshot,
     depths: async () => new Map(),
-    waiting: () => 0,
   });
   const worker = createWorkerMetrics('pi-8g');
   const out = new Set<string>();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { COLOR, PLAIN, fit, newTally, screen, styleFor, summarize, summaryText, type NodeRow } from '../../src/demo/view.js';
+import { PLAIN, fit, newTally, screen, styleFor, summarize, summaryText, type NodeRow } from '../../src/demo/view.js';
 
 const rows: NodeRow[] = ['pi-16g', 'pi-8g'].map((id, i) => ({
   node_id: id, cpu_percent: 10, ram_percent: 40 + i, temp_celsius: 55, models: ['llama3.2:3b', 'gemma3:1b', 'qwen2.5:0.5b'], available: true,
@@ -23,10 +23,11 @@ describe('the demo live view', () => {
   });
 
   it('colours only on a terminal without NO_COLOR', () => {
-    expect(styleFor(true, {})).toBe(COLOR);
+    const colour = styleFor(true, {});
+    expect(colour).not.toBe(PLAIN);
     expect(styleFor(true, { NO_COLOR: '1' })).toBe(PLAIN);
     expect(styleFor(false, {})).toBe(PLAIN);
-    expect(screen(header, rows, newTally(), events, 5, 60, { columns: 80, rows: 24 }, COLOR)).toContain('\x1b[32meligible\x1b[0m');
+    expect(screen(header, rows, newTally(), events, 5, 60, { columns: 80, rows: 24 }, colour)).toContain('\x1b[32meligible\x1b[0m');
   });
 
   it('summarises the bridge with its own consistent counters, not a raw /stats dump', () => {

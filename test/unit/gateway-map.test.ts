@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { gatewayOptions, loadGatewayConfig } from '../../src/config/gateway.js';
 import { routeOf } from '../../src/gateway/gateway.js';
-import { ApiInputError, finishReason, formatFromOpenAI, messagesFromOpenAI, optionsFromOpenAI, toolCallsToOpenAI } from '../../src/gateway/openai-map.js';
+import { ApiInputError } from '../../src/gateway/api-input.js';
+import { finishReason, formatFromOpenAI, messagesFromOpenAI, optionsFromOpenAI, toolCallsToOpenAI } from '../../src/gateway/openai-map.js';
 import { httpStatusOf } from '../../src/gateway/relay.js';
 import { configLoader } from '../helpers/config.js';
 

@@ -58,6 +58,22 @@ describe('the cost learner', () => {
     expect(l.loadFloorMs('m')).toBe(8000);
   });
 
+  it('with token counts, an answer is the node speed times the model mean lengths, steady under long and short answers', () => {
+    const l = new CostLearner();
+    // 100 ms per generated token, 20 ms per prompt token; answers of 10 and 390 tokens alternate.
+    for (let i = 0; i < 40; i++) {
+      const ec = i % 2 === 0 ? 10 : 390;
+      l.observe('a', 'm', { prompt_eval_count: 100, prompt_eval_duration_ms: 2000, eval_count: ec, eval_duration_ms: ec * 100 });
+    }
+    expect(l.answerMs('a', 'm')).toBeCloseTo(100 * 20 + 200 * 100, 6);
+    // A faster node: its own speed, the model's lengths learned everywhere.
+    l.observe('b', 'm', { prompt_eval_count: 50, prompt_eval_duration_ms: 500, eval_count: 10, eval_duration_ms: 500 });
+    expect(l.answerMs('b', 'm')).toBeCloseTo(l.answerMs('a', 'm') / 2, -2);
+    const back = CostLearner.fromJSON(JSON.parse(JSON.stringify(l)));
+    expect(back.answerMs('a', 'm')).toBe(l.answerMs('a', 'm'));
+    expect(back.answerMs('b', 'm')).toBe(l.answerMs('b', 'm'));
+  });
+
   it('ignores garbage fields', () => {
     const l = new CostLearner();
     l.observe('a', 'm', { eval_duration_ms: Number.NaN, load_duration_ms: -5, total_duration_ms: Number.POSITIVE_INFINITY });

@@ -2,18 +2,11 @@ import { describe, expect, it } from 'vitest';
 import type { NodeHealth } from '../../src/contracts/types.js';
 import { RoutingIndex } from '../../src/router/routing-index.js';
 import { eligibleInOrder, pickNode, toNodeView } from '../../src/router/routing.js';
+import { seededRandom as rng } from '../../src/lib/random.js';
 
 const T = { maxTemp: 75, maxRam: 90, staleAfterMs: 15_000 };
 const MODELS = ['gemma3:1b', 'llama3.2:3b', 'llama3', 'qwen2.5:0.5b', 'phi4'];
 
-/** A small deterministic PRNG, so a failure names a seed that reproduces it. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
 
 function randomSnapshot(seed: number, now: number) {
   const r = rng(seed);

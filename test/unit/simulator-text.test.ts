@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { contextIds, countPromptTokens, hash32, planTokens, seededRandom } from '../../src/simulator/text.js';
+import { contextIds, countPromptTokens, hash32, planTokens } from '../../src/simulator/text.js';
+import { seededRandom } from '../../src/lib/random.js';
 
 const ask = { model: 'gemma3:1b', prompt: 'Why is the sky blue?' };
 

@@ -1,6 +1,10 @@
-import { describe, expect, it } from 'vitest';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { silentLogger } from '../../src/lib/logger.js';
 import { SimClock } from '../../src/simulator/clock.js';
-import { meminfoText, statText } from '../../src/simulator/host-files.js';
+import { HostFiles } from '../../src/simulator/host-files.js';
 import { NODE_PROFILES, STORAGE_BANDWIDTH, findModelSpec } from '../../src/simulator/profiles.js';
 import { ThermalModel } from '../../src/simulator/thermal.js';
 
@@ -54,8 +58,22 @@ describe('heat model', () => {
 });
 
 describe('host files', () => {
-  it('writes meminfo in the kernel layout, in kB', () => {
-    const text = meminfoText({ totalBytes: 8_052 * 1024 * 1024, usedBytes: 1_900_000_000 });
+  const roots: string[] = [];
+  afterAll(async () => {
+    for (const r of roots) await rm(r, { recursive: true, force: true });
+  });
+  /** Host files under a new temp root for /proc, and a reader of what they wrote. */
+  const hostFiles = async (cores?: number): Promise<{ files: HostFiles; read: (name: string) => Promise<string> }> => {
+    const procRoot = await mkdtemp(join(tmpdir(), 'orion-host-files-'));
+    roots.push(procRoot);
+    const files = new HostFiles({ procRoot, log: silentLogger }, cores);
+    return { files, read: async (name) => (await files.flush(), readFile(join(procRoot, 'proc', name), 'utf8')) };
+  };
+
+  it('writes meminfo in the kernel layout, in kB', async () => {
+    const { files, read } = await hostFiles();
+    files.writeMemory({ totalBytes: 8_052 * 1024 * 1024, usedBytes: 1_900_000_000 });
+    const text = await read('meminfo');
     const lines = text.trim().split('\n');
     expect(lines[0]).toBe('MemTotal:        8245248 kB');
     const kb = (key: string): number => Number(/(\d+) kB/.exec(lines.find((l) => l.startsWith(key + ':'))!)![1]);
@@ -63,17 +81,19 @@ describe('host files', () => {
     expect(kb('MemFree')).toBeLessThan(kb('MemAvailable'));
   });
 
-  it('writes cumulative CPU jiffies per core and in total', () => {
-    const text = statText(
-      [
-        [10, 0, 1, 89, 0, 0, 0, 0],
-        [20, 0, 2, 78, 0, 0, 0, 0],
-      ],
-      1_700_000_000,
-    );
-    expect(text.split('\n')[0]).toBe('cpu  30 0 3 167 0 0 0 0 0 0');
-    expect(text).toContain('cpu1 20 0 2 78 0 0 0 0 0 0');
-    expect(text).toContain('btime 1700000000');
+  it('writes cumulative CPU jiffies per core and in total', async () => {
+    const before = Math.floor(Date.now() / 1000);
+    const { files, read } = await hostFiles(2);
+    const after = Math.floor(Date.now() / 1000);
+    // Idle: 1% system time, the rest idle; one second is 100 jiffies (USER_HZ) a core.
+    files.advanceCpu(1000, 0, 0);
+    files.advanceCpu(1000, 0, 0);
+    const text = await read('stat');
+    expect(text.split('\n')[0]).toBe('cpu  0 0 4 396 0 0 0 0 0 0');
+    expect(text).toContain('cpu1 0 0 2 198 0 0 0 0 0 0');
+    const btime = Number(/^btime (\d+)$/m.exec(text)?.[1]);
+    expect(btime).toBeGreaterThanOrEqual(before);
+    expect(btime).toBeLessThanOrEqual(after);
   });
 });
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { NO_FAULTS, parseFaults } from '../../src/simulator/faults.js';
-import { DurationError, OLLAMA_ERRORS, humanBytes2, normalizeModelName, parseGoDuration, parseKeepAlive, sameModel } from '../../src/simulator/wire.js';
+import { DurationError, OLLAMA_ERRORS, normalizeModelName, parseKeepAlive, modelKey } from '../../src/simulator/wire.js';
 
 describe('model names follow Ollama', () => {
   it.each([
@@ -17,9 +17,9 @@ describe('model names follow Ollama', () => {
   });
 
   it('treats a name without a tag and with :latest as the same model, ignoring case', () => {
-    expect(sameModel('llama3', 'llama3:latest')).toBe(true);
-    expect(sameModel('Gemma3:1B', 'gemma3:1b')).toBe(true);
-    expect(sameModel('gemma3:1b', 'gemma3:4b')).toBe(false);
+    expect(modelKey('llama3')).toBe(modelKey('llama3:latest'));
+    expect(modelKey('Gemma3:1B')).toBe(modelKey('gemma3:1b'));
+    expect(modelKey('gemma3:1b')).not.toBe(modelKey('gemma3:4b'));
   });
 });
 
@@ -53,7 +53,7 @@ describe('keep_alive is read the way Ollama reads it', () => {
     expect(() => parseKeepAlive('soon')).toThrow(new DurationError('time: invalid duration "soon"'));
     expect(() => parseKeepAlive('5 minutes')).toThrow(DurationError);
     expect(() => parseKeepAlive(true)).toThrow("Unsupported type: 'boolean'");
-    expect(() => parseGoDuration('1d')).toThrow(DurationError);
+    expect(() => parseKeepAlive('1d')).toThrow(DurationError);
   });
 });
 
@@ -68,8 +68,7 @@ describe('wire texts', () => {
   });
 
   it('prints memory like format.HumanBytes2', () => {
-    expect(humanBytes2(512)).toBe('512 B');
-    expect(humanBytes2(5_800_000_000)).toBe('5.4 GiB');
+    expect(OLLAMA_ERRORS.tooLarge(512, 0)).toBe('model requires more system memory (512 B) than is available (0 B)');
     expect(OLLAMA_ERRORS.tooLarge(5_800_000_000, 3_691_489_920)).toBe(
       'model requires more system memory (5.4 GiB) than is available (3.4 GiB)',
     );

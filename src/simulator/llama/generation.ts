@@ -5,6 +5,9 @@
  */
 import type { EngineMessage } from '../engine.js';
 
+/** A reply ends where the model opens a new turn. */
+export const END_OF_TURN_STOP = '\n<|';
+
 /**
  * The chat template, chosen by us and passed explicitly (node-llama-cpp's automatic template
  * detection costs about 450 ms per chat). Each turn is `<|role|>\n{content}\n`; the prompt ends
@@ -12,11 +15,6 @@ import type { EngineMessage } from '../engine.js';
  * template (optional system turn, then the prompt as a user turn), as Ollama applies a model's
  * template to a non-raw generate.
  */
-export const CHAT_TEMPLATE_NAME = 'orion-tiny';
-
-/** A reply ends where the model opens a new turn. */
-export const END_OF_TURN_STOP = '\n<|';
-
 export function renderChatPrompt(input: { prompt?: string; system?: string; messages?: EngineMessage[] }): string {
   const turns: EngineMessage[] = input.system ? [{ role: 'system', content: input.system }] : [];
   turns.push(...(input.messages ?? [{ role: 'user', content: input.prompt ?? '' }]));

@@ -75,6 +75,8 @@ function asCount(v: MetadataValue | bigint | undefined): number | undefined {
   return undefined;
 }
 
+type Lookup = (key: string) => MetadataValue | undefined;
+
 /**
  * Every reason this file would not load as a llama model (empty when it would). Checks the
  * required keys and their types, the tokenizer arrays, and the name and shape of each tensor
@@ -82,24 +84,31 @@ function asCount(v: MetadataValue | bigint | undefined): number | undefined {
  */
 function llamaProblems(info: GgufFileInfo, fileSize: number): string[] {
   if (info.infoEndOffset === undefined || info.infoEndOffset > fileSize) return ['file ends inside the GGUF header'];
-  const get = (key: string): MetadataValue | undefined => metadataValue(info, key);
+  const get: Lookup = (key) => metadataValue(info, key);
+  const problems = [...keyProblems(get), ...tokenizerProblems(get), ...headProblems(get)];
+  return problems.length > 0 ? problems : tensorProblems(info, llamaHyperParams(info), fileSize);
+}
+
+/** The general keys, the architecture, and the llama hyper-parameters with their types. */
+function keyProblems(get: Lookup): string[] {
   const problems: string[] = [];
   for (const key of GENERAL_KEYS) if (get(key) === undefined) problems.push(`missing key ${key}`);
-
   const arch = get('general.architecture');
   if (arch !== undefined && arch !== 'llama') problems.push(`general.architecture is ${String(arch)}, expected llama`);
-
-  const ints: Partial<Record<(typeof LLAMA_INT_KEYS)[number], number>> = {};
   for (const key of LLAMA_INT_KEYS) {
     const v = get(key);
     if (v === undefined) problems.push(`missing key ${key}`);
-    else if (asCount(v) === undefined || asCount(v) === 0) problems.push(`${key} must be a positive integer`);
-    else ints[key] = asCount(v);
+    else if (!asCount(v)) problems.push(`${key} must be a positive integer`);
   }
   const eps = get(LLAMA_EPSILON_KEY);
   if (eps === undefined) problems.push(`missing key ${LLAMA_EPSILON_KEY}`);
   else if (typeof eps !== 'number' || !(eps > 0)) problems.push(`${LLAMA_EPSILON_KEY} must be a positive float`);
+  return problems;
+}
 
+/** The tokenizer model, its vocabulary and token types, and the BOS and EOS ids. */
+function tokenizerProblems(get: Lookup): string[] {
+  const problems: string[] = [];
   const model = get('tokenizer.ggml.model');
   if (model !== undefined && (typeof model !== 'string' || !TOKENIZER_MODELS.includes(model))) {
     problems.push(`tokenizer.ggml.model ${String(model)} is not one llama.cpp knows`);
@@ -126,29 +135,22 @@ function llamaProblems(info: GgufFileInfo, fileSize: number): string[] {
       problems.push(`${key} ${String(id)} is not a token id`);
     }
   }
+  return problems;
+}
 
-  const nEmbd = ints['llama.embedding_length'];
-  const nHead = ints['llama.attention.head_count'];
-  const headCountKv = asCount(get('llama.attention.head_count_kv')) ?? nHead;
+/** Head counts that split the embedding and each other. */
+function headProblems(get: Lookup): string[] {
+  const problems: string[] = [];
+  const nEmbd = asCount(get('llama.embedding_length'));
+  const nHead = asCount(get('llama.attention.head_count'));
+  const kvRaw = get('llama.attention.head_count_kv');
+  const headCountKv = asCount(kvRaw) ?? nHead;
+  if (kvRaw !== undefined && !asCount(kvRaw)) problems.push('llama.attention.head_count_kv must be a positive integer');
   if (nEmbd && nHead && nEmbd % nHead !== 0) {
     problems.push(`llama.embedding_length ${nEmbd} is not a multiple of llama.attention.head_count ${nHead}`);
   }
   if (nHead && headCountKv && nHead % headCountKv !== 0) {
     problems.push(`llama.attention.head_count ${nHead} is not a multiple of head_count_kv ${headCountKv}`);
-  }
-
-  if (problems.length === 0 && nEmbd && nHead && headCountKv) {
-    problems.push(
-      ...tensorProblems(info, {
-        contextLength: ints['llama.context_length']!,
-        embeddingLength: nEmbd,
-        blockCount: ints['llama.block_count']!,
-        feedForwardLength: ints['llama.feed_forward_length']!,
-        headCount: nHead,
-        headCountKv,
-        vocabSize,
-      }, fileSize),
-    );
   }
   return problems;
 }
