@@ -14,6 +14,7 @@ import type { InferenceJobData } from '../lib/bus.js';
 import type { Logger } from '../lib/logger.js';
 import type { Names } from '../lib/names.js';
 import type { RedisWatch } from '../lib/redis-watch.js';
+import { Serial } from '../lib/serial.js';
 import { DuplicateWatch } from './duplicates.js';
 import { CpuMeter, buildHealth, probeOllama, readSystem, writeHealth, type OllamaStatus } from './health.js';
 import { httpFetch } from './http-fetch.js';
@@ -50,7 +51,8 @@ export class HealthPublisher {
   private ollama: OllamaStatus | undefined;
   /** Installed models the last time Ollama answered. */
   private lastInstalled: string[] | undefined;
-  private chain: Promise<unknown> = Promise.resolve();
+  /** Writes one after another. */
+  private readonly writes = new Serial();
   private pending = 0;
   private failing = false;
   private lastAt = 0;
@@ -84,12 +86,10 @@ export class HealthPublisher {
   /** Collect and write the document now (after the writes before it); resolves with what was written. */
   publish(): Promise<NodeHealth | undefined> {
     this.pending++;
-    const next = this.chain.then(() => this.collectAndWrite()).then(
+    return this.writes.run(() => this.collectAndWrite()).then(
       (doc) => this.published(doc),
       (err: unknown) => this.notPublished(err),
     );
-    this.chain = next;
-    return next;
   }
 
   private published(doc: NodeHealth): NodeHealth {
