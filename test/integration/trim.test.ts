@@ -79,8 +79,10 @@ describe('trimming acknowledged entries', () => {
     const ids: string[] = [];
     for (let i = 0; i < 250; i++) ids.push(await s.send({ request_id: `t-${i}`, model: 'gemma3:1b', prompt: 'x' }));
     await until(() => b.waiting() === 250, 5000, 'all held');
-    // Several trims later, every held entry is still in the stream.
-    await new Promise((r) => setTimeout(r, 500));
+    // Several trims later (counted by Redis: XTRIM calls), every held entry is still in the stream.
+    const trims = async (): Promise<number> => Number(/^cmdstat_xtrim:calls=(\d+)/m.exec(await h.redis.info('commandstats'))?.[1] ?? 0);
+    const before = await trims();
+    await until(async () => (await trims()) >= before + 3, 10_000, 'three more trim passes');
     expect(await h.redis.xlen(s.n.requests)).toBe(250);
     const [count] = (await h.redis.xpending(s.n.requests, ROUTER_GROUP)) as [number];
     expect(count).toBe(250);

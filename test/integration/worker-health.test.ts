@@ -58,7 +58,7 @@ describe('heartbeat', () => {
     // Beats keep coming: each beat probes Ollama again (ps, tags, version) and refreshes the TTL.
     const probes = (): number => env.ollama.node.requests().filter((r) => r.path === '/api/ps').length;
     const before = probes();
-    await new Promise((r) => setTimeout(r, 700));
+    await until(async () => probes() - before >= 2, 10_000, 'two more beats probing Ollama');
     expect(probes() - before).toBeGreaterThanOrEqual(2);
     expect(await env.redis.pttl(n.healthKey('pi-8g'))).toBeGreaterThan(14_500);
     expect(validateHealth(await healthOf(n, 'pi-8g')).ok).toBe(true);
@@ -85,7 +85,13 @@ describe('heartbeat', () => {
     const queue = nodeQueue(env.server.addr, n, 'pi-8g');
     env.cleanups.push(() => queue.close());
     const job = await enqueue(env.redis, queue, n, { request_id: 'idle', model: 'm', prompt: 'p' });
-    await new Promise((r) => setTimeout(r, 300));
+    // Two beats of the worker's own that see the job waiting: it stayed untaken a whole beat.
+    const beats = new Set<unknown>();
+    await until(async () => {
+      const doc = await healthOf(n, 'pi-8g');
+      if (doc?.['waiting'] === 1 && doc['active'] === 0) beats.add(doc['last_seen']);
+      return beats.size >= 2;
+    }, 10_000, 'two beats counting the job as waiting');
     expect(['waiting', 'prioritized']).toContain(await queue.getJobState(job.id!));
   });
 });

@@ -283,7 +283,11 @@ describe('failures', () => {
     // Not taking jobs while Ollama is away.
     const id2 = rid('down-wait');
     const job2 = await enqueue(env.redis, queue, n, prompt(id2));
-    await new Promise((r) => setTimeout(r, 300));
+    // The worker's own report (Ollama probed again, still away) counts the job waiting and none running.
+    expect(await until(async () => {
+      const h = await worker.publishHealth();
+      return h?.waiting === 1 ? h : undefined;
+    }, 5000, 'a health report counting the waiting job')).toMatchObject({ available: false, active: 0, waiting: 1 });
     expect(['waiting', 'prioritized']).toContain(await queue.getJobState(job2.id!));
 
     // Ollama back: the next beat says available and the waiting job runs.
