@@ -20,9 +20,8 @@ import { failRequest, jobLetter } from '../lib/failures.js';
 import { ERROR_CODES, type ErrorCode } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { isValidNodeId, isValidRequestId, jobIdFor, type Names } from '../lib/names.js';
-import type { Acks, Batch } from './consumer.js';
+import { Batch, type Acks } from './consumer.js';
 import { Serial } from '../lib/serial.js';
-import { withTimeout } from '../lib/time.js';
 import type { Dispatcher } from './dispatcher.js';
 import type { Placer } from './placer.js';
 import type { Registry } from './registry.js';
@@ -36,7 +35,7 @@ export interface RerouteOptions {
   placer: Placer;
   dispatcher: Dispatcher;
   stats: BridgeStats;
-  /** The reroute stream's group: where notices finished after their batch are acked and kept. */
+  /** The reroute stream's group: notices retried are acked there, and pending ones kept. */
   group: Acks;
   now?: () => number;
 }
@@ -89,7 +88,7 @@ export class RerouteHandler {
     return this.pending.size;
   }
 
-  /** Ack the unreadable notices of a batch at once; work on the others (acked once done). */
+  /** Work on the notices of a batch; the batch acks the unreadable ones and those finished. */
   handle(batch: Batch): Promise<void> {
     return this.lane.run(async () => {
       for (const e of batch.entries) {
@@ -101,33 +100,34 @@ export class RerouteHandler {
         }
         this.pending.set(e.id, notice);
       }
-      await batch.ack(this.o.dispatcher.timeoutMs);
-      await this.work([...this.pending.keys()].filter((id) => batch.entries.some((e) => e.id === id)));
+      await this.work([...this.pending.keys()].filter((id) => batch.entries.some((e) => e.id === id)), batch);
     });
   }
 
   /** Try the unfinished notices again (after a registry refresh). */
   retryPending(): Promise<void> {
-    return this.lane.run(() => this.work([...this.pending.keys()]));
+    return this.lane.run(() => this.work([...this.pending.keys()], new Batch(this.o.group)));
   }
 
   async touchPending(): Promise<void> {
     if (this.pending.size > 0) await this.o.group.touch([...this.pending.keys()]);
   }
 
-  private async work(entryIds: string[]): Promise<void> {
+  /** Handle the notices of these entries; those finished are acked with `batch` and forgotten. */
+  private async work(entryIds: string[], batch: Batch): Promise<void> {
     const done: string[] = [];
     for (const entryId of entryIds) {
       const notice = this.pending.get(entryId);
       if (!notice) continue;
       try {
-        if (await this.process(notice)) done.push(entryId);
+        if (!(await this.process(notice))) continue;
+        batch.finish(entryId);
+        done.push(entryId);
       } catch (err) {
         this.o.log.warn({ request_id: notice.request_id, err: (err as Error).message }, 'reroute failed; trying again later');
       }
     }
-    if (done.length === 0) return;
-    await withTimeout(this.o.group.ack(done), this.o.dispatcher.timeoutMs, 'acking notices');
+    await batch.ack(this.o.dispatcher.timeoutMs);
     for (const id of done) this.pending.delete(id);
   }
 
