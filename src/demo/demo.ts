@@ -124,30 +124,52 @@ class NodeWatch {
       this.seen.set(r.node_id, now);
     }
   }
+
+  /** How the bridge last showed a node: `eligible`, `skipped: <reason>`, or undefined before it did. */
+  standing(nodeId: string): string | undefined {
+    return this.seen.get(nodeId);
+  }
 }
 
-/** pi-8g overheats a third of the way in and cools again past the middle. */
+/**
+ * pi-8g overheats a third of the way in and cools again past the middle. The heat is held
+ * until the bridge has shown the node skipped for temperature, and the run goes on past its
+ * duration until the bridge shows it back in rotation: on a busy machine the bridge may see a
+ * health report seconds late, and a fixed window would pass without it noticing.
+ */
 class HeatScript {
-  private phase: 'before' | 'hot' | 'after' = 'before';
+  private phase: 'before' | 'hot' | 'cooling' | 'done' = 'before';
 
   constructor(
     private readonly cluster: SimulatorCluster,
     private readonly durationS: number,
+    private readonly watch: NodeWatch,
     private readonly feed: EventFeed,
   ) {}
 
   step(elapsedS: number): void {
+    const standing = this.watch.standing(HOT_NODE);
     if (this.phase === 'before' && elapsedS >= this.durationS * 0.35) {
       this.phase = 'hot';
       this.cluster.node(HOT_NODE).node.setTemperature(82);
       this.feed.add(`${HOT_NODE} overheats to 82 °C: over --max-temp 75, the bridge routes around it`);
-    } else if (this.phase === 'hot' && elapsedS >= this.durationS * 0.6) {
-      this.phase = 'after';
+    } else if (this.phase === 'hot' && elapsedS >= this.durationS * 0.6 && standing === 'skipped: temperature') {
+      this.phase = 'cooling';
       this.cluster.node(HOT_NODE).node.setTemperature(60);
       this.feed.add(`${HOT_NODE} cooled to 60 °C: back in rotation`);
+    } else if (this.phase === 'cooling' && standing === 'eligible') {
+      this.phase = 'done';
     }
   }
+
+  /** Whether the run may end: the node was never heated (a short run) or is back in rotation. */
+  get settled(): boolean {
+    return this.phase === 'before' || this.phase === 'done';
+  }
 }
+
+/** How long a run may go past its duration waiting for the heat script to settle. */
+const SETTLE_GRACE_S = 60;
 
 /** Everything the demo runs against. */
 interface Stage {
@@ -276,7 +298,7 @@ interface Show {
   say: (line: string) => void;
 }
 
-/** Send at the Brain's rate, follow the heat script and redraw, until the time is up or Ctrl-C. */
+/** Send at the Brain's rate, follow the heat script and redraw, until the time is up and the heat script has settled, or Ctrl-C. */
 async function drive(o: DemoOptions, brain: Brain, heat: HeatScript, show: Show): Promise<void> {
   const { header, watch, tally, feed, say } = show;
   const started = Date.now();
@@ -286,9 +308,10 @@ async function drive(o: DemoOptions, brain: Brain, heat: HeatScript, show: Show)
   while (!o.signal.aborted) {
     const now = Date.now();
     const elapsed = (now - started) / 1000;
-    if (elapsed >= o.durationS) break;
+    if (elapsed >= o.durationS && (heat.settled || elapsed >= o.durationS + SETTLE_GRACE_S)) break;
     heat.step(elapsed);
-    for (; nextSend <= now; nextSend += interval) {
+    // Past the duration nothing more is sent; the watch runs on until the heat script settles.
+    for (; nextSend <= now && elapsed < o.durationS; nextSend += interval) {
       await brain.sendOne();
       tally.sent++;
     }
@@ -331,7 +354,7 @@ export async function runDemo(o: DemoOptions): Promise<Summary> {
     const header = headerLines(o, stage);
     if (!o.live) header.forEach(say);
     const watch = new NodeWatch(stage.base, feed);
-    await drive(o, brain, new HeatScript(stage.cluster, o.durationS, feed), { header, watch, tally, feed, say });
+    await drive(o, brain, new HeatScript(stage.cluster, o.durationS, watch, feed), { header, watch, tally, feed, say });
     const summary = await finish(o, brain, stage.base, tally);
     say('');
     say(summaryText(summary));

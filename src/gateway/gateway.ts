@@ -31,7 +31,7 @@ type Route = { api: Api; endpoint: string; run: (x: Exchange, d: RelayDeps, para
 const running = (x: Exchange): void => x.sendText(200, 'Ollama is running');
 
 /** The route of a method and path, or undefined (404). `/v1/models/{id}` carries its id. */
-export function routeOf(method: string, path: string): { route: Route; param: string } | undefined {
+function routeOf(method: string, path: string): { route: Route; param: string } | undefined {
   const r = (api: Api, endpoint: string, run: Route['run']): { route: Route; param: string } => ({ route: { api, endpoint, run }, param: '' });
   const get = method === 'GET' || method === 'HEAD';
   if (path.startsWith('/v1/models/') && get) {

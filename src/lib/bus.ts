@@ -50,7 +50,7 @@ export interface RerouteNotice {
 }
 
 /** How long a request id is remembered after its answer (and at least after its arrival). */
-export const REQUEST_RECORD_TTL_S = 24 * 3600;
+const REQUEST_RECORD_TTL_S = 24 * 3600;
 
 /**
  * The TTL of a request record from the request's arrival: 24 h after its deadline, so a record

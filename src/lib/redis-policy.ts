@@ -27,7 +27,7 @@ export function isEvictingPolicy(policy: string): boolean {
 }
 
 /** Read the policy now; never rejects (a Redis that cannot say gives `unknown`). */
-export async function readPolicy(redis: Redis): Promise<PolicyState> {
+async function readPolicy(redis: Redis): Promise<PolicyState> {
   try {
     const info = await redis.info('memory');
     const policy = /^maxmemory_policy:(\S+)/m.exec(info)?.[1];

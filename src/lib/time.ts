@@ -21,7 +21,7 @@ export function arrivalMs(entryId: string, readAt: number): number {
 }
 
 /** The longest delay setTimeout honours; beyond it Node fires after 1 ms. */
-export const MAX_TIMER_MS = 2 ** 31 - 1;
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** A timer that may be cleared. */
 export interface LongTimer {

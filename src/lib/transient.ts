@@ -10,7 +10,7 @@ import { sleep } from './time.js';
 
 const PASSING = /^(OOM|READONLY|LOADING|MASTERDOWN|EXECABORT|TRYAGAIN)\b|OOM command not allowed|You can't write against a read only replica/;
 
-export function isPassingRefusal(err: unknown): boolean {
+function isPassingRefusal(err: unknown): boolean {
   const msg = err instanceof Error ? err.message : String(err);
   return PASSING.test(msg);
 }

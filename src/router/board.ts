@@ -35,7 +35,7 @@ export interface BoardOptions {
 const digest = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
 
 /** Whether an Authorization header carries exactly these Basic credentials (timing-safe). */
-export function basicAuthOk(header: string | undefined, user: string, password: string): boolean {
+function basicAuthOk(header: string | undefined, user: string, password: string): boolean {
   const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header ?? '');
   if (!m) return false;
   const given = Buffer.from(m[1]!, 'base64').toString('utf8');

@@ -24,7 +24,7 @@ export interface NodeSpec {
   port: number;
 }
 
-export function parseNodeSpec(raw: string): NodeSpec {
+function parseNodeSpec(raw: string): NodeSpec {
   const m = /^([A-Za-z0-9._-]{1,64}):([A-Za-z0-9._-]+):(\d{1,5})$/.exec(raw.trim());
   if (!m) throw new Error(`'${raw}' is not id:profile:port (e.g. pi-8g:pi5-8g:11436)`);
   getProfile(m[2]!);

@@ -171,4 +171,20 @@ describe('Bull Board shows every node queue', () => {
     expect(actions[2]).toMatchObject({ level: 'info', path: `/admin/queues/api/queues/${q}/pause` });
     expect(JSON.stringify(lines)).not.toContain('s3cret');
   });
+
+  it('takes exactly the configured user and password, a colon in the password included', async () => {
+    const s = h.scope();
+    await s.node('n1');
+    const b = await s.start({ 'admin-user': 'ops', 'admin-password': 'pa:ss' });
+    const pause = `/admin/queues/api/queues/${encodeURIComponent(`${s.n.nodeQueuePrefix}:n1`)}/pause`;
+    const basic = (creds: string, scheme = 'Basic'): string => `${scheme} ${Buffer.from(creds).toString('base64')}`;
+    const statusWith = async (authorization: string): Promise<number> => (await s.get(pause, b, { method: 'PUT', headers: { authorization } })).status;
+    expect(await statusWith(basic('ops:pa:ss:x'))).toBe(401);
+    expect(await statusWith(basic('ops:pa'))).toBe(401);
+    expect(await statusWith(basic('other:pa:ss'))).toBe(401);
+    expect(await statusWith('Bearer abc')).toBe(401);
+    expect(await s.queue('n1').isPaused()).toBe(false);
+    expect(await statusWith(basic('ops:pa:ss', 'basic'))).toBeLessThan(300);
+    expect(await s.queue('n1').isPaused()).toBe(true);
+  });
 });

@@ -39,5 +39,5 @@ describe('the one-command demo', () => {
     } finally {
       await redis.stop();
     }
-  }, 60_000);
+  }, 180_000);
 });

@@ -86,6 +86,18 @@ describe('the gateway refuses what no node can serve', () => {
     expect(bad.status).toBe(400);
   });
 
+  it('routes by method and path: HEAD / to the Ollama API, /v1/models/{id} with its id decoded, GET /api/chat nowhere', async () => {
+    const head = await fetch(`${url}/`, { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    const one = await fetch(`${url}/v1/models/qwen2.5%3A0.5b`);
+    expect(one.status).toBe(200);
+    expect(await one.json()).toMatchObject({ id: 'qwen2.5:0.5b', object: 'model' });
+    expect((await fetch(`${url}/api/chat`)).status).toBe(404);
+    const text = await (await fetch(`${url}/metrics`)).text();
+    expect(text).toMatch(/orion_gateway_requests_total\{api="ollama",endpoint="\/",status="200"\} 1/);
+    expect(text).toMatch(/orion_gateway_requests_total\{api="openai",endpoint="\/v1\/models\/\{id\}",status="200"\} 1/);
+  });
+
   it('exposes /health and its metrics', async () => {
     expect(await (await fetch(`${url}/health`)).json()).toMatchObject({ status: 'ok', redis: true, eligible_nodes: 1 });
     const text = await (await fetch(`${url}/metrics`)).text();

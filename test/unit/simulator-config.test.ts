@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/lib/errors.js';
-import { loadSimConfig, parseNodeSpec } from '../../src/simulator/config.js';
+import { loadSimConfig } from '../../src/simulator/config.js';
 
 const load = (argv: string[], env: Record<string, string> = {}, files: Record<string, string> = {}) =>
   loadSimConfig({
@@ -92,9 +92,9 @@ describe('orion-ollama-sim configuration', () => {
     expect(problemsOf(() => load(['--config', '/b.json'], {}, { '/b.json': bad }))).toHaveLength(4);
   });
 
-  it('parses node specs', () => {
-    expect(parseNodeSpec('pi-8g:pi5-8g:11436')).toEqual({ id: 'pi-8g', profile: 'pi5-8g', port: 11436 });
-    expect(() => parseNodeSpec('pi-8g:pi5-8g')).toThrow('is not id:profile:port');
-    expect(() => parseNodeSpec('pi-8g:pi5-2g:1')).toThrow("unknown profile 'pi5-2g'");
+  it('parses node specs given with --node', () => {
+    expect(load(['--node', 'pi-8g:pi5-8g:11436']).nodes[0]).toMatchObject({ id: 'pi-8g', profile: 'pi5-8g', port: 11436 });
+    expect(problemsOf(() => load(['--node', 'pi-8g:pi5-8g'])).join('\n')).toContain('is not id:profile:port');
+    expect(problemsOf(() => load(['--node', 'pi-8g:pi5-2g:1'])).join('\n')).toContain("unknown profile 'pi5-2g'");
   });
 });
