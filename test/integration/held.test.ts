@@ -52,21 +52,22 @@ describe('a batch', () => {
   });
 });
 
-describe('held requests', () => {
-  const setup = async (count: number) => {
-    const s = await scope(count);
-    const metrics = new RouterMetrics({ snapshot: () => ({ views: new Map(), at: Date.now() }) as unknown as Snapshot, depths: async () => new Map() });
-    const stats = new BridgeStats(s.n, 'c1', metrics);
-    const held = new HeldRequests({ redis: db.client, n: s.n, log, stats, group: s.group, lane: new Serial() });
-    const hold = (i: number, deadline: number, reason: Held['reason'] = 'no_node'): Held => {
-      const h: Held = { entryId: s.ids[i]!, request: { request_id: `r${i}`, model: 'llama3', timeout_ms: 1000 }, deadline, seenAt: Date.now(), reason };
-      held.hold(h);
-      return h;
-    };
-    const gauge = async (): Promise<string | undefined> => (await metrics.registry.metrics()).split('\n').find((l) => l.startsWith('orion_router_waiting_requests '));
-    return { ...s, stats, held, hold, gauge };
+/** Held requests over `count` entries read, with the stats and metrics they count into. */
+async function setup(count: number) {
+  const s = await scope(count);
+  const metrics = new RouterMetrics({ snapshot: () => ({ views: new Map(), at: Date.now() }) as unknown as Snapshot, depths: async () => new Map() });
+  const stats = new BridgeStats(s.n, 'c1', metrics);
+  const held = new HeldRequests({ redis: db.client, n: s.n, log, stats, group: s.group, lane: new Serial() });
+  const hold = (i: number, deadline: number, reason: Held['reason'] = 'no_node'): Held => {
+    const h: Held = { entryId: s.ids[i]!, request: { request_id: `r${i}`, model: 'llama3', timeout_ms: 1000 }, deadline, seenAt: Date.now(), reason };
+    held.hold(h);
+    return h;
   };
+  const gauge = async (): Promise<string | undefined> => (await metrics.registry.metrics()).split('\n').find((l) => l.startsWith('orion_router_waiting_requests '));
+  return { ...s, stats, held, hold, gauge };
+}
 
+describe('held requests', () => {
   it('answers those past their deadline (no_healthy_node, or timeout after failed adds), dead-letters and acks them, and keeps the rest', async () => {
     const { n, held, hold, stats, ids, gauge } = await setup(3);
     const past = Date.now() - 1;
