@@ -10,11 +10,18 @@ producing soonest: the wait for a free job slot there (jobs waiting and running,
 own placements, times the learned answer time, over the node's concurrency) plus the model's load
 time when it is not loaded there (learned per node from Ollama's \`load_duration\`, else model
 size / the node's learned MB/s, else \`--default-load-time\`, 24 s: a 2 GB model from microSD).
-When the guide's own choice can start the request at once it stands, so an idle cluster routes
-exactly as the guide (a property test holds this). While a model is loaded on some eligible node,
-a cold load goes only to a node with a free slot and only when it beats the best warm node by
-2 s. A node that frees a slot pulls a waiting job from another queue when it starts it sooner by
-more than max(2 s, 25 %) (\`shouldMove\`), and the last warm copy of a model asked for in the last
+The answer time is the node's learned ms per prompt token and per generated token for the model
+(from Ollama's durations and counts) times the model's mean prompt and answer lengths over every
+node: answer lengths are heavy-tailed, and a moving average of whole answers per node swung by
+a factor of ten after a few short ones. When the guide's own choice can start the request at
+once it stands, so an idle cluster routes exactly as the guide (a property test holds this).
+While a model is loaded on some eligible node, a cold load goes only to a node with a free slot,
+and only when it starts the request sooner than the best warm node by max(2 s, w / sqrt(k)),
+w being that node's expected wait and k the answers it is made of: the wait is an estimate whose
+relative error shrinks as sqrt(k), the load time is not. That is also how a second copy starts:
+when a backlog outgrows the warm copies. A node that frees a slot pulls a waiting job from
+another queue, a job of a model it has loaded first, when it starts it sooner by more than
+max(2 s, 25 %) (\`shouldMove\`), and the last warm copy of a model asked for in the last
 10 minutes has its keep-alive renewed. Code: src/router/balanced.ts, learner.ts, moves.ts.
 
 ## The simulator
@@ -83,8 +90,8 @@ first token within 10 s; spills (balanced departed from the guide's choice) and 
   reachable there by any policy, and the ratio to round-robin is the meaningful one.
 - **Avoidable cold loads are judged with the truth, the bridge routes on a 5 s old view.** A
   model evicted or expired since the node's last heartbeat still looks loaded, and the real
-  remaining time of a running answer is unknown (the bridge assumes half an answer); both make
-  some cold loads that the truth shows a warm node would have beaten.
+  remaining time of a running answer is unknown (the bridge assumes half an answer); the cold
+  margin above absorbs most of the second, not the first.
 - **Balanced does not see the future.** The bound's pooled queue lets a request take whichever
   slot frees first; balanced commits it to a queue on arrival and fixes mistakes only by moves
   with a 25 % margin. The p99 gap to the bound is mostly this plus the loads above.

@@ -110,6 +110,7 @@ export class IdleWarmMeter {
     else this.queued.delete(n);
     // Only a node the bridge may route to counts: an excluded one cannot be given work.
     const free = n.running < n.slots && n.queue.length === 0 && !n.hot && !n.full;
+    if (this.unchanged(n, free, now)) return;
     const idleNow = new Set<string>();
     const warmNow = new Set<string>();
     for (const [m, c] of n.copies) {
@@ -130,6 +131,21 @@ export class IdleWarmMeter {
     this.warmOf[n.index] = warmNow;
     this.idleOf[n.index] = idleNow;
     for (const m of changed) this.check(m, now);
+  }
+
+  /** Whether node `n`'s warm and idle models are still those counted (the common case: no sets built). */
+  private unchanged(n: SimNode, free: boolean, now: number): boolean {
+    const warm = this.warmOf[n.index]!;
+    const idle = this.idleOf[n.index]!;
+    if (warm.size !== n.copies.size) return false;
+    let idleCount = 0;
+    for (const [m, c] of n.copies) {
+      if (!warm.has(m)) return false;
+      const isIdle = free && c.readyAt <= now && c.expiresAt > now;
+      if (isIdle !== idle.has(m)) return false;
+      if (isIdle) idleCount++;
+    }
+    return idleCount === idle.size;
   }
 
   private check(model: string, now: number): void {

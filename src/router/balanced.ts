@@ -14,6 +14,7 @@
 import type { Routing } from '../contracts/types.js';
 import { normalizeModel } from '../contracts/index.js';
 import type { CostLearner } from './learner.js';
+import { normalizeCached } from './model-names.js';
 import { pickNode, type Decision, type NodeView } from './routing.js';
 
 /** How busy a node is now: jobs placed there and not finished, from the bridge's own counts. */
@@ -155,6 +156,18 @@ export function etaOn(n: NodeView, model: string, warm: boolean, load: LoadOf, l
   return { etaMs: waitMs + loadMs, waitMs, loadMs, free, answers };
 }
 
+/** `etaOn(n, model, true, ...).etaMs` without building the Eta. */
+function warmEtaMs(n: NodeView, model: string, load: LoadOf, learner: CostLearner, o?: BalancedOptions): number {
+  const id = n.health.node_id;
+  const l = load(id, model);
+  const slots = slotsOf(n);
+  const ahead = Math.max(0, l.waiting) + Math.max(0, l.running);
+  const loading = Math.max(0, l.loadingMs ?? 0);
+  if (ahead < slots) return loading;
+  const waitMs = slotWaitMs(slots, ahead, workOf(l, learner.answerMs(id, model), o?.runningResidual ?? DEFAULT_RUNNING_RESIDUAL));
+  return Math.max(waitMs, loading);
+}
+
 /**
  * Choose a node for `model` among `ordered` (eligible, in routing order): the guide's answer
  * when it can start at once, else the node with the smallest expected time to first token.
@@ -186,7 +199,7 @@ export function balancedFrom(
 ): BalancedDecision {
   if (guide.kind !== 'routed') return guide;
   const g = guide.node;
-  const want = normalizeModel(model);
+  const want = normalizeCached(model);
   const gWarm = g.loaded.has(want);
   const gEta = etaOn(g, want, gWarm, load, learner, o);
   const keep = (avoidedColdLoad = false): BalancedDecision => routed(g, g, gWarm, gEta, avoidedColdLoad);
@@ -205,11 +218,19 @@ export function balancedFrom(
     }
   }
   if (warm === undefined) {
+    // Every warm node is busy: the smallest expected wait, by number first (no Eta built for
+    // each of hundreds of nodes), then the winner's in full.
+    let bestN: NodeView | undefined;
+    let bestMs = Number.POSITIVE_INFINITY;
     for (const n of c.loaded) {
       if (!ok(n)) continue;
-      const e = n === g ? gEta : etaOn(n, want, true, load, learner, o);
-      if (warm === undefined || e.etaMs < warm.e.etaMs) warm = { n, e };
+      const ms = n === g ? gEta.etaMs : warmEtaMs(n, want, load, learner, o);
+      if (bestN === undefined || ms < bestMs) {
+        bestN = n;
+        bestMs = ms;
+      }
     }
+    if (bestN !== undefined) warm = { n: bestN, e: bestN === g ? gEta : etaOn(bestN, want, true, load, learner, o) };
   }
   const margin = warm === undefined ? 0 : coldMarginMs(warm.e, o);
   // Cold: weighed only when a load could beat the best warm node; else only asked whether one

@@ -7,10 +7,17 @@
  * answered on `{p}:responses:orion-keep-warm` (kept short; no client reads it). A short lock
  * per model and node keeps sibling bridges from sending the same.
  *
- * Second copies are not started on speculation here: `secondCopyTarget` (moves.ts) fires on a
- * backlog of two or three jobs that a load would never pay for (measured: a cold load for three
- * requests that all ran sooner on the warm node). A second copy starts when a job would start
- * sooner there, load included: the placer for new jobs, the Mover for the back of a backlog.
+ * Second copies are not started on speculation here: a load ahead of demand, on a backlog of two
+ * or three jobs, is one the warm node would have beaten (measured in the policy simulator). A
+ * second copy starts when a job would start sooner there, load and cold margin included: the
+ * placer for new jobs, the Mover for the back of a backlog (moves.ts).
+ *
+ * When the last use of a copy is unknown (this bridge never saw a job of it finish there, e.g.
+ * after a restart), nothing is renewed at once: the bridge counts from the moment it first saw
+ * the copy, which is at or after the real last use, so Ollama may unload the copy before this
+ * renewal is due. That errs towards a renewal missed (the model loads again on demand) rather
+ * than one sent for nothing. The health report does not carry Ollama's `expires_at`; with it,
+ * renewals could be timed exactly.
  */
 import type { Redis } from 'ioredis';
 import { normalizeModel } from '../contracts/index.js';

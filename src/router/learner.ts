@@ -12,7 +12,7 @@
  * the default (`--default-answer-time`, `--default-load-time`).
  */
 import type { InferenceResponse } from '../contracts/types.js';
-import { memoNormalize } from './model-names.js';
+import { normalizeCached } from './model-names.js';
 
 /**
  * A cold load of a 2 GB model (llama3.2:3b) from a Raspberry Pi 5's microSD card at 85 MB/s:
@@ -100,11 +100,11 @@ export class CostLearner {
   readonly defaults: LearnerDefaults;
   private readonly answer: Table = new Map();
   private readonly load: Table = new Map();
-  private readonly norm = memoNormalize();
-  private readonly promptTok: Table = new Map();
-  private readonly evalTok: Table = new Map();
-  private readonly promptLen = new Map<string, Ewma>();
-  private readonly evalLen = new Map<string, Ewma>();
+  private readonly norm = normalizeCached;
+  /** Per node, per model: ms per prompt token and per generated token (one lookup for both). */
+  private readonly tok = new Map<string, Map<string, { prompt?: Ewma; eval?: Ewma }>>();
+  /** Per model: mean prompt and answer lengths, tokens. */
+  private readonly lens = new Map<string, { prompt?: Ewma; eval?: Ewma }>();
   /** Per node, MB/s. */
   private readonly rate = new Map<string, Ewma>();
   /** Per model, MB on disk (from whoever knows: `/api/tags`, a catalogue, a test). */
@@ -142,10 +142,11 @@ export class CostLearner {
     const pc = o.prompt_eval_count;
     const ec = o.eval_count;
     if (finite(pc) && finite(ec) && pc + ec > 0 && finite(o.prompt_eval_duration_ms) && finite(o.eval_duration_ms)) {
-      this.promptLen.set(m, windowMean(this.promptLen.get(m), pc));
-      this.evalLen.set(m, windowMean(this.evalLen.get(m), ec));
-      if (pc > 0) setIn(this.promptTok, node, m, ewma(getIn(this.promptTok, node, m), o.prompt_eval_duration_ms / pc));
-      if (ec > 0) setIn(this.evalTok, node, m, ewma(getIn(this.evalTok, node, m), o.eval_duration_ms / ec));
+      const len = this.lens.get(m) ?? {};
+      this.lens.set(m, { prompt: windowMean(len.prompt, pc), eval: windowMean(len.eval, ec) });
+      const t = this.tokOf(node, m);
+      if (pc > 0) t.prompt = ewma(t.prompt, o.prompt_eval_duration_ms / pc);
+      if (ec > 0) t.eval = ewma(t.eval, o.eval_duration_ms / ec);
     }
     if (load >= COLD_LOAD_MIN_MS) {
       this.floors.clear();
@@ -153,6 +154,20 @@ export class CostLearner {
       const size = this.sizes.get(m);
       if (size !== undefined) this.rate.set(node, ewma(this.rate.get(node), size / (load / 1000)));
     }
+  }
+
+  private tokOf(node: string, m: string): { prompt?: Ewma; eval?: Ewma } {
+    let row = this.tok.get(node);
+    if (row === undefined) this.tok.set(node, (row = new Map()));
+    let t = row.get(m);
+    if (t === undefined) row.set(m, (t = {}));
+    return t;
+  }
+
+  private tokTable(kind: 'prompt' | 'eval'): Table {
+    const out: Table = new Map();
+    for (const [node, row] of this.tok) for (const [m, t] of row) if (t[kind] !== undefined) setIn(out, node, m, t[kind]);
+    return out;
   }
 
   private learn(table: Table, byModel: Map<string, { sum: number; count: number }>, node: string, m: string, x: number): void {
@@ -169,11 +184,10 @@ export class CostLearner {
   answerMs(node: string, model: string): number {
     const m = this.norm(model);
     // With token counts: the node's speed for the model times the model's mean lengths.
-    const et = getIn(this.evalTok, node, m);
-    const el = this.evalLen.get(m);
-    if (et !== undefined && el !== undefined) {
-      const pt = getIn(this.promptTok, node, m);
-      return el.v * et.v + (pt === undefined ? 0 : (this.promptLen.get(m)?.v ?? 0) * pt.v);
+    const t = this.tok.get(node)?.get(m);
+    const len = t?.eval === undefined ? undefined : this.lens.get(m);
+    if (t?.eval !== undefined && len?.eval !== undefined) {
+      return len.eval.v * t.eval.v + (t.prompt === undefined ? 0 : (len.prompt?.v ?? 0) * t.prompt.v);
     }
     const own = getIn(this.answer, node, m);
     if (own !== undefined) return own.v;
@@ -227,10 +241,10 @@ export class CostLearner {
       load: flatten(this.load),
       rate: Object.fromEntries(this.rate),
       sizes: Object.fromEntries(this.sizes),
-      promptTok: flatten(this.promptTok),
-      evalTok: flatten(this.evalTok),
-      promptLen: Object.fromEntries(this.promptLen),
-      evalLen: Object.fromEntries(this.evalLen),
+      promptTok: flatten(this.tokTable('prompt')),
+      evalTok: flatten(this.tokTable('eval')),
+      promptLen: pick(this.lens, 'prompt'),
+      evalLen: pick(this.lens, 'eval'),
     };
   }
 
@@ -242,10 +256,16 @@ export class CostLearner {
     for (const [k, e] of entries(d.answer)) l.restore(l.answer, l.answerByModel, k, e);
     for (const [k, e] of entries(d.load)) l.restore(l.load, l.loadByModel, k, e);
     for (const [k, e] of entries(d.rate)) l.rate.set(k, e);
-    for (const [k, e] of entries(d.promptTok)) unflatten(l.promptTok, k, e);
-    for (const [k, e] of entries(d.evalTok)) unflatten(l.evalTok, k, e);
-    for (const [k, e] of entries(d.promptLen)) l.promptLen.set(k, e);
-    for (const [k, e] of entries(d.evalLen)) l.evalLen.set(k, e);
+    for (const kind of ['prompt', 'eval'] as const) {
+      const table: Table = new Map();
+      for (const [k, e] of entries(kind === 'prompt' ? d.promptTok : d.evalTok)) unflatten(table, k, e);
+      for (const [node, row] of table) for (const [m, e] of row) l.tokOf(node, m)[kind] = e;
+      for (const [m, e] of entries(kind === 'prompt' ? d.promptLen : d.evalLen)) {
+        const len = l.lens.get(m) ?? {};
+        len[kind] = e;
+        l.lens.set(m, len);
+      }
+    }
     if (typeof d.sizes === 'object' && d.sizes !== null) {
       for (const [m, s] of Object.entries(d.sizes)) if (typeof s === 'number') l.noteSize(m, s);
     }
@@ -260,6 +280,12 @@ export class CostLearner {
     agg.count += 1;
     byModel.set(m, agg);
   }
+}
+
+function pick(lens: ReadonlyMap<string, { prompt?: Ewma; eval?: Ewma }>, kind: 'prompt' | 'eval'): Record<string, Ewma> {
+  const out: Record<string, Ewma> = {};
+  for (const [m, len] of lens) if (len[kind] !== undefined) out[m] = len[kind];
+  return out;
 }
 
 /** Put a `flatten`ed entry back; returns its model, or undefined when the key is malformed. */

@@ -16,3 +16,6 @@ export function memoNormalize(limit = 10_000): (model: string) => string {
     return m;
   };
 }
+
+/** One shared memo for the routing code (the learner, the index, the balanced rule). */
+export const normalizeCached = memoNormalize();

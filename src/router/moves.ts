@@ -1,8 +1,11 @@
 /**
  * Decisions the balanced rule takes after placement, pure like `pickBalanced`: moving a job that
- * still waits to a node that can start it sooner by a clear margin, starting a second copy of a
- * model whose backlog outgrows its warm nodes, and keeping the last warm copy of a model with
- * recent demand from expiring. The bridge owns the doing (SPEC.md section 7's guarantees).
+ * still waits to a node that can start it sooner by a clear margin, and keeping the last warm
+ * copy of a model with recent demand from expiring. The bridge owns the doing (SPEC.md section
+ * 7's guarantees). A second copy of a model starts when a job would start sooner by loading it
+ * on a free node than by waiting for a warm one, by the cold margin (`balancedFrom` for a new
+ * job, `shouldMove` for one at the back of a backlog): that is when the backlog outgrows the
+ * warm copies, and the job that pays for the load is one that gains by it.
  */
 import type { Routing } from '../contracts/types.js';
 import { normalizeModel } from '../contracts/index.js';
@@ -98,41 +101,6 @@ export function shouldMove(
   if (!(gain > need)) return undefined;
   const isWarm = pick === warm;
   return { node: pick.n, routing: isWarm ? 'sticky' : 'fallback', fromEtaMs: fromEta, toEtaMs: pick.e.etaMs, gainMs: gain, coldLoad: !isWarm };
-}
-
-export interface SecondCopyOptions extends BalancedOptions {
-  /**
-   * Start a second copy once the shortest wait on a warm node reaches this share of the load
-   * time on the best free cold node: the copy is warm by the time the backlog would have
-   * made a request load it anyway. @defaultValue 0.75
-   */
-  triggerShare?: number;
-}
-
-/**
- * A node to load `model` on ahead of demand, or undefined: only when the model is warm
- * somewhere, every warm node is busy, and some node that has it installed has a free slot.
- */
-export function secondCopyTarget(
-  model: string,
-  ordered: readonly NodeView[],
-  load: LoadOf,
-  learner: CostLearner,
-  o?: SecondCopyOptions,
-): NodeView | undefined {
-  const want = normalizeModel(model);
-  const c = candidatesOf(want, ordered);
-  if (c.loaded.length === 0) return undefined;
-  let warmWait = Number.POSITIVE_INFINITY;
-  for (const n of c.loaded) warmWait = Math.min(warmWait, etaOn(n, want, true, load, learner, o).etaMs);
-  let target: { n: NodeView; loadMs: number } | undefined;
-  for (const n of c.installed) {
-    if (n.loaded.has(want)) continue;
-    const e = etaOn(n, want, false, load, learner, o);
-    if (e.free && (target === undefined || e.loadMs < target.loadMs)) target = { n, loadMs: e.loadMs };
-  }
-  if (target === undefined) return undefined;
-  return warmWait >= (o?.triggerShare ?? 0.75) * target.loadMs ? target.n : undefined;
 }
 
 export interface KeepAliveState {

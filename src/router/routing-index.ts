@@ -5,7 +5,7 @@
  * keeps the same per-request cost with 3 nodes or 1,000. Its answers are exactly pickNode's
  * (a property test holds the two together).
  */
-import { memoNormalize } from './model-names.js';
+import { normalizeCached } from './model-names.js';
 import { compareNodes, pickNode, type Decision, type NodeView } from './routing.js';
 
 export class RoutingIndex {
@@ -14,7 +14,7 @@ export class RoutingIndex {
   private readonly loadedBy = new Map<string, NodeView[]>();
   private readonly installedBy = new Map<string, NodeView[]>();
   private readonly unknown: NodeView[] = [];
-  private readonly norm = memoNormalize();
+  private readonly norm = normalizeCached;
 
   constructor(ordered: readonly NodeView[]) {
     this.ordered = ordered;
@@ -37,6 +37,13 @@ export class RoutingIndex {
       list.push(node);
       list.sort(compareNodes);
     }
+  }
+
+  /** Stop counting `model` as loaded on `node`: the anticipated load was called off. */
+  unmarkLoaded(node: NodeView, model: string): void {
+    const list = this.loadedBy.get(this.norm(model));
+    const at = list === undefined ? -1 : list.indexOf(node);
+    if (at >= 0) list!.splice(at, 1);
   }
 
   /**

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import type { NodeHealth } from '../../src/contracts/types.js';
 import { DEFAULT_ANSWER_TIME_MS, DEFAULT_LOAD_TIME_MS, CostLearner } from '../../src/router/learner.js';
 import type { NodeLoad } from '../../src/router/balanced.js';
-import { secondCopyTarget, shouldMove, shouldRenewKeepAlive } from '../../src/router/moves.js';
+import { pickBalanced } from '../../src/router/balanced.js';
+import { shouldMove, shouldRenewKeepAlive } from '../../src/router/moves.js';
 import { eligibleInOrder, toNodeView } from '../../src/router/routing.js';
 
 const SEEN = '2026-01-19T12:00:00Z';
@@ -125,10 +126,14 @@ describe('second copies and keep-alive', () => {
   const learner = new CostLearner({ answerMs: 20_000, loadMs: 24_000 });
   const nodes = cluster([node('w', { models: ['m'] }), node('c', { installed_models: ['m'] })]);
 
-  it('starts a second copy once the backlog nears a load time, not before', () => {
-    expect(secondCopyTarget('m', nodes, loads({ w: { running: 1 } }), learner)).toBeUndefined();
-    expect(secondCopyTarget('m', nodes, loads({ w: { running: 1, waiting: 1 } }), learner)?.health.node_id).toBe('c');
-    expect(secondCopyTarget('m', nodes, loads({ w: { running: 1, waiting: 1 }, c: { running: 1 } }), learner)).toBeUndefined();
+  it('starts a second copy once the backlog outgrows the warm copy, not before, and only on a free node', () => {
+    const where = (l: ReturnType<typeof loads>): string | undefined => {
+      const d = pickBalanced('m', nodes, l, learner);
+      return d.kind === 'routed' ? d.node.health.node_id : undefined;
+    };
+    expect(where(loads({ w: { running: 1 } }))).toBe('w');
+    expect(where(loads({ w: { running: 1, waiting: 8 } }))).toBe('c');
+    expect(where(loads({ w: { running: 1, waiting: 8 }, c: { running: 1 } }))).toBe('w');
   });
 
   it('renews only the last warm copy of a model with recent demand, shortly before it expires', () => {
