@@ -16,6 +16,7 @@ import { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { InferenceResponse } from '../contracts/types.js';
 import { replyStreamOf, type InferenceJobData, type RerouteNotice } from '../lib/bus.js';
+import { jobLockKey } from '../lib/bull.js';
 import { failRequest, jobLetter } from '../lib/failures.js';
 import { ERROR_CODES, type ErrorCode } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
@@ -147,7 +148,7 @@ export class RerouteHandler {
       return dispatcher.move({ nodeId: owner, data }, from, old);
     }
     const state = await old.getState();
-    if (state === 'active' && (await redis.exists(dispatcher.queue(from).toKey(`${jobId}:lock`))) === 1) {
+    if (state === 'active' && (await redis.exists(jobLockKey(dispatcher.queue(from), jobId))) === 1) {
       return false; // the worker is still failing its copy
     }
     if (!notice.counts) data.attempt = Math.max(0, data.attempt - 1);
