@@ -34,7 +34,7 @@ export function benchHealth(i: number, count: number, now = Date.now()): NodeHea
 const TTL_MS = 15_000;
 
 /** Write the health of the nodes `which` (indices among `count`), pipelined. */
-async function writeSome(redis: Redis, n: Names, count: number, which: readonly number[]): Promise<void> {
+export async function writeSome(redis: Redis, n: Names, count: number, which: readonly number[]): Promise<void> {
   const now = Date.now();
   await Promise.all(which.map((i) => publishHealth(redis, n, nodeId(i), JSON.stringify(benchHealth(i, count, now)), TTL_MS)));
 }

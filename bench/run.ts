@@ -17,6 +17,7 @@ import { ConfigError } from '../src/lib/errors.js';
 import { startRedis } from '../test/helpers/redis.js';
 import { printTable, type RowResult } from './lib.js';
 import { runDrainRows } from './p1-drain.js';
+import { runRegistryRow } from './p3-registry.js';
 import { runLatencyRows } from './p4-latency.js';
 import { runGatewayRows } from './p8-gateway.js';
 import { runP5 } from './p5-routing.js';
@@ -134,6 +135,7 @@ try {
       o.rows,
     ),
   );
+  await section(['P3'], 'P3 registry refresh', () => runRegistryRow({ port: redis.port, nodes: 1000, changed: 200, rounds: o.quick ? 5 : 30 }));
   await section(['P4'], 'P4 added latency', () => runLatencyRows({ port: redis.port, runs: o.runs, requests: o.quick ? 100 : 2000, trace: o.trace, log }));
   await section(['P5'], 'P5 routing decision', () => runP5());
   await section(['P9'], 'P9 balanced routing bursts (built programs, simulated nodes)', () => runBurstRows({ runs: o.runs, log }));
