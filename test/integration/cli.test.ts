@@ -216,9 +216,10 @@ describe('orion preload', () => {
 describe('orion tail', () => {
   it('follows the answers on the reply stream as they come', async () => {
     const tailing = orion(['tail', '--count', '2'], { timeoutMs: 40_000 });
-    // Once its connection is open it takes its place at the end of the stream, then reads on.
-    await waitFor('tail connected', async () => String(await world.admin.client('LIST')).includes('name=orion-cli-follow'), 20_000, 100);
-    await new Promise((r) => setTimeout(r, 500));
+    // Once its connection is open it takes its place at the end of the stream, then reads on:
+    // send when that connection is reading (its last command an XREAD), not before.
+    const followLine = async (): Promise<string | undefined> => String(await world.admin.client('LIST')).split('\n').find((l) => l.includes('name=orion-cli-follow'));
+    await waitFor('tail reading the stream', async () => / cmd=xread( |$)/.test((await followLine()) ?? ''), 20_000, 50);
     await world.send([
       { request_id: 'cli-tail-1', model: 'gemma3:1b', prompt: 'x', options: { num_predict: 3 } },
       { request_id: 'cli-tail-2', model: 'no-such-model', prompt: 'x' },
