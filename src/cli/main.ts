@@ -135,7 +135,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
  * Every flag's ORION_* twin (`--node-id` reads ORION_NODE_ID, `--json` reads ORION_JSON=1):
  * used where the flag is not given, so a flag always wins.
  */
-export function withEnvTwins(values: Values, options: Record<string, { type: 'string' | 'boolean' }>, env: Record<string, string | undefined>): Values {
+function withEnvTwins(values: Values, options: Record<string, { type: 'string' | 'boolean' }>, env: Record<string, string | undefined>): Values {
   const out: Values = { ...values };
   for (const [flag, spec] of Object.entries(options)) {
     if (flag === 'help' || out[flag] !== undefined) continue;

@@ -1,6 +1,6 @@
 /** `orion deadletter`, `validate` and `acl`: the dead-letter stream, request documents, ACL users. */
 import { readFileSync } from 'node:fs';
-import { validateRequest } from '../contracts/index.js';
+import { validateHealth, validateRequest, validateResponse, type Check } from '../contracts/index.js';
 import { aclLine, aclRules, type AclRole } from '../lib/acl.js';
 import { isValidNodeId } from '../lib/names.js';
 import { UsageError, str, type Command } from './context.js';
@@ -27,18 +27,26 @@ export const deadletter: Command = {
   },
 };
 
+/** The documents of bus/contracts, each with its validator. */
+const CONTRACTS: Record<string, (doc: unknown) => Check<unknown>> = { request: validateRequest, response: validateResponse, health: validateHealth };
+
 export const validate: Command = {
   name: 'validate',
-  summary: 'check a request document against bus/contracts',
-  usage: 'FILE [--json]',
-  help: `Checks the request document in FILE against bus/contracts/inference.request.schema.json
-(like npx ajv validate). Exit code 1 when it is invalid.
+  summary: 'check a request, response or health document against bus/contracts',
+  usage: 'FILE [--kind request|response|health] [--json]',
+  help: `Checks the document in FILE against its schema in bus/contracts (like npx ajv validate):
+inference.request.schema.json unless --kind says otherwise. Exit code 1 when it is invalid.
 
+  --kind K  request (the default), response (an answer on a reply stream) or health
+            (a node's entry in the health hash)
   --json    {file, valid, message}`,
-  options: {},
+  options: { kind: { type: 'string' } },
   async run(ctx, values, args) {
     const file = args[0];
     if (!file || args.length > 1) throw new UsageError('validate needs exactly one file');
+    const kind = str(values, 'kind') ?? 'request';
+    const check = CONTRACTS[kind];
+    if (!check) throw new UsageError(`validate --kind '${kind}': must be request, response or health`);
     let doc: unknown;
     try {
       doc = JSON.parse(readFileSync(file, 'utf8'));
@@ -48,7 +56,7 @@ export const validate: Command = {
       else ctx.err(`${file} invalid: ${message}`);
       return 1;
     }
-    const v = validateRequest(doc);
+    const v = check(doc);
     if (values['json']) ctx.out(JSON.stringify({ file, valid: v.ok, ...(v.ok ? {} : { message: v.message }) }));
     else if (v.ok) ctx.out(`${file} valid`);
     else ctx.err(`${file} invalid: ${v.message}`);

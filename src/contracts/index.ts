@@ -32,7 +32,7 @@ export const PROMPT_OR_MESSAGES = 'give exactly one of prompt, messages or input
  * request schema (prompt xor messages) is said in words once, instead of Ajv's lines for each
  * branch ("must NOT be valid" twice, or "must have required property" for both).
  */
-export function describeErrors(errors: ErrorObject[] | null | undefined): string {
+function describeErrors(errors: ErrorObject[] | null | undefined): string {
   if (!errors?.length) return 'invalid';
   const lines: string[] = [];
   for (const e of errors) {

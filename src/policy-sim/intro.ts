@@ -92,6 +92,14 @@ first token within 10 s; spills (balanced departed from the guide's choice) and 
   model evicted or expired since the node's last heartbeat still looks loaded, and the real
   remaining time of a running answer is unknown (the bridge assumes half an answer); the cold
   margin above absorbs most of the second, not the first.
+- **A board excluded for RAM sits idle until a model expires.** Ollama keeps idle models in
+  memory for the 5 min keep-alive, and a node over 90 % RAM gets no work, so nothing makes it
+  unload them: under balanced (Poisson, 3 seeds each), the 8 GB boards are out for RAM in
+  17.5 % / 21.4 % of their heartbeats at 3 nodes (load 0.5 / 0.8) and 11.4 % / 15.7 % at
+  10 nodes, idle for 7-11 % of them; the 4 GB board at 3 nodes 13.9 % / 16.9 %. That is
+  capacity the bound and the offered load count and the routing cannot use, a part of the TTFT
+  gap on 3 and 10 nodes. Asking such a node to unload its least recently used model (keep_alive 0)
+  would give it back; not done yet.
 - **Balanced does not see the future.** The bound's pooled queue lets a request take whichever
   slot frees first; balanced commits it to a queue on arrival and fixes mistakes only by moves
   with a 25 % margin. The p99 gap to the bound is mostly this plus the loads above.

@@ -12,7 +12,7 @@ import { OLLAMA_ERRORS } from './wire.js';
 export const EMBEDDING_DIMENSIONS = 384;
 
 /** The simulator's vector for `text` under `model`: stable, unit length. */
-export function embeddingOf(model: string, text: string, dims = EMBEDDING_DIMENSIONS): number[] {
+function embeddingOf(model: string, text: string, dims = EMBEDDING_DIMENSIONS): number[] {
   const out: number[] = [];
   for (let block = 0; out.length < dims; block++) {
     const digest = createHash('sha256').update(`${model}\0${text}\0${block}`).digest();

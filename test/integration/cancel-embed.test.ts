@@ -11,9 +11,9 @@ import type { InferenceResponse } from '../../src/contracts/types.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import { names } from '../../src/lib/names.js';
 import { createBridge } from '../../src/router/bridge.js';
-import { embeddingOf } from '../../src/simulator/embed.js';
 import { startSimulator, type SimulatorHandle } from '../../src/simulator/index.js';
 import { createWorker } from '../../src/worker/worker.js';
+import { embeddingsFromNode } from '../helpers/embeddings.js';
 import { startRedis, testPrefix, type RedisServer } from '../helpers/redis.js';
 
 let server: RedisServer;
@@ -107,7 +107,7 @@ describe('embedding requests', () => {
     const [final] = await readAll(reply);
     expect(final).toMatchObject({ request_id: 'e1', done: true, node_id: 'pi-8g', attempt: 1 });
     expect(final!.error).toBeUndefined();
-    expect(final!.embeddings).toEqual([embeddingOf('gemma3:1b', 'left knee'), embeddingOf('gemma3:1b', 'right knee')]);
+    expect(final!.embeddings).toEqual(await embeddingsFromNode(sim.url, 'gemma3:1b', ['left knee', 'right knee']));
     expect(final!.response).toBeUndefined();
     expect(final!.prompt_eval_count).toBeGreaterThan(0);
   });

@@ -6,7 +6,7 @@
  */
 import { Ollama } from 'ollama';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { embeddingOf } from '../../src/simulator/embed.js';
+import { embeddingsFromNode } from '../helpers/embeddings.js';
 import { API_KEY, MODEL, simCounters, startGatewayWorld, waitFor, type GatewayWorld } from './gateway.harness.js';
 
 let g: GatewayWorld;
@@ -71,9 +71,9 @@ describe('the ollama package with its host set to the gateway', () => {
     expect(chatErr).toMatchObject({ status_code: 404, error: "model 'no-such-model:7b' not found" });
   });
 
-  it('embeds', async () => {
+  it('embeds, the same vectors as the node gives asked directly', async () => {
     const r = await ollama.embed({ model: MODEL, input: ['left knee', 'right knee'] });
-    expect(r.embeddings).toEqual([embeddingOf(MODEL, 'left knee'), embeddingOf(MODEL, 'right knee')]);
+    expect(r.embeddings).toEqual(await embeddingsFromNode(g.w.simUrl('pi-a'), MODEL, ['left knee', 'right knee']));
     expect(r.prompt_eval_count).toBeGreaterThan(0);
   });
 
