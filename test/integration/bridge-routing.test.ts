@@ -216,7 +216,12 @@ describe('several bridges share the stream', () => {
     await s.send(req('held'));
     await until(() => one.waiting() === 1);
     const two = await s.start({ 'consumer-name': 'two', 'claim-idle': '1s' });
+    // Past the claim-idle of 1 s, then at least four more XAUTOCLAIM passes (each bridge looks
+    // every 500 ms): had the entry gone idle, one of them would have taken it over.
     await new Promise((r) => setTimeout(r, 1800));
+    const autoclaims = async (): Promise<number> => Number(/cmdstat_xautoclaim:calls=(\d+)/.exec(await h.redis.info('commandstats'))?.[1] ?? 0);
+    const before = await autoclaims();
+    await until(async () => (await autoclaims()) >= before + 4, 10_000, 'four more claim passes');
     expect(one.waiting()).toBe(1);
     expect(two.waiting()).toBe(0);
     const pending = (await h.redis.xpending(s.n.requests, ROUTER_GROUP, '-', '+', 10)) as [string, string, number, number][];

@@ -196,9 +196,14 @@ describe('orion preload', () => {
     expect(lines[0]).toMatch(/^\[#*\.+\] (queued|loading) on pi-8g/);
     expect(r.out).toMatch(/\[#{24}\] reported by the node on pi-8g/);
     expect(lines.at(-1)).toMatch(/^llama3\.2:3b loaded on pi-8g in .+ \(load .+\)$/);
-    const row = json<{ node_id: string; models: string[] }[]>(await orion(['nodes', '--json'])).find((x) => x.node_id === 'pi-8g');
-    expect(row?.models).toContain('llama3.2:3b');
-  }, 45_000);
+    // `orion nodes` shows the bridge's view, rebuilt every second from the documents the node
+    // wrote: the model the node reported shows there by the next rebuild.
+    const loaded = async (): Promise<string[] | false> => {
+      const row = json<{ node_id: string; models: string[] }[]>(await orion(['nodes', '--json'])).find((x) => x.node_id === 'pi-8g');
+      return row?.models.includes('llama3.2:3b') === true && row.models;
+    };
+    expect(await waitFor('the bridge to show llama3.2:3b loaded on pi-8g', loaded, 10_000, 300)).toContain('llama3.2:3b');
+  }, 60_000);
 
   it('without --node the bridge chooses; --json says where and whether the node reports it', async () => {
     const r = await orion(['preload', 'gemma3:1b', '--json'], { timeoutMs: 40_000 });
