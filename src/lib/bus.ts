@@ -490,7 +490,7 @@ export function deadLetterDoc(fields: Omit<DeadLetter, 'created_at'>): DeadLette
  * A dead letter as JSON. A request that cannot be serialised (too deep for JSON.stringify,
  * which recurses) is replaced by a note saying so: the dead letter itself must never fail.
  */
-export function deadLetterJson(fields: Omit<DeadLetter, 'created_at'>): string {
+function deadLetterJson(fields: Omit<DeadLetter, 'created_at'>): string {
   const doc = deadLetterDoc(fields);
   try {
     return JSON.stringify(doc);

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pendingAt, report, requireBuilt, routable, sleep, waitFor, withDump, World, type Proc } from './harness.js';
+import { pendingAt, report, requireBuilt, routable, waitFor, withDump, World, type Proc } from './harness.js';
 
 requireBuilt();
 
@@ -61,7 +61,10 @@ describe('row 18: a request nested 10,000 levels deep', () => {
       await bridge.kill('SIGKILL');
       const again = w.startBridge('bridge-a');
       await routable(again, ['pi-a'], 30_000);
-      await sleep(2000);
+      // A marker sent after the restart: once it is answered, the new bridge has read its
+      // pending entries and the stream up to it, so anything coming back would have by now.
+      await w.send([{ request_id: 'r18-marker' }]);
+      await w.allAnswered(['r18-marker'], 30_000);
       const after = await w.answers();
       const twice = ids.filter((id) => (after.get(id)?.length ?? 0) > 1);
       expect(twice).toEqual([]);
