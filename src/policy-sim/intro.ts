@@ -100,6 +100,15 @@ first token within 10 s; spills (balanced departed from the guide's choice) and 
   capacity the bound and the offered load count and the routing cannot use, a part of the TTFT
   gap on 3 and 10 nodes. Asking such a node to unload its least recently used model (keep_alive 0)
   would give it back; not done yet.
+- **The cold margin trades a little wait on 3 nodes for no cold load a warm node would have
+  beaten.** With a flat 2 s margin (the previous version of this page, commit b1c5434) balanced
+  made 17.9 / 5.7 avoidable cold loads a run on 3 nodes at 0.5 / 0.8 and up to 282 on 1,000; with
+  the margin above, 3.1 / 7.1 and at most 5.5, and the idle-warm time beyond a heartbeat went
+  from up to 923 s to 0 at every size. On 3 nodes TTFT moved within the runs' spread: p50
+  17.3 ± 4.1 s against 16.2 ± 3.3 s and p99 439 ± 124 s against 384 ± 78 s at 0.5; at 0.8 the
+  ten seeds vary too much to tell (p99 2085 ± 1598 s against 1625 ± 667 s). The avoidable loads
+  left are made on the 5 s old view (a copy expired or evicted since the last heartbeat) or on
+  a wait estimate that the answers' true lengths beat by more than the margin.
 - **Balanced does not see the future.** The bound's pooled queue lets a request take whichever
   slot frees first; balanced commits it to a queue on arrival and fixes mistakes only by moves
   with a 25 % margin. The p99 gap to the bound is mostly this plus the loads above.
