@@ -27,7 +27,7 @@ import { jobIdFor, type Names } from '../lib/names.js';
 import { withTimeout } from '../lib/time.js';
 import type { Dispatcher } from './dispatcher.js';
 import type { LoadTracker } from './load.js';
-import { shouldMove, type MoveOptions } from './moves.js';
+import { moveTarget, shouldMove, type MoveOptions, type MoveTarget } from './moves.js';
 import type { Placer } from './placer.js';
 import type { Snapshot } from './registry.js';
 import type { BridgeStats } from './stats.js';
@@ -124,13 +124,21 @@ export class Mover {
     const { placer } = this.o;
     const jobs = await this.tail(from);
     let moved = 0;
+    // Where a job of each model would go: the same for every job of the model here until a
+    // move changes the loads (then found again). Jobs that tried nodes before look for their own.
+    const targets = new Map<string, MoveTarget | undefined>();
+    const targetOf = (model: string): MoveTarget | undefined => {
+      if (!targets.has(model)) targets.set(model, moveTarget(model, from, s.eligible, placer.loadOf, placer.learner, this.o.moves));
+      return targets.get(model);
+    };
     for (const c of jobs) {
       if (moved >= budget) break;
       const job = { model: c.data.request.model, nodeId: from, ahead: c.ahead };
       const tried = new Set(c.data.tried ?? []);
       const ordered = tried.size === 0 ? s.eligible : s.eligible.filter((v) => !tried.has(v.health.node_id));
-      const m = shouldMove(job, s.views.get(from), ordered, placer.loadOf, placer.learner, this.o.moves);
+      const m = shouldMove(job, s.views.get(from), ordered, placer.loadOf, placer.learner, this.o.moves, tried.size === 0 ? targetOf : undefined);
       if (m === undefined) continue;
+      targets.clear();
       const to = m.node.health.node_id;
       try {
         if (await this.move(c, from, to, m.routing)) {

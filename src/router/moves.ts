@@ -64,11 +64,47 @@ export function etaInPlace(job: WaitingJob, from: NodeView | undefined, load: Lo
   return wait + learner.loadMs(job.nodeId, model);
 }
 
+/** The node a job of one model would move to, found once for many jobs (see `shouldMove`). */
+export interface MoveTarget {
+  node: NodeView;
+  eta: Eta;
+  warm: boolean;
+}
+
 /**
- * Where `job` should move, if anywhere: the eligible node (of `ordered`, other than its own)
- * with the smallest expected time to first token, a cold one only when it beats the best warm
- * one by the cold margin, and only when the gain is over max(minGainMs, minGainShare x the
- * wait where it is).
+ * The eligible node (of `ordered`, other than `exceptNode`) that would start `model` soonest:
+ * the best warm one, unless a cold one beats it by the cold margin. It does not depend on the
+ * job, so a caller weighing many jobs of one model from one queue finds it once.
+ */
+export function moveTarget(
+  model: string,
+  exceptNode: string,
+  ordered: readonly NodeView[],
+  load: LoadOf,
+  learner: CostLearner,
+  o?: MoveOptions,
+): MoveTarget | undefined {
+  const key = normalizeModel(model);
+  const c = candidatesOf(key, ordered);
+  const best = (list: readonly NodeView[], warm: boolean): MoveTarget | undefined => {
+    let b: MoveTarget | undefined;
+    for (const n of list) {
+      if (n.health.node_id === exceptNode || n.loaded.has(key) !== warm) continue;
+      const e = etaOn(n, key, warm, load, learner, o);
+      if (b === undefined || e.etaMs < b.eta.etaMs) b = { node: n, eta: e, warm };
+    }
+    return b;
+  };
+  const warm = best(c.loaded, true);
+  const cold = best(c.installed.length > 0 || warm !== undefined ? c.installed : c.unknown, false);
+  const margin = warm === undefined ? 0 : coldMarginMs(warm.eta, o);
+  return cold !== undefined && (warm === undefined || cold.eta.etaMs + margin < warm.eta.etaMs) ? cold : warm;
+}
+
+/**
+ * Where `job` should move, if anywhere: `moveTarget` for its model (or what `targetOf` gives,
+ * the same found once for several jobs), and only when the gain is over max(minGainMs,
+ * minGainShare x the wait where it is).
  */
 export function shouldMove(
   job: WaitingJob,
@@ -77,30 +113,16 @@ export function shouldMove(
   load: LoadOf,
   learner: CostLearner,
   o?: MoveOptions,
+  targetOf?: (model: string) => MoveTarget | undefined,
 ): Move | undefined {
-  const model = normalizeModel(job.model);
   const fromEta = etaInPlace(job, from, load, learner, o);
   if (fromEta <= (o?.minGainMs ?? DEFAULT_MIN_GAIN_MS)) return undefined;
-  const c = candidatesOf(model, ordered);
-  const best = (list: readonly NodeView[], warm: boolean): { n: NodeView; e: Eta } | undefined => {
-    let b: { n: NodeView; e: Eta } | undefined;
-    for (const n of list) {
-      if (n.health.node_id === job.nodeId || n.loaded.has(model) !== warm) continue;
-      const e = etaOn(n, model, warm, load, learner, o);
-      if (b === undefined || e.etaMs < b.e.etaMs) b = { n, e };
-    }
-    return b;
-  };
-  const warm = best(c.loaded, true);
-  const cold = best(c.installed.length > 0 || warm !== undefined ? c.installed : c.unknown, false);
-  const margin = warm === undefined ? 0 : coldMarginMs(warm.e, o);
-  const pick = cold !== undefined && (warm === undefined || cold.e.etaMs + margin < warm.e.etaMs) ? cold : warm;
+  const pick = targetOf !== undefined ? targetOf(job.model) : moveTarget(job.model, job.nodeId, ordered, load, learner, o);
   if (pick === undefined) return undefined;
-  const gain = fromEta - pick.e.etaMs;
+  const gain = fromEta - pick.eta.etaMs;
   const need = Math.max(o?.minGainMs ?? DEFAULT_MIN_GAIN_MS, (o?.minGainShare ?? DEFAULT_MIN_GAIN_SHARE) * (Number.isFinite(fromEta) ? fromEta : 0));
   if (!(gain > need)) return undefined;
-  const isWarm = pick === warm;
-  return { node: pick.n, routing: isWarm ? 'sticky' : 'fallback', fromEtaMs: fromEta, toEtaMs: pick.e.etaMs, gainMs: gain, coldLoad: !isWarm };
+  return { node: pick.node, routing: pick.warm ? 'sticky' : 'fallback', fromEtaMs: fromEta, toEtaMs: pick.eta.etaMs, gainMs: gain, coldLoad: !pick.warm };
 }
 
 export interface KeepAliveState {

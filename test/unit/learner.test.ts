@@ -3,7 +3,8 @@ import type { NodeHealth } from '../../src/contracts/types.js';
 import { DEFAULT_ANSWER_TIME_MS, DEFAULT_LOAD_TIME_MS, CostLearner } from '../../src/router/learner.js';
 import type { NodeLoad } from '../../src/router/balanced.js';
 import { pickBalanced } from '../../src/router/balanced.js';
-import { shouldMove, shouldRenewKeepAlive } from '../../src/router/moves.js';
+import { moveTarget, shouldMove, shouldRenewKeepAlive } from '../../src/router/moves.js';
+import { seededRandom } from '../../src/lib/random.js';
 import { eligibleInOrder, toNodeView } from '../../src/router/routing.js';
 
 const SEEN = '2026-01-19T12:00:00Z';
@@ -114,6 +115,37 @@ describe('moving a waiting job', () => {
     // Where it is: 0.5 + 2 answers = 50 s; there: 0.5 + 1.5 answers = 40 s, a 20 % gain.
     const mv = shouldMove({ model: 'm', nodeId: 'a', ahead: 3 }, nodes[0], nodes, loads({ a: { running: 1, waiting: 3 }, b: { running: 1, waiting: 1, workMs: 40_000 } }), learner);
     expect(mv).toBeUndefined();
+  });
+
+  it('decides the same with the target found once per model as when found for each job', () => {
+    // Random clusters and queues: the shared target (what the Mover uses between two moves)
+    // never changes a decision.
+    const next = seededRandom(7);
+    const rnd = { next, int: (k: number): number => Math.floor(next() * k) };
+    const models = ['m', 'n', 'o'];
+    let compared = 0;
+    let moves = 0;
+    for (let round = 0; round < 200; round++) {
+      const hs = Array.from({ length: 2 + rnd.int(6) }, (_, i) =>
+        node(`n${i}`, { ram_percent: rnd.int(80), models: models.filter(() => rnd.next() < 0.4), installed_models: models }));
+      const ns = cluster(hs);
+      const load = loads(Object.fromEntries(hs.map((h) => [h.node_id, { running: rnd.int(3), waiting: rnd.int(6) }])));
+      const from = ns[rnd.int(ns.length)]!;
+      const id = from.health.node_id;
+      const found = new Map<string, ReturnType<typeof moveTarget>>();
+      const targetOf = (m: string) => (found.has(m) ? found.get(m) : found.set(m, moveTarget(m, id, ns, load, learner)).get(m));
+      for (let ahead = 0; ahead < 8; ahead++) {
+        const job = { model: models[rnd.int(models.length)]!, nodeId: id, ahead };
+        const each = shouldMove(job, from, ns, load, learner);
+        const once = shouldMove(job, from, ns, load, learner, undefined, targetOf);
+        expect(once?.node.health.node_id).toBe(each?.node.health.node_id);
+        expect(once?.gainMs).toBe(each?.gainMs);
+        compared++;
+        if (each !== undefined) moves++;
+      }
+    }
+    expect(compared).toBe(1600);
+    expect(moves).toBeGreaterThan(50);
   });
 
   it('moves everything off a node that is no longer eligible', () => {
