@@ -95,13 +95,7 @@ export async function drainOnce(o: DrainOptions, nodes: number, label: string): 
     await redis.flushall();
     const beats = startNode(benchScript('heartbeats'), [String(o.port), prefix, String(nodes), String(HEARTBEAT_MS)]);
     let child: Child | undefined;
-    let asked = 0;
-    /** How many health documents the nodes have written so far (the helper says at SIGUSR2). */
-    const beatsSoFar = async (): Promise<number> => {
-      const k = ++asked;
-      beats.proc.kill('SIGUSR2');
-      return Number(jsonLine(await beats.waitForLine((l) => jsonLine(l)?.['asked'] === k, 10_000, 'heartbeat count'))!['written']);
-    };
+    const beatsSoFar = heartbeatCounter(beats);
     try {
       await beats.waitForLine((l) => jsonLine(l)?.['ready'] === true, 60_000, 'heartbeats ready');
       ({ child } = await startBridgeProcess(
@@ -111,43 +105,19 @@ export async function drainOnce(o: DrainOptions, nodes: number, label: string): 
       // Let the bridge settle (first refresh, queues for every node) before it gets work.
       await new Promise((r) => setTimeout(r, o.settleMs));
       child.pause();
-      for (let start = 0; start < o.requests; start += 1000) {
-        const pipe = redis.pipeline();
-        for (let i = start; i < Math.min(o.requests, start + 1000); i++) pipe.xadd(n.requests, '*', 'data', JSON.stringify(backlogDoc(i)));
-        await pipe.exec();
-      }
+      await fillBacklog(redis, n.requests, o.requests);
       await redis.config('RESETSTAT');
       const cpu0 = child.cpuMs();
       const redisCpu0 = redisCpuOf(o);
       const t0 = nowMs();
       const beats0 = await beatsSoFar();
       child.resume();
-      const deadline = t0 + 120_000;
-      let s = await groupState(redis, n.requests);
-      while (!(s.lag === 0 && s.pending === 0 && s.read >= o.requests)) {
-        if (nowMs() > deadline) throw new Error(`drain did not finish in 120 s (${JSON.stringify(s)})`);
-        await new Promise((r) => setTimeout(r, 2));
-        s = await groupState(redis, n.requests);
-      }
+      await waitForDrain(redis, n.requests, o.requests, t0);
       const seconds = (nowMs() - t0) / 1000;
       const bridgeCpuMs = child.cpuMs() - cpu0;
       const beatsSeen = (await beatsSoFar()) - beats0;
-      const stats = parseCommandStats(await redis.info('commandstats'));
-      const commands: Record<string, number> = {};
-      let total = 0;
-      for (const [name, c] of Object.entries(stats)) {
-        if (BENCH_COMMANDS.test(name)) continue;
-        commands[name] = c.calls;
-        total += c.calls;
-      }
-      // The nodes' own writes are not the bridge's work: each is one script call running 7 commands.
-      total -= beatsSeen * COMMANDS_PER_HEALTH_WRITE;
-      // Every request must be a job now (the bridge's own keep-warm jobs are not the bench's).
-      const pipe = redis.pipeline();
-      for (let i = 0; i < nodes; i++) pipe.zrange(`${n.nodeQueuePrefix}:${nodeId(i)}:prioritized`, 0, -1);
-      const ids = ((await pipe.exec()) ?? []).flatMap(([, list]) => list as string[]);
-      const jobs = ids.filter((id) => !id.startsWith('req_orion-keep-warm-')).length;
-      if (jobs !== o.requests) throw new Error(`expected ${o.requests} jobs in node queues, found ${jobs}`);
+      const { commands, total } = bridgeCommands(parseCommandStats(await redis.info('commandstats')), beatsSeen);
+      await checkEveryRequestQueued(redis, n.nodeQueuePrefix, nodes, o.requests);
       return {
         nodes,
         rate: o.requests / seconds,
@@ -166,6 +136,59 @@ export async function drainOnce(o: DrainOptions, nodes: number, label: string): 
     await redis.flushall().catch(() => undefined);
     redis.disconnect();
   }
+}
+
+/** How many health documents the nodes have written so far (the helper says at SIGUSR2). */
+function heartbeatCounter(beats: Child): () => Promise<number> {
+  let asked = 0;
+  return async () => {
+    const k = ++asked;
+    beats.proc.kill('SIGUSR2');
+    return Number(jsonLine(await beats.waitForLine((l) => jsonLine(l)?.['asked'] === k, 10_000, 'heartbeat count'))!['written']);
+  };
+}
+
+/** XADD the backlog of `requests` documents, 1,000 to a pipeline. */
+async function fillBacklog(redis: Redis, stream: string, requests: number): Promise<void> {
+  for (let start = 0; start < requests; start += 1000) {
+    const pipe = redis.pipeline();
+    for (let i = start; i < Math.min(requests, start + 1000); i++) pipe.xadd(stream, '*', 'data', JSON.stringify(backlogDoc(i)));
+    await pipe.exec();
+  }
+}
+
+/** Polls the bridge's group until every entry is delivered and acked; fails after 120 s. */
+async function waitForDrain(redis: Redis, stream: string, requests: number, t0: number): Promise<void> {
+  const deadline = t0 + 120_000;
+  let s = await groupState(redis, stream);
+  while (!(s.lag === 0 && s.pending === 0 && s.read >= requests)) {
+    if (nowMs() > deadline) throw new Error(`drain did not finish in 120 s (${JSON.stringify(s)})`);
+    await new Promise((r) => setTimeout(r, 2));
+    s = await groupState(redis, stream);
+  }
+}
+
+/** The commands Redis ran for the bridge: all of them, less the bench's own and the nodes' health writes. */
+function bridgeCommands(stats: Record<string, { calls: number; usec: number }>, beatsSeen: number): { commands: Record<string, number>; total: number } {
+  const commands: Record<string, number> = {};
+  let total = 0;
+  for (const [name, c] of Object.entries(stats)) {
+    if (BENCH_COMMANDS.test(name)) continue;
+    commands[name] = c.calls;
+    total += c.calls;
+  }
+  // The nodes' own writes are not the bridge's work: each is one script call running 7 commands.
+  total -= beatsSeen * COMMANDS_PER_HEALTH_WRITE;
+  return { commands, total };
+}
+
+/** Every request must be a job now (the bridge's own keep-warm jobs are not the bench's). */
+async function checkEveryRequestQueued(redis: Redis, nodeQueuePrefix: string, nodes: number, requests: number): Promise<void> {
+  const pipe = redis.pipeline();
+  for (let i = 0; i < nodes; i++) pipe.zrange(`${nodeQueuePrefix}:${nodeId(i)}:prioritized`, 0, -1);
+  const ids = ((await pipe.exec()) ?? []).flatMap(([, list]) => list as string[]);
+  const jobs = ids.filter((id) => !id.startsWith('req_orion-keep-warm-')).length;
+  if (jobs !== requests) throw new Error(`expected ${requests} jobs in node queues, found ${jobs}`);
 }
 
 export interface BareResult {
@@ -200,10 +223,17 @@ interface RunFigures {
 }
 
 export async function runDrainRows(o: DrainOptions, rows: ReadonlySet<string>): Promise<RowResult[]> {
+  const runs = await measureDrainRuns(o, rows);
+  return [...(rows.has('P1') || rows.has('P2') ? baselineRows(o, rows, runs) : []), ...(rows.has('P3') ? registrySizeRows(o, runs) : [])];
+}
+
+/**
+ * The figures of each run. The machine is shared: each figure compared with another is measured
+ * on both sides of it (baseline, drain, baseline; 3 nodes, 1,000 nodes, 3 nodes) and the two sides averaged.
+ */
+async function measureDrainRuns(o: DrainOptions, rows: ReadonlySet<string>): Promise<RunFigures[]> {
   const runs: RunFigures[] = [];
   const [smallN, largeN] = o.sizes;
-  // The machine is shared: each figure compared with another is measured on both sides of it
-  // (baseline, drain, baseline; 3 nodes, 1,000 nodes, 3 nodes) and the two sides averaged.
   const logBare = (r: number, b: BareResult): void =>
     o.log(`  run ${r + 1}: bare addBulk ${fmtNum(b.rate)} jobs/s, client CPU ${fmtNum(b.cpuUsPerJob, 1)} us, redis CPU ${fmtNum(b.redisUsPerJob, 1)} us per job`);
   for (let r = 0; r < o.runs; r++) {
@@ -226,8 +256,16 @@ export async function runDrainRows(o: DrainOptions, rows: ReadonlySet<string>): 
     if (rows.has('P2')) o.log(`  run ${r + 1}: redis-benchmark XADD ${fmtNum(xadd)}/s`);
     runs.push({ bare: (before.rate + after.rate) / 2, bareCpu: [before, after], xadd, smallRate, small, large });
   }
+  return runs;
+}
+
+/** The median over the runs of one figure. */
+const medianOver = (runs: RunFigures[], f: (x: RunFigures) => number): number => median(runs.map(f));
+
+/** P1 and P2 (those asked for): the drain rate against bare addBulk and against redis-benchmark XADD. */
+function baselineRows(o: DrainOptions, rows: ReadonlySet<string>, runs: RunFigures[]): RowResult[] {
   const out: RowResult[] = [];
-  const med = (f: (x: RunFigures) => number): number => median(runs.map(f));
+  const med = (f: (x: RunFigures) => number): number => medianOver(runs, f);
   const drain = med((x) => x.smallRate);
   /** Redis CPU per job of bare addBulk (us): what BullMQ's add script costs Redis, whoever calls it. */
   const bareRedisUs = (x: RunFigures): number => (x.bareCpu[0].redisUsPerJob + x.bareCpu[1].redisUsPerJob) / 2;
@@ -235,7 +273,7 @@ export async function runDrainRows(o: DrainOptions, rows: ReadonlySet<string>): 
     const ratio = med((x) => x.smallRate / x.bare);
     out.push({
       row: 'P1',
-      measure: `drain ${fmtNum(o.requests)} backlog (${smallN} nodes) / bare addBulk`,
+      measure: `drain ${fmtNum(o.requests)} backlog (${o.sizes[0]} nodes) / bare addBulk`,
       detail: `${fmtNum(drain)} req/s vs ${fmtNum(med((x) => x.bare))} jobs/s (runs: ${runs.map((x) => fmtNum(x.smallRate / x.bare, 2)).join(', ')})`,
       value: ratio,
       goal: '>= 0.9',
@@ -257,9 +295,18 @@ export async function runDrainRows(o: DrainOptions, rows: ReadonlySet<string>): 
       met: ratio >= 0.35,
     });
   }
-  if (rows.has('P3')) {
-    const ratio = med((x) => x.large.rate / x.smallRate);
-    out.push({
+  return out;
+}
+
+/** The two P3 rows: drain rate and Redis commands per request, large registry against small. */
+function registrySizeRows(o: DrainOptions, runs: RunFigures[]): RowResult[] {
+  const [smallN, largeN] = o.sizes;
+  const med = (f: (x: RunFigures) => number): number => medianOver(runs, f);
+  const drain = med((x) => x.smallRate);
+  const ratio = med((x) => x.large.rate / x.smallRate);
+  const cmdRatio = med((x) => x.large.commandsPerRequest / x.small.commandsPerRequest);
+  return [
+    {
       row: 'P3',
       measure: `drain rate ${fmtNum(largeN)} nodes / ${smallN} nodes, every node heartbeating (5 s)`,
       detail:
@@ -268,18 +315,16 @@ export async function runDrainRows(o: DrainOptions, rows: ReadonlySet<string>): 
       value: ratio,
       goal: '>= 0.8',
       met: ratio >= 0.8,
-    });
-    const cmdRatio = med((x) => x.large.commandsPerRequest / x.small.commandsPerRequest);
-    out.push({
+    },
+    {
       row: 'P3',
       measure: `Redis commands per request ${fmtNum(largeN)} / ${smallN} nodes`,
       detail: `${fmtNum(med((x) => x.large.commandsPerRequest), 2)} vs ${fmtNum(med((x) => x.small.commandsPerRequest), 2)} (INFO commandstats: every command, those run by scripts included; the nodes' health writes, 8 commands each, left out)`,
       value: cmdRatio,
       goal: 'within 10%',
       met: Math.abs(cmdRatio - 1) <= 0.1,
-    });
-  }
-  return out;
+    },
+  ];
 }
 
 async function redisBenchmarkXadd(o: DrainOptions): Promise<number> {

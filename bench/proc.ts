@@ -85,55 +85,14 @@ export function startNode(script: string, args: string[], opts: StartOptions = {
   });
   if (proc.pid === undefined) throw new Error(`cannot start ${script}`);
   const pid = proc.pid;
-  const lines: string[] = [];
-  const waiters: { pred: (l: string) => boolean; resolve: (l: string) => void }[] = [];
-  const onLine = (line: string): void => {
-    opts.onLine?.(line);
-    // Keep the output bounded: a long soak must not grow the bench's own memory.
-    if (lines.length < 2000) lines.push(line);
-    for (let i = waiters.length - 1; i >= 0; i--) {
-      if (waiters[i]!.pred(line)) waiters.splice(i, 1)[0]!.resolve(line);
-    }
-  };
-  const splitter = (prefix: string) => {
-    let rest = '';
-    return (d: Buffer): void => {
-      const parts = (rest + d.toString()).split('\n');
-      rest = parts.pop() ?? '';
-      for (const p of parts) onLine(prefix + p);
-    };
-  };
-  proc.stdout!.on('data', splitter(''));
-  proc.stderr!.on('data', splitter('stderr: '));
+  const { lines, waiters } = collectLines(proc, opts.onLine);
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
   const child: Child = {
     proc,
     pid,
     lines,
     exited,
-    waitForLine(pred, timeoutMs = 20_000, what = 'a line') {
-      const seen = lines.find(pred);
-      if (seen !== undefined) return Promise.resolve(seen);
-      return new Promise<string>((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`${script}: no ${what} within ${timeoutMs} ms; output:\n${lines.slice(-20).join('\n')}`)), timeoutMs);
-        const w = {
-          pred,
-          resolve: (l: string) => {
-            clearTimeout(t);
-            resolve(l);
-          },
-        };
-        waiters.push(w);
-        void exited.then((code) => {
-          clearTimeout(t);
-          const i = waiters.indexOf(w);
-          if (i !== -1) {
-            waiters.splice(i, 1);
-            reject(new Error(`${script} exited (${code}) before ${what}; output:\n${lines.slice(-20).join('\n')}`));
-          }
-        });
-      });
-    },
+    waitForLine: lineWaiter(script, lines, waiters, exited),
     rss: () => rssOf(pid),
     cpuMs: () => cpuMsOf(pid),
     pause: () => void proc.kill('SIGSTOP'),
@@ -151,6 +110,67 @@ export function startNode(script: string, args: string[], opts: StartOptions = {
   live.add(child);
   void exited.then(() => live.delete(child));
   return child;
+}
+
+/** Someone waiting for an output line that `pred` accepts. */
+interface LineWaiter {
+  pred: (l: string) => boolean;
+  resolve: (l: string) => void;
+}
+
+/**
+ * Splits a child's stdout and stderr into lines: each goes to `onLine`, is kept (the first
+ * 2,000) and resolves the waiters it satisfies.
+ */
+function collectLines(proc: ChildProcess, onLineOpt?: (line: string) => void): { lines: string[]; waiters: LineWaiter[] } {
+  const lines: string[] = [];
+  const waiters: LineWaiter[] = [];
+  const onLine = (line: string): void => {
+    onLineOpt?.(line);
+    // Keep the output bounded: a long soak must not grow the bench's own memory.
+    if (lines.length < 2000) lines.push(line);
+    for (let i = waiters.length - 1; i >= 0; i--) {
+      if (waiters[i]!.pred(line)) waiters.splice(i, 1)[0]!.resolve(line);
+    }
+  };
+  const splitter = (prefix: string) => {
+    let rest = '';
+    return (d: Buffer): void => {
+      const parts = (rest + d.toString()).split('\n');
+      rest = parts.pop() ?? '';
+      for (const p of parts) onLine(prefix + p);
+    };
+  };
+  proc.stdout!.on('data', splitter(''));
+  proc.stderr!.on('data', splitter('stderr: '));
+  return { lines, waiters };
+}
+
+/** A child's `waitForLine`: a kept line, or the next one that matches; fails on timeout or exit. */
+function lineWaiter(script: string, lines: string[], waiters: LineWaiter[], exited: Promise<number | null>): Child['waitForLine'] {
+  return (pred, timeoutMs = 20_000, what = 'a line') => {
+    const seen = lines.find(pred);
+    if (seen !== undefined) return Promise.resolve(seen);
+    return new Promise<string>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`${script}: no ${what} within ${timeoutMs} ms; output:\n${lines.slice(-20).join('\n')}`)), timeoutMs);
+      const w = {
+        pred,
+        resolve: (l: string) => {
+          clearTimeout(t);
+          resolve(l);
+        },
+      };
+      waiters.push(w);
+      void exited.then((code) => {
+        clearTimeout(t);
+        const i = waiters.indexOf(w);
+        if (i !== -1) {
+          waiters.splice(i, 1);
+          reject(new Error(`${script} exited (${code}) before ${what}; output:\n${lines.slice(-20).join('\n')}`));
+        }
+      });
+    });
+  };
 }
 
 /** A JSON log line's fields, or undefined when the line is not JSON. */
