@@ -183,4 +183,10 @@ export interface NodeHealth {
    * Redis's clock minus the node's own, in ms, as the worker last measured it (TIME, corrected by half the round trip). last_seen is on Redis's clock.
    */
   clock_offset_ms?: number;
+  /**
+   * Size on disk of each installed model, in megabytes (10^6 bytes, rounded), from Ollama's /api/tags (its size field), keyed by the model's name as in installed_models. Lets a router estimate a cold load of a model the node never loaded: size divided by the node's measured load rate. Absent when Ollama reported no sizes.
+   */
+  installed_sizes_mb?: {
+    [k: string]: number;
+  };
 }

@@ -46,10 +46,11 @@ export class Run {
   constructor(private readonly s: RunSpec) {
     this.nodes = buildCluster(s.size);
     this.balanced = s.policy === 'balanced';
-    for (const m of MODELS) this.learner.noteSize(m, spec(m).diskBytes / 1e6);
     this.meter = new IdleWarmMeter(this.nodes);
     warmStart(this.nodes);
     this.view = new BridgeView(this.nodes, s.heat ?? true, (n, now) => this.meter.update(n, now));
+    // Model sizes reach the learner as the bridge's do: from the nodes' health documents.
+    for (const v of this.view.views) this.learner.noteSizes(v.health.installed_sizes_mb);
     this.ctx = { nodes: this.nodes, view: this.view, learner: this.learner, byId: new Map(this.nodes.map((n) => [n.id, n])) };
     this.place = makePolicy(s.policy, this.nodes);
   }

@@ -9,7 +9,7 @@
 import type { NodeHealth } from '../contracts/types.js';
 import { RoutingIndex } from '../router/routing-index.js';
 import { eligibleInOrder, exclusionOf, nextHeld, type Held, type NodeView, type Thresholds } from '../router/routing.js';
-import { expire, ramPercent, type SimNode } from './cluster.js';
+import { expire, ramPercent, spec, type SimNode } from './cluster.js';
 
 export const HEARTBEAT_MS = 5_000;
 export const REFRESH_MS = 1_000;
@@ -28,6 +28,8 @@ export class BridgeView {
   index = new RoutingIndex([]);
   private readonly anticipated: Map<string, number>[];
   private readonly installed: ReadonlySet<string>[];
+  /** Each node's `installed_sizes_mb`, as a worker reads it from `/api/tags` (MB of 10^6 bytes). */
+  private readonly sizes: Record<string, number>[];
   /** Each node's hysteresis memory, as the registry keeps it between snapshots. */
   private readonly held: (Held | undefined)[] = [];
   private dirty = true;
@@ -40,6 +42,7 @@ export class BridgeView {
   ) {
     this.anticipated = nodes.map(() => new Map());
     this.installed = nodes.map((n) => new Set(n.installed));
+    this.sizes = nodes.map((n) => Object.fromEntries(n.installed.map((m) => [m, Math.max(1, Math.round(spec(m).diskBytes / 1e6))])));
     for (const n of nodes) this.heartbeat(n, 0);
     this.rebuild();
   }
@@ -85,6 +88,7 @@ export class BridgeView {
       last_seen: '',
       installed_models: n.installed,
       concurrency: n.slots,
+      installed_sizes_mb: this.sizes[n.index]!,
     };
     const loaded = new Set(models);
     for (const m of pending.keys()) loaded.add(m);

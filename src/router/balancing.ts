@@ -41,6 +41,8 @@ export class Balancing {
   private readonly mover: Mover | undefined;
   private readonly keepWarm: KeepWarm | undefined;
   private failures = 0;
+  /** Health documents whose model sizes were already given to the learner (parsed once each). */
+  private readonly sized = new WeakSet<object>();
 
   constructor(private readonly o: BalancingOptions) {
     const { config, redis, n, registry, dispatcher, stats, log } = o;
@@ -68,6 +70,8 @@ export class Balancing {
 
   /** After each registry refresh: counts, learning, then moves and warm copies. */
   async afterRefresh(s: Snapshot): Promise<void> {
+    // Sizes first, so a cold load read below already turns into the node's load rate.
+    this.learnSizes(s);
     try {
       await Promise.all([this.load.refresh(s.known), this.reader.poll()]);
       this.failures = 0;
@@ -78,6 +82,19 @@ export class Balancing {
     this.placer.prune(3600_000);
     await this.mover?.pass(s);
     await this.keepWarm?.pass(s).catch(() => undefined);
+  }
+
+  /**
+   * Give the learner the model sizes nodes publish (`installed_sizes_mb`), so a model a node
+   * never loaded is estimated at its size over that node's load rate. Only documents that
+   * changed since the last refresh are looked at: the registry keeps an unchanged one's object.
+   */
+  private learnSizes(s: Snapshot): void {
+    for (const v of s.views.values()) {
+      if (this.sized.has(v.health)) continue;
+      this.sized.add(v.health);
+      if (v.health.installed_sizes_mb !== undefined) this.learner.noteSizes(v.health.installed_sizes_mb);
+    }
   }
 
   async stop(): Promise<void> {

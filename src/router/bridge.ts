@@ -40,6 +40,7 @@ import { Timeline } from './timeline.js';
 import { trimAcked } from './trim.js';
 import type { Thresholds } from './routing.js';
 import { Balancing } from './balancing.js';
+import type { CostLearner } from './learner.js';
 import type { Placer } from './placer.js';
 import { requestStatusHandler } from './where.js';
 import type { IncomingMessage } from 'node:http';
@@ -79,6 +80,8 @@ export interface BridgeHandle {
   /** This process's counters since start. */
   stats(): Counts;
   snapshot(): Snapshot;
+  /** What this bridge learned about answer and load times (read it; the bridge feeds it). */
+  costs(): Readonly<Pick<CostLearner, 'answerMs' | 'loadMs' | 'loadRateMbps' | 'toJSON'>>;
   /** Requests held for lack of a node. */
   waiting(): number;
   /** Refresh the registry now and run what follows a refresh (tests). */
@@ -252,6 +255,7 @@ export async function createBridge(config: RouterConfig, deps: BridgeDeps = {}):
     names: n,
     stats: () => stats.snapshot(),
     snapshot: () => registry.current(),
+    costs: () => p.balancing.learner,
     waiting: () => held.count,
     refresh: () => registry.refreshAndNotify(),
     sweepDeadlines: () => deadlines.tick(),

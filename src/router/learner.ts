@@ -127,6 +127,15 @@ export class CostLearner {
     }
   }
 
+  /**
+   * Remember the sizes a node publishes in its health document (`installed_sizes_mb`, SPEC.md
+   * section 5: model -> MB). Lenient: anything but a positive finite number is skipped.
+   */
+  noteSizes(sizes: unknown): void {
+    if (typeof sizes !== 'object' || sizes === null || Array.isArray(sizes)) return;
+    for (const [m, mb] of Object.entries(sizes as Record<string, unknown>)) if (typeof mb === 'number') this.noteSize(m, mb);
+  }
+
   /** Learn from one final response of `model` served on `node`. Bad or missing fields are ignored. */
   observe(node: string, model: string, o: Observation, sizeMb?: number): void {
     const m = this.norm(model);

@@ -51,6 +51,8 @@ export class HealthPublisher {
   private ollama: OllamaStatus | undefined;
   /** Installed models the last time Ollama answered. */
   private lastInstalled: string[] | undefined;
+  /** Their sizes, MB. */
+  private lastSizesMb: Record<string, number> | undefined;
   /** Writes one after another. */
   private readonly writes = new Serial();
   private pending = 0;
@@ -129,6 +131,7 @@ export class HealthPublisher {
       ...sys,
       ollama: status,
       lastInstalled: this.lastInstalled,
+      lastSizesMb: this.lastSizesMb,
       concurrency: this.o.concurrency,
       active: this.o.active(),
       waiting: (counts['wait'] ?? 0) + (counts['prioritized'] ?? 0),
@@ -154,7 +157,10 @@ export class HealthPublisher {
       else log.warn({ ollama: config.ollamaHost, reason: status.reason }, 'ollama does not answer');
     }
     this.ollama = status;
-    if (status.ok) this.lastInstalled = status.installed;
+    if (status.ok) {
+      this.lastInstalled = status.installed;
+      this.lastSizesMb = status.sizesMb;
+    }
   }
 
   private exportGauges(doc: NodeHealth, status: OllamaStatus): void {

@@ -149,7 +149,7 @@ export async function readTemperature(sysRoot: string): Promise<number | null> {
 // ---------------------------------------------------------------- Ollama
 
 export type OllamaStatus =
-  | { ok: true; models: string[]; installed: string[]; version: string }
+  | { ok: true; models: string[]; installed: string[]; sizesMb?: Record<string, number>; version: string }
   | { ok: false; reason: string };
 
 /** What Ollama has loaded and installed, or why it does not answer. `ollama` should time out its calls. */
@@ -160,11 +160,25 @@ export async function probeOllama(ollama: Ollama): Promise<OllamaStatus> {
       ok: true,
       models: ps.models.map((m) => m.name),
       installed: tags.models.map((m) => m.name),
+      sizesMb: sizesMbOf(tags.models),
       version: version.version,
     };
   } catch (err) {
     return { ok: false, reason: `ollama unreachable: ${describeProbeError(err)}` };
   }
+}
+
+/**
+ * Each installed model's size on disk from `/api/tags` (`size`, bytes), in megabytes of
+ * 10^6 bytes, rounded; a model without a usable size is left out.
+ */
+export function sizesMbOf(models: readonly { name: string; size?: unknown }[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const m of models) {
+    const b = m.size;
+    if (typeof b === 'number' && Number.isFinite(b) && b > 0) out[m.name] = Math.max(1, Math.round(b / 1e6));
+  }
+  return out;
 }
 
 function describeProbeError(err: unknown): string {
@@ -193,6 +207,8 @@ export interface HealthInput {
    * than refusing them as `model_not_found`.
    */
   lastInstalled?: string[];
+  /** The sizes `/api/tags` gave when Ollama last answered, reported with `lastInstalled`. */
+  lastSizesMb?: Record<string, number>;
   /** This worker process's random id (see duplicates.ts). */
   instanceId?: string;
   /** Other processes seen publishing under this node id lately. */
@@ -217,6 +233,8 @@ export function buildHealth(h: HealthInput): NodeHealth {
   };
   if (h.ollama.ok) doc.installed_models = h.ollama.installed;
   else if (h.lastInstalled) doc.installed_models = h.lastInstalled;
+  const sizes = h.ollama.ok ? h.ollama.sizesMb : h.lastSizesMb;
+  if (sizes !== undefined && Object.keys(sizes).length > 0) doc.installed_sizes_mb = sizes;
   doc.ram_total_mb = round1(h.mem.totalBytes / MIB);
   doc.ram_available_mb = round1(h.mem.availableBytes / MIB);
   doc.concurrency = h.concurrency;

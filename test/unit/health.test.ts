@@ -14,6 +14,7 @@ import {
   readMemInfo,
   readSystem,
   readTemperature,
+  sizesMbOf,
   type OllamaStatus,
 } from '../../src/worker/health.js';
 
@@ -149,5 +150,32 @@ describe('the health document', () => {
       unavailableReason: 'shutting down',
     });
     expect(doc).toMatchObject({ available: false, reason: 'shutting down', temp_celsius: 48.3, ram_percent: 50 });
+  });
+});
+
+describe('model sizes in the health document', () => {
+  const mem = { totalBytes: 8e9, availableBytes: 4e9 };
+  it('turns /api/tags sizes (bytes) into installed_sizes_mb (10^6 bytes, rounded), skipping unusable ones', () => {
+    expect(sizesMbOf([{ name: 'gemma3:1b', size: 815_319_791 }, { name: 'tiny', size: 200_000 }, { name: 'nosize' }, { name: 'bad', size: -1 }, { name: 'nan', size: Number.NaN }])).toEqual({
+      'gemma3:1b': 815,
+      tiny: 1,
+    });
+  });
+
+  it('publishes them while Ollama answers, the last ones while it does not, nothing when there are none', () => {
+    const sizes = { 'gemma3:1b': 815, 'llama3.2:3b': 2019 };
+    const base = { nodeId: 'pi-8g', cpuPercent: 0, mem, tempCelsius: null, concurrency: 1, active: 0, waiting: 0 };
+    const live = buildHealth({ ...base, ollama: { ...up, sizesMb: sizes } });
+    expect(live.installed_sizes_mb).toEqual(sizes);
+    expect(validateHealth(live).ok).toBe(true);
+    const down = buildHealth({ ...base, ollama: { ok: false, reason: 'ollama unreachable' }, lastInstalled: ['gemma3:1b', 'llama3.2:3b'], lastSizesMb: sizes });
+    expect(down.installed_sizes_mb).toEqual(sizes);
+    expect(validateHealth(down).ok).toBe(true);
+    expect('installed_sizes_mb' in buildHealth({ ...base, ollama: up })).toBe(false);
+    expect('installed_sizes_mb' in buildHealth({ ...base, ollama: { ...up, sizesMb: {} } })).toBe(false);
+    // The schema holds sizes to positive integers.
+    expect(validateHealth({ ...live, installed_sizes_mb: { 'gemma3:1b': 815.5 } }).ok).toBe(false);
+    expect(validateHealth({ ...live, installed_sizes_mb: { 'gemma3:1b': 0 } }).ok).toBe(false);
+    expect(validateHealth({ ...live, installed_sizes_mb: ['gemma3:1b'] }).ok).toBe(false);
   });
 });

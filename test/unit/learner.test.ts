@@ -51,6 +51,29 @@ describe('the cost learner', () => {
     expect(l.loadMs('a', 'other2')).toBe(10_000);
   });
 
+  it('estimates a model a node never loaded from the sizes nodes publish and that node\'s rate, else the default', () => {
+    const l = new CostLearner({ loadMs: 60_000 });
+    // The sizes of a health document (installed_sizes_mb); junk entries are skipped.
+    l.noteSizes({ 'gemma3:1b': 815, 'llama3.2:3b': 2000, bad: 'x', zero: 0, neg: -5, inf: Infinity });
+    l.noteSizes(null);
+    l.noteSizes(['gemma3:1b']);
+    expect(l.toJSON().sizes).toEqual({ 'gemma3:1b': 815, 'llama3.2:3b': 2000 });
+    // No rate yet for any node: the flag's default.
+    expect(l.loadMs('pi-a', 'llama3.2:3b')).toBe(60_000);
+    // A cold load of gemma3:1b on pi-a (no size passed with it): 815 MB in 4.075 s = 200 MB/s.
+    l.observe('pi-a', 'gemma3:1b', { load_duration_ms: 4075, eval_duration_ms: 1000 });
+    expect(l.loadRateMbps('pi-a')).toBeCloseTo(200, 6);
+    // llama3.2:3b never loaded anywhere: 2000 MB / 200 MB/s on pi-a, the default on pi-b (no rate).
+    expect(l.loadMs('pi-a', 'llama3.2:3b')).toBeCloseTo(10_000, 6);
+    expect(l.loadMs('pi-b', 'llama3.2:3b')).toBe(60_000);
+    expect(l.loadFloorMs('llama3.2:3b')).toBeCloseTo(10_000, 6);
+    // A model of unknown size stays at the default even where a rate is known.
+    expect(l.loadMs('pi-a', 'qwen2.5:0.5b')).toBe(60_000);
+    // Names are normalised like the rest of the learner's: 'gemma3' is 'gemma3:latest', not gemma3:1b.
+    l.noteSizes({ gemma3: 3300 });
+    expect(l.loadMs('pi-a', 'gemma3:latest')).toBeCloseTo(16_500, 6);
+  });
+
   it('estimates a model never loaded on a node from the same model elsewhere, then the default', () => {
     const l = new CostLearner();
     l.observe('a', 'm', { load_duration_ms: 8000, eval_duration_ms: 4000 });
