@@ -204,70 +204,98 @@ export function balancedFrom(
   const gEta = etaOn(g, want, gWarm, load, learner, o);
   const keep = (avoidedColdLoad = false): BalancedDecision => routed(g, g, gWarm, gEta, avoidedColdLoad);
   if (gEta.free && !(gWarm && gEta.loadMs > 0)) return keep();
-  const ok = (n: NodeView): boolean => avoid === undefined || !avoid.has(n.health.node_id);
-  // Warm: the smallest ETA, ties to the guide's order. Nothing starts sooner than at once, so
-  // the first warm node with a free slot and no load under way wins outright: looked for first,
-  // by counts alone (with a thousand nodes most requests end here, no answer time looked up).
-  let warm: { n: NodeView; e: Eta } | undefined;
-  for (const n of c.loaded) {
-    if (!ok(n)) continue;
-    const l = load(n.health.node_id, want);
-    if (Math.max(0, l.waiting) + Math.max(0, l.running) < slotsOf(n) && !((l.loadingMs ?? 0) > 0)) {
-      warm = { n, e: { etaMs: 0, waitMs: 0, loadMs: 0, free: true, answers: 0 } };
-      break;
-    }
-  }
-  if (warm === undefined) {
-    // Every warm node is busy: the smallest expected wait, by number first (no Eta built for
-    // each of hundreds of nodes), then the winner's in full.
-    let bestN: NodeView | undefined;
-    let bestMs = Number.POSITIVE_INFINITY;
-    for (const n of c.loaded) {
-      if (!ok(n)) continue;
-      const ms = n === g ? gEta.etaMs : warmEtaMs(n, want, load, learner, o);
-      if (bestN === undefined || ms < bestMs) {
-        bestN = n;
-        bestMs = ms;
-      }
-    }
-    if (bestN !== undefined) warm = { n: bestN, e: bestN === g ? gEta : etaOn(bestN, want, true, load, learner, o) };
-  }
+  const w: Weighing = { want, g, gEta, load, learner, o, ok: (n) => avoid === undefined || !avoid.has(n.health.node_id) };
+  const warm = freeWarm(c.loaded, w) ?? soonestWarm(c.loaded, w);
   const margin = warm === undefined ? 0 : coldMarginMs(warm.e, o);
-  // Cold: weighed only when a load could beat the best warm node; else only asked whether one
-  // could have started at once (the counter of cold loads avoided).
-  const floor = learner.loadFloorMs(want);
-  const weigh = warm === undefined || warm.e.etaMs > floor + margin;
-  const pool = c.installed.length > 0 || warm !== undefined ? c.installed : c.unknown;
-  let cold: { n: NodeView; e: Eta } | undefined;
-  let coldFree = false;
-  // A warm node that starts it at once is the answer, and no load was avoided: nothing to weigh.
-  const settled = !weigh && warm !== undefined && warm.e.etaMs <= 0;
-  for (const n of settled ? [] : pool) {
-    if (!ok(n) || n.loaded.has(want)) continue;
-    if (!weigh) {
-      const l = load(n.health.node_id, want);
-      if (l.waiting + l.running < slotsOf(n)) {
-        coldFree = true;
-        break;
-      }
-      continue;
-    }
-    // While the model is warm somewhere, a load goes only to a node with a free slot: loading
-    // behind a queue delays that queue by the load and evicts models it may need.
-    if (warm !== undefined && (o?.coldOnlyWhenFree ?? true) && n !== g) {
-      const l = load(n.health.node_id, want);
-      if (l.waiting + l.running >= slotsOf(n)) continue;
-    }
-    const e = n === g ? gEta : etaOn(n, want, false, load, learner, o);
-    coldFree ||= e.free;
-    if (warm !== undefined && !e.free && (o?.coldOnlyWhenFree ?? true)) continue;
-    if (cold === undefined || e.etaMs < cold.e.etaMs) cold = { n, e };
-    if (cold.e.etaMs <= floor) break;
-  }
+  const { cold, coldFree } = soonestCold(c.installed.length > 0 || warm !== undefined ? c.installed : c.unknown, warm, margin, w);
   const best = cold !== undefined && (warm === undefined || cold.e.etaMs + margin < warm.e.etaMs) ? { ...cold, warm: false } : warm && { ...warm, warm: true };
   if (best === undefined) return keep();
   if (best.n === g || (best.e.etaMs >= gEta.etaMs && (gWarm || !best.warm))) return keep(gWarm && coldFree);
   return routed(best.n, g, best.warm, best.e, best.warm && coldFree);
+}
+
+/** What `balancedFrom` weighs nodes with: the model, the guide's node and its ETA, the costs. */
+interface Weighing {
+  want: string;
+  g: NodeView;
+  gEta: Eta;
+  load: LoadOf;
+  learner: CostLearner;
+  o: BalancedOptions | undefined;
+  ok: (n: NodeView) => boolean;
+}
+
+/**
+ * Warm: nothing starts sooner than at once, so the first warm node with a free slot and no load
+ * under way wins outright, looked for by counts alone (with a thousand nodes most requests end
+ * here, no answer time looked up). Ties go to the guide's order, the order of `loaded`.
+ */
+function freeWarm(loaded: readonly NodeView[], w: Weighing): { n: NodeView; e: Eta } | undefined {
+  for (const n of loaded) {
+    if (!w.ok(n)) continue;
+    const l = w.load(n.health.node_id, w.want);
+    if (Math.max(0, l.waiting) + Math.max(0, l.running) < slotsOf(n) && !((l.loadingMs ?? 0) > 0)) {
+      return { n, e: { etaMs: 0, waitMs: 0, loadMs: 0, free: true, answers: 0 } };
+    }
+  }
+  return undefined;
+}
+
+/** Every warm node is busy: the smallest expected wait, by number first (no Eta built for each
+ * of hundreds of nodes), then the winner's in full. */
+function soonestWarm(loaded: readonly NodeView[], w: Weighing): { n: NodeView; e: Eta } | undefined {
+  let bestN: NodeView | undefined;
+  let bestMs = Number.POSITIVE_INFINITY;
+  for (const n of loaded) {
+    if (!w.ok(n)) continue;
+    const ms = n === w.g ? w.gEta.etaMs : warmEtaMs(n, w.want, w.load, w.learner, w.o);
+    if (bestN === undefined || ms < bestMs) {
+      bestN = n;
+      bestMs = ms;
+    }
+  }
+  if (bestN === undefined) return undefined;
+  return { n: bestN, e: bestN === w.g ? w.gEta : etaOn(bestN, w.want, true, w.load, w.learner, w.o) };
+}
+
+/**
+ * Cold: weighed only when a load could beat the best warm node; else only asked whether one
+ * could have started at once (the counter of cold loads avoided). While the model is warm
+ * somewhere, a load goes only to a node with a free slot: loading behind a queue delays that
+ * queue by the load and evicts models it may need.
+ */
+function soonestCold(
+  pool: readonly NodeView[],
+  warm: { n: NodeView; e: Eta } | undefined,
+  margin: number,
+  w: Weighing,
+): { cold: { n: NodeView; e: Eta } | undefined; coldFree: boolean } {
+  const { want, g, load, o } = w;
+  const floor = w.learner.loadFloorMs(want);
+  const weigh = warm === undefined || warm.e.etaMs > floor + margin;
+  let cold: { n: NodeView; e: Eta } | undefined;
+  let coldFree = false;
+  // A warm node that starts it at once is the answer, and no load was avoided: nothing to weigh.
+  if (!weigh && warm !== undefined && warm.e.etaMs <= 0) return { cold, coldFree };
+  const onlyFree = o?.coldOnlyWhenFree ?? true;
+  for (const n of pool) {
+    if (!w.ok(n) || n.loaded.has(want)) continue;
+    if (!weigh) {
+      const l = load(n.health.node_id, want);
+      if (l.waiting + l.running < slotsOf(n)) return { cold, coldFree: true };
+      continue;
+    }
+    if (warm !== undefined && onlyFree && n !== g) {
+      const l = load(n.health.node_id, want);
+      if (l.waiting + l.running >= slotsOf(n)) continue;
+    }
+    const e = n === g ? w.gEta : etaOn(n, want, false, load, w.learner, o);
+    coldFree ||= e.free;
+    if (warm !== undefined && !e.free && onlyFree) continue;
+    if (cold === undefined || e.etaMs < cold.e.etaMs) cold = { n, e };
+    if (cold.e.etaMs <= floor) break;
+  }
+  return { cold, coldFree };
 }
 
 function routed(n: NodeView, g: NodeView, warm: boolean, e: Eta, avoidedColdLoad: boolean): BalancedDecision {
