@@ -267,8 +267,30 @@ export class Registry {
 
   /** Read the registry and build a new snapshot. */
   async refresh(): Promise<Snapshot> {
-    const { redis, n, log } = this.o;
     const now = this.now();
+    const { ids, drained, alive } = await this.readRegistry(now);
+    const { views, published, modelsAnywhere, drop } = this.buildViews(now, alive, drained);
+    await this.dropSilent(drop);
+    const known = ids.filter((id) => !drop.includes(id));
+    const eligible = eligibleInOrder(views.values());
+    this.snap = {
+      at: now,
+      views,
+      published,
+      eligible,
+      index: new RoutingIndex(eligible),
+      known,
+      dead: known.filter((id) => !alive.has(id)),
+      modelsAnywhere,
+      duplicates: this.instances.see(published, now, this.o.log),
+    };
+    return this.snap;
+  }
+
+  /** The health documents (those changed, or all), the node and drained sets, and which nodes'
+   * TTL keys are present; node ids only. */
+  private async readRegistry(now: number): Promise<{ ids: string[]; drained: Set<string>; alive: Set<string> }> {
+    const { redis, n, log } = this.o;
     const deltaOk = this.cursor !== undefined && now - this.lastFullAt < (this.o.fullReadMs ?? 30_000);
     // The changed documents and the two sets in one round trip (one pipeline).
     const since = deltaOk ? healthSince(redis, n, this.cursor!) : undefined;
@@ -278,16 +300,23 @@ export class Registry {
     const first = await sets;
     if (first?.[0]?.[0]) throw first[0][0];
     await this.readHealth(now, since);
-    const hash = this.docs;
     const members = (first?.[0]?.[1] ?? []) as string[];
     const drained = new Set((first?.[1]?.[1] ?? []) as string[]);
     // Only node ids: anything else in the registry (a field `evil:node`, an empty one) names no
     // queue and is skipped, with a warning now and then (a worker's ACL user may write any field).
-    const all = [...new Set([...hash.keys(), ...members])];
+    const all = [...new Set([...this.docs.keys(), ...members])];
     const ids = all.filter(isValidNodeId).sort();
     if (ids.length < all.length) this.junk.see(all.filter((id) => !isValidNodeId(id)), now, log, n);
-    const alive = await aliveNodes(redis, n, ids);
+    return { ids, drained, alive: await aliveNodes(redis, n, ids) };
+  }
 
+  /** Each readable document's view (hysteresis and drains applied); the silent ones to drop. */
+  private buildViews(now: number, alive: Set<string>, drained: Set<string>): {
+    views: Map<string, NodeView>;
+    published: Map<string, Record<string, unknown>>;
+    modelsAnywhere: Set<string>;
+    drop: string[];
+  } {
     const dropAfter = this.o.dropAfterMs ?? 24 * 3600 * 1000;
     const views = new Map<string, NodeView>();
     const published = new Map<string, Record<string, unknown>>();
@@ -295,18 +324,9 @@ export class Registry {
     const drop: string[] = [];
     const parsed = new Map<string, { raw: string; p: ParsedHealth }>();
     const held = new Map<string, Held>();
-    for (const [id, raw] of hash) {
-      if (!isValidNodeId(id)) continue;
-      // A document already found unreadable is not parsed again until it changes.
-      if (this.warned.get(id) === raw) continue;
-      const last = this.parsed.get(id);
-      const p = last !== undefined && last.raw === raw ? last.p : this.parse(id, raw);
-      if (!p.ok) {
-        if (this.warned.get(id) !== raw) log.warn({ node: id, reason: p.reason }, 'unreadable health document; node skipped');
-        this.warned.set(id, raw);
-        continue;
-      }
-      this.warned.delete(id);
+    for (const [id, raw] of this.docs) {
+      const p = this.readable(id, raw);
+      if (p === undefined) continue;
       parsed.set(id, { raw, p });
       const h = nextHeld(p.health, this.held.get(id), this.o.thresholds);
       if (h.temperature || h.ram) held.set(id, h);
@@ -323,29 +343,38 @@ export class Registry {
     }
     this.parsed = parsed;
     this.held = held;
-    for (const id of this.warned.keys()) if (!hash.has(id)) this.warned.delete(id);
-    if (drop.length > 0) {
-      const res = await redis.multi().hdel(n.health, ...drop).zrem(n.healthVersions, ...drop).exec();
-      const failed = res?.find(([err]) => err);
-      if (failed) throw failed[0];
-      for (const id of drop) this.docs.delete(id);
-      log.info({ nodes: drop }, 'nodes silent for over 24 h dropped from the registry');
-    }
-    const known = ids.filter((id) => !drop.includes(id));
-    const eligible = eligibleInOrder(views.values());
-    this.snap = {
-      at: now,
-      views,
-      published,
-      eligible,
-      index: new RoutingIndex(eligible),
-      known,
-      dead: known.filter((id) => !alive.has(id)),
-      modelsAnywhere,
-      duplicates: this.instances.see(published, now, log),
-    };
-    return this.snap;
+    for (const id of this.warned.keys()) if (!this.docs.has(id)) this.warned.delete(id);
+    return { views, published, modelsAnywhere, drop };
   }
+
+  /** A node's parsed document, reusing the last parse while the text is the same; undefined
+   * (warned once per text) when it is no node id or cannot be read. */
+  private readable(id: string, raw: string): ParsedHealth | undefined {
+    if (!isValidNodeId(id)) return undefined;
+    // A document already found unreadable is not parsed again until it changes.
+    if (this.warned.get(id) === raw) return undefined;
+    const last = this.parsed.get(id);
+    const p = last !== undefined && last.raw === raw ? last.p : this.parse(id, raw);
+    if (!p.ok) {
+      this.o.log.warn({ node: id, reason: p.reason }, 'unreadable health document; node skipped');
+      this.warned.set(id, raw);
+      return undefined;
+    }
+    this.warned.delete(id);
+    return p;
+  }
+
+  /** Drop nodes silent for over 24 h (and not alive) from the registry. */
+  private async dropSilent(drop: string[]): Promise<void> {
+    if (drop.length === 0) return;
+    const { redis, n, log } = this.o;
+    const res = await redis.multi().hdel(n.health, ...drop).zrem(n.healthVersions, ...drop).exec();
+    const failed = res?.find(([err]) => err);
+    if (failed) throw failed[0];
+    for (const id of drop) this.docs.delete(id);
+    log.info({ nodes: drop }, 'nodes silent for over 24 h dropped from the registry');
+  }
+
 
   private parse(id: string, raw: string): ReturnType<typeof parseHealth> {
     this.counts.docsParsed += 1;
