@@ -262,6 +262,9 @@ describe('orion forget', () => {
     expect(live.err).toContain('pi-8g is alive');
     await workers['pi-8g']!.kill('SIGKILL');
     await waitFor('pi-8g stale', async () => (await nodeState('pi-8g')) === 'stale', 20_000, 200);
+    // forget goes by the TTL key, which lapses 15 s after the last write; the bridge may call the
+    // node stale a moment before (by last_seen, taken just before that write).
+    await waitFor('pi-8g TTL key gone', async () => (await world.admin.exists(world.n.healthKey('pi-8g'))) === 0, 20_000, 200);
     const r = await orion(['forget', 'pi-8g']);
     expect(r.code, r.err).toBe(0);
     expect(r.out).toContain('pi-8g forgotten');
