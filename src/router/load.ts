@@ -28,6 +28,9 @@ export class LoadTracker {
   /** Own placements (+) and moves away (-) per node since the last read was sent. */
   private delta = new Map<string, number>();
   private readAt = 0;
+  /** `get`'s answers, kept until a count or a placement changes them (routing asks for every
+   * node on every request; figures are shared, never changed in place). */
+  private merged = new Map<string, NodeLoadFigures>();
 
   constructor(
     private readonly redis: Redis,
@@ -36,9 +39,13 @@ export class LoadTracker {
 
   /** A node's figures now (0 and 0 for a node never counted). */
   get(nodeId: string): NodeLoadFigures {
+    const hit = this.merged.get(nodeId);
+    if (hit !== undefined) return hit;
     const c = this.counted.get(nodeId) ?? ZERO;
     const d = this.delta.get(nodeId) ?? 0;
-    return d === 0 ? c : { waiting: Math.max(0, c.waiting + d), running: c.running };
+    const f = d === 0 ? c : { waiting: Math.max(0, c.waiting + d), running: c.running };
+    this.merged.set(nodeId, f);
+    return f;
   }
 
   /** Same as `get`, bound, for the routing policy. */
@@ -52,6 +59,7 @@ export class LoadTracker {
   /** A job was placed on (+1) or taken off (-1) a node's queue by this bridge. */
   add(nodeId: string, by = 1): void {
     this.delta.set(nodeId, (this.delta.get(nodeId) ?? 0) + by);
+    this.merged.delete(nodeId);
   }
 
   /** Count the queues of `nodeIds` (one pipeline, three commands a node). */
@@ -59,6 +67,7 @@ export class LoadTracker {
     const { redis, n } = this;
     const sent = this.delta;
     this.delta = new Map();
+    this.merged = new Map();
     try {
       const pipe = redis.pipeline();
       for (const id of nodeIds) {
@@ -79,10 +88,12 @@ export class LoadTracker {
         if (waiting > 0 || running > 0) counted.set(id, { waiting, running });
       });
       this.counted = counted;
+      this.merged = new Map();
       this.readAt = Date.now();
     } catch (err) {
       // Not counted: keep what was placed meanwhile on top of the last counts.
       for (const [id, d] of sent) this.delta.set(id, (this.delta.get(id) ?? 0) + d);
+      this.merged = new Map();
       throw err;
     }
   }

@@ -44,9 +44,45 @@ export interface PlacerOptions {
 
 const key = (node: string, model: string): string => `${node}\u0000${model}`;
 
+/**
+ * Loads under way: model -> node -> since when (ms). Keyed model first so that weighing a
+ * thousand nodes for one request builds no string per node (the routing's hottest lookup).
+ */
+class LoadsUnderWay {
+  private readonly byModel = new Map<string, Map<string, number>>();
+
+  get(nodeId: string, model: string): number | undefined {
+    return this.byModel.get(model)?.get(nodeId);
+  }
+
+  /** Note a load of `model` started on `nodeId` now, unless one is noted already. */
+  start(nodeId: string, model: string, now: number): void {
+    let m = this.byModel.get(model);
+    if (m === undefined) this.byModel.set(model, (m = new Map()));
+    if (!m.has(nodeId)) m.set(nodeId, now);
+  }
+
+  delete(nodeId: string, model: string): void {
+    const m = this.byModel.get(model);
+    if (m?.delete(nodeId) && m.size === 0) this.byModel.delete(model);
+  }
+
+  /** Any load under way at all (a quick way out for the common case). */
+  get empty(): boolean {
+    return this.byModel.size === 0;
+  }
+
+  prune(cutoff: number): void {
+    for (const [model, m] of this.byModel) {
+      for (const [node, t] of m) if (t < cutoff) m.delete(node);
+      if (m.size === 0) this.byModel.delete(model);
+    }
+  }
+}
+
 export class Placer {
   /** node+model -> when a job was sent there cold (the load is counted as under way). */
-  private readonly loadingSince = new Map<string, number>();
+  private readonly loadingSince = new LoadsUnderWay();
   /** model -> when it was last asked for (ms). */
   readonly lastDemand = new Map<string, number>();
   /** node+model -> when a job of the model was last placed there or answered there (ms). */
@@ -69,11 +105,12 @@ export class Placer {
   /** How busy `nodeId` is, with a load of `model` under way there when one was started. */
   readonly loadOf = (nodeId: string, model: string): NodeLoad => {
     const f = this.o.load.get(nodeId);
+    if (this.loadingSince.empty) return f;
     const m = normalizeModel(model);
-    const since = this.loadingSince.get(key(nodeId, m));
+    const since = this.loadingSince.get(nodeId, m);
     if (since === undefined) return f;
     if (this.o.registry.reportsLoaded(nodeId, m)) {
-      this.loadingSince.delete(key(nodeId, m));
+      this.loadingSince.delete(nodeId, m);
       return f;
     }
     const left = since + this.o.learner.loadMs(nodeId, m) - this.now();
@@ -105,7 +142,7 @@ export class Placer {
     this.lastUse.set(key(nodeId, m), this.now());
     if (routing === 'fallback') {
       this.o.registry.noteLoading(nodeId, m);
-      if (!this.loadingSince.has(key(nodeId, m))) this.loadingSince.set(key(nodeId, m), this.now());
+      this.loadingSince.start(nodeId, m, this.now());
     }
   }
 
@@ -132,6 +169,7 @@ export class Placer {
   /** Forget entries older than `maxAgeMs` (called now and then; the maps stay small). */
   prune(maxAgeMs: number): void {
     const cutoff = this.now() - maxAgeMs;
-    for (const map of [this.loadingSince, this.lastDemand, this.lastUse]) for (const [k, t] of map) if (t < cutoff) map.delete(k);
+    this.loadingSince.prune(cutoff);
+    for (const map of [this.lastDemand, this.lastUse]) for (const [k, t] of map) if (t < cutoff) map.delete(k);
   }
 }
