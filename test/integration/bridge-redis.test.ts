@@ -29,8 +29,15 @@ describe('the bridge rides out Redis going away', () => {
     await until(() => h.redis.ping().then((p) => p === 'PONG').catch(() => false), 10_000, 'redis back');
     await s.node('n1');
     await s.send({ request_id: 'after', model: 'gemma3:1b', prompt: 'x' });
-    const jobs = await until(() => s.jobs('n1').then((j) => j.length === 1 && j), 15_000, 'routed after the restart');
-    expect(jobs[0]!.id).toBe('req_after');
-    expect(b.stats().total_routed).toBe(2);
+    const jobs = await until(() => s.jobs('n1').then((j) => j.some((x) => x.id === 'req_after') && j), 15_000, 'routed after the restart');
+    expect(jobs.map((j) => j.id)).toContain('req_after');
+    // 'before' may be placed again: when Redis died before its batch was acked, the bridge still
+    // holds the entry and retries the batch on the empty Redis (nothing the bridge read is lost).
+    // Either way every job now in the queue was counted once more.
+    const settled = await until(async () => {
+      const ids = (await s.jobs('n1')).map((j) => j.id).sort();
+      return b.stats().total_routed === 1 + ids.length && ids;
+    }, 15_000, 'counts and queue agree');
+    expect(settled.filter((id) => id !== 'req_before')).toEqual(['req_after']);
   }, 30_000);
 });
