@@ -7,6 +7,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Routing } from '../contracts/types.js';
+import { Periodic } from '../lib/periodic.js';
 
 export interface Decision {
   /** When (ms since epoch). */
@@ -42,10 +43,19 @@ export interface DecisionFeedOptions {
 export class DecisionFeed {
   private readonly listeners = new Set<ServerResponse>();
   private readonly ring: string[] = [];
-  private ping: NodeJS.Timeout | undefined;
+  /** The keep-alive comment, running while anyone listens. */
+  private readonly ping: Periodic;
   private closed = false;
 
-  constructor(private readonly o: DecisionFeedOptions = {}) {}
+  constructor(private readonly o: DecisionFeedOptions = {}) {
+    this.ping = new Periodic(
+      o.pingMs ?? 15_000,
+      async () => {
+        for (const l of this.listeners) l.write(': ping\n\n');
+      },
+      { unref: true },
+    );
+  }
 
   /** Whether anyone listens: callers build events only then. */
   get active(): boolean {
@@ -91,18 +101,13 @@ export class DecisionFeed {
     const gone = (): void => this.drop(res);
     req.once('close', gone);
     res.once('error', gone);
-    this.ping ??= setInterval(() => {
-      for (const l of this.listeners) l.write(': ping\n\n');
-    }, this.o.pingMs ?? 15_000).unref();
+    this.ping.start();
   }
 
   private drop(res: ServerResponse): void {
     if (!this.listeners.delete(res)) return;
     res.end();
-    if (this.listeners.size === 0) {
-      clearInterval(this.ping);
-      this.ping = undefined;
-    }
+    if (this.listeners.size === 0) void this.ping.stop();
   }
 
   /** End every stream (the bridge is closing); later requests are answered 503. Safe twice. */

@@ -11,6 +11,7 @@ import { HostFiles } from './host-files.js';
 import type { NodeProfile } from './profiles.js';
 import { Scheduler, type RunnerView } from './scheduler.js';
 import { seededRandom } from '../lib/random.js';
+import { Periodic } from '../lib/periodic.js';
 import { matchRule, parseScript, type ScriptRule } from './script.js';
 import { ThermalModel } from './thermal.js';
 import { modelKey } from './wire.js';
@@ -130,7 +131,8 @@ export class SimulatedNode {
   private readonly faultListeners: Array<(f: Faults) => void> = [];
   private readonly random: () => number;
   private generating = 0;
-  private ticker: NodeJS.Timeout | undefined;
+  /** Advances heat and memory between requests too (`tick` also runs at every change). */
+  private readonly ticker = new Periodic(TICK_MS, async () => this.tick(), { unref: true });
   private lastTick = monoNow();
   private endpoint: EndpointInfo | undefined;
   private rules: ScriptRule[];
@@ -175,8 +177,7 @@ export class SimulatedNode {
   async start(): Promise<void> {
     this.writeMemory();
     this.hostFiles.writeTemperature(this.thermal.temperature);
-    this.ticker = setInterval(() => this.tick(), TICK_MS);
-    this.ticker.unref();
+    this.ticker.start();
     await this.hostFiles.flush();
   }
 
@@ -402,7 +403,7 @@ export class SimulatedNode {
   }
 
   async close(): Promise<void> {
-    clearInterval(this.ticker);
+    await this.ticker.stop();
     this.scheduler.close();
     await this.engine.close().catch((err: unknown) => this.log.warn({ err }, 'engine close failed'));
     await this.hostFiles.flush();

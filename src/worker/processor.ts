@@ -145,7 +145,10 @@ class JobRun {
     } else {
       this.log.debug({ request_id: this.request.request_id, code }, 'error not published: answered already or moved to another node');
     }
-    this.finish('error', code, undefined);
+    // Counted as an error only when this node gave the answer; else another node or an earlier
+    // answer owns the outcome and counts it.
+    if (published) this.finish('error', code, undefined);
+    else this.finish('superseded', '', undefined);
     throw new UnrecoverableError(`${code}: ${message}`);
   }
 
