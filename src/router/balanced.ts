@@ -156,18 +156,6 @@ export function etaOn(n: NodeView, model: string, warm: boolean, load: LoadOf, l
   return { etaMs: waitMs + loadMs, waitMs, loadMs, free, answers };
 }
 
-/** `etaOn(n, model, true, ...).etaMs` without building the Eta. */
-function warmEtaMs(n: NodeView, model: string, load: LoadOf, learner: CostLearner, o?: BalancedOptions): number {
-  const id = n.health.node_id;
-  const l = load(id, model);
-  const slots = slotsOf(n);
-  const ahead = Math.max(0, l.waiting) + Math.max(0, l.running);
-  const loading = Math.max(0, l.loadingMs ?? 0);
-  if (ahead < slots) return loading;
-  const waitMs = slotWaitMs(slots, ahead, workOf(l, learner.answerMs(id, model), o?.runningResidual ?? DEFAULT_RUNNING_RESIDUAL));
-  return Math.max(waitMs, loading);
-}
-
 /**
  * Choose a node for `model` among `ordered` (eligible, in routing order): the guide's answer
  * when it can start at once, else the node with the smallest expected time to first token.
@@ -205,9 +193,9 @@ export function balancedFrom(
   const keep = (avoidedColdLoad = false): BalancedDecision => routed(g, g, gWarm, gEta, avoidedColdLoad);
   if (gEta.free && !(gWarm && gEta.loadMs > 0)) return keep();
   const w: Weighing = { want, g, gEta, load, learner, o, ok: (n) => avoid === undefined || !avoid.has(n.health.node_id) };
-  const warm = freeWarm(c.loaded, w) ?? soonestWarm(c.loaded, w);
+  const warm = bestWarm(c.loaded, w);
   const margin = warm === undefined ? 0 : coldMarginMs(warm.e, o);
-  const { cold, coldFree } = soonestCold(c.installed.length > 0 || warm !== undefined ? c.installed : c.unknown, warm, margin, w);
+  const { cold, coldFree } = soonestCold(c, warm, margin, w);
   const best = cold !== undefined && (warm === undefined || cold.e.etaMs + margin < warm.e.etaMs) ? { ...cold, warm: false } : warm && { ...warm, warm: true };
   if (best === undefined) return keep();
   if (best.n === g || (best.e.etaMs >= gEta.etaMs && (gWarm || !best.warm))) return keep(gWarm && coldFree);
@@ -225,37 +213,59 @@ interface Weighing {
   ok: (n: NodeView) => boolean;
 }
 
+/** The busy warm nodes of one `bestWarm` walk and their counts (reused: routing is synchronous). */
+const busyNodes: NodeView[] = [];
+const busyFigures: number[] = [];
+
 /**
  * Warm: nothing starts sooner than at once, so the first warm node with a free slot and no load
  * under way wins outright, looked for by counts alone (with a thousand nodes most requests end
- * here, no answer time looked up). Ties go to the guide's order, the order of `loaded`.
+ * here). Ties go to the guide's order, the order of `loaded`. When every warm node is busy, the
+ * smallest expected wait: the counts read on the way are kept, so each node's load is asked for
+ * once, and the answer times are looked up only then, the model's part of them once.
  */
-function freeWarm(loaded: readonly NodeView[], w: Weighing): { n: NodeView; e: Eta } | undefined {
+function bestWarm(loaded: readonly NodeView[], w: Weighing): { n: NodeView; e: Eta } | undefined {
+  busyNodes.length = 0;
+  busyFigures.length = 0;
   for (const n of loaded) {
     if (!w.ok(n)) continue;
     const l = w.load(n.health.node_id, w.want);
-    if (Math.max(0, l.waiting) + Math.max(0, l.running) < slotsOf(n) && !((l.loadingMs ?? 0) > 0)) {
-      return { n, e: { etaMs: 0, waitMs: 0, loadMs: 0, free: true, answers: 0 } };
-    }
+    const ahead = Math.max(0, l.waiting) + Math.max(0, l.running);
+    const loading = Math.max(0, l.loadingMs ?? 0);
+    const slots = slotsOf(n);
+    if (ahead < slots && loading <= 0) return { n, e: { etaMs: 0, waitMs: 0, loadMs: 0, free: true, answers: 0 } };
+    busyNodes.push(n);
+    // `load` may hand back one object for every node: its figures are copied out.
+    busyFigures.push(ahead, slots, loading, Math.max(0, l.running), Math.max(0, l.waiting), l.workMs ?? Number.NaN);
   }
-  return undefined;
-}
-
-/** Every warm node is busy: the smallest expected wait, by number first (no Eta built for each
- * of hundreds of nodes), then the winner's in full. */
-function soonestWarm(loaded: readonly NodeView[], w: Weighing): { n: NodeView; e: Eta } | undefined {
-  let bestN: NodeView | undefined;
+  const answerMs = busyNodes.length > 0 ? w.learner.answerTimesOf(w.want) : undefined;
+  const residual = w.o?.runningResidual ?? DEFAULT_RUNNING_RESIDUAL;
+  let best = -1;
   let bestMs = Number.POSITIVE_INFINITY;
-  for (const n of loaded) {
-    if (!w.ok(n)) continue;
-    const ms = n === w.g ? w.gEta.etaMs : warmEtaMs(n, w.want, w.load, w.learner, w.o);
-    if (bestN === undefined || ms < bestMs) {
-      bestN = n;
+  for (let i = 0; i < busyNodes.length; i++) {
+    const n = busyNodes[i]!;
+    let ms: number;
+    if (n === w.g) ms = w.gEta.etaMs;
+    else {
+      const f = i * 6;
+      const ahead = busyFigures[f]!;
+      const slots = busyFigures[f + 1]!;
+      const loading = busyFigures[f + 2]!;
+      const workMs = busyFigures[f + 5]!;
+      if (ahead < slots) ms = loading;
+      else {
+        const work = Number.isFinite(workMs) ? Math.max(0, workMs) : (busyFigures[f + 3]! * residual + busyFigures[f + 4]!) * answerMs!(n.health.node_id);
+        ms = Math.max(slotWaitMs(slots, ahead, work), loading);
+      }
+    }
+    if (best < 0 || ms < bestMs) {
+      best = i;
       bestMs = ms;
     }
   }
-  if (bestN === undefined) return undefined;
-  return { n: bestN, e: bestN === w.g ? w.gEta : etaOn(bestN, w.want, true, w.load, w.learner, w.o) };
+  if (best < 0) return undefined;
+  const n = busyNodes[best]!;
+  return { n, e: n === w.g ? w.gEta : etaOn(n, w.want, true, w.load, w.learner, w.o) };
 }
 
 /**
@@ -265,7 +275,7 @@ function soonestWarm(loaded: readonly NodeView[], w: Weighing): { n: NodeView; e
  * queue by the load and evicts models it may need.
  */
 function soonestCold(
-  pool: readonly NodeView[],
+  c: Candidates,
   warm: { n: NodeView; e: Eta } | undefined,
   margin: number,
   w: Weighing,
@@ -278,6 +288,8 @@ function soonestCold(
   // A warm node that starts it at once is the answer, and no load was avoided: nothing to weigh.
   if (!weigh && warm !== undefined && warm.e.etaMs <= 0) return { cold, coldFree };
   const onlyFree = o?.coldOnlyWhenFree ?? true;
+  // Nodes that report the model installed; when none does, those that do not say (the guide's).
+  const pool = c.installed.length > 0 || warm !== undefined ? c.installed : c.unknown;
   for (const n of pool) {
     if (!w.ok(n) || n.loaded.has(want)) continue;
     if (!weigh) {

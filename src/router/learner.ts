@@ -33,6 +33,8 @@ export const LEARN_ALPHA = 0.2;
  * mean prompt and answer length over every node, a plain mean of the last this many samples.
  */
 export const TOKEN_MEAN_WINDOW = 500;
+/** Loads learned between two exact recomputations of the load floors (`loadFloorMs`). */
+const FLOOR_REFRESH = 500;
 /** Ollama reports a few ms of load_duration on a warm model; above this it was a cold load. */
 export const COLD_LOAD_MIN_MS = 500;
 
@@ -114,6 +116,7 @@ export class CostLearner {
   private readonly loadByModel = new Map<string, { sum: number; count: number }>();
   /** Per model, `loadFloorMs`'s answer until the next load is learned. */
   private readonly floors = new Map<string, number>();
+  private floorUpdates = 0;
 
   constructor(defaults: Partial<LearnerDefaults> = {}) {
     this.defaults = { loadMs: defaults.loadMs ?? DEFAULT_LOAD_TIME_MS, answerMs: defaults.answerMs ?? DEFAULT_ANSWER_TIME_MS };
@@ -158,10 +161,34 @@ export class CostLearner {
       if (ec > 0) t.eval = ewma(t.eval, o.eval_duration_ms / ec);
     }
     if (load >= COLD_LOAD_MIN_MS) {
-      this.floors.clear();
       this.learn(this.load, this.loadByModel, node, m, load);
       const size = this.sizes.get(m);
       if (size !== undefined) this.rate.set(node, ewma(this.rate.get(node), size / (load / 1000)));
+      this.lowerFloors(node, m);
+    }
+  }
+
+  /**
+   * Keep `loadFloorMs` a lower bound after a load was learned on `node`, without walking every
+   * node: each cached floor only goes down to the new figures (the load of `m` there, the mean
+   * of `m`, every sized model at the node's new rate). A floor that became loose (the figure it
+   * came from went up) is recomputed after FLOOR_REFRESH loads.
+   */
+  private lowerFloors(node: string, m: string): void {
+    if (++this.floorUpdates >= FLOOR_REFRESH) {
+      this.floorUpdates = 0;
+      this.floors.clear();
+      return;
+    }
+    const own = getIn(this.load, node, m)?.v;
+    const agg = this.loadByModel.get(m);
+    const f = this.floors.get(m);
+    if (f !== undefined && own !== undefined && agg !== undefined) this.floors.set(m, Math.min(f, own, agg.sum / agg.count));
+    const rate = this.rate.get(node)?.v;
+    if (rate === undefined || !(rate > 0)) return;
+    for (const [model, floor] of this.floors) {
+      const size = this.sizes.get(model);
+      if (size !== undefined) this.floors.set(model, Math.min(floor, (size / rate) * 1000));
     }
   }
 
@@ -192,17 +219,34 @@ export class CostLearner {
   /** Expected ms one answer of `model` occupies a job slot on `node` (prompt + generation). */
   answerMs(node: string, model: string): number {
     const m = this.norm(model);
-    // With token counts: the node's speed for the model times the model's mean lengths.
-    const t = this.tok.get(node)?.get(m);
-    const len = t?.eval === undefined ? undefined : this.lens.get(m);
-    if (t?.eval !== undefined && len?.eval !== undefined) {
-      return len.eval.v * t.eval.v + (t.prompt === undefined ? 0 : (len.prompt?.v ?? 0) * t.prompt.v);
-    }
-    const own = getIn(this.answer, node, m);
-    if (own !== undefined) return own.v;
+    const lenEval = this.lens.get(m)?.eval?.v;
+    const t = lenEval === undefined ? undefined : this.tok.get(node)?.get(m);
+    if (t?.eval !== undefined && lenEval !== undefined) return lenEval * t.eval.v + (t.prompt === undefined ? 0 : (this.lens.get(m)?.prompt?.v ?? 0) * t.prompt.v);
+    return getIn(this.answer, node, m)?.v ?? this.answerMeanMs(m);
+  }
+
+  /** The mean answer time of `m` over the nodes that learned one, else the default. */
+  private answerMeanMs(m: string): number {
     const agg = this.answerByModel.get(m);
-    if (agg !== undefined && agg.count > 0) return agg.sum / agg.count;
-    return this.defaults.answerMs;
+    return agg !== undefined && agg.count > 0 ? agg.sum / agg.count : this.defaults.answerMs;
+  }
+
+  /**
+   * `answerMs` for one model, as a function of the node: what is the model's alone (its mean
+   * lengths, its mean over nodes) is looked up once, for a caller weighing many nodes.
+   */
+  answerTimesOf(model: string): (node: string) => number {
+    const m = this.norm(model);
+    const len = this.lens.get(m);
+    const fallback = this.answerMeanMs(m);
+    const lenEval = len?.eval?.v;
+    const lenPrompt = len?.prompt?.v ?? 0;
+    return (node) => {
+      // With token counts: the node's speed for the model times the model's mean lengths.
+      const t = this.tok.get(node)?.get(m);
+      if (t?.eval !== undefined && lenEval !== undefined) return lenEval * t.eval.v + (t.prompt === undefined ? 0 : lenPrompt * t.prompt.v);
+      return getIn(this.answer, node, m)?.v ?? fallback;
+    };
   }
 
   /** Expected ms a cold load of `model` takes on `node`; `sizeMb` overrides a remembered size. */

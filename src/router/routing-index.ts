@@ -12,6 +12,8 @@ export class RoutingIndex {
   /** Eligible nodes in routing order. */
   readonly ordered: readonly NodeView[];
   private readonly loadedBy = new Map<string, NodeView[]>();
+  /** Per model, the nodes that report it installed: built on the first ask for that model in
+   * this snapshot (a snapshot lives about a second, and most models need it only now and then). */
   private readonly installedBy = new Map<string, NodeView[]>();
   private readonly unknown: NodeView[] = [];
   private readonly norm = normalizeCached;
@@ -21,7 +23,6 @@ export class RoutingIndex {
     for (const n of ordered) {
       for (const m of n.loaded) push(this.loadedBy, m, n);
       if (n.installed === undefined) this.unknown.push(n);
-      else for (const m of n.installed) push(this.installedBy, m, n);
     }
   }
 
@@ -52,7 +53,25 @@ export class RoutingIndex {
    */
   candidates(model: string): { loaded: readonly NodeView[]; installed: readonly NodeView[]; unknown: readonly NodeView[] } {
     const want = this.norm(model);
-    return { loaded: this.loadedBy.get(want) ?? [], installed: this.installedBy.get(want) ?? [], unknown: this.unknown };
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the getter below reads the index
+    const index = this;
+    return {
+      loaded: this.loadedBy.get(want) ?? [],
+      get installed(): readonly NodeView[] {
+        return index.installedOf(want);
+      },
+      unknown: this.unknown,
+    };
+  }
+
+  private installedOf(want: string): readonly NodeView[] {
+    let list = this.installedBy.get(want);
+    if (list === undefined) {
+      list = [];
+      for (const n of this.ordered) if (n.installed?.has(want)) list.push(n);
+      this.installedBy.set(want, list);
+    }
+    return list;
   }
 
   /** Same answer as `pickNode(model, ordered, avoid)`. */
@@ -63,7 +82,7 @@ export class RoutingIndex {
     const sticky = this.loadedBy.get(want);
     if (sticky !== undefined) return { kind: 'routed', node: sticky[0]!, routing: 'sticky' };
     // Fallback: nodes that have the model installed come before nodes that do not say.
-    const pick = this.installedBy.get(want)?.[0] ?? this.unknown[0];
+    const pick = this.installedOf(want)[0] ?? this.unknown[0];
     if (pick !== undefined) return { kind: 'routed', node: pick, routing: 'fallback' };
     return this.unknown.length === 0 ? { kind: 'model_not_found' } : { kind: 'no_healthy_node' };
   }

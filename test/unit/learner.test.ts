@@ -83,6 +83,25 @@ describe('the cost learner', () => {
     expect(l.loadFloorMs('m')).toBe(8000);
   });
 
+  it('keeps the load floor a lower bound of every node\'s load estimate as loads are learned, going up as well as down', () => {
+    const rand = seededRandom(7);
+    const l = new CostLearner();
+    const models = ['a:1b', 'b:3b', 'c:7b'];
+    l.noteSizes({ 'a:1b': 800, 'b:3b': 2000 });
+    const nodes = Array.from({ length: 12 }, (_, i) => `pi-${i}`);
+    const exactFloor = (m: string): number => Math.min(...[...nodes, 'never-seen'].map((n) => l.loadMs(n, m)));
+    for (let i = 0; i < 1200; i++) {
+      const n = nodes[Math.floor(rand() * nodes.length)]!;
+      const m = models[Math.floor(rand() * models.length)]!;
+      // Loads that get slower and faster over time, so learned figures go up as well as down.
+      l.observe(n, m, { load_duration_ms: 1000 + rand() * 20_000 * (1 + Math.sin(i / 50)), eval_duration_ms: 500 });
+      for (const x of models) expect(l.loadFloorMs(x)).toBeLessThanOrEqual(exactFloor(x) + 1e-9);
+    }
+    // Recomputed from scratch, the floor is no lower than the one kept up to date (never looser).
+    const fresh = CostLearner.fromJSON(l.toJSON());
+    for (const x of models) expect(fresh.loadFloorMs(x)).toBeGreaterThanOrEqual(l.loadFloorMs(x) - 1e-9);
+  });
+
   it('with token counts, an answer is the node speed times the model mean lengths, steady under long and short answers', () => {
     const l = new CostLearner();
     // 100 ms per generated token, 20 ms per prompt token; answers of 10 and 390 tokens alternate.
