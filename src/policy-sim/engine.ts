@@ -10,7 +10,7 @@ import { CostLearner } from '../router/learner.js';
 import { shouldMove, shouldRenewKeepAlive } from '../router/moves.js';
 import { KEEP_ALIVE_MS, buildCluster, loadTimeMs, makeRoom, expire, serviceMs, spec, type Job, type SimNode } from './cluster.js';
 import { TimeHeap } from './heap.js';
-import { IdleWarmMeter, summarize, type RunMetrics } from './metrics.js';
+import { IdleWarmMeter, Outcomes, summarize, type RunMetrics } from './metrics.js';
 import { loadFn, makePolicy, type PolicyContext, type PolicyName } from './policies.js';
 import type { Arrival } from './workload.js';
 import { MODELS, modelWeights } from './workload.js';
@@ -31,7 +31,9 @@ export class Run {
   private readonly ctx: PolicyContext;
   private readonly heap = new TimeHeap<Job>();
   private readonly held: Job[] = [];
-  private readonly jobs: Job[] = [];
+  /** Requests arrived, and what became of those that ended. */
+  private arrived = 0;
+  private readonly outcomes = new Outcomes();
   private readonly meter: IdleWarmMeter;
   private readonly lastDemand = new Map<string, number>();
   /** Per model, the nodes with jobs of it queued, and how many. */
@@ -76,15 +78,14 @@ export class Run {
       if (tick > 1e12 && tick !== Number.POSITIVE_INFINITY) throw new Error('simulation did not drain');
       if (tick === Number.POSITIVE_INFINITY && ai >= arr.length && this.heap.size === 0 && this.held.length > 0) throw new Error('requests held forever');
     }
-    // A loop, not Math.max(...): a million arguments overflow the stack.
-    let horizon = 1;
-    for (const j of this.jobs) if (j.end > horizon) horizon = j.end;
+    if (this.outcomes.count !== this.arrived) throw new Error(`${this.arrived - this.outcomes.count} requests never ended`);
+    const horizon = this.outcomes.horizon;
     this.meter.advance(horizon);
-    return summarize(this.jobs, this.nodes, horizon, this.meter, { spills: this.spills, avoidedColdLoads: this.avoided, moves: this.moves });
+    return summarize(this.outcomes, this.nodes, horizon, this.meter, { spills: this.spills, avoidedColdLoads: this.avoided, moves: this.moves });
   }
 
   private arrive(job: Job, now: number): void {
-    this.jobs.push(job);
+    this.arrived++;
     this.lastDemand.set(job.model, now);
     this.route(job, now);
   }
@@ -175,6 +176,7 @@ export class Run {
     copy.lastUsed = now;
     if (copy.active === 0) copy.expiresAt = now + KEEP_ALIVE_MS;
     n.active.delete(job);
+    this.outcomes.record(job);
     // What the worker's final response says (Ollama's durations), all the bridge learns from.
     // Only the job that started a load reports it: one that waited on a load under way would
     // report the rest of it, which a learner must not take for a whole load.

@@ -164,21 +164,48 @@ function diff(before: ReadonlySet<string>, after: ReadonlySet<string>, f: (m: st
   for (const m of after) if (!before.has(m)) f(m, true);
 }
 
+/**
+ * What `summarize` needs of each job, kept as numbers once the job has ended: a million Job
+ * objects kept to the end of a run cost the garbage collector more than the simulation.
+ */
+export class Outcomes {
+  private ttftMs: Float64Array = new Float64Array(1 << 12);
+  private e2eMs: Float64Array = new Float64Array(1 << 12);
+  count = 0;
+  avoidable = 0;
+  /** When the last job ended (ms; 1 before any). */
+  horizon = 1;
+
+  record(j: Job): void {
+    if (this.count === this.ttftMs.length) {
+      this.ttftMs = grow(this.ttftMs);
+      this.e2eMs = grow(this.e2eMs);
+    }
+    this.ttftMs[this.count] = j.firstToken - j.arrival;
+    this.e2eMs[this.count] = j.end - j.arrival;
+    this.count++;
+    if (j.avoidable) this.avoidable++;
+    if (j.end > this.horizon) this.horizon = j.end;
+  }
+
+  latencies(): LatencyMetrics {
+    return latencies(this.ttftMs.slice(0, this.count), this.e2eMs.slice(0, this.count));
+  }
+}
+
+function grow(a: Float64Array): Float64Array {
+  const b = new Float64Array(a.length * 2);
+  b.set(a);
+  return b;
+}
+
 export function summarize(
-  jobs: readonly Job[],
+  outcomes: Outcomes,
   nodes: readonly SimNode[],
   horizon: number,
   meter: IdleWarmMeter,
   counters: { spills: number; avoidedColdLoads: number; moves: number },
 ): RunMetrics {
-  const ttft = new Float64Array(jobs.length);
-  const e2e = new Float64Array(jobs.length);
-  let avoidable = 0;
-  jobs.forEach((j, i) => {
-    ttft[i] = j.firstToken - j.arrival;
-    e2e[i] = j.end - j.arrival;
-    if (j.avoidable) avoidable++;
-  });
   let busyMax = 0;
   let busySum = 0;
   let loads = 0;
@@ -188,10 +215,10 @@ export function summarize(
     loads += n.loads;
   }
   return {
-    requests: jobs.length,
-    ...latencies(ttft, e2e),
+    requests: outcomes.count,
+    ...outcomes.latencies(),
     coldLoads: loads,
-    avoidableColdLoads: avoidable,
+    avoidableColdLoads: outcomes.avoidable,
     idleWarmS: meter.totalMs / 1000,
     idleWarmBeyondS: meter.beyondMs / 1000,
     busyMaxS: busyMax / 1000,

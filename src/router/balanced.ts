@@ -213,9 +213,11 @@ interface Weighing {
   ok: (n: NodeView) => boolean;
 }
 
-/** The busy warm nodes of one `bestWarm` walk and their counts (reused: routing is synchronous). */
+/** The busy warm nodes of one `bestWarm` walk and their counts: reused, never shrunk (routing is
+ * synchronous), so a walk allocates nothing. */
 const busyNodes: NodeView[] = [];
 const busyFigures: number[] = [];
+const FIGURES = 6;
 
 /**
  * Warm: nothing starts sooner than at once, so the first warm node with a free slot and no load
@@ -225,8 +227,7 @@ const busyFigures: number[] = [];
  * once, and the answer times are looked up only then, the model's part of them once.
  */
 function bestWarm(loaded: readonly NodeView[], w: Weighing): { n: NodeView; e: Eta } | undefined {
-  busyNodes.length = 0;
-  busyFigures.length = 0;
+  let busy = 0;
   for (const n of loaded) {
     if (!w.ok(n)) continue;
     const l = w.load(n.health.node_id, w.want);
@@ -234,20 +235,26 @@ function bestWarm(loaded: readonly NodeView[], w: Weighing): { n: NodeView; e: E
     const loading = Math.max(0, l.loadingMs ?? 0);
     const slots = slotsOf(n);
     if (ahead < slots && loading <= 0) return { n, e: { etaMs: 0, waitMs: 0, loadMs: 0, free: true, answers: 0 } };
-    busyNodes.push(n);
     // `load` may hand back one object for every node: its figures are copied out.
-    busyFigures.push(ahead, slots, loading, Math.max(0, l.running), Math.max(0, l.waiting), l.workMs ?? Number.NaN);
+    const f = busy * FIGURES;
+    busyNodes[busy++] = n;
+    busyFigures[f] = ahead;
+    busyFigures[f + 1] = slots;
+    busyFigures[f + 2] = loading;
+    busyFigures[f + 3] = Math.max(0, l.running);
+    busyFigures[f + 4] = Math.max(0, l.waiting);
+    busyFigures[f + 5] = l.workMs ?? Number.NaN;
   }
-  const answerMs = busyNodes.length > 0 ? w.learner.answerTimesOf(w.want) : undefined;
+  const answerMs = busy > 0 ? w.learner.answerTimesOf(w.want) : undefined;
   const residual = w.o?.runningResidual ?? DEFAULT_RUNNING_RESIDUAL;
   let best = -1;
   let bestMs = Number.POSITIVE_INFINITY;
-  for (let i = 0; i < busyNodes.length; i++) {
+  for (let i = 0; i < busy; i++) {
     const n = busyNodes[i]!;
     let ms: number;
     if (n === w.g) ms = w.gEta.etaMs;
     else {
-      const f = i * 6;
+      const f = i * FIGURES;
       const ahead = busyFigures[f]!;
       const slots = busyFigures[f + 1]!;
       const loading = busyFigures[f + 2]!;

@@ -53,18 +53,11 @@ export class RoutingIndex {
    */
   candidates(model: string): { loaded: readonly NodeView[]; installed: readonly NodeView[]; unknown: readonly NodeView[] } {
     const want = this.norm(model);
-    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the getter below reads the index
-    const index = this;
-    return {
-      loaded: this.loadedBy.get(want) ?? [],
-      get installed(): readonly NodeView[] {
-        return index.installedOf(want);
-      },
-      unknown: this.unknown,
-    };
+    return new IndexCandidates(this, want, this.loadedBy.get(want) ?? [], this.unknown);
   }
 
-  private installedOf(want: string): readonly NodeView[] {
+  /** The eligible nodes that report `want` (normalised) installed, in routing order. */
+  installedOf(want: string): readonly NodeView[] {
     let list = this.installedBy.get(want);
     if (list === undefined) {
       list = [];
@@ -85,6 +78,22 @@ export class RoutingIndex {
     const pick = this.installedOf(want)[0] ?? this.unknown[0];
     if (pick !== undefined) return { kind: 'routed', node: pick, routing: 'fallback' };
     return this.unknown.length === 0 ? { kind: 'model_not_found' } : { kind: 'no_healthy_node' };
+  }
+}
+
+/** `candidates`' answer: the installed list is looked up only when read. */
+class IndexCandidates {
+  private list: readonly NodeView[] | undefined;
+
+  constructor(
+    private readonly index: RoutingIndex,
+    private readonly want: string,
+    readonly loaded: readonly NodeView[],
+    readonly unknown: readonly NodeView[],
+  ) {}
+
+  get installed(): readonly NodeView[] {
+    return (this.list ??= this.index.installedOf(this.want));
   }
 }
 
