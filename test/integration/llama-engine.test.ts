@@ -164,7 +164,9 @@ describe.skipIf(!availability.available)('llama engine (node-llama-cpp, tiny gen
 
   it('unloads, stopping what runs, and loads again', async () => {
     let tokens = 0;
-    const outcome = generate(engine, { options: { num_predict: 100_000 }, onToken: () => tokens++ }).catch((e: unknown) => e);
+    // Greedy, so the answer never ends early on an end-of-text token (a random seed once ended it
+    // after 13 tokens, before the unload): it runs to the context's length, about 2,000 tokens.
+    const outcome = generate(engine, { options: { num_predict: 100_000, temperature: 0 }, onToken: () => tokens++ }).catch((e: unknown) => e);
     while (tokens < 5) await new Promise((r) => setTimeout(r, 5));
     await engine.unload(MODEL);
     expect(await outcome).toMatchObject({ message: expect.stringMatching(/unloaded/) });
