@@ -158,7 +158,7 @@ export class DeadNodeSweeper {
     const to = c.node.health.node_id;
     placer.placing(to, data.request.model, c.routing);
     const why = s.dead.includes(node) ? 'dead_node' : s.views.get(node)?.excludedReason === 'drained' ? 'drained_node' : 'unavailable_node';
-    await dispatcher.move({ nodeId: to, data: { ...data, routing: c.routing } }, node, job, why.replace('_', ' '));
+    await placer.writing(dispatcher.move({ nodeId: to, data: { ...data, routing: c.routing } }, node, job, why.replace('_', ' ')));
     stats.rerouted(why);
     placer.count(to, c.flags);
     return true;

@@ -288,7 +288,7 @@ export class Intake {
             for (const h of markWaiting) pipe.hset(n.requestKey(h.request.request_id), WAITING_FIELD, '1');
           }
         : undefined;
-    const placing = dispatcher.placeNew(placements, mark);
+    const placing = placer.writing(dispatcher.placeNew(placements, mark));
     placing.catch(() => undefined);
     return { batch, placing, placements, firstTime, hold, errors, now };
   }

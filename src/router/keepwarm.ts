@@ -105,7 +105,7 @@ export class KeepWarm {
     };
     const data: InferenceJobData = { request, entry_id: '', seen_at: now, deadline: now + 300_000, attempt: 0, max_attempts: 1, routing, tried: [] };
     placer.placing(id, model, routing);
-    await dispatcher.addCopy({ nodeId: id, data });
+    await placer.writing(dispatcher.addCopy({ nodeId: id, data }));
     await redis.xtrim(n.keepWarmReplies, 'MAXLEN', '~', 100).catch(() => 0);
     return true;
   }

@@ -212,7 +212,7 @@ export class Mover {
     if (claim !== 'ok') return false;
     placer.left(from);
     placer.placing(to, normalizeModel(c.data.request.model), routing);
-    await this.finish(id, from, to, { ...c.data, routing });
+    await placer.writing(this.finish(id, from, to, { ...c.data, routing }));
     return true;
   }
 

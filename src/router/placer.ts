@@ -146,6 +146,15 @@ export class Placer {
     }
   }
 
+  /**
+   * `write` puts jobs counted by `placing` into their queues: the next count of the queues waits
+   * for it (LoadTracker.track). Returns `write`.
+   */
+  writing<T>(write: Promise<T>): Promise<T> {
+    this.o.load.track(write);
+    return write;
+  }
+
   /** A job left `nodeId`'s queue without running there (moved away). */
   left(nodeId: string): void {
     this.o.load.add(nodeId, -1);

@@ -166,7 +166,7 @@ export class RerouteHandler {
     const to = c.node.health.node_id;
     data.routing = c.routing;
     placer.placing(to, data.request.model, c.routing);
-    const moved = await dispatcher.move({ nodeId: to, data }, from, old, `handed back: ${notice.code}`);
+    const moved = await placer.writing(dispatcher.move({ nodeId: to, data }, from, old, `handed back: ${notice.code}`));
     stats.rerouted('notice');
     placer.count(to, c.flags);
     log.info({ request_id: id, from, to, routing: c.routing, attempt: data.attempt, code: notice.code }, 'job moved to another node');

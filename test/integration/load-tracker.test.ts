@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { names } from '../../src/lib/names.js';
-import { LoadTracker } from '../../src/router/load.js';
+import { LoadTracker, WRITES_WAIT_MS } from '../../src/router/load.js';
 import { redisForFile } from '../helpers/redis-file.js';
 import { testPrefix } from '../helpers/redis.js';
 
@@ -39,6 +39,39 @@ describe('how busy each node is (LoadTracker)', () => {
     await t.refresh(['a', 'b', 'c']);
     expect(t.get('a')).toEqual({ waiting: 0, running: 1 });
     expect(t.get('b')).toEqual({ waiting: 1, running: 1 });
+  });
+
+  it('counts a placement whose queue write was under way when a count started, exactly once', async () => {
+    const n = names(testPrefix('load-writing'));
+    const t = new LoadTracker(r.client, n);
+    t.add('a');
+    let release!: () => void;
+    const gate = new Promise<void>((res) => (release = res));
+    // The placement's job reaches the queue only after the count has started.
+    t.track(gate.then(() => r.client.rpush(n.nodeQueueKey('a', 'wait'), 'j1')));
+    const counting = t.refresh(['a']);
+    // While the count waits for the write, the placement is still counted as one.
+    expect(t.get('a')).toEqual({ waiting: 1, running: 0 });
+    release();
+    await counting;
+    expect(t.get('a')).toEqual({ waiting: 1, running: 0 });
+    await t.refresh(['a']);
+    expect(t.get('a')).toEqual({ waiting: 1, running: 0 });
+  });
+
+  it('does not let a write that never ends hold up the count for longer than WRITES_WAIT_MS', async () => {
+    const n = names(testPrefix('load-stuck'));
+    const t = new LoadTracker(r.client, n);
+    await r.client.rpush(n.nodeQueueKey('b', 'active'), 'j1');
+    t.track(new Promise(() => undefined));
+    const started = Date.now();
+    await t.refresh(['b']);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(WRITES_WAIT_MS - 50);
+    expect(t.get('b')).toEqual({ waiting: 0, running: 1 });
+    // ... and once given up on, it is not waited for again.
+    const again = Date.now();
+    await t.refresh(['b']);
+    expect(Date.now() - again).toBeLessThan(WRITES_WAIT_MS);
   });
 
   it('keeps placements made while a count failed', async () => {
