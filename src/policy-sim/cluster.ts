@@ -59,6 +59,8 @@ export interface SimNode {
   /** Exclusion with hysteresis: set above max, cleared only below readmit. */
   hot: boolean;
   full: boolean;
+  /** When the bridge last asked it to unload a model for RAM (ms). */
+  reliefAt: number;
   busyMs: number;
   lastBusyChange: number;
   loads: number;
@@ -106,6 +108,7 @@ export function buildCluster(size: number): SimNode[] {
       thermal,
       hot: false,
       full: false,
+      reliefAt: Number.NEGATIVE_INFINITY,
       busyMs: 0,
       lastBusyChange: 0,
       loads: 0,
@@ -124,6 +127,11 @@ export function serviceMs(n: SimNode, job: Pick<Job, 'model' | 'promptTokens' | 
   if (!rates) throw new Error(`${n.id} cannot run ${job.model}`);
   const slow = (1 + n.profile.parallelSlowdown * (Math.max(1, streams) - 1)) / n.thermal.rateFactor();
   return { promptMs: (job.promptTokens / rates.promptTps) * 1000 * slow, evalMs: (job.evalTokens / rates.evalTps) * 1000 * slow };
+}
+
+/** Unload `model` from `n` (an idle copy). */
+export function unloadCopy(n: SimNode, model: string): void {
+  if (n.copies.delete(model)) n.usedRam -= spec(model).memoryBytes;
 }
 
 /** Drop copies whose keep-alive ran out (Ollama unloads them then). */

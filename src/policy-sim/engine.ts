@@ -7,8 +7,8 @@
  * demand has its keep-alive renewed (the bridge's part of the policy).
  */
 import { CostLearner } from '../router/learner.js';
-import { shouldMove, shouldRenewKeepAlive } from '../router/moves.js';
-import { KEEP_ALIVE_MS, buildCluster, loadTimeMs, makeRoom, expire, serviceMs, spec, type Job, type SimNode } from './cluster.js';
+import { RELIEF_EVERY_MS, shouldMove, shouldRenewKeepAlive, unloadChoice } from '../router/moves.js';
+import { KEEP_ALIVE_MS, buildCluster, loadTimeMs, makeRoom, expire, serviceMs, spec, unloadCopy, type Job, type SimNode } from './cluster.js';
 import { TimeHeap } from './heap.js';
 import { IdleWarmMeter, Outcomes, summarize, type RunMetrics } from './metrics.js';
 import { loadFn, makePolicy, type PolicyContext, type PolicyName } from './policies.js';
@@ -252,6 +252,7 @@ export class Run {
   private onTick(now: number): void {
     this.view.tick(now);
     if (this.balanced && Math.round(now / REFRESH_MS) % 5 === 0) this.renewKeepAlive(now);
+    if (this.balanced) this.relieveRam(now);
     if (this.held.length > 0) {
       const again = this.held.splice(0);
       for (const j of again) this.route(j, now);
@@ -278,6 +279,23 @@ export class Run {
       this.pullFrom = (n.index + 1) % N;
       this.pull(n, now);
       if (--budget <= 0 || !this.meter.anyWaiting()) break;
+    }
+  }
+
+  /**
+   * The bridge's RAM relief (src/router/relief.ts): a node excluded for RAM with nothing to do
+   * unloads its least recently used idle model, one a node every RELIEF_EVERY_MS.
+   */
+  private relieveRam(now: number): void {
+    for (const n of this.nodes) {
+      if (!n.full || n.running > 0 || n.queue.length > 0 || now - n.reliefAt < RELIEF_EVERY_MS) continue;
+      const idle: string[] = [];
+      for (const [m, c] of n.copies) if (c.active === 0 && c.readyAt <= now) idle.push(m);
+      const m = unloadChoice(idle, (x) => n.copies.get(x)?.lastUsed);
+      if (m === undefined) continue;
+      n.reliefAt = now;
+      unloadCopy(n, m);
+      this.meter.update(n, now);
     }
   }
 

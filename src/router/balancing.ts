@@ -1,9 +1,10 @@
 /**
  * The parts of the bridge behind `--routing balanced`, built and run together: how busy each
  * node is (LoadTracker), what answers and loads cost (CostLearner, fed by ObservationReader),
- * where each job goes (Placer), rebalancing of waiting jobs (Mover) and warm copies
- * (KeepWarm). After each registry refresh, in one go: count the queues, learn from new
- * answers, then (balanced only) move and keep warm. Under `--routing guide` the counts and the
+ * where each job goes (Placer), rebalancing of waiting jobs (Mover), warm copies (KeepWarm)
+ * and unloads on nodes over their RAM limit (RamRelief). After each registry refresh, in one
+ * go: count the queues, learn from new answers, then (balanced only) move, keep warm and
+ * relieve RAM. Under `--routing guide` the counts and the
  * learning still run (for `/requests/{id}`'s ETA), the choices are the guide's, nothing moves.
  */
 import type { Redis } from 'ioredis';
@@ -18,6 +19,7 @@ import { etaInPlace } from './moves.js';
 import { Mover } from './mover.js';
 import { ArrivalRecorder, ObservationReader } from './observations.js';
 import { Placer } from './placer.js';
+import { RamRelief } from './relief.js';
 import type { Registry, Snapshot } from './registry.js';
 import type { BridgeStats } from './stats.js';
 import type { EtaSource } from './where.js';
@@ -40,6 +42,7 @@ export class Balancing {
   private readonly recorder: ArrivalRecorder | undefined;
   private readonly mover: Mover | undefined;
   private readonly keepWarm: KeepWarm | undefined;
+  private readonly relief: RamRelief | undefined;
   private failures = 0;
   /** Health documents whose model sizes were already given to the learner (parsed once each). */
   private readonly sized = new WeakSet<object>();
@@ -62,6 +65,7 @@ export class Balancing {
     });
     if (config.routing === 'balanced') {
       this.mover = new Mover({ redis, n, log: log('mover'), dispatcher, placer: this.placer, load: this.load, stats });
+      this.relief = new RamRelief({ redis, n, log: log('ram-relief'), dispatcher, placer: this.placer, stats });
       if (config.modelKeepAlive > 0) {
         this.keepWarm = new KeepWarm({ redis, n, log: log('keep-warm'), dispatcher, placer: this.placer, stats, modelKeepAliveMs: config.modelKeepAlive });
       }
@@ -82,6 +86,7 @@ export class Balancing {
     this.placer.prune(3600_000);
     await this.mover?.pass(s);
     await this.keepWarm?.pass(s).catch(() => undefined);
+    await this.relief?.pass(s).catch(() => undefined);
   }
 
   /**

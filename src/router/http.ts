@@ -76,6 +76,7 @@ export async function statsHandler(ctx: HandlerContext): Promise<HandlerResult> 
     avoided_cold_loads: c.avoided_cold_loads,
     moves: c.moves,
     keep_warm: c.keep_warm,
+    ram_unloads: c.ram_unloads,
     failed_jobs: failedJobs,
     cluster: shared?.cluster ?? null,
     bridges: shared?.bridges ?? null,

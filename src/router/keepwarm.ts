@@ -86,29 +86,51 @@ export class KeepWarm {
   }
 
   /** Put a keep-alive job on `node` (at most one per model and node a minute, across bridges). */
-  private async send(node: NodeView, model: string, routing: 'sticky'): Promise<boolean> {
-    const { redis, n, dispatcher, placer } = this.o;
-    const id = node.health.node_id;
-    const lock = await redis.set(n.keepWarmLockKey(`${model}@${id}`), '1', 'PX', 60_000, 'NX');
-    if (lock !== 'OK') return false;
-    const now = placer.now();
+  private send(node: NodeView, model: string, routing: 'sticky'): Promise<boolean> {
     const keepAlive = `${Math.round((this.o.modelKeepAliveMs ?? 300_000) / 1000)}s`;
-    const request: InferenceRequest = {
-      request_id: `orion-keep-warm-${now}-${process.pid}-${++this.seq}`,
-      model,
-      prompt: '',
-      keep_alive: keepAlive,
-      reply_to: n.keepWarmReplies,
-      priority: 0,
-      timeout_ms: 300_000,
-      source: 'orion-keep-warm',
-    };
-    const data: InferenceJobData = { request, entry_id: '', seen_at: now, deadline: now + 300_000, attempt: 0, max_attempts: 1, routing, tried: [] };
-    placer.placing(id, model, routing);
-    await placer.writing(dispatcher.addCopy({ nodeId: id, data }));
-    await redis.xtrim(n.keepWarmReplies, 'MAXLEN', '~', 100).catch(() => 0);
-    return true;
+    return sendModelJob(this.o, node, model, { kind: 'keep-warm', keepAlive, routing, lockKey: `${model}@${node.health.node_id}`, lockMs: 60_000, seq: ++this.seq });
   }
+}
+
+/** What `sendModelJob` sends: a keep-alive renewal or an unload (keep_alive 0). */
+export interface ModelJob {
+  kind: 'keep-warm' | 'unload';
+  /** Ollama's keep_alive for the model after the job: a renewal's duration, or '0s' to unload. */
+  keepAlive: string;
+  routing: 'sticky';
+  /** Under `{p}:keep-warm-lock:`: one such job per key and `lockMs` across bridges. */
+  lockKey: string;
+  lockMs: number;
+  seq: number;
+}
+
+/**
+ * Put a job that only acts on a loaded model on `node`: an ORION request with an empty prompt
+ * (Ollama applies `keep_alive` to the model and answers without generating), id
+ * `orion-<kind>-...`, answered on `{p}:responses:orion-keep-warm` (kept short; no client reads
+ * it). False when a sibling bridge (or this one) sent one under the same lock lately.
+ */
+export async function sendModelJob(o: Pick<KeepWarmOptions, 'redis' | 'n' | 'dispatcher' | 'placer'>, node: NodeView, model: string, job: ModelJob): Promise<boolean> {
+  const { redis, n, dispatcher, placer } = o;
+  const id = node.health.node_id;
+  const lock = await redis.set(n.keepWarmLockKey(job.lockKey), '1', 'PX', job.lockMs, 'NX');
+  if (lock !== 'OK') return false;
+  const now = placer.now();
+  const request: InferenceRequest = {
+    request_id: `orion-${job.kind}-${now}-${process.pid}-${job.seq}`,
+    model,
+    prompt: '',
+    keep_alive: job.keepAlive,
+    reply_to: n.keepWarmReplies,
+    priority: 0,
+    timeout_ms: 300_000,
+    source: `orion-${job.kind}`,
+  };
+  const data: InferenceJobData = { request, entry_id: '', seen_at: now, deadline: now + 300_000, attempt: 0, max_attempts: 1, routing: job.routing, tried: [] };
+  placer.placing(id, model, job.routing);
+  await placer.writing(dispatcher.addCopy({ nodeId: id, data }));
+  await redis.xtrim(n.keepWarmReplies, 'MAXLEN', '~', 100).catch(() => 0);
+  return true;
 }
 
 /** Eligible nodes that report each model loaded (anticipated loads not counted). */

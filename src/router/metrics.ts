@@ -39,6 +39,7 @@ export class RouterMetrics {
   /** Requests held for lack of a node (set by the held requests as they change). */
   readonly waiting: Gauge;
   readonly keepWarm: Counter<'node'>;
+  readonly ramUnloads: Counter<'node'>;
 
   constructor(src: MetricsSources) {
     const registers = [this.registry];
@@ -66,6 +67,7 @@ export class RouterMetrics {
     this.moves = counter('moves_total', 'Waiting jobs moved to a node that could start them sooner by a clear margin (not attempts)', ['from', 'to']);
     this.moveGain = histogram('move_gain_seconds', 'Expected time to first token saved by each move', [1, 2, 5, 10, 20, 30, 60, 120, 300]);
     this.keepWarm = counter('keep_warm_total', 'Keep-alive renewals sent for the last warm copy of a model with recent demand, by node', ['node']);
+    this.ramUnloads = counter('ram_unloads_total', 'Idle models a node over its RAM limit was asked to unload (least recently used first), by node', ['node']);
     this.waiting = new Gauge({ name: `${p}waiting_requests`, help: 'Requests held by this bridge for lack of an eligible node', registers });
     scrapedGauges(this.registry, src);
   }

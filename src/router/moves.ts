@@ -148,3 +148,23 @@ export function shouldRenewKeepAlive(s: KeepAliveState, o?: KeepAliveOptions): b
   if (s.now - s.lastDemandMs > (o?.demandWindowMs ?? 600_000)) return false;
   return s.expiresAtMs - s.now <= (o?.renewBeforeMs ?? 60_000);
 }
+
+/** RAM relief (relief.ts): at most one unload per node this often. */
+export const RELIEF_EVERY_MS = 15_000;
+
+/**
+ * The model a node over its RAM limit should unload: the one used longest ago (`lastUse`:
+ * ms, undefined when never seen used, which counts as oldest), ties by name.
+ */
+export function unloadChoice(models: Iterable<string>, lastUse: (model: string) => number | undefined): string | undefined {
+  let pick: string | undefined;
+  let pickAt = Number.POSITIVE_INFINITY;
+  for (const m of models) {
+    const at = lastUse(m) ?? Number.NEGATIVE_INFINITY;
+    if (pick === undefined || at < pickAt || (at === pickAt && m < pick)) {
+      pick = m;
+      pickAt = at;
+    }
+  }
+  return pick;
+}

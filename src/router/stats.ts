@@ -24,6 +24,7 @@ export const COUNTERS = [
   'avoided_cold_loads',
   'moves',
   'keep_warm',
+  'ram_unloads',
 ] as const;
 export type CounterName = (typeof COUNTERS)[number];
 export type Counts = Record<CounterName, number>;
@@ -99,6 +100,12 @@ export class BridgeStats {
   keptWarm(node: string): void {
     this.add('keep_warm');
     this.metrics?.keepWarm.inc({ node });
+  }
+
+  /** An idle model was asked to unload on `node`, over its RAM limit. */
+  ramUnload(node: string): void {
+    this.add('ram_unloads');
+    this.metrics?.ramUnloads.inc({ node });
   }
 
   /** How many requests this bridge holds for lack of a node, now. */

@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeHealth } from '../../src/contracts/types.js';
 import { jobIdFor } from '../../src/lib/names.js';
+import { RELIEF_EVERY_MS } from '../../src/router/moves.js';
 import { pickNode, toNodeView, eligibleInOrder } from '../../src/router/routing.js';
 import { harness, until, type Harness, type Scope } from './bridge.harness.js';
 import { seededRandom as rng } from '../../src/lib/random.js';
@@ -161,6 +162,35 @@ describe('balanced routing at the bridge', () => {
     await until(() => s.jobs('a').then((j) => j.length === 0), 5000, 'the old copy removed');
     expect((await s.jobs('b'))[0]!.id).toBe(jobIdFor('hw-1'));
     expect(await h.redis.hlen(s.n.moves)).toBe(0);
+    await b.close();
+  });
+
+  it('asks a node over its RAM limit with nothing to do to unload its least recently used model, one a node at a time', async () => {
+    const s = h.scope('relief');
+    const both = { models: ['gemma3:1b', 'llama3.2:3b'], concurrency: 1 };
+    await s.node('full', { ram_percent: 30, ...both });
+    const b = await s.start(BALANCED, { refreshMs: 100 });
+    // gemma3:1b is used here: a request placed on the node, then taken off as a worker would.
+    await s.send(req('rf-1'));
+    await until(() => s.jobs('full').then((j) => j.length === 1), 5000, 'the placement');
+    await (await s.jobs('full'))[0]!.remove();
+    // Over the limit now, nothing waiting or running there: llama3.2:3b (never used here) goes.
+    await s.node('full', { ram_percent: 93, ...both });
+    await until(() => s.jobs('full').then((j) => j.length === 1), 5000, 'an unload job');
+    const [unload] = await s.jobs('full');
+    expect(unload!.data.request).toMatchObject({ model: 'llama3.2:3b', prompt: '', keep_alive: '0s', source: 'orion-unload', reply_to: s.n.keepWarmReplies });
+    expect(b.stats().ram_unloads).toBe(1);
+    // Still over with gemma3:1b alone: the node's lock holds the next unload back for a while
+    // (the node reports the RAM it freed first); without the lock, gemma3:1b goes too.
+    await unload!.remove();
+    await s.node('full', { ram_percent: 92, ...both, models: ['gemma3:1b'] });
+    const ttl = await h.redis.pttl(s.n.keepWarmLockKey('unload@full'));
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(RELIEF_EVERY_MS);
+    await h.redis.del(s.n.keepWarmLockKey('unload@full'));
+    await until(() => s.jobs('full').then((j) => j.length === 1), 5000, 'a second unload job');
+    expect((await s.jobs('full'))[0]!.data.request).toMatchObject({ model: 'gemma3:1b', keep_alive: '0s' });
+    expect(b.stats().ram_unloads).toBe(2);
     await b.close();
   });
 

@@ -3,7 +3,7 @@ import type { NodeHealth } from '../../src/contracts/types.js';
 import { DEFAULT_ANSWER_TIME_MS, DEFAULT_LOAD_TIME_MS, CostLearner } from '../../src/router/learner.js';
 import type { NodeLoad } from '../../src/router/balanced.js';
 import { pickBalanced } from '../../src/router/balanced.js';
-import { moveTarget, shouldMove, shouldRenewKeepAlive } from '../../src/router/moves.js';
+import { moveTarget, shouldMove, shouldRenewKeepAlive, unloadChoice } from '../../src/router/moves.js';
 import { seededRandom } from '../../src/lib/random.js';
 import { eligibleInOrder, toNodeView } from '../../src/router/routing.js';
 
@@ -216,5 +216,13 @@ describe('second copies and keep-alive', () => {
     expect(shouldRenewKeepAlive({ ...base, warmCopies: 2 })).toBe(false);
     expect(shouldRenewKeepAlive({ ...base, now: 700_000, expiresAtMs: 720_000 })).toBe(false);
     expect(shouldRenewKeepAlive({ ...base, expiresAtMs: 500_000 })).toBe(false);
+  });
+
+  it('picks the model a node over its RAM limit unloads: the least recently used, never-used first, ties by name', () => {
+    const used: Record<string, number> = { 'gemma3:1b': 5000, 'llama3.2:3b': 2000, 'qwen2.5:0.5b': 2000 };
+    expect(unloadChoice(['gemma3:1b', 'llama3.2:3b'], (m) => used[m])).toBe('llama3.2:3b');
+    expect(unloadChoice(['qwen2.5:0.5b', 'gemma3:1b', 'llama3.2:3b'], (m) => used[m])).toBe('llama3.2:3b');
+    expect(unloadChoice(['gemma3:1b', 'phi3:mini'], (m) => used[m])).toBe('phi3:mini');
+    expect(unloadChoice([], (m) => used[m])).toBeUndefined();
   });
 });
