@@ -86,11 +86,15 @@ describe('loading', () => {
 describe('keep-alive', () => {
   it('unloads an idle model when its keep_alive runs out', async () => {
     const { client } = await sim({ speed: CAREFUL });
+    // 10 s at speed 10 is 1000 ms from the answer's end, which came between `before` and `after`:
+    // bounds that hold however slowly the machine answers.
+    const before = Date.now();
     await client.generate({ model: 'gemma3:1b', prompt: 'hi', stream: false, keep_alive: '10s' });
+    const after = Date.now();
     const [entry] = (await client.ps()).models;
-    const left = new Date(entry!.expires_at).getTime() - Date.now();
-    expect(left).toBeGreaterThan(400); // 10 s at speed 10 is 1000 ms
-    expect(left).toBeLessThanOrEqual(1000);
+    const expires = new Date(entry!.expires_at).getTime();
+    expect(expires - before).toBeGreaterThanOrEqual(1000 - 20);
+    expect(expires - after).toBeLessThanOrEqual(1000 + 20);
     await vi.waitFor(async () => expect((await client.ps()).models).toEqual([]), { timeout: 10_000, interval: 20 });
   });
 
