@@ -189,4 +189,10 @@ export interface NodeHealth {
   installed_sizes_mb?: {
     [k: string]: number;
   };
+  /**
+   * RFC 3339 date-times: when Ollama will unload each loaded model unless it is used again (expires_at of /api/ps), on Redis's clock like last_seen, keyed by the model's name as in models. Lets a router renew the keep-alive of a model's last warm copy just before it would go. Absent when Ollama reported none.
+   */
+  models_expire_at?: {
+    [k: string]: string;
+  };
 }

@@ -12,12 +12,12 @@
  * second copy starts when a job would start sooner there, load and cold margin included: the
  * placer for new jobs, the Mover for the back of a backlog (moves.ts).
  *
- * When the last use of a copy is unknown (this bridge never saw a job of it finish there, e.g.
- * after a restart), nothing is renewed at once: the bridge counts from the moment it first saw
- * the copy, which is at or after the real last use, so Ollama may unload the copy before this
- * renewal is due. That errs towards a renewal missed (the model loads again on demand) rather
- * than one sent for nothing. The health report does not carry Ollama's `expires_at`; with it,
- * renewals could be timed exactly.
+ * When the copy will expire: Ollama's own `expires_at`, which the node's health document
+ * carries (`models_expire_at`, on Redis's clock). From a worker that does not publish it, the
+ * bridge counts from the copy's last use it saw; when it saw none (e.g. after a restart), from
+ * the moment it first saw the copy, which is at or after the real last use, so Ollama may unload
+ * the copy before the renewal is due: that errs towards a renewal missed (the model loads again
+ * on demand) rather than one sent for nothing.
  */
 import type { Redis } from 'ioredis';
 import { normalizeModel } from '../contracts/index.js';
@@ -59,26 +59,32 @@ export class KeepWarm {
       if (now - last > demandWindow) continue;
       const copies = warm.get(model) ?? [];
       try {
-        if (copies.length === 1) await this.renew(copies[0]!, model, last, now);
+        if (copies.length === 1) await this.renew(copies[0]!, model, last, now, s.at);
       } catch (err) {
         this.o.log.warn({ model, err: (err as Error).message }, 'keep-warm step failed; trying again after the next refresh');
       }
     }
   }
 
-  private async renew(node: NodeView, model: string, lastDemandMs: number, now: number): Promise<void> {
+  /** `at`: the snapshot's time on Redis's clock (the clock of the health documents). */
+  private async renew(node: NodeView, model: string, lastDemandMs: number, now: number, at: number): Promise<void> {
     const { placer } = this.o;
     const id = node.health.node_id;
     const load = placer.loadOf(id, model);
     if (load.waiting + load.running > 0) return; // a job there renews it anyway
-    const keepAlive = this.o.modelKeepAliveMs ?? 300_000;
-    const lastUse = placer.lastUse.get(`${id}\u0000${model}`);
-    if (lastUse === undefined) {
-      // Never seen used here: count from now (the bridge does not know when Ollama last used it).
-      placer.lastUse.set(`${id}\u0000${model}`, now);
-      return;
+    const left = expiresInMs(node, model, at);
+    let expiresAtMs: number;
+    if (left !== undefined) expiresAtMs = now + left;
+    else {
+      const lastUse = placer.lastUse.get(`${id}\u0000${model}`);
+      if (lastUse === undefined) {
+        // Never seen used here: count from now (the bridge does not know when Ollama last used it).
+        placer.lastUse.set(`${id}\u0000${model}`, now);
+        return;
+      }
+      expiresAtMs = lastUse + (this.o.modelKeepAliveMs ?? 300_000);
     }
-    if (!shouldRenewKeepAlive({ warmCopies: 1, lastDemandMs, expiresAtMs: lastUse + keepAlive, now })) return;
+    if (!shouldRenewKeepAlive({ warmCopies: 1, lastDemandMs, expiresAtMs, now })) return;
     if (await this.send(node, model, 'sticky')) {
       this.o.stats.keptWarm(id);
       this.o.log.info({ node: id, model }, 'keep-alive renewed: the last warm copy of a model in demand');
@@ -131,6 +137,19 @@ export async function sendModelJob(o: Pick<KeepWarmOptions, 'redis' | 'n' | 'dis
   await placer.writing(dispatcher.addCopy({ nodeId: id, data }));
   await redis.xtrim(n.keepWarmReplies, 'MAXLEN', '~', 100).catch(() => 0);
   return true;
+}
+
+/**
+ * Ms until Ollama unloads `model` (normalised) on `node`, from the `models_expire_at` of its last
+ * health document, `at` being now on the same (Redis's) clock; undefined when it does not say.
+ */
+function expiresInMs(node: NodeView, model: string, at: number): number | undefined {
+  for (const [m, iso] of Object.entries(node.health.models_expire_at ?? {})) {
+    if (normalizeModel(m) !== model) continue;
+    const t = Date.parse(iso);
+    return Number.isFinite(t) ? t - at : undefined;
+  }
+  return undefined;
 }
 
 /** Eligible nodes that report each model loaded (anticipated loads not counted). */

@@ -149,7 +149,7 @@ export async function readTemperature(sysRoot: string): Promise<number | null> {
 // ---------------------------------------------------------------- Ollama
 
 export type OllamaStatus =
-  | { ok: true; models: string[]; installed: string[]; sizesMb?: Record<string, number>; version: string }
+  | { ok: true; models: string[]; installed: string[]; sizesMb?: Record<string, number>; expiresAt?: Record<string, number>; version: string }
   | { ok: false; reason: string };
 
 /** What Ollama has loaded and installed, or why it does not answer. `ollama` should time out its calls. */
@@ -161,6 +161,7 @@ export async function probeOllama(ollama: Ollama): Promise<OllamaStatus> {
       models: ps.models.map((m) => m.name),
       installed: tags.models.map((m) => m.name),
       sizesMb: sizesMbOf(tags.models),
+      expiresAt: expiriesOf(ps.models),
       version: version.version,
     };
   } catch (err) {
@@ -177,6 +178,16 @@ export function sizesMbOf(models: readonly { name: string; size?: unknown }[]): 
   for (const m of models) {
     const b = m.size;
     if (typeof b === 'number' && Number.isFinite(b) && b > 0) out[m.name] = Math.max(1, Math.round(b / 1e6));
+  }
+  return out;
+}
+
+/** When Ollama will unload each loaded model (`/api/ps` expires_at, ms on this machine's clock); unreadable ones are left out. */
+export function expiriesOf(models: readonly { name: string; expires_at?: unknown }[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const m of models) {
+    const at = m.expires_at instanceof Date ? m.expires_at.getTime() : typeof m.expires_at === 'string' ? Date.parse(m.expires_at) : Number.NaN;
+    if (Number.isFinite(at)) out[m.name] = at;
   }
   return out;
 }
@@ -235,6 +246,11 @@ export function buildHealth(h: HealthInput): NodeHealth {
   else if (h.lastInstalled) doc.installed_models = h.lastInstalled;
   const sizes = h.ollama.ok ? h.ollama.sizesMb : h.lastSizesMb;
   if (sizes !== undefined && Object.keys(sizes).length > 0) doc.installed_sizes_mb = sizes;
+  const expires = h.ollama.ok ? h.ollama.expiresAt : undefined;
+  if (expires !== undefined && Object.keys(expires).length > 0) {
+    // On Redis's clock, as last_seen: a bridge compares it with its own view of that clock.
+    doc.models_expire_at = Object.fromEntries(Object.entries(expires).map(([m, at]) => [m, rfc3339(at + (h.clockOffsetMs ?? 0))]));
+  }
   doc.ram_total_mb = round1(h.mem.totalBytes / MIB);
   doc.ram_available_mb = round1(h.mem.availableBytes / MIB);
   doc.concurrency = h.concurrency;

@@ -194,6 +194,28 @@ describe('balanced routing at the bridge', () => {
     await b.close();
   });
 
+  it('renews the keep-alive of the last warm copy of a model in demand when Ollama says it expires within a minute', async () => {
+    const s = h.scope('warm');
+    const inMs = (ms: number): string => new Date(Date.now() + ms).toISOString();
+    const warm = { ram_percent: 30, models: ['gemma3:1b'], concurrency: 1 };
+    await s.node('only', { ...warm, models_expire_at: { 'gemma3:1b': inMs(4 * 60_000) } });
+    const b = await s.start(BALANCED, { refreshMs: 100 });
+    // Demand for the model: a request placed there, then taken off as a worker would.
+    await s.send(req('kw-1'));
+    await until(() => s.jobs('only').then((j) => j.length === 1), 5000, 'the placement');
+    await (await s.jobs('only'))[0]!.remove();
+    // Four minutes left: a refresh and all that follows it (keep-warm included) send nothing.
+    await b.refresh();
+    expect(await s.jobs('only')).toHaveLength(0);
+    // Thirty seconds left: a renewal.
+    await s.node('only', { ...warm, models_expire_at: { 'gemma3:1b': inMs(30_000) } });
+    await until(() => s.jobs('only').then((j) => j.length === 1), 5000, 'a keep-alive job');
+    const [job] = await s.jobs('only');
+    expect(job!.data.request).toMatchObject({ model: 'gemma3:1b', prompt: '', keep_alive: '300s', source: 'orion-keep-warm', reply_to: s.n.keepWarmReplies });
+    expect(b.stats().keep_warm).toBe(1);
+    await b.close();
+  });
+
   it('two bridges see the same jobs waiting on each node', async () => {
     const s = h.scope('two');
     for (const id of ['x', 'y']) await s.node(id, { ram_percent: id === 'x' ? 30 : 40, models: ['gemma3:1b'], concurrency: 1 });

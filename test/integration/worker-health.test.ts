@@ -47,6 +47,10 @@ describe('heartbeat', () => {
       worker_version: '0.1.0',
       ollama_version: '0.6.4',
     });
+    // When Ollama (/api/ps) says the loaded model goes, on Redis's clock like last_seen.
+    const expires = (first as { models_expire_at?: Record<string, string> }).models_expire_at ?? {};
+    expect(Object.keys(expires)).toEqual(['gemma3:1b']);
+    expect(Date.parse(expires['gemma3:1b']!)).toBeGreaterThan(Date.parse(String(first!['last_seen'])));
     expect(await env.redis.get(n.healthKey('pi-8g'))).toBe(JSON.stringify(first));
     expect(await env.redis.smembers(n.nodes)).toEqual(['pi-8g']);
     const ttl = await env.redis.pttl(n.healthKey('pi-8g'));

@@ -15,6 +15,7 @@ import {
   readSystem,
   readTemperature,
   sizesMbOf,
+  expiriesOf,
   type OllamaStatus,
 } from '../../src/worker/health.js';
 
@@ -177,5 +178,27 @@ describe('model sizes in the health document', () => {
     expect(validateHealth({ ...live, installed_sizes_mb: { 'gemma3:1b': 815.5 } }).ok).toBe(false);
     expect(validateHealth({ ...live, installed_sizes_mb: { 'gemma3:1b': 0 } }).ok).toBe(false);
     expect(validateHealth({ ...live, installed_sizes_mb: ['gemma3:1b'] }).ok).toBe(false);
+  });
+});
+
+describe('model expiries in the health document', () => {
+  const mem = { totalBytes: 8e9, availableBytes: 4e9 };
+  const base = { nodeId: 'pi-8g', cpuPercent: 0, mem, tempCelsius: null, concurrency: 1, active: 0, waiting: 0 };
+  it('reads /api/ps expires_at (a Date from ollama-js, or a string), skipping unreadable ones', () => {
+    const at = Date.parse('2026-12-05T12:05:00.000Z');
+    expect(expiriesOf([{ name: 'gemma3:1b', expires_at: new Date(at) }, { name: 'llama3.2:3b', expires_at: '2026-12-05T12:06:00Z' }, { name: 'bad', expires_at: 'soon' }, { name: 'none' }])).toEqual({
+      'gemma3:1b': at,
+      'llama3.2:3b': at + 60_000,
+    });
+  });
+
+  it('publishes them on Redis\'s clock (shifted by the measured offset, as last_seen), nothing when there are none', () => {
+    const at = Date.parse('2026-12-05T12:05:00.000Z');
+    const doc = buildHealth({ ...base, ollama: { ...up, expiresAt: { 'gemma3:1b': at } }, now: at - 60_000 + 1500, clockOffsetMs: 1500 });
+    expect(doc.models_expire_at).toEqual({ 'gemma3:1b': '2026-12-05T12:05:01Z' }); // whole seconds, as last_seen
+    expect(validateHealth(doc).ok).toBe(true);
+    expect('models_expire_at' in buildHealth({ ...base, ollama: up })).toBe(false);
+    expect('models_expire_at' in buildHealth({ ...base, ollama: { ...up, expiresAt: {} } })).toBe(false);
+    expect(validateHealth({ ...doc, models_expire_at: { 'gemma3:1b': 'in five minutes' } }).ok).toBe(false);
   });
 });
