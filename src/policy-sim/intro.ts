@@ -106,10 +106,11 @@ first token within 10 s; spills (balanced departed from the guide's choice) and 
   to 835 s; at 10 nodes and 0.8, p99 from 264 to 187 s, for about 15 % more cold loads there
   (a model unloaded for RAM is loaded again later).
 - **The cold margin trades a little wait on 3 nodes for no cold load a warm node would have
-  beaten.** With a flat 2 s margin (the previous version of this page, commit b1c5434) balanced
-  made 17.9 / 5.7 avoidable cold loads a run on 3 nodes at 0.5 / 0.8 and up to 282 on 1,000; with
-  the margin above, 3.1 / 7.1 and at most 5.5, and the idle-warm time beyond a heartbeat went
-  from up to 923 s to 0 at every size. On 3 nodes TTFT moved within the runs' spread: p50
+  beaten.** With a flat 2 s margin (the page at commit b1c5434) balanced made 17.9 / 5.7
+  avoidable cold loads a run on 3 nodes at 0.5 / 0.8 and up to 282 on 1,000; with the margin
+  above (commit 8b2310b, before RAM relief), 3.1 / 7.1 and at most 5.5 (the tables above: at most
+  4.8), and the idle-warm time beyond a heartbeat went from up to 923 s to 0 at every size. On
+  3 nodes, in that comparison, TTFT moved within the runs' spread: p50
   17.3 ± 4.1 s against 16.2 ± 3.3 s and p99 439 ± 124 s against 384 ± 78 s at 0.5; at 0.8 the
   ten seeds vary too much to tell (p99 2085 ± 1598 s against 1625 ± 667 s). The avoidable loads
   left are made on the 5 s old view (a copy expired or evicted since the last heartbeat) or on
