@@ -34,6 +34,18 @@ export interface NodeLoad {
 
 export type LoadOf = (nodeId: string, model: string) => NodeLoad;
 
+/**
+ * A caller's memory of candidate lists in which no node had a free job slot, valid while no
+ * node has freed one since (the caller knows: its load figures only went up). Lets a backlog on
+ * a thousand busy nodes skip walking them all for every request.
+ */
+export interface FreeScan {
+  /** No node of `pool` had a free slot at the last look, and none has freed one since. */
+  noneFree(pool: readonly NodeView[]): boolean;
+  /** A walk of every node of `pool` found none with a free slot. */
+  sawNoneFree(pool: readonly NodeView[]): void;
+}
+
 export interface BalancedOptions {
   /** A cold load must start the request this much sooner than the best warm node. @defaultValue 2000 */
   coldMarginMs?: number;
@@ -184,6 +196,7 @@ export function balancedFrom(
   learner: CostLearner,
   avoid?: ReadonlySet<string>,
   o?: BalancedOptions,
+  scan?: FreeScan,
 ): BalancedDecision {
   if (guide.kind !== 'routed') return guide;
   const g = guide.node;
@@ -192,7 +205,7 @@ export function balancedFrom(
   const gEta = etaOn(g, want, gWarm, load, learner, o);
   const keep = (avoidedColdLoad = false): BalancedDecision => routed(g, g, gWarm, gEta, avoidedColdLoad);
   if (gEta.free && !(gWarm && gEta.loadMs > 0)) return keep();
-  const w: Weighing = { want, g, gEta, load, learner, o, ok: (n) => avoid === undefined || !avoid.has(n.health.node_id) };
+  const w: Weighing = { want, g, gEta, load, learner, o, scan, ok: (n) => avoid === undefined || !avoid.has(n.health.node_id) };
   const warm = bestWarm(c.loaded, w);
   const margin = warm === undefined ? 0 : coldMarginMs(warm.e, o);
   const { cold, coldFree } = soonestCold(c, warm, margin, w);
@@ -210,6 +223,7 @@ interface Weighing {
   load: LoadOf;
   learner: CostLearner;
   o: BalancedOptions | undefined;
+  scan: FreeScan | undefined;
   ok: (n: NodeView) => boolean;
 }
 
@@ -297,7 +311,12 @@ function soonestCold(
   const onlyFree = o?.coldOnlyWhenFree ?? true;
   // Nodes that report the model installed; when none does, those that do not say (the guide's).
   const pool = c.installed.length > 0 || warm !== undefined ? c.installed : c.unknown;
+  // Only a node with a free slot can matter: none had one at the last look, none has one now.
+  const freeOnly = !weigh || (warm !== undefined && onlyFree);
+  if (freeOnly && w.scan?.noneFree(pool)) return { cold, coldFree };
+  let whole = true;
   for (const n of pool) {
+    if (!w.ok(n)) whole = false;
     if (!w.ok(n) || n.loaded.has(want)) continue;
     if (!weigh) {
       const l = load(n.health.node_id, want);
@@ -312,8 +331,9 @@ function soonestCold(
     coldFree ||= e.free;
     if (warm !== undefined && !e.free && onlyFree) continue;
     if (cold === undefined || e.etaMs < cold.e.etaMs) cold = { n, e };
-    if (cold.e.etaMs <= floor) break;
+    if (cold.e.etaMs <= floor) return { cold, coldFree };
   }
+  if (freeOnly && whole && !coldFree) w.scan?.sawNoneFree(pool);
   return { cold, coldFree };
 }
 

@@ -39,6 +39,7 @@ export class LoadTracker {
   /** Queue writes under way (placements on their way to Redis). */
   private readonly writing = new Set<Promise<void>>();
   private readAt = 0;
+  private lowered = 0;
   /** `get`'s answers, kept until a count or a placement changes them (routing asks for every
    * node on every request; figures are shared, never changed in place). */
   private merged = new Map<string, NodeLoadFigures>();
@@ -67,10 +68,19 @@ export class LoadTracker {
     return this.readAt;
   }
 
+  /**
+   * Changes whenever a figure may have gone down (a count landed, a job was taken off): while it
+   * holds, every node is at least as busy as it was (what `FreeScan` relies on).
+   */
+  get version(): number {
+    return this.lowered;
+  }
+
   /** A job was placed on (+1) or taken off (-1) a node's queue by this bridge. */
   add(nodeId: string, by = 1): void {
     this.delta.set(nodeId, (this.delta.get(nodeId) ?? 0) + by);
     this.merged.delete(nodeId);
+    if (by < 0) this.lowered++;
   }
 
   /**
@@ -123,6 +133,7 @@ export class LoadTracker {
       this.sent = new Map();
       this.merged = new Map();
       this.readAt = Date.now();
+      this.lowered++;
     } catch (err) {
       // Not counted: keep what was placed meanwhile on top of the last counts.
       for (const [id, d] of this.sent) this.delta.set(id, (this.delta.get(id) ?? 0) + d);

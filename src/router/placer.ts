@@ -15,7 +15,7 @@
 import { normalizeModel } from '../contracts/index.js';
 import type { Routing } from '../contracts/types.js';
 import type { RoutingMode } from '../config/router.js';
-import { balancedFrom, type BalancedOptions, type NodeLoad } from './balanced.js';
+import { balancedFrom, type BalancedOptions, type FreeScan, type NodeLoad } from './balanced.js';
 import type { CostLearner } from './learner.js';
 import type { LoadTracker } from './load.js';
 import { choose, type Choice, type Registry } from './registry.js';
@@ -83,6 +83,12 @@ class LoadsUnderWay {
 export class Placer {
   /** node+model -> when a job was sent there cold (the load is counted as under way). */
   private readonly loadingSince = new LoadsUnderWay();
+  /** Candidate lists of a snapshot in which no node had a free slot, and the load version then. */
+  private readonly noneFree = new WeakMap<readonly NodeView[], number>();
+  private readonly scan: FreeScan = {
+    noneFree: (pool) => this.noneFree.get(pool) === this.o.load.version,
+    sawNoneFree: (pool) => void this.noneFree.set(pool, this.o.load.version),
+  };
   /** model -> when it was last asked for (ms). */
   readonly lastDemand = new Map<string, number>();
   /** node+model -> when a job of the model was last placed there or answered there (ms). */
@@ -125,7 +131,7 @@ export class Placer {
     this.lastDemand.set(normalizeModel(model), now);
     if (c.kind !== 'routed') return c;
     if (this.o.mode === 'guide') return { ...c, flags: { spill: false, coldLoad: c.routing === 'fallback', avoidedColdLoad: false } };
-    const d = balancedFrom(model, { kind: 'routed', node: c.node, routing: c.routing }, s.index.candidates(model), this.loadOf, this.o.learner, avoid, this.o.balanced);
+    const d = balancedFrom(model, { kind: 'routed', node: c.node, routing: c.routing }, s.index.candidates(model), this.loadOf, this.o.learner, avoid, this.o.balanced, this.scan);
     if (d.kind !== 'routed') return { ...c, flags: { spill: false, coldLoad: c.routing === 'fallback', avoidedColdLoad: false } };
     // A node whose load is only anticipated is warm for the rule but not loaded yet: cold for the counters.
     const coldLoad = d.coldLoad;

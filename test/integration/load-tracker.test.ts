@@ -74,6 +74,24 @@ describe('how busy each node is (LoadTracker)', () => {
     expect(Date.now() - again).toBeLessThan(WRITES_WAIT_MS);
   });
 
+  it('changes its version whenever a figure may have gone down, and only then', async () => {
+    const n = names(testPrefix('load-version'));
+    const t = new LoadTracker(r.client, n);
+    const v0 = t.version;
+    t.add('a');
+    t.add('a');
+    expect(t.version).toBe(v0); // placements only add: every node at least as busy
+    t.add('a', -1);
+    const v1 = t.version;
+    expect(v1).not.toBe(v0); // a job taken off
+    await t.refresh(['a']);
+    expect(t.version).not.toBe(v1); // a count landed: figures replaced
+    const v2 = t.version;
+    await r.client.set(n.nodeQueueKey('b', 'wait'), 'not a list');
+    await expect(t.refresh(['b'])).rejects.toThrow(/WRONGTYPE/);
+    expect(t.version).toBe(v2); // no count: nothing went down
+  });
+
   it('keeps placements made while a count failed', async () => {
     const n = names(testPrefix('load-fail'));
     const t = new LoadTracker(r.client, n);

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { NodeHealth } from '../../src/contracts/types.js';
-import { balancedFrom, pickBalanced, slotWaitMs, type NodeLoad } from '../../src/router/balanced.js';
+import { balancedFrom, pickBalanced, slotWaitMs, type FreeScan, type NodeLoad } from '../../src/router/balanced.js';
 import { RoutingIndex } from '../../src/router/routing-index.js';
+import { normalizeModel } from '../../src/contracts/index.js';
 import { CostLearner } from '../../src/router/learner.js';
 import { eligibleInOrder, pickNode, toNodeView, type NodeView } from '../../src/router/routing.js';
 import { seededRandom as rng } from '../../src/lib/random.js';
@@ -185,5 +186,52 @@ describe('balanced through the routing index', () => {
         expect({ seed, model, node: b.kind === 'routed' ? b.node.health.node_id : b.kind }).toEqual({ seed, model, node: a.kind === 'routed' ? a.node.health.node_id : a.kind });
       }
     }
+  });
+
+  it('skips the walk of cold candidates a caller remembers as all busy, with the same answers, and remembers only truly busy lists', () => {
+    let remembered = 0;
+    let skipped = 0;
+    for (let seed = 1; seed <= 500; seed++) {
+      const r = rng(seed);
+      const hs: NodeHealth[] = [];
+      for (let i = 0; i < 1 + Math.floor(r() * 10); i++) {
+        const some = () => MODELS.filter(() => r() < 0.4);
+        hs.push(node(`n${i}`, { ram_percent: Math.floor(r() * 90), models: some(), installed_models: MODELS, concurrency: 1 + Math.floor(r() * 2) }));
+      }
+      const ordered = cluster(hs);
+      const index = new RoutingIndex(ordered);
+      // Mostly busy clusters, so that many lists have no free slot.
+      const busy = new Map(ordered.map((n) => [n.health.node_id, { waiting: Math.floor(r() * 4), running: r() < 0.85 ? 2 : 0 }]));
+      const load = (id: string): NodeLoad => busy.get(id) ?? { waiting: 0, running: 0 };
+      const learner = randomLearner(r, ordered.map((n) => n.health.node_id));
+      const seen = new Set<readonly NodeView[]>();
+      const first: FreeScan = { noneFree: () => false, sawNoneFree: (pool) => void seen.add(pool) };
+      for (const model of MODELS) {
+        const want = normalizeModel(model);
+        const a = balancedFrom(model, index.pick(model), index.candidates(model), load, learner, undefined, undefined, first);
+        for (const pool of seen) {
+          // Remembered: every node of the list that does not have the model loaded is busy.
+          for (const n of pool) if (!n.loaded.has(want)) expect(load(n.health.node_id).waiting + load(n.health.node_id).running).toBeGreaterThanOrEqual(n.health.concurrency ?? 1);
+        }
+        remembered += seen.size;
+        // Asked again with the memory (nothing changed): the same answer, without that walk.
+        const walked: string[] = [];
+        const counting = (id: string): NodeLoad => (walked.push(id), load(id));
+        const cands = index.candidates(model);
+        const memo: FreeScan = { noneFree: (pool) => seen.has(pool), sawNoneFree: () => undefined };
+        const b = balancedFrom(model, index.pick(model), cands, counting, learner, undefined, undefined, memo);
+        expect({ seed, model, b: b.kind === 'routed' ? [b.node.health.node_id, b.routing, b.avoidedColdLoad] : b.kind }).toEqual({ seed, model, b: a.kind === 'routed' ? [a.node.health.node_id, a.routing, a.avoidedColdLoad] : a.kind });
+        if (seen.has(cands.installed)) {
+          skipped++;
+          const cold = cands.installed.filter((n) => !n.loaded.has(want)).map((n) => n.health.node_id);
+          const g = index.pick(model);
+          const gid = g.kind === 'routed' ? g.node.health.node_id : '';
+          expect(walked.filter((id) => cold.includes(id) && id !== gid)).toEqual([]);
+        }
+        seen.clear();
+      }
+    }
+    expect(remembered).toBeGreaterThan(100);
+    expect(skipped).toBeGreaterThan(100);
   });
 });
