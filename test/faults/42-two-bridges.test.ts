@@ -58,7 +58,12 @@ describe('row 42: two bridges agree on counts', () => {
     for (const id of nodes) expect(Number(agreed[id]!.split('/')[0]) + Number(agreed[id]!.split('/')[1]), id).toBeGreaterThanOrEqual(5);
 
     type Stats = { total_routed: number; sticky_hits: number; fallbacks: number; cluster: { total_routed: number; sticky_hits: number; fallbacks: number } | null };
-    const [sa, sb] = await Promise.all(bridges.map((b) => get<Stats>(b, '/stats')));
+    // Each bridge adds its counts to the cluster's in Redis once a second: wait
+    // until both have, then both must read the same cluster counters.
+    const [sa, sb] = await withDump(w, () => waitFor('both bridges flushed their counts', async () => {
+      const both = await Promise.all(bridges.map((b) => get<Stats>(b, '/stats')));
+      return both.every((x) => x.cluster?.total_routed === 20) ? both : undefined;
+    }, 30_000));
     figures['total_routed per bridge'] = `${sa!.total_routed} + ${sb!.total_routed}`;
     expect(sa!.total_routed + sb!.total_routed).toBe(20);
     expect(sa!.cluster).toEqual(sb!.cluster);

@@ -113,8 +113,10 @@ describe('a drained node', () => {
     const nodes = (await (await s.get('/nodes', b)).json()) as Record<string, unknown>[];
     expect(nodes.find((x) => x['node_id'] === 'a')).toMatchObject({ eligible: false, excluded_reason: 'drained' });
     // The waiting job moves to b; a new request goes to b too.
+    // A move adds the job on b first, then removes it from a (docs/PROTOCOL.md): wait for both.
     await until(() => s.jobs('b').then((j) => j.length === 1), 5000, 'waiting job moved to b');
-    expect((await s.jobs('a')).length).toBe(0);
+    await until(() => s.jobs('a').then((j) => j.length === 0), 5000, 'the old copy removed from a');
+    expect((await s.jobs('b'))[0]!.data.request.request_id).toBe('d1');
     await s.send({ request_id: 'd2', model: 'gemma3:1b', prompt: 'x' });
     await until(() => s.jobs('b').then((j) => j.length === 2), 5000, 'new job on b');
     await until(() => b.stats().rerouted === 1);

@@ -8,17 +8,23 @@ import { harness, until, type Harness, type Scope } from './bridge.harness.js';
 
 let h: Harness;
 const workers: Worker[] = [];
+/** The stand-ins' connections: a Worker does not close a connection it was given. */
+const connections: Redis[] = [];
 beforeAll(async () => {
   h = await harness();
 });
 afterAll(async () => {
   await Promise.all(workers.map((w) => w.close()));
+  // Closed before Redis stops, so none keeps reconnecting (and logging) after the file ends.
+  for (const c of connections) c.disconnect();
   await h.stop();
 });
 
 /** A stand-in for a node's worker: takes the next job, counting the attempt as a worker does. */
 async function take(s: Scope, node: string, token: string): Promise<Job<InferenceJobData>> {
-  const w = new Worker<InferenceJobData>(node, null, { prefix: s.n.nodeQueuePrefix, connection: new Redis(h.server.port, '127.0.0.1', { maxRetriesPerRequest: null }), autorun: false });
+  const connection = new Redis(h.server.port, '127.0.0.1', { maxRetriesPerRequest: null });
+  connections.push(connection);
+  const w = new Worker<InferenceJobData>(node, null, { prefix: s.n.nodeQueuePrefix, connection, autorun: false });
   workers.push(w);
   const job = (await w.getNextJob(token)) as Job<InferenceJobData>;
   await job.updateData({ ...job.data, attempt: job.data.attempt + 1 });
