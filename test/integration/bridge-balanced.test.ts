@@ -179,7 +179,8 @@ describe('balanced routing at the bridge', () => {
     await until(() => s.jobs('full').then((j) => j.length === 1), 5000, 'an unload job');
     const [unload] = await s.jobs('full');
     expect(unload!.data.request).toMatchObject({ model: 'llama3.2:3b', prompt: '', keep_alive: '0s', source: 'orion-unload', reply_to: s.n.keepWarmReplies });
-    expect(b.stats().ram_unloads).toBe(1);
+    // Counted once the job is in the queue (the job is seen first).
+    await until(() => b.stats().ram_unloads === 1, 5000, 'the unload counted');
     // Still over with gemma3:1b alone: the node's lock holds the next unload back for a while
     // (the node reports the RAM it freed first); without the lock, gemma3:1b goes too.
     await unload!.remove();
@@ -190,7 +191,7 @@ describe('balanced routing at the bridge', () => {
     await h.redis.del(s.n.keepWarmLockKey('unload@full'));
     await until(() => s.jobs('full').then((j) => j.length === 1), 5000, 'a second unload job');
     expect((await s.jobs('full'))[0]!.data.request).toMatchObject({ model: 'gemma3:1b', keep_alive: '0s' });
-    expect(b.stats().ram_unloads).toBe(2);
+    await until(() => b.stats().ram_unloads === 2, 5000, 'the second unload counted');
     await b.close();
   });
 
@@ -212,7 +213,7 @@ describe('balanced routing at the bridge', () => {
     await until(() => s.jobs('only').then((j) => j.length === 1), 5000, 'a keep-alive job');
     const [job] = await s.jobs('only');
     expect(job!.data.request).toMatchObject({ model: 'gemma3:1b', prompt: '', keep_alive: '300s', source: 'orion-keep-warm', reply_to: s.n.keepWarmReplies });
-    expect(b.stats().keep_warm).toBe(1);
+    await until(() => b.stats().keep_warm === 1, 5000, 'the renewal counted');
     await b.close();
   });
 
