@@ -153,6 +153,8 @@ describe('the jobs of a dead node are moved to eligible nodes', () => {
     // The first one moved is a fallback; 'other' then counts as loading the model: sticky.
     expect(moved.map((j) => j.data.routing).sort()).toEqual(['fallback', 'sticky']);
     expect(byId['req_d3']).toMatchObject({ attempt: 0 });
+    // A move adds the new copy first, then removes the old one: wait for the removals.
+    await until(() => s.jobs('dying').then((j) => j.length === 1), 5000, 'the old copies removed');
     const left = await s.jobs('dying');
     expect(left.map((j) => j.id)).toEqual([held.id]);
     expect(await owner(s, 'd3')).toBe('other');
@@ -171,6 +173,7 @@ describe('the jobs of a dead node are moved to eligible nodes', () => {
     await s.node('down', { ram_percent: 10, available: false, reason: 'ollama unreachable' });
     const moved = await until(() => s.jobs('other').then((j) => j.length === 2 && j), 5000, 'two waiting jobs moved');
     expect(moved.map((j) => j.data.attempt)).toEqual([0, 0]);
+    await until(() => s.jobs('down').then((j) => j.length === 1), 5000, 'the old copies removed');
     expect((await s.jobs('down')).map((j) => j.id)).toEqual([running.id]);
     expect(await owner(s, running.data.request.request_id)).toBe('down');
     await until(() => b.stats().rerouted === 2);
