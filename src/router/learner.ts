@@ -219,9 +219,28 @@ export class CostLearner {
   /** Expected ms one answer of `model` occupies a job slot on `node` (prompt + generation). */
   answerMs(node: string, model: string): number {
     const m = this.norm(model);
-    const lenEval = this.lens.get(m)?.eval?.v;
+    return this.answerOn(node, m, this.lens.get(m));
+  }
+
+  /**
+   * `answerMs` for one model, as a function of the node: the model's mean lengths are looked up
+   * once, for a caller weighing many nodes.
+   */
+  answerTimesOf(model: string): (node: string) => number {
+    const m = this.norm(model);
+    const lens = this.lens.get(m);
+    return (node) => this.answerOn(node, m, lens);
+  }
+
+  /**
+   * One answer of `m` (normalised) on `node`, `lens` being the model's mean lengths: with token
+   * counts, the node's speed for the model times those lengths; else the node's own mean answer
+   * time, the mean over nodes, the default.
+   */
+  private answerOn(node: string, m: string, lens: { prompt?: Ewma; eval?: Ewma } | undefined): number {
+    const lenEval = lens?.eval?.v;
     const t = lenEval === undefined ? undefined : this.tok.get(node)?.get(m);
-    if (t?.eval !== undefined && lenEval !== undefined) return lenEval * t.eval.v + (t.prompt === undefined ? 0 : (this.lens.get(m)?.prompt?.v ?? 0) * t.prompt.v);
+    if (t?.eval !== undefined && lenEval !== undefined) return lenEval * t.eval.v + (t.prompt === undefined ? 0 : (lens?.prompt?.v ?? 0) * t.prompt.v);
     return getIn(this.answer, node, m)?.v ?? this.answerMeanMs(m);
   }
 
@@ -229,24 +248,6 @@ export class CostLearner {
   private answerMeanMs(m: string): number {
     const agg = this.answerByModel.get(m);
     return agg !== undefined && agg.count > 0 ? agg.sum / agg.count : this.defaults.answerMs;
-  }
-
-  /**
-   * `answerMs` for one model, as a function of the node: what is the model's alone (its mean
-   * lengths, its mean over nodes) is looked up once, for a caller weighing many nodes.
-   */
-  answerTimesOf(model: string): (node: string) => number {
-    const m = this.norm(model);
-    const len = this.lens.get(m);
-    const fallback = this.answerMeanMs(m);
-    const lenEval = len?.eval?.v;
-    const lenPrompt = len?.prompt?.v ?? 0;
-    return (node) => {
-      // With token counts: the node's speed for the model times the model's mean lengths.
-      const t = this.tok.get(node)?.get(m);
-      if (t?.eval !== undefined && lenEval !== undefined) return lenEval * t.eval.v + (t.prompt === undefined ? 0 : lenPrompt * t.prompt.v);
-      return getIn(this.answer, node, m)?.v ?? fallback;
-    };
   }
 
   /** Expected ms a cold load of `model` takes on `node`; `sizeMb` overrides a remembered size. */
