@@ -109,7 +109,10 @@ export interface GroupReaderOptions {
    */
   depth?: number;
   log: Logger;
-  /** While true, nothing new is read (what is pending stays pending); checked before each read. */
+  /**
+   * While true, nothing new is read (what is pending stays pending); checked before each read,
+   * and again before a batch read is handed over.
+   */
   paused?: () => boolean;
   /** Handle a batch; the handler acks (`batch.ack`) what it has finished. Must not throw. */
   handle(batch: Batch): Promise<void>;
@@ -170,7 +173,10 @@ export class GroupReader {
           entries = entries.concat(await this.autoclaim());
         }
         this.failures = 0;
-        if (entries.length > 0) await this.handOver(entries);
+        // A read already blocking when the pause began can still return entries: they wait here,
+        // pending and unhandled, until the pause ends (or, if reading stops, for the next start).
+        while (entries.length > 0 && this.o.paused?.() && !this.stopped) await sleep(Math.min(this.o.blockMs ?? 1000, 250));
+        if (entries.length > 0 && !this.o.paused?.()) await this.handOver(entries);
       } catch (err) {
         if (this.stopped) break;
         const message = (err as Error).message;

@@ -2,11 +2,12 @@
  * The parts the bridge's intake is built from, on a real Redis: a batch and its ack, and the
  * requests held for lack of a node (expiry, cancellation, keeping siblings off their entries).
  */
+import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/lib/logger.js';
 import { ROUTER_GROUP, names, type Names } from '../../src/lib/names.js';
 import { Serial } from '../../src/lib/serial.js';
-import { Batch, ConsumerGroup } from '../../src/router/consumer.js';
+import { Batch, ConsumerGroup, GroupReader } from '../../src/router/consumer.js';
 import { HeldRequests, type Held } from '../../src/router/held.js';
 import { RouterMetrics } from '../../src/router/metrics.js';
 import type { Snapshot } from '../../src/router/registry.js';
@@ -127,5 +128,61 @@ describe('held requests', () => {
     expect(await idle(ids[1]!)).toBeGreaterThanOrEqual(before);
     held.release('r0');
     expect(held.count).toBe(0);
+  });
+});
+
+describe('a group reader paused while a read blocks', () => {
+  it('holds what the read returns, unhandled and pending, until the pause ends', async () => {
+    const n = names(testPrefix('paused'));
+    const group = new ConsumerGroup({ cmd: db.client, stream: n.requests, group: ROUTER_GROUP, consumer: 'c1', log });
+    const blocking = new Redis(db.server.port, '127.0.0.1');
+    let paused = false;
+    let pauseChecks = 0;
+    const handled: string[] = [];
+    const reader = new GroupReader({
+      group,
+      blocking,
+      batchSize: 10,
+      blockMs: 5000,
+      claimIdleMs: 60_000,
+      log,
+      paused: () => {
+        pauseChecks += 1;
+        return paused;
+      },
+      handle: async (b) => {
+        handled.push(...b.entries.map((e) => e.id));
+        for (const e of b.entries) b.finish(e.id);
+        await b.ack(2000);
+      },
+    });
+    const until = async (what: string, ok: () => Promise<boolean> | boolean): Promise<void> => {
+      const end = Date.now() + 10_000;
+      while (!(await ok())) {
+        if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    try {
+      reader.start();
+      // The reader's connection is blocked in XREADGROUP ... BLOCK 5000 when the pause begins.
+      await until('a blocking read', async () => /blocked_clients:[1-9]/.test(await db.client.info('clients')));
+      paused = true;
+      const id = await db.client.xadd(n.requests, '*', 'data', '{}');
+      // Redis served the read: the entry is pending at c1, in the reader's hands.
+      await until('the entry delivered', async () => (await pendingIds(n)).includes(id!));
+      // The reader has since asked twice whether it is paused, and handed nothing over.
+      const checks = pauseChecks;
+      await until('two more pause checks', () => pauseChecks >= checks + 2);
+      expect(handled).toEqual([]);
+      expect(await pendingIds(n)).toEqual([id]);
+      paused = false;
+      await until('the entry handled', () => handled.length > 0);
+      expect(handled).toEqual([id]);
+      await until('the entry acked', async () => (await pendingIds(n)).length === 0);
+    } finally {
+      await reader.stop();
+      blocking.disconnect();
+    }
   });
 });
