@@ -4,7 +4,7 @@
  * of jobs running, and a watchdog that starts the Worker's loop again when Redis ended it.
  * `close()` stops taking jobs and waits, without a time limit, for the running ones.
  */
-import { Worker, type ConnectionOptions, type Job, type WorkerOptions } from 'bullmq';
+import { WaitingError, Worker, type ConnectionOptions, type Job, type WorkerOptions } from 'bullmq';
 import { HeldConnection, JOB_RETENTION, closeBull, settled } from '../lib/bull.js';
 import type { InferenceJobData } from '../lib/bus.js';
 import type { Logger } from '../lib/logger.js';
@@ -43,7 +43,7 @@ export class JobIntake {
   private readonly idleWaiters: (() => void)[] = [];
 
   constructor(private readonly o: JobIntakeOptions) {
-    this.worker = new Worker<InferenceJobData, JobResult>(o.nodeId, (job, _token, signal) => this.run(job, signal), this.workerOptions(), HeldConnection);
+    this.worker = new Worker<InferenceJobData, JobResult>(o.nodeId, (job, token, signal) => this.run(job, token, signal), this.workerOptions(), HeldConnection);
     this.worker.on('error', o.errors.listener('job-worker'));
     // A lost lock means the job may be running elsewhere by now: stop this copy's generation.
     this.worker.on('lockRenewalFailed', (ids: string[]) => {
@@ -71,7 +71,14 @@ export class JobIntake {
     };
   }
 
-  private async run(job: Job<InferenceJobData>, signal?: AbortSignal): Promise<JobResult> {
+  private async run(job: Job<InferenceJobData>, token: string | undefined, signal?: AbortSignal): Promise<JobResult> {
+    // A fetch that was already blocking when the switch went off still hands BullMQ's loop the
+    // job that arrives: it goes back to wait, unstarted, for when the node takes jobs again.
+    if (!this.taking && !this.stopping() && token !== undefined) {
+      await job.moveToWait(token);
+      this.o.log.info({ job_id: job.id }, 'not taking jobs: job handed back to wait');
+      throw new WaitingError();
+    }
     this.setRunning(this.running + 1);
     try {
       return await this.o.process(job, signal);

@@ -8,6 +8,10 @@ import { validateHealth, validateResponse } from '../../src/contracts/index.js';
 import type { InferenceRequest } from '../../src/contracts/types.js';
 import { deadlinesKey, type InferenceJobData } from '../../src/lib/bus.js';
 import { jobIdFor, names, type Names } from '../../src/lib/names.js';
+import { createLogger } from '../../src/lib/logger.js';
+import { JobIntake } from '../../src/worker/job-intake.js';
+import { createWorkerMetrics } from '../../src/worker/metrics.js';
+import { OutageLog } from '../../src/worker/outage-log.js';
 import { createWorker, type WorkerHandle } from '../../src/worker/worker.js';
 import type { ScriptRule, SimulatorHandle } from '../../src/simulator/index.js';
 import { testPrefix } from '../helpers/redis.js';
@@ -260,6 +264,9 @@ describe('failures', () => {
     env.cleanups.push(() => fake.close());
     // A long beat: only the failing job can notice Ollama is gone.
     const { n, queue, worker } = await setup({ fake, nodeId: 'pi-down', flags: { 'heartbeat-interval': '60s' } });
+    // The first scheduled beat runs at once: let it probe Ollama up before Ollama goes, or it
+    // would be the beat, not the job, that finds Ollama gone.
+    await until(async () => ((await worker.metrics.healthPublished.get()).values.find((v) => v.labels.result === 'ok')?.value ?? 0) >= 2, 5000, 'the first scheduled beat');
     // Stop listening (connections refused) on the same port.
     fake.node.setFaults({ refuseConnections: true });
     await fake.node.settled();
@@ -413,5 +420,50 @@ describe('delivery guards', () => {
     await jobState(queue, job.id!, ['completed']);
     expect(await queue.getJob(job.id!)).toBeDefined();
     expect(await env.redis.zscore(`${n.nodeQueuePrefix}:pi-8g:completed`, job.id!)).not.toBeNull();
+  });
+});
+
+describe('the take-jobs switch', () => {
+  it('a job fetched by a read already blocking when the switch went off goes back to wait, unstarted', async () => {
+    const n = names(testPrefix('switch'));
+    const nodeId = 'pi-switch';
+    const [host, port] = env.server.addr.split(':');
+    const log = createLogger({ level: 'silent' });
+    const started: string[] = [];
+    const intake = new JobIntake({
+      nodeId,
+      connection: { host: host!, port: Number(port) },
+      prefix: n.nodeQueuePrefix,
+      concurrency: 1,
+      lockDuration: 30_000,
+      checkEveryMs: 1000,
+      log,
+      metrics: createWorkerMetrics(nodeId),
+      errors: new OutageLog(log),
+      closing: () => false,
+      process: async (job) => {
+        started.push(job.id!);
+        return { superseded: true };
+      },
+    });
+    env.cleanups.push(() => intake.close(new AbortController().signal));
+    const queue = nodeQueue(env.server.addr, n, nodeId);
+    env.cleanups.push(() => queue.close());
+    await intake.ready();
+    intake.take(true, 'test');
+    // BullMQ's loop waits for a job in a blocking read (up to its 5 s drain delay): switch off then.
+    await until(async () => /blocked_clients:[1-9]/.test(await env.redis.info('clients')), 5000, 'a blocking fetch');
+    intake.take(false, 'test');
+    const id = rid('switch');
+    const job = await enqueue(env.redis, queue, n, prompt(id));
+    // The blocking read returned it and BullMQ made it active; the intake handed it back.
+    await until(async () => ((await queue.getJob(job.id!))?.attemptsStarted ?? 0) >= 1, 5000, 'the job fetched');
+    expect(await jobState(queue, job.id!, ['waiting', 'prioritized'])).toMatch(/waiting|prioritized/);
+    expect(started).toEqual([]);
+    expect(intake.active).toBe(0);
+    // Switched on again: the job runs.
+    intake.take(true, 'test');
+    expect(await jobState(queue, job.id!, ['completed'])).toBe('completed');
+    expect(started).toEqual([job.id]);
   });
 });
