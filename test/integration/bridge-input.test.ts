@@ -45,9 +45,9 @@ describe('bad input is answered and dead-lettered, and never stops the bridge', 
     expect(typeof big['request']).toBe('string');
     expect((big['request'] as string).length).toBeLessThanOrEqual(64 * 1024);
 
-    await until(() => b.stats().errors === 7, 3000, 'seven errors counted');
+    await until(() => b.stats().errors === 7, 10_000, 'seven errors counted');
     expect(b.stats()).toMatchObject({ total_routed: 2, errors: 7 });
-    await until(async () => ((await h.redis.xpending(s.n.requests, ROUTER_GROUP)) as unknown[])[0] === 0, 3000, 'all acked');
+    await until(async () => ((await h.redis.xpending(s.n.requests, ROUTER_GROUP)) as unknown[])[0] === 0, 10_000, 'all acked');
 
     // An invalid request does not take its id: sent again correctly, it is routed.
     await s.send(good('bad-schema'));

@@ -109,7 +109,7 @@ describe('a drained node', () => {
     await s.send({ request_id: 'd1', model: 'gemma3:1b', prompt: 'x' });
     await until(() => s.jobs('a').then((j) => j.length === 1));
     await h.redis.sadd(s.n.drained, 'a');
-    await until(() => b.snapshot().views.get('a')?.excludedReason === 'drained', 3000, 'a drained');
+    await until(() => b.snapshot().views.get('a')?.excludedReason === 'drained', 10_000, 'a drained');
     const nodes = (await (await s.get('/nodes', b)).json()) as Record<string, unknown>[];
     expect(nodes.find((x) => x['node_id'] === 'a')).toMatchObject({ eligible: false, excluded_reason: 'drained' });
     // The waiting job moves to b; a new request goes to b too.
@@ -121,7 +121,7 @@ describe('a drained node', () => {
     await until(() => s.jobs('b').then((j) => j.length === 2), 5000, 'new job on b');
     await until(() => b.stats().rerouted === 1);
     await h.redis.srem(s.n.drained, 'a');
-    await until(() => b.snapshot().views.get('a')?.eligible === true, 3000, 'a back');
+    await until(() => b.snapshot().views.get('a')?.eligible === true, 10_000, 'a back');
   });
 
   it('stays stale when it is dead, so its running jobs are recovered as a dead node\'s', async () => {
@@ -129,6 +129,6 @@ describe('a drained node', () => {
     await s.node('gone', { ttl: false });
     await h.redis.sadd(s.n.drained, 'gone');
     const b = await s.start();
-    await until(() => b.snapshot().views.get('gone')?.excludedReason === 'stale', 3000, 'gone stale');
+    await until(() => b.snapshot().views.get('gone')?.excludedReason === 'stale', 10_000, 'gone stale');
   });
 });

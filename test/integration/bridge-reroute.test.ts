@@ -64,10 +64,10 @@ describe('a job a worker hands back is placed on another node', () => {
     expect(moved!.id).toBe('req_rr');
     expect(moved!.data).toMatchObject({ attempt: 1, tried: ['a'], routing: 'fallback' });
     expect(await moved!.getState()).toBe('prioritized');
-    await until(() => s.jobs('a').then((j) => j.length === 0), 3000, 'old copy removed');
+    await until(() => s.jobs('a').then((j) => j.length === 0), 10_000, 'old copy removed');
     expect(await owner(s, 'rr')).toBe('b');
     await until(() => b.stats().rerouted === 1);
-    await until(async () => ((await h.redis.xpending(s.n.reroute, ROUTER_GROUP)) as unknown[])[0] === 0, 3000, 'notice acked');
+    await until(async () => ((await h.redis.xpending(s.n.reroute, ROUTER_GROUP)) as unknown[])[0] === 0, 10_000, 'notice acked');
   });
 
   it('gives the attempt back when the failure was the node\'s (counts false), waiting for the worker to let go of its copy', async () => {
@@ -213,7 +213,7 @@ describe('the jobs of a dead node are moved to eligible nodes', () => {
     await h.redis.del(s.n.healthKey('dying'), s.queue('dying').toKey(`${job.id}:lock`));
     const [r] = await until(() => s.replies().then((x) => x.length === 1 && x), 5000, 'error answer');
     expect(r).toMatchObject({ request_id: 'last', node_id: 'dying', error: { code: 'backend_error' } });
-    await until(async () => (await (await s.jobs('dying'))[0]?.getState()) === 'failed', 3000, 'job in the failed set');
+    await until(async () => (await (await s.jobs('dying'))[0]?.getState()) === 'failed', 10_000, 'job in the failed set');
     expect(await s.jobs('other')).toHaveLength(0);
   });
 });

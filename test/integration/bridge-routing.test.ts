@@ -81,7 +81,7 @@ describe('the bridge routes each request to one node queue', () => {
     await until(() => s.jobs('n1').then((j) => j.length === 1));
     await s.send(req('r-next'));
     await until(() => s.jobs('n1').then((j) => j.length === 2));
-    await until(async () => ((await h.redis.xpending(s.n.requests, ROUTER_GROUP)) as unknown[])[0] === 0, 3000, 'XPENDING empty');
+    await until(async () => ((await h.redis.xpending(s.n.requests, ROUTER_GROUP)) as unknown[])[0] === 0, 10_000, 'XPENDING empty');
   });
 
   it('runs a duplicate request id once; the second reply_to gets the final answer when the job finishes', async () => {
@@ -146,9 +146,9 @@ describe('the bridge routes each request to one node queue', () => {
     const b = await s.start();
     await s.send(req('r-slow', { timeout_ms: 500 }));
     await until(() => s.jobs('n1').then((j) => j.length === 1));
-    const [reply] = await until(() => s.replies().then((r) => r.length === 1 && r), 3000);
+    const [reply] = await until(() => s.replies().then((r) => r.length === 1 && r), 10_000);
     expect(reply).toMatchObject({ request_id: 'r-slow', node_id: 'n1', done: true, error: { code: 'timeout' } });
-    await until(() => s.jobs('n1').then((j) => j.length === 0), 2000, 'job removed');
+    await until(() => s.jobs('n1').then((j) => j.length === 0), 10_000, 'job removed');
     // The error answer is published first and dead-lettered just after.
     const [letter] = await until(() => s.deadletters().then((d) => d.length > 0 && d), 5000, 'the dead letter');
     expect(letter).toMatchObject({ error_code: 'timeout', request_id: 'r-slow', node_id: 'n1' });

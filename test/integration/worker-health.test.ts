@@ -203,7 +203,7 @@ describe('shutdown', () => {
     const closing = worker.close();
     expect(worker.close()).toBe(closing);
     // While draining the node already says it is going away.
-    await until(async () => (await healthOf(n, 'pi-8g'))?.['available'] === false, 2000, 'unavailable while draining');
+    await until(async () => (await healthOf(n, 'pi-8g'))?.['available'] === false, 10_000, 'unavailable while draining');
     await closing;
     expect(await finalOn(env.redis, n.responses, 'drain', 100)).toMatchObject({ response: 'slow but sure' });
     expect(await queue.getJobState(job.id!)).toBe('completed');

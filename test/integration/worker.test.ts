@@ -373,7 +373,7 @@ describe('delivery guards', () => {
     const id = rid('moved-mid');
     answerFor(id, { chunks: Array.from({ length: 20 }, (_, i) => `t${i} `), chunkDelayMs: 50 });
     const job = await enqueue(env.redis, queue, n, prompt(id, { prompt: id, stream: true }));
-    await until(async () => (await streamDocs(env.redis, n.responses)).some((d) => d['request_id'] === id), 3000, 'a partial');
+    await until(async () => (await streamDocs(env.redis, n.responses)).some((d) => d['request_id'] === id), 10_000, 'a partial');
     await env.redis.hset(n.requestKey(id), 'node', 'pi-16g');
     expect(await jobState(queue, job.id!, ['completed'])).toBe('completed');
     expect((await queue.getJob(job.id!))!.returnvalue).toEqual({ superseded: true });
