@@ -157,7 +157,7 @@ export class GroupReader {
           needGroup = false;
         }
         if (this.o.paused?.()) {
-          await sleep(Math.min(this.o.blockMs ?? 1000, 250));
+          await this.pauseStep();
           continue;
         }
         let entries: StreamEntry[];
@@ -175,7 +175,7 @@ export class GroupReader {
         this.failures = 0;
         // A read already blocking when the pause began can still return entries: they wait here,
         // pending and unhandled, until the pause ends (or, if reading stops, for the next start).
-        while (entries.length > 0 && this.o.paused?.() && !this.stopped) await sleep(Math.min(this.o.blockMs ?? 1000, 250));
+        while (entries.length > 0 && this.o.paused?.() && !this.stopped) await this.pauseStep();
         if (entries.length > 0 && !this.o.paused?.()) await this.handOver(entries);
       } catch (err) {
         if (this.stopped) break;
@@ -193,6 +193,11 @@ export class GroupReader {
     }
     // Stopped: the batches still in the handler's hands are finished first.
     await Promise.all(this.inFlight.splice(0));
+  }
+
+  /** One wait while paused, before the flag is asked again. */
+  private pauseStep(): Promise<void> {
+    return sleep(Math.min(this.o.blockMs ?? 1000, 250));
   }
 
   /** Give a batch to the handler; wait while `depth` batches are in its hands. */

@@ -45,6 +45,8 @@ export interface Scope {
   jobs(node: string): Promise<Job<InferenceJobData>[]>;
   replies(stream?: string): Promise<Record<string, unknown>[]>;
   deadletters(): Promise<Record<string, unknown>[]>;
+  /** The dead letters once there is one: an error answer is published first, its letter just after. */
+  lettered(): Promise<Record<string, unknown>[]>;
   get(path: string, bridge: BridgeHandle, init?: RequestInit): Promise<Response>;
 }
 
@@ -106,6 +108,7 @@ export async function harness(): Promise<Harness> {
       },
       replies: (stream = n.responses) => docs(stream),
       deadletters: () => docs(n.deadletter),
+      lettered: () => until(() => docs(n.deadletter).then((d) => d.length > 0 && d), 5000, 'a dead letter'),
       get: (path, bridge, init) => fetch(`http://127.0.0.1:${bridge.httpPort}${path}`, init),
     };
   };
