@@ -6,7 +6,7 @@
  * owns the request, which its worker drops and whose answer the owner guard would refuse.
  */
 import { Job, Queue, type JobsOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { ChainableCommander, Redis } from 'ioredis';
 import type { InferenceRequest } from '../contracts/types.js';
 import { HeldConnection, JOB_RETENTION } from '../lib/bull.js';
 import { withTimeout } from '../lib/time.js';
@@ -35,6 +35,16 @@ export interface DispatcherOptions {
   /** Where placements and moves are told as they happen (the live page), when anyone listens. */
   decisions?: DecisionFeed;
 }
+
+/** A hash field set in the same pipeline as a batch's placements. */
+export interface HashMark {
+  key: string;
+  field: string;
+  value: string;
+}
+
+/** What BullMQ's `Job.addJob` writes through (a client or one of its pipelines). */
+type BullClient = Parameters<Job['addJob']>[0];
 
 /** A placement that can never be added (its job cannot be serialised or Redis refuses it). */
 export interface Refused {
@@ -101,84 +111,81 @@ export class Dispatcher {
   }
 
   /**
-   * Place new jobs: the owners in one script call (in one pipeline with `extra`, if given),
-   * then one addBulk per node queue. The adds go out right behind the owners on the same
-   * connection, without waiting for their reply: Redis runs one connection's commands in order,
-   * so the owners are recorded before the jobs are added, in one round trip instead of two.
-   * Throws when the owners could not be recorded (the batch is tried again: adding a job id
-   * again is a no-op, and a copy on a node that turns out not to own it is dropped by its
-   * worker). Returns the placements whose adds failed or timed out, to be tried again, and
-   * those that can never be added (see `addAll`).
+   * Place new jobs: the owners (one script call), `marks` (hash fields to set) and every job's
+   * add, whatever its node queue, in one pipeline. Redis runs one connection's commands in
+   * order, so the owners are recorded before any job is added, and the whole batch costs one
+   * round trip and one pipeline (BullMQ's `addBulk` builds a pipeline per queue, and each copies
+   * the connection's scripts: with a batch spread over a hundred queues that was most of the
+   * bridge's own CPU). Throws when the owners could not be recorded or Redis did not answer (the
+   * batch is tried again: adding a job id again is a no-op, and a copy on a node that turns out
+   * not to own it is dropped by its worker). Returns the placements whose adds failed for a
+   * passing reason, to be tried again, and those that can never be added: a job that cannot be
+   * serialised, an invalid node id or a Redis error reply to that one add fails alone, and the
+   * rest of the batch goes in.
    */
-  async placeNew(items: readonly Placement[], extra?: (pipe: ReturnType<Redis['pipeline']>) => void): Promise<PlaceResult> {
+  async placeNew(items: readonly Placement[], marks: readonly HashMark[] = []): Promise<PlaceResult> {
     const result: PlaceResult = { retry: [], refused: [] };
-    if (items.length === 0 && !extra) return result;
-    const owners = items.map((it) => ({ requestId: it.data.request.request_id, nodeId: it.nodeId }));
-    let owned: Promise<unknown>;
-    if (extra) {
-      const pipe = this.o.redis.pipeline();
-      void setOwners(pipe, this.o.n, owners);
-      extra(pipe);
-      owned = pipe.exec().then((res) => {
-        const bad = res?.find(([e]) => e);
-        if (bad) throw bad[0];
-      });
-    } else {
-      // No pipeline for a single command (building one costs more than the command).
-      owned = setOwners(this.o.redis, this.o.n, owners);
-    }
-    owned.catch(() => undefined);
-    const byNode = new Map<string, Placement[]>();
+    if (items.length === 0 && marks.length === 0) return result;
+    const jobs: { it: Placement; q: Queue<InferenceJobData> }[] = [];
     for (const it of items) {
-      const list = byNode.get(it.nodeId) ?? [];
-      list.push(it);
-      byNode.set(it.nodeId, list);
+      try {
+        jobs.push({ it, q: this.queue(it.nodeId) });
+      } catch (err) {
+        result.refused.push({ placement: it, reason: (err as Error).message });
+      }
     }
-    await Promise.all([...byNode].map(([nodeId, list]) => this.addAll(nodeId, list, result)));
-    await withTimeout(owned, this.timeoutMs, 'recording owners');
+    const pipe = await withTimeout(this.pipeline(jobs.map((j) => j.q)), this.timeoutMs, 'waiting for the node queues to be ready');
+    const owners = jobs.map(({ it }) => ({ requestId: it.data.request.request_id, nodeId: it.nodeId }));
+    let at = 0;
+    const ownersAt = owners.length > 0 ? at++ : -1;
+    if (owners.length > 0) void setOwners(pipe, this.o.n, owners);
+    for (const m of marks) {
+      pipe.hset(m.key, { [m.field]: m.value });
+      at++;
+    }
+    const added: { it: Placement; at: number }[] = [];
+    for (const { it, q } of jobs) {
+      const opts = jobOptions(it.data.request);
+      try {
+        // Serialises the job and queues BullMQ's add script on the pipeline; throws when the
+        // job cannot be serialised, before anything is queued.
+        new Job<InferenceJobData>(q, JOB_NAME, it.data, opts, opts.jobId).addJob(pipe as unknown as BullClient).catch(() => undefined);
+        added.push({ it, at: at++ });
+      } catch (err) {
+        result.refused.push({ placement: it, reason: (err as Error).message });
+      }
+    }
+    const res = (await withTimeout(pipe.exec(), this.timeoutMs, `placing ${items.length} jobs`)) ?? [];
+    const ownersErr = ownersAt >= 0 ? res[ownersAt]?.[0] : null;
+    if (ownersErr) throw ownersErr;
+    const markErr = res.slice(ownersAt + 1, ownersAt + 1 + marks.length).find(([e]) => e);
+    if (markErr) throw markErr[0];
+    const placed: Placement[] = [];
+    let retried = 0;
+    for (const { it, at: i } of added) {
+      const err = res[i]?.[0] ?? (res[i] ? null : new Error('no reply'));
+      if (!err) placed.push(it);
+      else if (isJobFault(err)) result.refused.push({ placement: it, reason: err.message });
+      else {
+        result.retry.push(it);
+        retried++;
+      }
+    }
+    if (retried > 0) this.o.log.warn({ count: retried, err: res.find(([e]) => e && !isJobFault(e))?.[0]?.message }, 'could not add jobs; they will be tried again');
+    this.tell(placed, 'placed');
     return result;
   }
 
   /**
-   * One addBulk for a node's placements. When it fails because of a job (not because Redis is
-   * away), each job is added alone, so that one request that cannot be queued fails alone and
-   * the rest of the batch goes in.
+   * A pipeline on the connection every node queue shares. With jobs to add it is made through
+   * a queue's client, once each queue is ready (BullMQ defines its scripts on the connection as
+   * the first queue starts): BullMQ's pipeline, whose `runCommand` its add script calls, over
+   * ioredis's own, which has the bus scripts too.
    */
-  private async addAll(nodeId: string, list: readonly Placement[], result: PlaceResult): Promise<void> {
-    let q: Queue<InferenceJobData>;
-    try {
-      q = this.queue(nodeId);
-    } catch (err) {
-      for (const it of list) result.refused.push({ placement: it, reason: (err as Error).message });
-      return;
-    }
-    try {
-      const jobs = list.map((it) => ({ name: JOB_NAME, data: it.data, opts: jobOptions(it.data.request) }));
-      await withTimeout(q.addBulk(jobs), this.timeoutMs, `adding ${list.length} jobs to ${nodeId}`);
-      this.tell(list, 'placed');
-      return;
-    } catch (err) {
-      if (list.length === 1 || !isJobFault(err)) {
-        if (isJobFault(err)) result.refused.push({ placement: list[0]!, reason: (err as Error).message });
-        else {
-          this.o.log.warn({ node: nodeId, count: list.length, err: (err as Error).message }, 'could not add jobs; they will be tried again');
-          result.retry.push(...list);
-        }
-        return;
-      }
-      this.o.log.warn({ node: nodeId, count: list.length, err: (err as Error).message }, 'adding a batch of jobs failed because of a job; adding them one by one');
-    }
-    await Promise.all(
-      list.map(async (it) => {
-        try {
-          await withTimeout(q.add(JOB_NAME, it.data, jobOptions(it.data.request)), this.timeoutMs, `adding a job to ${nodeId}`);
-          this.tell([it], 'placed');
-        } catch (err) {
-          if (isJobFault(err)) result.refused.push({ placement: it, reason: (err as Error).message });
-          else result.retry.push(it);
-        }
-      }),
-    );
+  private async pipeline(queues: readonly Queue<InferenceJobData>[]): Promise<ChainableCommander> {
+    let client: Awaited<Queue['client']> | undefined;
+    for (const q of new Set(queues)) client = await q.client;
+    return client ? (client.pipeline() as unknown as ChainableCommander) : this.o.redis.pipeline();
   }
 
   /** Tell the decision feed about placements, when anyone listens. */

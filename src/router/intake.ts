@@ -281,14 +281,8 @@ export class Intake {
         hold.push({ ...p, reason: c.reason });
       }
     }
-    const markWaiting = hold.filter((h) => !held.has(h.request.request_id));
-    const mark =
-      markWaiting.length > 0
-        ? (pipe: ReturnType<Redis['pipeline']>) => {
-            for (const h of markWaiting) pipe.hset(n.requestKey(h.request.request_id), WAITING_FIELD, '1');
-          }
-        : undefined;
-    const placing = placer.writing(dispatcher.placeNew(placements, mark));
+    const marks = hold.filter((h) => !held.has(h.request.request_id)).map((h) => ({ key: n.requestKey(h.request.request_id), field: WAITING_FIELD, value: '1' }));
+    const placing = placer.writing(dispatcher.placeNew(placements, marks));
     placing.catch(() => undefined);
     return { batch, placing, placements, firstTime, hold, errors, now };
   }

@@ -48,12 +48,36 @@ describe('a job that cannot be queued fails alone', () => {
     await d.close();
   });
 
+  it('places a batch spread over many node queues, with its marks, in one go', async () => {
+    const n = names(testPrefix('iso'));
+    const d = new Dispatcher({ redis, n, log: createLogger({ level: 'silent' }) });
+    const list = Array.from({ length: 60 }, (_, i) => placement(`pi-${i % 20}`, `spread-${i}`));
+    const bad = placement('pi-7', 'spread-bad', { n: 10n as unknown as number });
+    const marks = [{ key: n.requestKey('held-0'), field: 'waiting', value: '1' }];
+    const res = await d.placeNew([...list.slice(0, 30), bad, ...list.slice(30)], marks);
+    expect(res).toEqual({ retry: [], refused: [expect.objectContaining({ placement: bad })] });
+    for (const p of list) {
+      const job = await Job.fromId(d.queue(p.nodeId), jobIdFor(p.data.request.request_id));
+      expect(job?.data.request.request_id, p.data.request.request_id).toBe(p.data.request.request_id);
+      expect(await job!.getState()).toBe('prioritized');
+      expect(await redis.hget(n.requestKey(p.data.request.request_id), 'node')).toBe(p.nodeId);
+    }
+    expect(await redis.hget(n.requestKey('held-0'), 'waiting')).toBe('1');
+    // Adding the same placements again is a no-op: each queue still holds one copy of each.
+    expect(await d.placeNew(list)).toEqual({ retry: [], refused: [] });
+    const counts = await Promise.all(Array.from({ length: 20 }, (_, i) => d.queue(`pi-${i}`).getJobCountByTypes('waiting', 'prioritized')));
+    expect(counts).toEqual(Array.from({ length: 20 }, () => 3));
+    await d.close();
+  });
+
   it('tries a whole batch again when Redis is away, rather than refusing its jobs', async () => {
     const n = names(testPrefix('iso'));
-    const other = new Redis(server.port, '127.0.0.1', { maxRetriesPerRequest: 0, enableOfflineQueue: false, lazyConnect: true, retryStrategy: () => null });
+    const away = await startRedis();
+    const other = new Redis(away.port, '127.0.0.1', { maxRetriesPerRequest: 0, enableOfflineQueue: false, lazyConnect: true, retryStrategy: () => null });
     other.on('error', () => undefined);
     defineBusCommands(other);
     const d = new Dispatcher({ redis: other, n, log: createLogger({ level: 'silent' }), addTimeoutMs: 1000 });
+    await away.stop();
     const list = [placement('pi-b', 'away-0'), placement('pi-b', 'away-1')];
     const res = await d.placeNew(list).catch((err: Error) => ({ thrown: err.message }));
     // Either the owners could not be recorded (the batch is tried again whole) or the adds failed: never refused.
