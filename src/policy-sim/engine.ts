@@ -22,12 +22,22 @@ export interface RunSpec {
   arrivals: readonly Arrival[];
   /** Heat and thermal exclusion on. @defaultValue true */
   heat?: boolean;
+  /** Parts of the real problem taken away, to measure what each costs (ROUTING.md's ablation). */
+  ablate?: Ablation;
+}
+
+/** What an ablation run leaves out. */
+export interface Ablation {
+  /** Loading a model takes no time (it still takes RAM, and may evict another), and the bridge knows it. */
+  freeLoads?: boolean;
+  /** Every node reports at every refresh (1 s) instead of every 5 s. */
+  freshView?: boolean;
 }
 
 export class Run {
   readonly nodes: SimNode[];
   private readonly view: BridgeView;
-  private readonly learner = new CostLearner();
+  private readonly learner: CostLearner;
   private readonly ctx: PolicyContext;
   private readonly heap = new TimeHeap<Job>();
   private readonly held: Job[] = [];
@@ -50,7 +60,10 @@ export class Run {
     this.balanced = s.policy === 'balanced';
     this.meter = new IdleWarmMeter(this.nodes);
     warmStart(this.nodes);
-    this.view = new BridgeView(this.nodes, s.heat ?? true, (n, now) => this.meter.update(n, now));
+    this.view = new BridgeView(this.nodes, s.heat ?? true, (n, now) => this.meter.update(n, now), s.ablate?.freshView ?? false);
+    // With loads free the bridge knows it: a load it has not seen costs nothing (it learns
+    // nothing from a 0 ms load, so this default is what it goes by).
+    this.learner = new CostLearner(s.ablate?.freeLoads ? { loadMs: 0 } : {});
     // Model sizes reach the learner as the bridge's do: from the nodes' health documents.
     for (const v of this.view.views) this.learner.noteSizes(v.health.installed_sizes_mb);
     this.ctx = { nodes: this.nodes, view: this.view, learner: this.learner, byId: new Map(this.nodes.map((n) => [n.id, n])) };
@@ -116,9 +129,14 @@ export class Run {
     this.startJobs(n, now);
   }
 
+  /** How long loading `model` takes on `n` in this run. */
+  private loadMs(n: SimNode, model: string): number {
+    return this.s.ablate?.freeLoads ? 0 : loadTimeMs(n, model);
+  }
+
   /** Ground truth at placement: a node with the model loaded would have started the job sooner. */
   private warmWouldBeSooner(job: Job, cold: SimNode, now: number): boolean {
-    const coldEta = trueStart(cold, now) + loadTimeMs(cold, job.model);
+    const coldEta = trueStart(cold, now) + this.loadMs(cold, job.model);
     for (const n of this.meter.warmNodes(job.model)) {
       const copy = n.copies.get(job.model);
       if (n === cold || copy === undefined || !this.view.views[n.index]!.eligible) continue;
@@ -135,7 +153,7 @@ export class Run {
       let copy = n.copies.get(job.model);
       if (copy === undefined) {
         if (!makeRoom(n, job.model, () => undefined)) break;
-        copy = { readyAt: now + loadTimeMs(n, job.model), active: 0, expiresAt: Number.POSITIVE_INFINITY, lastUsed: now };
+        copy = { readyAt: now + this.loadMs(n, job.model), active: 0, expiresAt: Number.POSITIVE_INFINITY, lastUsed: now };
         n.copies.set(job.model, copy);
         n.usedRam += spec(job.model).memoryBytes;
         n.loads++;

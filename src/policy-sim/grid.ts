@@ -2,7 +2,7 @@
  * The experiment: every cluster size x arrival process x offered load x seed, each policy on
  * the same arrivals, plus the offline reference; and the scale measurement.
  */
-import { Run } from './engine.js';
+import { Run, type Ablation } from './engine.js';
 import type { BoundMetrics } from './bound.js';
 import type { RunMetrics } from './metrics.js';
 import { POLICIES, type PolicyName } from './policies.js';
@@ -48,6 +48,40 @@ export function runGrid(o: GridOptions): Cell[] {
         }
         cells.push(cell);
       }
+    }
+  }
+  return cells;
+}
+
+/** The ablation's variants of `balanced`: what the real problem has that the bound does not. */
+export const ABLATIONS: readonly { name: string; ablate: Ablation }[] = [
+  { name: 'balanced, as built', ablate: {} },
+  { name: 'view at most 1 s old', ablate: { freshView: true } },
+  { name: 'loads take no time', ablate: { freeLoads: true } },
+  { name: 'both', ablate: { freshView: true, freeLoads: true } },
+];
+
+export interface AblationCell {
+  size: number;
+  load: number;
+  /** Per variant (ABLATIONS' order), one run per seed. */
+  runs: RunMetrics[][];
+  bound: BoundMetrics[];
+}
+
+/** `balanced` with parts of the problem taken away, on the grid's own arrivals (Poisson, no heat). */
+export function runAblation(o: Omit<GridOptions, 'kinds' | 'heat'>): AblationCell[] {
+  const cells: AblationCell[] = [];
+  for (const size of o.sizes) {
+    for (const load of o.loads) {
+      const cell: AblationCell = { size, load, runs: ABLATIONS.map(() => []), bound: [] };
+      for (let seed = 1; seed <= o.seeds; seed++) {
+        const arrivals = arrivalsFor({ size, kind: 'poisson', load, seed, requests: o.requests(size) });
+        ABLATIONS.forEach((a, i) => cell.runs[i]!.push(new Run({ size, policy: 'balanced', arrivals, heat: false, ablate: a.ablate }).run()));
+        cell.bound.push(runBound(size, arrivals));
+      }
+      o.progress?.(`ablation: ${size} nodes, load ${load} (${o.seeds} seeds)`);
+      cells.push(cell);
     }
   }
   return cells;

@@ -13,7 +13,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { helpText, parseArgv, parsers, resolveOptions, type OptionSpec, type Resolved } from '../config/options.js';
 import { ConfigError } from '../lib/errors.js';
-import { runAll, runGrid, emptyRuns, measureScale, type Cell, type ScaleResult } from './grid.js';
+import { runAblation, runAll, runGrid, emptyRuns, measureScale, type AblationCell, type Cell, type ScaleResult } from './grid.js';
 import { buildReport } from './report.js';
 import { parseReplay } from './workload.js';
 import { INTRO } from './intro.js';
@@ -43,8 +43,8 @@ export function main(argv: string[]): void {
   const log = (line: string): void => void process.stderr.write(line + '\n');
   const requests = (size: number): number => (a.quick ? QUICK_REQUESTS : FULL_REQUESTS)[size] ?? 2000;
   if (a.render !== undefined) {
-    const saved = JSON.parse(readFileSync(a.render, 'utf8')) as { cells: Cell[]; heat: Cell[]; replay?: Cell; scale?: ScaleResult };
-    write(a, requests, saved.cells, saved.heat, saved.replay, saved.scale, log);
+    const saved = JSON.parse(readFileSync(a.render, 'utf8')) as { cells: Cell[]; ablation?: AblationCell[]; heat: Cell[]; replay?: Cell; scale?: ScaleResult };
+    write(a, requests, { cells: saved.cells, ablation: saved.ablation ?? [], heat: saved.heat, replay: saved.replay, scale: saved.scale }, log);
     return;
   }
   const cells: Cell[] = [];
@@ -56,6 +56,7 @@ export function main(argv: string[]): void {
     cells.push(...runGrid({ sizes: [100], loads, kinds: ['poisson', 'bursty'], seeds: Math.min(a.seeds, 5), requests, heat: false, progress: log }));
     cells.push(...runGrid({ sizes: [1000], loads, kinds: ['poisson'], seeds: Math.min(a.seeds, 2), requests, heat: false, progress: log }));
   }
+  const ablation = runAblation({ sizes: a.quick ? [3] : [3, 10], loads: a.quick ? [0.5] : [0.5, 0.8], seeds: a.quick ? 2 : a.seeds, requests, progress: log });
   const heat = a.quick ? [] : runGrid({ sizes: [10], loads: [0.5, 0.8], kinds: ['poisson'], seeds: a.seeds, requests, heat: true, progress: log });
   let replay: Cell | undefined;
   if (a.replay !== undefined) {
@@ -65,21 +66,23 @@ export function main(argv: string[]): void {
     log(`replayed ${arrivals.length} arrivals from ${a.replay}`);
   }
   const scale: ScaleResult | undefined = a.scale > 0 ? measureScale(1000, a.scale, log) : undefined;
-  write(a, requests, cells, heat, replay, scale, log);
+  write(a, requests, { cells, ablation, heat, replay, scale }, log);
 }
 
-function write(
-  a: Args,
-  requests: (size: number) => number,
-  cells: Cell[],
-  heat: Cell[],
-  replay: Cell | undefined,
-  scale: ScaleResult | undefined,
-  log: (line: string) => void,
-): void {
+interface Results {
+  cells: Cell[];
+  ablation: AblationCell[];
+  heat: Cell[];
+  replay: Cell | undefined;
+  scale: ScaleResult | undefined;
+}
+
+function write(a: Args, requests: (size: number) => number, res: Results, log: (line: string) => void): void {
+  const { cells, ablation, heat, replay, scale } = res;
   const svgDir = a.quick ? join(a.out, 'routing') : join(a.out, 'docs', 'routing');
   const report = buildReport({
     cells,
+    ablation,
     heat,
     ...(replay ? { replay } : {}),
     ...(scale ? { scale } : {}),
@@ -92,7 +95,7 @@ function write(
   mkdirSync(svgDir, { recursive: true });
   for (const [name, svg] of Object.entries(report.svgs)) writeFileSync(join(svgDir, name), svg);
   writeFileSync(join(a.out, 'ROUTING.md'), report.markdown);
-  writeFileSync(join(svgDir, 'results.json'), JSON.stringify({ cells, heat, replay, scale }, null, 1) + '\n');
+  writeFileSync(join(svgDir, 'results.json'), JSON.stringify({ cells, ablation, heat, replay, scale }, null, 1) + '\n');
   log(`wrote ${join(a.out, 'ROUTING.md')} and ${Object.keys(report.svgs).length} plots in ${svgDir}`);
 }
 

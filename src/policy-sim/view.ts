@@ -41,6 +41,8 @@ export class BridgeView {
     private readonly heat: boolean,
     /** Called at every heartbeat: copies may have expired, eligibility may have changed. */
     private readonly onHeartbeat: (n: SimNode, now: number) => void,
+    /** Every node reports at every refresh (an ablation: a view at most 1 s old). */
+    private readonly everyRefresh = false,
   ) {
     this.anticipated = nodes.map(() => new Map());
     this.order = nodes.map((_, i) => i);
@@ -117,8 +119,9 @@ export class BridgeView {
 
   /** The nodes whose turn it is heartbeat at this refresh tick, then the snapshot is rebuilt. */
   tick(now: number): void {
-    const phase = Math.round(now / REFRESH_MS) % (HEARTBEAT_MS / REFRESH_MS);
-    for (let i = phase; i < this.nodes.length; i += HEARTBEAT_MS / REFRESH_MS) this.heartbeat(this.nodes[i]!, now);
+    const every = this.everyRefresh ? 1 : HEARTBEAT_MS / REFRESH_MS;
+    const phase = Math.round(now / REFRESH_MS) % every;
+    for (let i = phase; i < this.nodes.length; i += every) this.heartbeat(this.nodes[i]!, now);
     this.rebuild();
   }
 

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { Run } from '../../src/policy-sim/engine.js';
 import { arrivalsFor, runBound, runPolicy } from '../../src/policy-sim/scenario.js';
 import { generate, parseReplay, replayLine } from '../../src/policy-sim/workload.js';
 
@@ -46,6 +47,21 @@ describe('the policy simulator', () => {
     expect(bound.e2eP50).toBeLessThanOrEqual(balanced.e2eP50 + 1e-9);
   });
 
+  it('measures what loads and a stale view cost: balanced on the same arrivals with each taken away', () => {
+    const as = (ablate: ConstructorParameters<typeof Run>[0]['ablate']) => new Run({ size: 10, policy: 'balanced', arrivals, heat: false, ablate }).run();
+    const built = as({});
+    expect(as({})).toEqual(built);
+    // Loads that take no time, and a bridge that knows it: it loads wherever a slot is free,
+    // so more loads and an earlier first token.
+    const free = as({ freeLoads: true });
+    expect(free.coldLoads).toBeGreaterThan(built.coldLoads * 1.5);
+    expect(free.ttftP50).toBeLessThan(built.ttftP50 * 0.85);
+    // Every node reporting every second: the same arrivals are routed on other figures.
+    const fresh = as({ freshView: true });
+    expect(fresh).not.toEqual(built);
+    expect(fresh.requests).toBe(800);
+  });
+
   it('replays a recorded arrivals log, in time order, with the counts it carries', () => {
     const gen = generate('poisson', 50, 0.3, 9);
     const text = [...gen].reverse().map((a) => replayLine(a, 1_733_390_000_000)).join('\n') + '\n';
@@ -66,6 +82,8 @@ describe('the policy simulator', () => {
     expect(md).toMatch(/## Goals/);
     expect(md).toMatch(/\| balanced \|/);
     expect(md).toMatch(/## Replay of a recorded log/);
+    expect(md).toMatch(/## Where the gap to the bound comes from/);
+    expect(md).toMatch(/\| 3 nodes @ 0.5 \| loads take no time \|/);
     expect(md).toMatch(/2,000 requests on 1,000 nodes/);
     for (const f of ['p99-ttft-10.svg', 'cold-loads.svg']) {
       expect(readFileSync(join(out, 'routing', f), 'utf8')).toMatch(/^<svg /);
