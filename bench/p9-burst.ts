@@ -2,11 +2,13 @@
  * P9: balanced routing with the real programs (the built bridge and workers on nodes of the
  * Ollama simulator at 10x), the burst goals of issue "A cluster, not one Pi": (a) a burst onto
  * nodes that all have the model loaded finishes within 1.25x an even split; (b) when a cold load
- * pays off, within 1.35x the best split; (c) when waiting is cheaper, no cold load at all. The
+ * pays off, within 1.35x the best split; (c) when waiting is cheaper, no cold load at all; and
+ * (d) a burst queued on the only node up spreads to nodes that come up after it (held to (a)'s
+ * 1.25x, against the best split from the moment the bridge sees them). The
  * setup and the measures are fault row 40's (`test/faults/burst.ts`), run `runs` times; each
  * row is the median, and every run's figure is printed.
  */
-import { coldPays, waitCheaper, warmBurst, type Run } from '../test/faults/burst.js';
+import { coldPays, lateNodes, waitCheaper, warmBurst, type Run } from '../test/faults/burst.js';
 import { fmtNum, median, type RowResult } from './lib.js';
 
 export interface BurstOptions {
@@ -21,6 +23,7 @@ export async function runBurstRows(o: BurstOptions): Promise<RowResult[]> {
   const warm: { ratio: number; run: Run; even: number }[] = [];
   const cold: { ratio: number; run: Run; best: number }[] = [];
   const wait: { coldLoads: number; slowLoads: number; run: Run }[] = [];
+  const late: { ratio: number; run: Run; best: number; joinMs: number }[] = [];
   for (let i = 0; i < o.runs; i++) {
     const a = await warmBurst(`p9a-${i}`);
     o.log(`  run ${i + 1}: warm burst ${fmtNum(a.run.makespan)} ms vs even split ${fmtNum(a.even)} ms = ${fmtNum(a.ratio, 2)}, per node ${JSON.stringify(a.run.perNode)}`);
@@ -31,6 +34,9 @@ export async function runBurstRows(o: BurstOptions): Promise<RowResult[]> {
     const c = await waitCheaper(`p9c-${i}`);
     o.log(`  run ${i + 1}: waiting cheaper: cold loads ${c.coldLoads}, answers that paid a load ${c.slowLoads}, per node ${JSON.stringify(c.run.perNode)}`);
     wait.push(c);
+    const d = await lateNodes(`p9d-${i}`);
+    o.log(`  run ${i + 1}: late nodes ${fmtNum(d.run.makespan)} ms vs best split from the join (${fmtNum(d.joinMs)} ms) ${fmtNum(d.best)} ms = ${fmtNum(d.ratio, 2)}, per node ${JSON.stringify(d.run.perNode)}, moves ${String(d.run.stats['moves'])}`);
+    late.push(d);
   }
   const runsOf = (xs: number[], digits = 2): string => `runs: ${xs.map((x) => fmtNum(x, digits)).join(', ')}`;
   const bad = (xs: { run: Run }[]): string => {
@@ -69,5 +75,11 @@ export async function runBurstRows(o: BurstOptions): Promise<RowResult[]> {
       met: coldLoads === 0 && clean(wait),
       runs: wait.map((x) => ({ coldLoads: x.coldLoads, slowLoads: x.slowLoads, perNode: x.run.perNode })),
     },
+    ratioRow(
+      'burst of 30 queued on the only node up, 2 more come up: makespan / best split from then',
+      late.map((x) => ({ ...x, ref: x.best })),
+      1.25,
+      `; per node ${late.map((x) => JSON.stringify(x.run.perNode)).join(' ')}; moves ${late.map((x) => String(x.run.stats['moves'])).join(', ')}`,
+    ),
   ];
 }

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { coldPays, N, waitCheaper, warmBurst, type Run } from './burst.js';
+import { coldPays, lateNodes, N, waitCheaper, warmBurst, type Run } from './burst.js';
 import { report, requireBuilt } from './harness.js';
 
 requireBuilt();
@@ -16,7 +16,7 @@ function clean(run: Run): void {
 describe('row 40: balanced routing, measured with real processes', () => {
   const figures: Record<string, string | number> = {};
   afterAll(() => {
-    if (Object.keys(figures).length > 0) report({ row: 40, title: 'Balanced routing: a burst over warm nodes, a cold load that pays, a wait that is cheaper', figures });
+    if (Object.keys(figures).length > 0) report({ row: 40, title: 'Balanced routing: a burst over warm nodes, a cold load that pays, a wait that is cheaper, nodes that come up after a burst', figures });
   });
 
   it('a burst onto 3 nodes that all have the model loaded finishes within 1.25x an even split', async () => {
@@ -52,5 +52,19 @@ describe('row 40: balanced routing, measured with real processes', () => {
     expect(run.answers.every((a) => (a.load_duration_ms ?? 0) < 1000)).toBe(true);
     expect(run.stats['cold_loads']).toBe(0);
     expect(Number(run.stats['avoided_cold_loads'])).toBeGreaterThan(0);
+  });
+
+  it('a burst queued on the only node up spreads to nodes that come up after it, within 1.25x the best split from then', async () => {
+    const { run, joinMs, best, ratio } = await lateNodes('row40d');
+    clean(run);
+    expect(run.answers).toHaveLength(N);
+    figures['late nodes: per node'] = JSON.stringify(run.perNode);
+    figures['late nodes: all three routable after (ms)'] = joinMs;
+    figures['late nodes: makespan / best split from then'] = ratio.toFixed(2);
+    figures['late nodes: moves'] = Number(run.stats['moves']);
+    // Every job was queued on pi-a; the others got theirs by at least one move each.
+    expect(Number(run.stats['moves'])).toBeGreaterThanOrEqual((run.perNode['pi-b'] ?? 0) + (run.perNode['pi-c'] ?? 0));
+    for (const id of ['pi-b', 'pi-c']) expect(run.perNode[id] ?? 0, id).toBeGreaterThanOrEqual(5);
+    expect(ratio, `${run.makespan} ms against a best split of ${best.toFixed(0)} ms (all routable after ${joinMs} ms)`).toBeLessThanOrEqual(1.25);
   });
 });

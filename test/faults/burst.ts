@@ -34,10 +34,12 @@ export interface Run {
   stats: Record<string, unknown>;
 }
 
-async function burst(w: World, bridge: Proc, prefix: string, count: number): Promise<Run> {
+/** Send `count` requests at once and measure how they went; `meanwhile` runs right after the send. */
+async function burst(w: World, bridge: Proc, prefix: string, count: number, meanwhile?: () => Promise<void>): Promise<Run> {
   const ids = Array.from({ length: count }, (_, i) => `${prefix}-${i}`);
   const t0 = Date.now();
   await w.send(ids.map((request_id, i) => ({ request_id, options: { num_predict: 60, seed: i } })));
+  await meanwhile?.();
   const all = await withDump(w, () => w.allAnswered(ids, 120_000));
   const endAt = new Map<string, number>();
   for (const [entry, fields] of await w.admin.xrange(w.n.responses, '-', '+')) {
@@ -57,6 +59,14 @@ async function burst(w: World, bridge: Proc, prefix: string, count: number): Pro
 const mean = (xs: number[]): number => xs.reduce((s, x) => s + x, 0) / Math.max(1, xs.length);
 
 /** The best makespan of `n` answers of `answerMs` each over nodes that first need `loadMs[i]`. */
+/**
+ * The best makespan when one node works alone for `joinMs` and two more join then: the work
+ * left at the join, shared by three (jobs taken as divisible: a little under what whole jobs allow).
+ */
+export function joinSplit(n: number, answerMs: number, joinMs: number): number {
+  return joinMs + Math.max(0, n * answerMs - joinMs) / 3;
+}
+
 export function bestSplit(n: number, answerMs: number, loadMs: number[]): number {
   let best = Number.POSITIVE_INFINITY;
   const go = (i: number, left: number, worst: number): void => {
@@ -127,4 +137,36 @@ export async function waitCheaper(label: string): Promise<{ run: Run; coldLoads:
     const run = await burst(w, bridge, 'wait', 3);
     return { run, coldLoads: Number(run.stats['cold_loads']), slowLoads: run.answers.filter((a) => (a.load_duration_ms ?? 0) >= 1000).length };
   });
+}
+
+/**
+ * (d) 30 requests onto 3 nodes that all have the model loaded, sent while only pi-a's worker is
+ * up: all 30 queue there. pi-b's and pi-c's workers start right after the send; once the bridge
+ * sees them, the jobs still waiting on pi-a should move. `ratio` = makespan / `joinSplit` from
+ * the moment the bridge routes to all three (`joinMs`, after the send).
+ */
+export async function lateNodes(label: string): Promise<{ run: Run; joinMs: number; best: number; ratio: number }> {
+  const ids = ['pi-a', 'pi-b', 'pi-c'];
+  const w = new World({ nodes: ids.map((id) => ({ id, loaded: ['gemma3:1b'] })), speed: SPEED, label });
+  try {
+    await w.start();
+    w.startWorker('pi-a', ['--concurrency', '1']);
+    const bridge = w.startBridge('bridge-a', FLAGS);
+    await withDump(w, () => w.healthy('pi-a', 30_000));
+    await withDump(w, () => routable(bridge, ['pi-a']));
+    let t0 = 0;
+    let joinMs = 0;
+    const run = await burst(w, bridge, 'late', N, async () => {
+      t0 = Date.now();
+      for (const id of ids.slice(1)) w.startWorker(id, ['--concurrency', '1']);
+      await withDump(w, () => routable(bridge, ids, 30_000));
+      joinMs = Date.now() - t0;
+    });
+    // pi-a worked without a break from the send: its time per job is the answer time here.
+    const perJob = run.span['pi-a']! / run.perNode['pi-a']!;
+    const best = joinSplit(N, perJob, joinMs);
+    return { run, joinMs, best, ratio: run.makespan / best };
+  } finally {
+    await w.close();
+  }
 }
