@@ -67,6 +67,13 @@ export interface MoverOptions {
   perNode?: number;
   /** Moves per pass at most. @defaultValue 200 */
   maxPerPass?: number;
+  /**
+   * Queues whose tails are read per pass at most: half the most backlogged, half the others in
+   * turn, pass after pass. Reading a tail costs a round trip and the jobs' data; on a large
+   * cluster where every node has a backlog, reading them all every second would cost the bridge
+   * more than placing the requests. @defaultValue 32
+   */
+  maxSourcesPerPass?: number;
   /** A move record this old is finished by whichever bridge sees it. @defaultValue 10 s */
   staleMoveMs?: number;
 }
@@ -78,8 +85,26 @@ interface Candidate {
   ahead: number;
 }
 
+/**
+ * The queues a pass reads, of `all` (most backlogged first): all of them when they are at most
+ * `max`; else the most backlogged half of `max`, and the rest of `max` from the others in turn,
+ * starting at `turn`. Returns the turn for the next pass: every queue is read within
+ * ceil(others / (max - max/2)) passes.
+ */
+export function moveSources<T>(all: readonly T[], max: number, turn: number): { picked: T[]; turn: number } {
+  if (all.length <= max) return { picked: [...all], turn };
+  const top = Math.ceil(max / 2);
+  const rest = all.length - top;
+  const picked = all.slice(0, top);
+  const start = turn % rest;
+  for (let i = 0; i < max - top; i++) picked.push(all[top + ((start + i) % rest)]!);
+  return { picked, turn: (start + max - top) % rest };
+}
+
 export class Mover {
   private running: Promise<void> | undefined;
+  /** Where the next pass starts among the queues that are not the most backlogged. */
+  private turn = 0;
 
   constructor(private readonly o: MoverOptions) {
     if (typeof (o.redis as Partial<Redis>).orionClaimMove !== 'function') o.redis.defineCommand('orionClaimMove', { numberOfKeys: 4, lua: CLAIM_MOVE });
@@ -103,10 +128,12 @@ export class Mover {
     await this.finishStale();
     if (s.eligible.length === 0) return;
     let budget = this.o.maxPerPass ?? 200;
-    const sources = [...this.o.load.busy()]
+    const all = [...this.o.load.busy()]
       .filter(([id, f]) => f.waiting > 0 && this.movableFrom(s, id))
       .sort((a, b) => b[1].waiting - a[1].waiting);
-    for (const [from] of sources) {
+    const { picked, turn } = moveSources(all, this.o.maxSourcesPerPass ?? 32, this.turn);
+    this.turn = turn;
+    for (const [from] of picked) {
       if (budget <= 0) break;
       budget -= await this.fromNode(s, from, budget);
     }
