@@ -16,6 +16,7 @@ import { normalizeModel } from '../contracts/index.js';
 import type { CostLearner } from './learner.js';
 import { normalizeCached } from './model-names.js';
 import { pickNode, type Decision, type NodeView } from './routing.js';
+import { WarmOrder } from './warm-order.js';
 
 /** How busy a node is now: jobs placed there and not finished, from the bridge's own counts. */
 export interface NodeLoad {
@@ -44,6 +45,12 @@ export interface FreeScan {
   noneFree(pool: readonly NodeView[]): boolean;
   /** A walk of every node of `pool` found none with a free slot. */
   sawNoneFree(pool: readonly NodeView[]): void;
+  /**
+   * A stamp that changes whenever the expected start of any warm node of `want` may have gone
+   * down, or its candidate list changed: while it holds, the busy warm nodes are kept in order
+   * (`WarmOrder`) instead of weighed one by one for every request. Undefined: weigh them all.
+   */
+  warmStamp?(want: string): string | undefined;
 }
 
 export interface BalancedOptions {
@@ -205,7 +212,8 @@ export function balancedFrom(
   const gEta = etaOn(g, want, gWarm, load, learner, o);
   const keep = (avoidedColdLoad = false): BalancedDecision => routed(g, g, gWarm, gEta, avoidedColdLoad);
   if (gEta.free && !(gWarm && gEta.loadMs > 0)) return keep();
-  const w: Weighing = { want, g, gEta, load, learner, o, scan, ok: (n) => avoid === undefined || !avoid.has(n.health.node_id) };
+  const all = avoid === undefined || avoid.size === 0;
+  const w: Weighing = { want, g, gEta, load, learner, o, scan, all, ok: (n) => all || !avoid.has(n.health.node_id) };
   const warm = bestWarm(c.loaded, w);
   const margin = warm === undefined ? 0 : coldMarginMs(warm.e, o);
   const { cold, coldFree } = soonestCold(c, warm, margin, w);
@@ -224,6 +232,8 @@ interface Weighing {
   learner: CostLearner;
   o: BalancedOptions | undefined;
   scan: FreeScan | undefined;
+  /** No node is to be avoided (`ok` passes every node). */
+  all: boolean;
   ok: (n: NodeView) => boolean;
 }
 
@@ -231,17 +241,49 @@ interface Weighing {
  * synchronous), so a walk allocates nothing. */
 const busyNodes: NodeView[] = [];
 const busyFigures: number[] = [];
+const busyMs: number[] = [];
 const FIGURES = 6;
+
+/** Per candidate list, its busy warm nodes in order of expected start, under a caller's stamp. */
+const warmOrders = new WeakMap<readonly NodeView[], WarmOrder>();
+
+/**
+ * A busy warm node's expected start now, as `bestWarm`'s walk computes it; NaN when it has a free
+ * slot or a load under way (a `WarmOrder`'s condition is then broken).
+ */
+function busyMsNow(n: NodeView, w: Weighing, answerMs: (node: string) => number): number {
+  const l = w.load(n.health.node_id, w.want);
+  const ahead = Math.max(0, l.waiting) + Math.max(0, l.running);
+  const slots = slotsOf(n);
+  if (ahead < slots || Math.max(0, l.loadingMs ?? 0) > 0) return Number.NaN;
+  if (n === w.g) return w.gEta.etaMs;
+  const residual = w.o?.runningResidual ?? DEFAULT_RUNNING_RESIDUAL;
+  const work = l.workMs !== undefined && Number.isFinite(l.workMs) ? Math.max(0, l.workMs) : (Math.max(0, l.running) * residual + Math.max(0, l.waiting)) * answerMs(n.health.node_id);
+  return Math.max(slotWaitMs(slots, ahead, work), 0);
+}
 
 /**
  * Warm: nothing starts sooner than at once, so the first warm node with a free slot and no load
  * under way wins outright, looked for by counts alone (with a thousand nodes most requests end
  * here). Ties go to the guide's order, the order of `loaded`. When every warm node is busy, the
  * smallest expected wait: the counts read on the way are kept, so each node's load is asked for
- * once, and the answer times are looked up only then, the model's part of them once.
+ * once, and the answer times are looked up only then, the model's part of them once. Under the
+ * caller's `warmStamp` the busy nodes found are kept in order (`WarmOrder`), and until the stamp
+ * changes a request asks only the nodes at the top of that order.
  */
 function bestWarm(loaded: readonly NodeView[], w: Weighing): { n: NodeView; e: Eta } | undefined {
+  const stamp = w.all ? w.scan?.warmStamp?.(w.want) : undefined;
+  if (stamp !== undefined) {
+    const order = warmOrders.get(loaded);
+    if (order !== undefined && order.stamp === stamp) {
+      const answerMs = w.learner.answerTimesOf(w.want);
+      const n = order.best((x) => busyMsNow(x, w, answerMs));
+      if (n !== undefined) return { n, e: n === w.g ? w.gEta : etaOn(n, w.want, true, w.load, w.learner, w.o) };
+      warmOrders.delete(loaded);
+    }
+  }
   let busy = 0;
+  let anyLoading = false;
   for (const n of loaded) {
     if (!w.ok(n)) continue;
     const l = w.load(n.health.node_id, w.want);
@@ -249,6 +291,7 @@ function bestWarm(loaded: readonly NodeView[], w: Weighing): { n: NodeView; e: E
     const loading = Math.max(0, l.loadingMs ?? 0);
     const slots = slotsOf(n);
     if (ahead < slots && loading <= 0) return { n, e: { etaMs: 0, waitMs: 0, loadMs: 0, free: true, answers: 0 } };
+    anyLoading ||= loading > 0;
     // `load` may hand back one object for every node: its figures are copied out.
     const f = busy * FIGURES;
     busyNodes[busy++] = n;
@@ -279,12 +322,15 @@ function bestWarm(loaded: readonly NodeView[], w: Weighing): { n: NodeView; e: E
         ms = Math.max(slotWaitMs(slots, ahead, work), loading);
       }
     }
+    busyMs[i] = ms;
     if (best < 0 || ms < bestMs) {
       best = i;
       bestMs = ms;
     }
   }
   if (best < 0) return undefined;
+  // Every warm node busy and none loading: keep them in order for the next requests.
+  if (stamp !== undefined && !anyLoading) warmOrders.set(loaded, new WarmOrder(stamp, busyNodes, busyMs, busy));
   const n = busyNodes[best]!;
   return { n, e: n === w.g ? w.gEta : etaOn(n, w.want, true, w.load, w.learner, w.o) };
 }

@@ -118,6 +118,13 @@ export class CostLearner {
   private readonly floors = new Map<string, number>();
   private floorUpdates = 0;
 
+  /** Observations taken so far: answer times may have changed whenever it moves. */
+  private changes = 0;
+
+  get version(): number {
+    return this.changes;
+  }
+
   constructor(defaults: Partial<LearnerDefaults> = {}) {
     this.defaults = { loadMs: defaults.loadMs ?? DEFAULT_LOAD_TIME_MS, answerMs: defaults.answerMs ?? DEFAULT_ANSWER_TIME_MS };
   }
@@ -141,6 +148,7 @@ export class CostLearner {
 
   /** Learn from one final response of `model` served on `node`. Bad or missing fields are ignored. */
   observe(node: string, model: string, o: Observation, sizeMb?: number): void {
+    this.changes++;
     const m = this.norm(model);
     if (sizeMb !== undefined) this.noteSize(m, sizeMb);
     const load = finite(o.load_duration_ms) ? o.load_duration_ms : 0;

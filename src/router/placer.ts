@@ -67,6 +67,11 @@ class LoadsUnderWay {
     if (m?.delete(nodeId) && m.size === 0) this.byModel.delete(model);
   }
 
+  /** Whether a load of `model` is under way anywhere. */
+  hasModel(model: string): boolean {
+    return this.byModel.has(model);
+  }
+
   /** Any load under way at all (a quick way out for the common case). */
   get empty(): boolean {
     return this.byModel.size === 0;
@@ -88,6 +93,10 @@ export class Placer {
   private readonly scan: FreeScan = {
     noneFree: (pool) => this.noneFree.get(pool) === this.o.load.version,
     sawNoneFree: (pool) => void this.noneFree.set(pool, this.o.load.version),
+    // Loads under way shrink with the clock: with one of `want`, no stamp. Otherwise expected
+    // starts only go up until a count lands lower (load version), an answer teaches the learner
+    // something, or a candidate list changes (the index's version; a new snapshot has new lists).
+    warmStamp: (want) => (this.loadingSince.hasModel(want) ? undefined : `${this.o.load.version}:${this.o.learner.version}:${this.o.registry.current().index.version}`),
   };
   /** model -> when it was last asked for (ms). */
   readonly lastDemand = new Map<string, number>();

@@ -17,6 +17,7 @@ export class RoutingIndex {
   private readonly installedBy = new Map<string, NodeView[]>();
   private readonly unknown: NodeView[] = [];
   private readonly norm = normalizeCached;
+  private changes = 0;
 
   constructor(ordered: readonly NodeView[]) {
     this.ordered = ordered;
@@ -26,11 +27,17 @@ export class RoutingIndex {
     }
   }
 
+  /** Changes whenever a candidate list of this snapshot changes in place (`markLoaded`, `unmarkLoaded`). */
+  get version(): number {
+    return this.changes;
+  }
+
   /**
    * Count `model` as loaded on `node` (one of `ordered`) from now on, as `node.loaded` does
    * once the caller adds it there: the bridge's anticipated loads after a fallback.
    */
   markLoaded(node: NodeView, model: string): void {
+    this.changes++;
     const want = this.norm(model);
     const list = this.loadedBy.get(want);
     if (list === undefined) this.loadedBy.set(want, [node]);
@@ -42,6 +49,7 @@ export class RoutingIndex {
 
   /** Stop counting `model` as loaded on `node`: the anticipated load was called off. */
   unmarkLoaded(node: NodeView, model: string): void {
+    this.changes++;
     const list = this.loadedBy.get(this.norm(model));
     const at = list === undefined ? -1 : list.indexOf(node);
     if (at >= 0) list!.splice(at, 1);

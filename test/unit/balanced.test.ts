@@ -234,4 +234,58 @@ describe('balanced through the routing index', () => {
     expect(remembered).toBeGreaterThan(100);
     expect(skipped).toBeGreaterThan(100);
   });
+
+  it('keeps busy warm nodes in order under a stamp, with the same answers as weighing them all, through placements, finished jobs and learning', () => {
+    let shortcuts = 0;
+    let steps = 0;
+    for (let seed = 1; seed <= 300; seed++) {
+      const r = rng(seed);
+      const hs: NodeHealth[] = [];
+      for (let i = 0; i < 1 + Math.floor(r() * 60); i++) {
+        hs.push(node(`n${i}`, { ram_percent: Math.floor(r() * 90), models: MODELS.filter(() => r() < 0.5), installed_models: MODELS, concurrency: 1 + Math.floor(r() * 2) }));
+      }
+      const ordered = cluster(hs);
+      const index = new RoutingIndex(ordered);
+      // Busy: every slot taken, a backlog here and there (ties of equal nodes included).
+      const figures = new Map(ordered.map((n) => [n.health.node_id, { waiting: Math.floor(r() * 3), running: n.health.concurrency ?? 1 }]));
+      const load = (id: string): NodeLoad => ({ ...(figures.get(id) ?? { waiting: 0, running: 0 }) });
+      const learner = randomLearner(r, ordered.map((n) => n.health.node_id));
+      let lowered = 0;
+      const plain: FreeScan = { noneFree: () => false, sawNoneFree: () => undefined };
+      // As the bridge's Placer does: lists seen with no free slot, and the stamp, both void once a figure went down.
+      const noneFreeAt = new Map<readonly NodeView[], number>();
+      const stamped: FreeScan = {
+        noneFree: (pool) => noneFreeAt.get(pool) === lowered,
+        sawNoneFree: (pool) => void noneFreeAt.set(pool, lowered),
+        warmStamp: () => `${lowered}:${learner.version}`,
+      };
+      for (let step = 0; step < 60; step++) {
+        const model = MODELS[Math.floor(r() * MODELS.length)]!;
+        const cands = index.candidates(model);
+        let walked = 0;
+        const a = balancedFrom(model, index.pick(model), cands, (id) => (walked++, load(id)), learner, undefined, undefined, plain);
+        let asked = 0;
+        const counting = (id: string): NodeLoad => (asked++, load(id));
+        const b = balancedFrom(model, index.pick(model), cands, counting, learner, undefined, undefined, stamped);
+        const what = (d: typeof a) => (d.kind === 'routed' ? [d.node.health.node_id, d.routing, d.etaMs] : [d.kind]);
+        expect({ seed, step, model, d: what(b) }).toEqual({ seed, step, model, d: what(a) });
+        steps++;
+        if (cands.loaded.length >= 8 && asked * 2 < walked) shortcuts++;
+        // The placement, as the bridge counts it: one more job waiting there.
+        if (a.kind === 'routed') figures.get(a.node.health.node_id)!.waiting++;
+        const roll = r();
+        if (roll < 0.1) {
+          // A job finished somewhere: a figure went down, and the stamp says so.
+          const f = figures.get(ordered[Math.floor(r() * ordered.length)]!.health.node_id)!;
+          if (f.waiting > 0) f.waiting--;
+          lowered++;
+        } else if (roll < 0.15) {
+          learner.observe(ordered[Math.floor(r() * ordered.length)]!.health.node_id, model, { prompt_eval_duration_ms: r() * 3000, eval_duration_ms: 1000 + r() * 60_000 });
+        }
+      }
+    }
+    expect(steps).toBe(300 * 60);
+    // The order was used, not just built: most answers on large lists came without the walk.
+    expect(shortcuts).toBeGreaterThan(1000);
+  });
 });
