@@ -104,6 +104,12 @@ first token within 10 s; spills (balanced departed from the guide's choice) and 
   it: on the same arrivals, with loads that take no time, balanced's TTFT p50 is 0.42-0.97x the
   bound's on 3 and 10 nodes (as built: 1.07-1.86x), and p99 1.01-1.57x (as built: 1.24-2.32x).
   A fresher view of the nodes changes TTFT within the runs' spread.
+- **Against bounded-load hashing on large clusters at 0.5, balanced's p99 is over 0.7x; hashing
+  buys it with loads.** At 1,000 nodes its p99 is 97.8 s against balanced's 135 s, below even the
+  pooled-queue reference (108 s), for 1,091 cold loads a run against 281; at 100 nodes 160 s
+  against 127 s (0.79x), for 397 loads against 129. With spare capacity, loading a copy wherever
+  the hash says is cheap in waiting and dear in loads; balanced loads only when that starts the
+  request sooner than a warm node by the cold margin. At 0.8 balanced is 0.23x / 0.51x.
 - **Avoidable cold loads are judged with hindsight.** The bridge cannot know how long the
   answers running now will still take (it assumes half an answer), and, for up to a heartbeat,
   that a copy expired or was evicted. The ablation measures the second: with every node
