@@ -257,9 +257,7 @@ function busyMsNow(n: NodeView, w: Weighing, answerMs: (node: string) => number)
   const slots = slotsOf(n);
   if (ahead < slots || Math.max(0, l.loadingMs ?? 0) > 0) return Number.NaN;
   if (n === w.g) return w.gEta.etaMs;
-  const residual = w.o?.runningResidual ?? DEFAULT_RUNNING_RESIDUAL;
-  const work = l.workMs !== undefined && Number.isFinite(l.workMs) ? Math.max(0, l.workMs) : (Math.max(0, l.running) * residual + Math.max(0, l.waiting)) * answerMs(n.health.node_id);
-  return Math.max(slotWaitMs(slots, ahead, work), 0);
+  return slotWaitMs(slots, ahead, workOf(l, answerMs(n.health.node_id), w.o?.runningResidual ?? DEFAULT_RUNNING_RESIDUAL));
 }
 
 /**

@@ -33,10 +33,6 @@ export class WarmOrder {
     for (let i = (count >> 1) - 1; i >= 0; i--) this.down(i);
   }
 
-  get size(): number {
-    return this.nodes.length;
-  }
-
   /**
    * The node with the smallest expected start now, `msOf` giving a node's current one (NaN when
    * the condition turns out broken: the caller then walks every node and builds a new order).
