@@ -83,6 +83,9 @@ export class Dispatcher {
   private readonly newQueueListeners: ((nodeId: string, q: Queue<InferenceJobData>) => void)[] = [];
   private depthCache: { at: number; value: Promise<Map<string, QueueDepth>> } | undefined;
   private queueErrorLogged = false;
+  /** Queues whose client is ready (each is awaited once), and that client: every queue shares it. */
+  private readonly ready = new WeakSet<Queue<InferenceJobData>>();
+  private client: Awaited<Queue['client']> | undefined;
 
   constructor(private readonly o: DispatcherOptions) {}
 
@@ -183,9 +186,13 @@ export class Dispatcher {
    * ioredis's own, which has the bus scripts too.
    */
   private async pipeline(queues: readonly Queue<InferenceJobData>[]): Promise<ChainableCommander> {
-    let client: Awaited<Queue['client']> | undefined;
-    for (const q of new Set(queues)) client = await q.client;
-    return client ? (client.pipeline() as unknown as ChainableCommander) : this.o.redis.pipeline();
+    if (queues.length === 0) return this.o.redis.pipeline();
+    for (const q of queues) {
+      if (this.ready.has(q)) continue;
+      this.client = await q.client;
+      this.ready.add(q);
+    }
+    return this.client!.pipeline() as unknown as ChainableCommander;
   }
 
   /** Tell the decision feed about placements, when anyone listens. */
