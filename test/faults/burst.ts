@@ -15,6 +15,7 @@ export const SPEED = 10;
 export const N = 30;
 /** gemma3:1b on a Pi 5: about 60 tokens at ~12 tokens/s; a cold load from microSD about 10 s. */
 const FLAGS = ['--routing', 'balanced', '--default-answer-time', '6s', '--default-load-time', '10s'];
+const WORKER_FLAGS = ['--concurrency', '1'];
 
 export interface Run {
   /** From the burst's send to its last answer (ms). */
@@ -82,19 +83,21 @@ export function bestSplit(n: number, answerMs: number, loadMs: number[]): number
 }
 
 /**
- * Nodes pi-a, pi-b, ... with the given models loaded, a worker each and a bridge, all routable;
- * runs `fn`, then stops everything, whatever happened.
+ * Nodes pi-a, pi-b, ... with the given models loaded and a bridge; the first `up` nodes (all by
+ * default) get a worker and are routable before `fn` runs (`w.startWorker(id, WORKER_FLAGS)`
+ * starts the others); then everything stops, whatever happened.
  */
-async function inWorld<T>(label: string, loaded: string[][], fn: (w: World, bridge: Proc) => Promise<T>): Promise<T> {
+async function inWorld<T>(label: string, loaded: string[][], fn: (w: World, bridge: Proc, ids: string[]) => Promise<T>, up = loaded.length): Promise<T> {
   const ids = loaded.map((_, i) => `pi-${String.fromCharCode(97 + i)}`);
   const w = new World({ nodes: ids.map((id, i) => ({ id, loaded: loaded[i]! })), speed: SPEED, label });
   try {
     await w.start();
-    for (const id of ids) w.startWorker(id, ['--concurrency', '1']);
+    const first = ids.slice(0, up);
+    for (const id of first) w.startWorker(id, WORKER_FLAGS);
     const bridge = w.startBridge('bridge-a', FLAGS);
-    for (const id of ids) await withDump(w, () => w.healthy(id, 30_000));
-    await withDump(w, () => routable(bridge, ids));
-    return await fn(w, bridge);
+    for (const id of first) await withDump(w, () => w.healthy(id, 30_000));
+    await withDump(w, () => routable(bridge, first));
+    return await fn(w, bridge, ids);
   } finally {
     await w.close();
   }
@@ -146,27 +149,24 @@ export async function waitCheaper(label: string): Promise<{ run: Run; coldLoads:
  * the moment the bridge routes to all three (`joinMs`, after the send).
  */
 export async function lateNodes(label: string): Promise<{ run: Run; joinMs: number; best: number; ratio: number }> {
-  const ids = ['pi-a', 'pi-b', 'pi-c'];
-  const w = new World({ nodes: ids.map((id) => ({ id, loaded: ['gemma3:1b'] })), speed: SPEED, label });
-  try {
-    await w.start();
-    w.startWorker('pi-a', ['--concurrency', '1']);
-    const bridge = w.startBridge('bridge-a', FLAGS);
-    await withDump(w, () => w.healthy('pi-a', 30_000));
-    await withDump(w, () => routable(bridge, ['pi-a']));
-    let t0 = 0;
-    let joinMs = 0;
-    const run = await burst(w, bridge, 'late', N, async () => {
-      t0 = Date.now();
-      for (const id of ids.slice(1)) w.startWorker(id, ['--concurrency', '1']);
-      await withDump(w, () => routable(bridge, ids, 30_000));
-      joinMs = Date.now() - t0;
-    });
-    // pi-a worked without a break from the send: its time per job is the answer time here.
-    const perJob = run.span['pi-a']! / run.perNode['pi-a']!;
-    const best = joinSplit(N, perJob, joinMs);
-    return { run, joinMs, best, ratio: run.makespan / best };
-  } finally {
-    await w.close();
-  }
+  const g = ['gemma3:1b'];
+  return inWorld(
+    label,
+    [g, g, g],
+    async (w, bridge, ids) => {
+      let t0 = 0;
+      let joinMs = 0;
+      const run = await burst(w, bridge, 'late', N, async () => {
+        t0 = Date.now();
+        for (const id of ids.slice(1)) w.startWorker(id, WORKER_FLAGS);
+        await withDump(w, () => routable(bridge, ids, 30_000));
+        joinMs = Date.now() - t0;
+      });
+      // pi-a worked without a break from the send: its time per job is the answer time here.
+      const perJob = run.span['pi-a']! / run.perNode['pi-a']!;
+      const best = joinSplit(N, perJob, joinMs);
+      return { run, joinMs, best, ratio: run.makespan / best };
+    },
+    1,
+  );
 }

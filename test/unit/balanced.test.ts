@@ -21,6 +21,15 @@ const cluster = (nodes: NodeHealth[]): NodeView[] => eligibleInOrder(nodes.map((
 const loads = (m: Record<string, Partial<NodeLoad>>) => (id: string): NodeLoad => ({ waiting: 0, running: 0, ...m[id] });
 const idle = (): NodeLoad => ({ waiting: 0, running: 0 });
 
+/** 1 to `most` nodes with every model installed, each loaded with chance `loaded`, 1 or 2 slots. */
+function everyModelInstalled(r: () => number, most: number, loaded: number): NodeHealth[] {
+  const hs: NodeHealth[] = [];
+  for (let i = 0; i < 1 + Math.floor(r() * most); i++) {
+    hs.push(node(`n${i}`, { ram_percent: Math.floor(r() * 90), models: MODELS.filter(() => r() < loaded), installed_models: MODELS, concurrency: 1 + Math.floor(r() * 2) }));
+  }
+  return hs;
+}
+
 /** A learner that knows a little, differently per node, so learned figures cannot decide ties. */
 function randomLearner(r: () => number, ids: string[]): CostLearner {
   const l = new CostLearner();
@@ -193,12 +202,7 @@ describe('balanced through the routing index', () => {
     let skipped = 0;
     for (let seed = 1; seed <= 500; seed++) {
       const r = rng(seed);
-      const hs: NodeHealth[] = [];
-      for (let i = 0; i < 1 + Math.floor(r() * 10); i++) {
-        const some = () => MODELS.filter(() => r() < 0.4);
-        hs.push(node(`n${i}`, { ram_percent: Math.floor(r() * 90), models: some(), installed_models: MODELS, concurrency: 1 + Math.floor(r() * 2) }));
-      }
-      const ordered = cluster(hs);
+      const ordered = cluster(everyModelInstalled(r, 10, 0.4));
       const index = new RoutingIndex(ordered);
       // Mostly busy clusters, so that many lists have no free slot.
       const busy = new Map(ordered.map((n) => [n.health.node_id, { waiting: Math.floor(r() * 4), running: r() < 0.85 ? 2 : 0 }]));
@@ -240,11 +244,7 @@ describe('balanced through the routing index', () => {
     let steps = 0;
     for (let seed = 1; seed <= 300; seed++) {
       const r = rng(seed);
-      const hs: NodeHealth[] = [];
-      for (let i = 0; i < 1 + Math.floor(r() * 60); i++) {
-        hs.push(node(`n${i}`, { ram_percent: Math.floor(r() * 90), models: MODELS.filter(() => r() < 0.5), installed_models: MODELS, concurrency: 1 + Math.floor(r() * 2) }));
-      }
-      const ordered = cluster(hs);
+      const ordered = cluster(everyModelInstalled(r, 60, 0.5));
       const index = new RoutingIndex(ordered);
       // Busy: every slot taken, a backlog here and there (ties of equal nodes included).
       const figures = new Map(ordered.map((n) => [n.health.node_id, { waiting: Math.floor(r() * 3), running: n.health.concurrency ?? 1 }]));
