@@ -9,6 +9,7 @@ import { Job, Queue, type JobsOptions } from 'bullmq';
 import type { ChainableCommander, Redis } from 'ioredis';
 import type { InferenceRequest } from '../contracts/types.js';
 import { HeldConnection, JOB_RETENTION } from '../lib/bull.js';
+import { BatchAdds, type BatchJob } from '../lib/bull-batch.js';
 import { withTimeout } from '../lib/time.js';
 import { bullPriority, setOwners, type InferenceJobData } from '../lib/bus.js';
 import type { Logger } from '../lib/logger.js';
@@ -34,6 +35,11 @@ export interface DispatcherOptions {
   depthCacheMs?: number;
   /** Where placements and moves are told as they happen (the live page), when anyone listens. */
   decisions?: DecisionFeed;
+  /**
+   * Add a batch's jobs with one call per node queue (bull-batch.ts) rather than one per job.
+   * @defaultValue true (job by job when the installed BullMQ's scripts are not as expected)
+   */
+  batchAdds?: boolean;
 }
 
 /** A hash field set in the same pipeline as a batch's placements. */
@@ -42,6 +48,22 @@ export interface HashMark {
   field: string;
   value: string;
 }
+
+/** A placement and its node's queue. */
+interface QueuedPlacement {
+  it: Placement;
+  q: Queue<InferenceJobData>;
+}
+
+/** Adds queued on a pipeline: the reply at `at` answers `jobs` (one wrapped call, or one job). */
+interface SentAdd {
+  at: number;
+  jobs: QueuedPlacement[];
+  batch: boolean;
+}
+
+/** Job ids that BullMQ's own checks would pass as they are (see SPEC section 3's request ids). */
+const PLAIN_JOB_ID = /^req_[A-Za-z0-9._-]+$/;
 
 /** What BullMQ's `Job.addJob` writes through (a client or one of its pipelines). */
 type BullClient = Parameters<Job['addJob']>[0];
@@ -86,8 +108,14 @@ export class Dispatcher {
   /** Queues whose client is ready (each is awaited once), and that client: every queue shares it. */
   private readonly ready = new WeakSet<Queue<InferenceJobData>>();
   private client: Awaited<Queue['client']> | undefined;
+  /** The wrapped add scripts, defined on the shared connection; undefined: job by job. */
+  private readonly batch: BatchAdds | undefined;
 
-  constructor(private readonly o: DispatcherOptions) {}
+  constructor(private readonly o: DispatcherOptions) {
+    this.batch = o.batchAdds === false ? undefined : BatchAdds.load();
+    if (this.batch) this.batch.define(o.redis);
+    else if (o.batchAdds !== false) o.log.warn({}, "the installed BullMQ's add scripts are not as expected: jobs are added one by one");
+  }
 
   get timeoutMs(): number {
     return this.o.addTimeoutMs ?? 5000;
@@ -117,19 +145,20 @@ export class Dispatcher {
    * Place new jobs: the owners (one script call), `marks` (hash fields to set) and every job's
    * add, whatever its node queue, in one pipeline. Redis runs one connection's commands in
    * order, so the owners are recorded before any job is added, and the whole batch costs one
-   * round trip and one pipeline (BullMQ's `addBulk` builds a pipeline per queue, and each copies
-   * the connection's scripts: with a batch spread over a hundred queues that was most of the
-   * bridge's own CPU). Throws when the owners could not be recorded or Redis did not answer (the
-   * batch is tried again: adding a job id again is a no-op, and a copy on a node that turns out
-   * not to own it is dropped by its worker). Returns the placements whose adds failed for a
-   * passing reason, to be tried again, and those that can never be added: a job that cannot be
-   * serialised, an invalid node id or a Redis error reply to that one add fails alone, and the
-   * rest of the batch goes in.
+   * round trip. The adds of one queue go out as one call of BullMQ's own add script run per job
+   * (bull-batch.ts); where that is not available, job by job through BullMQ's `Job`. Throws
+   * when the owners could not be recorded or Redis did not answer (the batch is tried again:
+   * adding a job id again is a no-op, and a copy on a node that turns out not to own it is
+   * dropped by its worker). Returns the placements whose adds failed for a passing reason, to
+   * be tried again, and those that can never be added: a job that cannot be serialised, an
+   * invalid node id or a Redis error reply to that one add fails alone, and the rest of the
+   * batch goes in (a call for many jobs that Redis refuses is tried again job by job, to find
+   * the one it refuses).
    */
   async placeNew(items: readonly Placement[], marks: readonly HashMark[] = []): Promise<PlaceResult> {
     const result: PlaceResult = { retry: [], refused: [] };
     if (items.length === 0 && marks.length === 0) return result;
-    const jobs: { it: Placement; q: Queue<InferenceJobData> }[] = [];
+    const jobs: QueuedPlacement[] = [];
     for (const it of items) {
       try {
         jobs.push({ it, q: this.queue(it.nodeId) });
@@ -146,37 +175,98 @@ export class Dispatcher {
       pipe.hset(m.key, { [m.field]: m.value });
       at++;
     }
-    const added: { it: Placement; at: number }[] = [];
-    for (const { it, q } of jobs) {
-      const opts = jobOptions(it.data.request);
-      try {
-        // Serialises the job and queues BullMQ's add script on the pipeline; throws when the
-        // job cannot be serialised, before anything is queued.
-        new Job<InferenceJobData>(q, JOB_NAME, it.data, opts, opts.jobId).addJob(pipe as unknown as BullClient).catch(() => undefined);
-        added.push({ it, at: at++ });
-      } catch (err) {
-        result.refused.push({ placement: it, reason: (err as Error).message });
-      }
-    }
+    const sent = this.batch ? this.addBatches(pipe, jobs, at, result) : this.addEach(pipe, jobs, at, result);
     const res = (await withTimeout(pipe.exec(), this.timeoutMs, `placing ${items.length} jobs`)) ?? [];
     const ownersErr = ownersAt >= 0 ? res[ownersAt]?.[0] : null;
     if (ownersErr) throw ownersErr;
     const markErr = res.slice(ownersAt + 1, ownersAt + 1 + marks.length).find(([e]) => e);
     if (markErr) throw markErr[0];
     const placed: Placement[] = [];
-    let retried = 0;
-    for (const { it, at: i } of added) {
-      const err = res[i]?.[0] ?? (res[i] ? null : new Error('no reply'));
-      if (!err) placed.push(it);
-      else if (isJobFault(err)) result.refused.push({ placement: it, reason: err.message });
-      else {
-        result.retry.push(it);
-        retried++;
-      }
+    const oneByOne = this.replies(sent, res, result, placed);
+    if (oneByOne.length > 0) {
+      const again = await withTimeout(this.pipeline(oneByOne.map((j) => j.q)), this.timeoutMs, 'waiting for the node queues to be ready');
+      const each = this.addEach(again, oneByOne, 0, result);
+      this.replies(each, (await withTimeout(again.exec(), this.timeoutMs, `placing ${oneByOne.length} jobs one by one`)) ?? [], result, placed);
     }
-    if (retried > 0) this.o.log.warn({ count: retried, err: res.find(([e]) => e && !isJobFault(e))?.[0]?.message }, 'could not add jobs; they will be tried again');
+    if (result.retry.length > 0) this.o.log.warn({ count: result.retry.length, err: res.find(([e]) => e && !isJobFault(e))?.[0]?.message }, 'could not add jobs; they will be tried again');
     this.tell(placed, 'placed');
     return result;
+  }
+
+  /** Queue the adds through BullMQ's own `Job`, one command each (see `placeNew`). */
+  private addEach(pipe: ChainableCommander, jobs: readonly QueuedPlacement[], at: number, result: PlaceResult): SentAdd[] {
+    const sent: SentAdd[] = [];
+    for (const { it, q } of jobs) {
+      const opts = jobOptions(it.data.request);
+      try {
+        // Serialises the job and queues BullMQ's add script on the pipeline; throws when the
+        // job cannot be serialised, before anything is queued.
+        new Job<InferenceJobData>(q, JOB_NAME, it.data, opts, opts.jobId).addJob(pipe as unknown as BullClient).catch(() => undefined);
+        sent.push({ at: at++, jobs: [{ it, q }], batch: false });
+      } catch (err) {
+        result.refused.push({ placement: it, reason: (err as Error).message });
+      }
+    }
+    return sent;
+  }
+
+  /** Queue the adds as one wrapped call per queue and priority (see bull-batch.ts). */
+  private addBatches(pipe: ChainableCommander, jobs: readonly QueuedPlacement[], at: number, result: PlaceResult): SentAdd[] {
+    const byQueue = new Map<Queue<InferenceJobData>, { job: BatchJob; p: QueuedPlacement }[]>();
+    const odd: QueuedPlacement[] = [];
+    for (const p of jobs) {
+      const request = p.it.data.request;
+      const id = jobIdFor(request.request_id);
+      // An id BullMQ might refuse goes through its own checks, job by job.
+      if (!PLAIN_JOB_ID.test(id)) {
+        odd.push(p);
+        continue;
+      }
+      let data: string;
+      try {
+        data = JSON.stringify(p.it.data);
+      } catch (err) {
+        result.refused.push({ placement: p.it, reason: (err as Error).message });
+        continue;
+      }
+      const list = byQueue.get(p.q) ?? [];
+      if (list.length === 0) byQueue.set(p.q, list);
+      list.push({ job: { id, priority: bullPriority(request.priority), data }, p });
+    }
+    const sent: SentAdd[] = [];
+    for (const [q, list] of byQueue) {
+      const placementOf = new Map(list.map(({ job, p }) => [job, p]));
+      for (const call of this.batch!.queue(pipe, q, JOB_NAME, list.map((l) => l.job), (job) => ({ jobId: job.id, priority: job.priority, ...JOB_RETENTION }), at)) {
+        sent.push({ at: call.at, jobs: call.jobs.map((j) => placementOf.get(j)!), batch: true });
+        at = call.at + 1;
+      }
+    }
+    return sent.concat(this.addEach(pipe, odd, at, result));
+  }
+
+  /**
+   * Sort the pipeline's replies to the adds: placed, to be tried again, refused. Returns the
+   * jobs of wrapped calls that Redis refused as a whole, to be added one by one.
+   */
+  private replies(sent: readonly SentAdd[], res: [Error | null, unknown][], result: PlaceResult, placed: Placement[]): QueuedPlacement[] {
+    const oneByOne: QueuedPlacement[] = [];
+    for (const s of sent) {
+      const [err, reply] = res[s.at] ?? [new Error('no reply'), undefined];
+      if (err) {
+        if (!isJobFault(err)) result.retry.push(...s.jobs.map((j) => j.it));
+        else if (s.batch) oneByOne.push(...s.jobs);
+        else result.refused.push({ placement: s.jobs[0]!.it, reason: err.message });
+        continue;
+      }
+      const answers = s.batch ? (Array.isArray(reply) ? (reply as unknown[]) : []) : [reply];
+      s.jobs.forEach(({ it }, i) => {
+        const answer = answers[i];
+        if (typeof answer === 'string') placed.push(it);
+        else if (typeof answer === 'number' && answer < 0) result.refused.push({ placement: it, reason: `BullMQ refused the job (its add script answered ${answer})` });
+        else result.retry.push(it);
+      });
+    }
+    return oneByOne;
   }
 
   /**

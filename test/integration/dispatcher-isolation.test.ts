@@ -48,9 +48,12 @@ describe('a job that cannot be queued fails alone', () => {
     await d.close();
   });
 
-  it('places a batch spread over many node queues, with its marks, in one go', async () => {
+  it.each([
+    ['one call per queue', true],
+    ['job by job', false],
+  ])('places a batch spread over many node queues, with its marks, in one go (%s)', async (_how, batchAdds) => {
     const n = names(testPrefix('iso'));
-    const d = new Dispatcher({ redis, n, log: createLogger({ level: 'silent' }) });
+    const d = new Dispatcher({ redis, n, log: createLogger({ level: 'silent' }), batchAdds });
     const list = Array.from({ length: 60 }, (_, i) => placement(`pi-${i % 20}`, `spread-${i}`));
     const bad = placement('pi-7', 'spread-bad', { n: 10n as unknown as number });
     const marks = [{ key: n.requestKey('held-0'), field: 'waiting', value: '1' }];
@@ -67,6 +70,23 @@ describe('a job that cannot be queued fails alone', () => {
     expect(await d.placeNew(list)).toEqual({ retry: [], refused: [] });
     const counts = await Promise.all(Array.from({ length: 20 }, (_, i) => d.queue(`pi-${i}`).getJobCountByTypes('waiting', 'prioritized')));
     expect(counts).toEqual(Array.from({ length: 20 }, () => 3));
+    await d.close();
+  });
+
+  it('adds job by job the jobs of a call Redis refuses, so that only the one it refuses fails', async () => {
+    const n = names(testPrefix('iso'));
+    const d = new Dispatcher({ redis, n, log: createLogger({ level: 'silent' }) });
+    // A string where x-1's job hash would be: BullMQ's add script takes x-1 for a duplicate and
+    // fails reading it (WRONGTYPE), half-way through the call that adds x-0, x-1 and x-2.
+    await redis.set(`${n.nodeQueuePrefix}:pi-x:${jobIdFor('x-1')}`, 'not a job');
+    const list = [placement('pi-x', 'x-0'), placement('pi-y', 'y-0'), placement('pi-x', 'x-1'), placement('pi-x', 'x-2')];
+    const res = await d.placeNew(list);
+    expect(res.retry).toEqual([]);
+    expect(res.refused.map((r) => r.placement.data.request.request_id)).toEqual(['x-1']);
+    expect(res.refused[0]!.reason).toMatch(/WRONGTYPE/);
+    for (const [node, id] of [['pi-x', 'x-0'], ['pi-x', 'x-2'], ['pi-y', 'y-0']] as const) {
+      expect(await (await Job.fromId(d.queue(node), jobIdFor(id)))?.getState(), id).toBe('prioritized');
+    }
     await d.close();
   });
 

@@ -1,0 +1,174 @@
+/**
+ * Adding many jobs to one BullMQ queue in one script call.
+ *
+ * BullMQ adds each job with a call of its own add script (`addPrioritizedJob`, or
+ * `addStandardJob` for priority 0), built from a `Job` object: the object, its options mapped
+ * and packed, its data and a dozen other fields serialised, and a command with the queue's nine
+ * keys written out. For the bridge, which places tens of thousands of jobs a minute, that
+ * per-job work was about a third of its CPU.
+ *
+ * Here BullMQ's own add script, read from the installed package, is wrapped in a loop that
+ * runs it once for each job of a batch: one call carries the queue's keys and the jobs'
+ * options once and, per job, only its id and data. What Redis holds afterwards is what
+ * `Queue.add` would have left, key for key and event for event (test/integration/
+ * bull-batch.test.ts compares the two and has a BullMQ Worker run the jobs), so every BullMQ
+ * reader, Bull Board included, sees ordinary jobs. Should the installed BullMQ lay its scripts
+ * out differently, `BatchAdds.load` answers undefined and the caller adds jobs one by one
+ * through BullMQ's own API.
+ *
+ * As with BullMQ's own adds, a call that Redis fails half-way (a queue key of the wrong type)
+ * keeps what it wrote before the failure: scripts do not roll back.
+ *
+ * The wrapped call:
+ *   KEYS    the queue's keys, in the order BullMQ's script takes them
+ *   ARGV    key prefix, job name, timestamp, the jobs' options (JSON; each job's id is set in
+ *           them), then per job: id, data (JSON)
+ *   reply   per job, what BullMQ's script answers: the job id, or a negative error code
+ */
+import { createRequire } from 'node:module';
+import { Job, type JobsOptions, type Queue } from 'bullmq';
+import type { ChainableCommander, Redis, Result } from 'ioredis';
+
+/** One job of a batch. */
+export interface BatchJob {
+  id: string;
+  /** BullMQ's priority: 0 adds to the wait list, above 0 to the prioritized set. */
+  priority: number;
+  /** The job's data, serialised (`JSON.stringify`, as BullMQ does it). */
+  data: string;
+}
+
+/** One wrapped call queued on a pipeline: its jobs, in the order of the call's reply. */
+export interface BatchCall {
+  at: number;
+  jobs: BatchJob[];
+}
+
+type QueueKeys = Queue['keys'];
+
+interface AddScript {
+  command: 'orionAddPrioritizedJobs' | 'orionAddStandardJobs';
+  /** BullMQ's script file and export, under `bullmq/dist/cjs/scripts/`. */
+  file: string;
+  exportName: string;
+  /** The queue's keys, in the order BullMQ passes them to that script (its header lists them). */
+  keys: (k: QueueKeys) => string[];
+}
+
+const SCRIPTS = {
+  prioritized: {
+    command: 'orionAddPrioritizedJobs',
+    file: 'addPrioritizedJob-9.js',
+    exportName: 'addPrioritizedJob',
+    keys: (k) => [k.marker!, k.meta!, k.id!, k.prioritized!, k.delayed!, k.completed!, k.active!, k.events!, k.pc!],
+  },
+  standard: {
+    command: 'orionAddStandardJobs',
+    file: 'addStandardJob-9.js',
+    exportName: 'addStandardJob',
+    keys: (k) => [k.wait!, k.paused!, k.meta!, k.id!, k.completed!, k.delayed!, k.active!, k.events!, k.marker!],
+  },
+} satisfies Record<string, AddScript>;
+
+/**
+ * BullMQ's script run once per job. Its text reads `KEYS` and `ARGV`; as the body of a local
+ * function taking those two names it reads the call's keys and each job's own arguments,
+ * packed as BullMQ packs them: [key prefix, id, name, timestamp] (no parent, repeat or
+ * deduplication), the data, and the options. The jobs of one call share their options but
+ * for the id (they share a priority: see `queue`).
+ */
+function wrap(content: string): string {
+  return `local function addOne(KEYS, ARGV)
+${content}
+end
+local args = {ARGV[1], '', ARGV[2], tonumber(ARGV[3])}
+local opts = cjson.decode(ARGV[4])
+local out = {}
+local n = 0
+for i = 5, #ARGV, 2 do
+  n = n + 1
+  args[2] = ARGV[i]
+  opts['jobId'] = ARGV[i]
+  out[n] = addOne(KEYS, {cmsgpack.pack(args), ARGV[i + 1], cmsgpack.pack(opts)}) or false
+end
+return out
+`;
+}
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    orionAddPrioritizedJobs(...args: string[]): Result<(string | number | null)[], Context>;
+    orionAddStandardJobs(...args: string[]): Result<(string | number | null)[], Context>;
+  }
+}
+
+/** Read one of BullMQ's scripts from the installed package; undefined when it is not there. */
+function bullScript(s: AddScript): string | undefined {
+  try {
+    const mod = createRequire(import.meta.url)(`bullmq/dist/cjs/scripts/${s.file}`) as Record<string, { content?: unknown; keys?: unknown } | undefined>;
+    const script = mod[s.exportName];
+    const content = script?.content;
+    // The wrapper relies on the script taking nine keys and its job from ARGV[1..3].
+    if (typeof content !== 'string' || script?.keys !== 9 || !content.includes('cmsgpack.unpack(ARGV[1])') || !content.includes('cmsgpack.unpack(ARGV[3])')) return undefined;
+    return content;
+  } catch {
+    return undefined;
+  }
+}
+
+export class BatchAdds {
+  /** BullMQ's options of a job at each priority, as its `Job` maps them, with the id to fill in. */
+  private readonly opts = new Map<number, string>();
+
+  private constructor(private readonly lua: { prioritized: string; standard: string }) {}
+
+  /** Define the two wrapped scripts on a connection (its pipelines get them too); idempotent. */
+  define(redis: Redis): void {
+    if (typeof (redis as Partial<Redis>).orionAddPrioritizedJobs === 'function') return;
+    redis.defineCommand(SCRIPTS.prioritized.command, { numberOfKeys: 9, lua: this.lua.prioritized });
+    redis.defineCommand(SCRIPTS.standard.command, { numberOfKeys: 9, lua: this.lua.standard });
+  }
+
+  /**
+   * Queue the adds of `jobs` to `queue` on `pipe` (whose connection `define` was given): one
+   * call for each priority among them. `optionsOf` gives a job's options as `Queue.add` would
+   * take them; jobs of one priority must have the same options but for their id. Returns the
+   * calls, each with its place in the pipeline counted from `at`.
+   */
+  queue(pipe: ChainableCommander, queue: Queue, name: string, jobs: readonly BatchJob[], optionsOf: (job: BatchJob) => JobsOptions, at: number): BatchCall[] {
+    const byPriority = new Map<number, BatchJob[]>();
+    for (const job of jobs) {
+      const list = byPriority.get(job.priority);
+      if (list) list.push(job);
+      else byPriority.set(job.priority, [job]);
+    }
+    const calls: BatchCall[] = [];
+    const timestamp = String(Date.now());
+    for (const [priority, group] of byPriority) {
+      const script = priority > 0 ? SCRIPTS.prioritized : SCRIPTS.standard;
+      const args: string[] = [...script.keys(queue.keys), queue.keys['']!, name, timestamp, this.optionsAt(queue, name, group[0]!, optionsOf)];
+      for (const job of group) args.push(job.id, job.data);
+      pipe[script.command](...args);
+      calls.push({ at: at + calls.length, jobs: group });
+    }
+    return calls;
+  }
+
+  /** The options BullMQ stores for a job at this priority (JSON), taken once from a `Job` of its own. */
+  private optionsAt(queue: Queue, name: string, job: BatchJob, optionsOf: (job: BatchJob) => JobsOptions): string {
+    let o = this.opts.get(job.priority);
+    if (o === undefined) {
+      o = JSON.stringify(new Job(queue, name, {}, optionsOf(job), job.id).asJSON().opts);
+      this.opts.set(job.priority, o);
+    }
+    return o;
+  }
+
+  /** The wrapped scripts, or undefined when the installed BullMQ's add scripts are not as expected. */
+  static load(): BatchAdds | undefined {
+    const prioritized = bullScript(SCRIPTS.prioritized);
+    const standard = bullScript(SCRIPTS.standard);
+    if (prioritized === undefined || standard === undefined) return undefined;
+    return new BatchAdds({ prioritized: wrap(prioritized), standard: wrap(standard) });
+  }
+}

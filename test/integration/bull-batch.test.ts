@@ -1,0 +1,125 @@
+/**
+ * The batch adds (src/lib/bull-batch.ts) leave in Redis what BullMQ's own `Queue.add` leaves:
+ * the same job hashes, lists, sets, counters and events. Should a BullMQ upgrade change its
+ * add scripts' keys or arguments, this is where it shows.
+ */
+import { Job, Queue, Worker, type JobsOptions } from 'bullmq';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { JOB_RETENTION } from '../../src/lib/bull.js';
+import { BatchAdds, type BatchJob } from '../../src/lib/bull-batch.js';
+import { startRedis, testPrefix, type RedisServer } from '../helpers/redis.js';
+
+let server: RedisServer;
+let redis: Redis;
+let batch: BatchAdds;
+
+beforeAll(async () => {
+  server = await startRedis();
+  redis = new Redis(server.port, '127.0.0.1', { maxRetriesPerRequest: null });
+  const loaded = BatchAdds.load();
+  if (!loaded) throw new Error("BullMQ's add scripts are not where bull-batch.ts reads them");
+  batch = loaded;
+  batch.define(redis);
+});
+afterAll(async () => {
+  redis.disconnect();
+  await server.stop();
+});
+
+const optionsOf = (job: BatchJob): JobsOptions => ({ jobId: job.id, priority: job.priority, ...JOB_RETENTION });
+
+/** The jobs of one test: ids, priorities (0 = none) and data of every kind BullMQ keeps apart. */
+const JOBS: { id: string; priority: number; data: unknown }[] = [
+  { id: 'req_a', priority: 5, data: { request: { request_id: 'a', prompt: 'héllo "x"\n' }, tried: [] } },
+  { id: 'req_b', priority: 0, data: { request: { request_id: 'b' }, n: 1.5 } },
+  { id: 'req_c', priority: 9, data: { request: { request_id: 'c' }, nested: { deep: [1, { x: null }] } } },
+  { id: 'req_d', priority: 5, data: {} },
+  { id: 'req_e', priority: 0, data: { request: { request_id: 'e' } } },
+];
+
+/** Everything a queue holds in Redis, with what differs by the clock alone taken out. */
+async function stateOf(prefix: string, name: string): Promise<Record<string, unknown>> {
+  const base = `${prefix}:${name}:`;
+  const keys = (await redis.keys(`${base}*`)).sort();
+  const out: Record<string, unknown> = {};
+  for (const key of keys) {
+    const short = key.slice(base.length);
+    const type = await redis.type(key);
+    if (type === 'hash') {
+      const h = await redis.hgetall(key);
+      delete h['timestamp'];
+      for (const f of ['data', 'opts']) if (h[f] !== undefined) h[f] = JSON.parse(h[f]);
+      out[short] = h;
+    } else if (type === 'zset') out[short] = await redis.zrange(key, 0, -1, 'WITHSCORES');
+    else if (type === 'list') out[short] = await redis.lrange(key, 0, -1);
+    else if (type === 'string') out[short] = await redis.get(key);
+    else if (type === 'stream') out[short] = (await redis.xrange(key, '-', '+')).map(([, fields]) => fields);
+    else out[short] = type;
+  }
+  return out;
+}
+
+async function addWithBatch(q: Queue, list: typeof JOBS): Promise<unknown[]> {
+  const pipe = redis.pipeline();
+  const calls = batch.queue(pipe, q, 'inference', list.map((j) => ({ id: j.id, priority: j.priority, data: JSON.stringify(j.data) })), optionsOf, 0);
+  const res = (await pipe.exec()) ?? [];
+  const answers = new Map<string, unknown>();
+  calls.forEach((c) => {
+    const [err, reply] = res[c.at]!;
+    if (err) throw err;
+    c.jobs.forEach((j, i) => answers.set(j.id, (reply as unknown[])[i]));
+  });
+  return list.map((j) => answers.get(j.id));
+}
+
+describe('batch adds', () => {
+  it("leave the same keys, job hashes, counters and events as BullMQ's Queue.add", async () => {
+    const prefix = testPrefix('batch');
+    const viaBull = new Queue('pi-bull', { connection: redis, prefix });
+    const viaBatch = new Queue('pi-batch', { connection: redis, prefix });
+    await Promise.all([viaBull.waitUntilReady(), viaBatch.waitUntilReady()]);
+    // A call adds the jobs of one priority (in their order) and the calls go in the order their
+    // priorities first appear: the same order here, so that counters and events line up.
+    const inCallOrder = [...new Set(JOBS.map((j) => j.priority))].flatMap((p) => JOBS.filter((j) => j.priority === p));
+    expect(inCallOrder.map((j) => j.id)).toEqual(['req_a', 'req_d', 'req_b', 'req_e', 'req_c']);
+    for (const j of inCallOrder) await viaBull.add('inference', j.data, optionsOf({ id: j.id, priority: j.priority, data: '' }));
+    expect(await addWithBatch(viaBatch, JOBS)).toEqual(JOBS.map((j) => j.id));
+    const [a, b] = await Promise.all([stateOf(prefix, 'pi-bull'), stateOf(prefix, 'pi-batch')]);
+    expect(Object.keys(b)).toEqual(Object.keys(a));
+    expect(b).toEqual(a);
+    // The kinds really differ: priority 0 goes to the wait list, the others to the prioritized set.
+    expect(await viaBatch.getJobCounts('wait', 'prioritized')).toEqual({ wait: 2, prioritized: 3 });
+    // Adding the same ids again is what BullMQ makes of it: a no-op answered with the id.
+    expect(await addWithBatch(viaBatch, JOBS.slice(0, 2))).toEqual(['req_a', 'req_b']);
+    await viaBull.add('inference', JOBS[0]!.data, optionsOf({ id: 'req_a', priority: 5, data: '' }));
+    await viaBull.add('inference', JOBS[1]!.data, optionsOf({ id: 'req_b', priority: 0, data: '' }));
+    expect(await stateOf(prefix, 'pi-batch')).toEqual(await stateOf(prefix, 'pi-bull'));
+    await Promise.all([viaBull.close(), viaBatch.close()]);
+  });
+
+  it('are jobs a BullMQ Worker runs, highest priority first, with their data', async () => {
+    const prefix = testPrefix('batch-run');
+    const q = new Queue('pi-run', { connection: redis, prefix });
+    await q.waitUntilReady();
+    expect(await addWithBatch(q, JOBS)).toEqual(JOBS.map((j) => j.id));
+    const seen: { id: string; data: unknown }[] = [];
+    const worker = new Worker(
+      'pi-run',
+      async (job: Job) => {
+        seen.push({ id: job.id!, data: job.data });
+        return 'ok';
+      },
+      { connection: new Redis(server.port, '127.0.0.1', { maxRetriesPerRequest: null }), prefix, concurrency: 1 },
+    );
+    await expect.poll(() => seen.length, { timeout: 10_000 }).toBe(JOBS.length);
+    await worker.close();
+    // Standard jobs before prioritized ones, then by BullMQ priority (lower number first).
+    expect(seen.map((s) => s.id)).toEqual(['req_b', 'req_e', 'req_a', 'req_d', 'req_c']);
+    for (const j of JOBS) expect(seen.find((s) => s.id === j.id)!.data).toEqual(j.data);
+    const done = await Job.fromId(q, 'req_c');
+    expect(done?.returnvalue).toBe('ok');
+    expect(done?.opts).toEqual(expect.objectContaining({ jobId: 'req_c', priority: 9, attempts: 0, ...JOB_RETENTION }));
+    await q.close();
+  });
+});
