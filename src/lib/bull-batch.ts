@@ -1,5 +1,5 @@
 /**
- * Adding many jobs to one BullMQ queue in one script call.
+ * Adding many jobs, to one BullMQ queue or to many, in one script call.
  *
  * BullMQ adds each job with a call of its own add script (`addPrioritizedJob`, or
  * `addStandardJob` for priority 0), built from a `Job` object: the object, its options mapped
@@ -8,7 +8,7 @@
  * per-job work was about a third of its CPU.
  *
  * Here BullMQ's own add script, read from the installed package, is wrapped in a loop that
- * runs it once for each job of a batch: one call carries the queue's keys and the jobs'
+ * runs it once for each job of a batch: one call carries each queue's keys and the jobs'
  * options once and, per job, only its id and data. What Redis holds afterwards is what
  * `Queue.add` would have left, key for key and event for event (test/integration/
  * bull-batch.test.ts compares the two and has a BullMQ Worker run the jobs), so every BullMQ
@@ -19,11 +19,12 @@
  * As with BullMQ's own adds, a call that Redis fails half-way (a queue key of the wrong type)
  * keeps what it wrote before the failure: scripts do not roll back.
  *
- * The wrapped call:
- *   KEYS    the queue's keys, in the order BullMQ's script takes them
- *   ARGV    key prefix, job name, timestamp, the jobs' options (JSON; each job's id is set in
- *           them), then per job: id, data (JSON)
- *   reply   per job, what BullMQ's script answers: the job id, or a negative error code
+ * The wrapped call adds groups of jobs, each group to one queue and at one priority:
+ *   KEYS    per group, its queue's nine keys, in the order BullMQ's script takes them
+ *   ARGV    job name, timestamp, then per group: its queue's key prefix, its jobs' options
+ *           (JSON; each job's id is set in them), its number of jobs, and per job: id, data
+ *   reply   per job, in order, what BullMQ's script answers: the job id, or a negative error
+ *           code
  */
 import { createRequire } from 'node:module';
 import { Job, type JobsOptions, type Queue } from 'bullmq';
@@ -72,24 +73,30 @@ const SCRIPTS = {
 
 /**
  * BullMQ's script run once per job. Its text reads `KEYS` and `ARGV`; as the body of a local
- * function taking those two names it reads the call's keys and each job's own arguments,
+ * function taking those two names it reads its group's keys and each job's own arguments,
  * packed as BullMQ packs them: [key prefix, id, name, timestamp] (no parent, repeat or
- * deduplication), the data, and the options. The jobs of one call share their options but
- * for the id (they share a priority: see `queue`).
+ * deduplication), the data, and the options.
  */
 function wrap(content: string): string {
   return `local function addOne(KEYS, ARGV)
 ${content}
 end
-local args = {ARGV[1], '', ARGV[2], tonumber(ARGV[3])}
-local opts = cjson.decode(ARGV[4])
-local out = {}
-local n = 0
-for i = 5, #ARGV, 2 do
-  n = n + 1
-  args[2] = ARGV[i]
-  opts['jobId'] = ARGV[i]
-  out[n] = addOne(KEYS, {cmsgpack.pack(args), ARGV[i + 1], cmsgpack.pack(opts)}) or false
+local name, timestamp = ARGV[1], tonumber(ARGV[2])
+local out, n, a = {}, 0, 3
+for g = 0, #KEYS / 9 - 1 do
+  local keys = {}
+  for k = 1, 9 do keys[k] = KEYS[g * 9 + k] end
+  local args = {ARGV[a], '', name, timestamp}
+  local opts = cjson.decode(ARGV[a + 1])
+  local count = tonumber(ARGV[a + 2])
+  a = a + 3
+  for _ = 1, count do
+    args[2] = ARGV[a]
+    opts['jobId'] = ARGV[a]
+    n = n + 1
+    out[n] = addOne(keys, {cmsgpack.pack(args), ARGV[a + 1], cmsgpack.pack(opts)}) or false
+    a = a + 2
+  end
 end
 return out
 `;
@@ -97,8 +104,9 @@ return out
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    orionAddPrioritizedJobs(...args: string[]): Result<(string | number | null)[], Context>;
-    orionAddStandardJobs(...args: string[]): Result<(string | number | null)[], Context>;
+    /** numkeys, then the keys, then the arguments (see `wrap`). */
+    orionAddPrioritizedJobs(...args: (string | number)[]): Result<(string | number | null)[], Context>;
+    orionAddStandardJobs(...args: (string | number)[]): Result<(string | number | null)[], Context>;
   }
 }
 
@@ -125,31 +133,44 @@ export class BatchAdds {
   /** Define the two wrapped scripts on a connection (its pipelines get them too); idempotent. */
   define(redis: Redis): void {
     if (typeof (redis as Partial<Redis>).orionAddPrioritizedJobs === 'function') return;
-    redis.defineCommand(SCRIPTS.prioritized.command, { numberOfKeys: 9, lua: this.lua.prioritized });
-    redis.defineCommand(SCRIPTS.standard.command, { numberOfKeys: 9, lua: this.lua.standard });
+    redis.defineCommand(SCRIPTS.prioritized.command, { lua: this.lua.prioritized });
+    redis.defineCommand(SCRIPTS.standard.command, { lua: this.lua.standard });
   }
 
   /**
-   * Queue the adds of `jobs` to `queue` on `pipe` (whose connection `define` was given): one
-   * call for each priority among them. `optionsOf` gives a job's options as `Queue.add` would
-   * take them; jobs of one priority must have the same options but for their id. Returns the
-   * calls, each with its place in the pipeline counted from `at`.
+   * Queue the adds of `lists` (jobs for each queue) on `pipe`, whose connection `define` was
+   * given: one call for the jobs with a priority, one for those without, whatever their queue.
+   * `optionsOf` gives a job's options as `Queue.add` would take them; jobs of one priority must
+   * have the same options but for their id. Returns the calls, each with its place in the
+   * pipeline counted from `at` and its jobs in the order of its reply.
    */
-  queue(pipe: ChainableCommander, queue: Queue, name: string, jobs: readonly BatchJob[], optionsOf: (job: BatchJob) => JobsOptions, at: number): BatchCall[] {
-    const byPriority = new Map<number, BatchJob[]>();
-    for (const job of jobs) {
-      const list = byPriority.get(job.priority);
-      if (list) list.push(job);
-      else byPriority.set(job.priority, [job]);
-    }
+  add(pipe: ChainableCommander, lists: readonly { queue: Queue; jobs: readonly BatchJob[] }[], name: string, optionsOf: (job: BatchJob) => JobsOptions, at: number): BatchCall[] {
     const calls: BatchCall[] = [];
     const timestamp = String(Date.now());
-    for (const [priority, group] of byPriority) {
-      const script = priority > 0 ? SCRIPTS.prioritized : SCRIPTS.standard;
-      const args: string[] = [...script.keys(queue.keys), queue.keys['']!, name, timestamp, this.optionsAt(queue, name, group[0]!, optionsOf)];
-      for (const job of group) args.push(job.id, job.data);
-      pipe[script.command](...args);
-      calls.push({ at: at + calls.length, jobs: group });
+    for (const script of [SCRIPTS.prioritized, SCRIPTS.standard]) {
+      const keys: string[] = [];
+      const args: string[] = [name, timestamp];
+      const order: BatchJob[] = [];
+      for (const { queue, jobs } of lists) {
+        const byPriority = new Map<number, BatchJob[]>();
+        for (const job of jobs) {
+          if (job.priority > 0 !== (script === SCRIPTS.prioritized)) continue;
+          const group = byPriority.get(job.priority);
+          if (group) group.push(job);
+          else byPriority.set(job.priority, [job]);
+        }
+        for (const group of byPriority.values()) {
+          keys.push(...script.keys(queue.keys));
+          args.push(queue.keys['']!, this.optionsAt(queue, name, group[0]!, optionsOf), String(group.length));
+          for (const job of group) {
+            args.push(job.id, job.data);
+            order.push(job);
+          }
+        }
+      }
+      if (order.length === 0) continue;
+      pipe[script.command](keys.length, ...keys, ...args);
+      calls.push({ at: at + calls.length, jobs: order });
     }
     return calls;
   }

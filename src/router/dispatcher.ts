@@ -145,8 +145,9 @@ export class Dispatcher {
    * Place new jobs: the owners (one script call), `marks` (hash fields to set) and every job's
    * add, whatever its node queue, in one pipeline. Redis runs one connection's commands in
    * order, so the owners are recorded before any job is added, and the whole batch costs one
-   * round trip. The adds of one queue go out as one call of BullMQ's own add script run per job
-   * (bull-batch.ts); where that is not available, job by job through BullMQ's `Job`. Throws
+   * round trip. The adds go out as one call of BullMQ's own add script run per job, whatever
+   * their queues (two when some jobs have no BullMQ priority: bull-batch.ts); where that is not
+   * available, job by job through BullMQ's `Job`. Throws
    * when the owners could not be recorded or Redis did not answer (the batch is tried again:
    * adding a job id again is a no-op, and a copy on a node that turns out not to own it is
    * dropped by its worker). Returns the placements whose adds failed for a passing reason, to
@@ -210,7 +211,7 @@ export class Dispatcher {
     return sent;
   }
 
-  /** Queue the adds as one wrapped call per queue and priority (see bull-batch.ts). */
+  /** Queue the adds as at most two wrapped calls, whatever their queues (see bull-batch.ts). */
   private addBatches(pipe: ChainableCommander, jobs: readonly QueuedPlacement[], at: number, result: PlaceResult): SentAdd[] {
     const byQueue = new Map<Queue<InferenceJobData>, { job: BatchJob; p: QueuedPlacement }[]>();
     const odd: QueuedPlacement[] = [];
@@ -233,13 +234,12 @@ export class Dispatcher {
       if (list.length === 0) byQueue.set(p.q, list);
       list.push({ job: { id, priority: bullPriority(request.priority), data }, p });
     }
+    const lists = [...byQueue].map(([queue, list]) => ({ queue, jobs: list.map((l) => l.job) }));
+    const placementOf = new Map([...byQueue.values()].flatMap((list) => list.map(({ job, p }) => [job, p] as const)));
     const sent: SentAdd[] = [];
-    for (const [q, list] of byQueue) {
-      const placementOf = new Map(list.map(({ job, p }) => [job, p]));
-      for (const call of this.batch!.queue(pipe, q, JOB_NAME, list.map((l) => l.job), (job) => ({ jobId: job.id, priority: job.priority, ...JOB_RETENTION }), at)) {
-        sent.push({ at: call.at, jobs: call.jobs.map((j) => placementOf.get(j)!), batch: true });
-        at = call.at + 1;
-      }
+    for (const call of this.batch!.add(pipe, lists, JOB_NAME, (job) => ({ jobId: job.id, priority: job.priority, ...JOB_RETENTION }), at)) {
+      sent.push({ at: call.at, jobs: call.jobs.map((j) => placementOf.get(j)!), batch: true });
+      at = call.at + 1;
     }
     return sent.concat(this.addEach(pipe, odd, at, result));
   }

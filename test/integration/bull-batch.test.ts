@@ -60,49 +60,63 @@ async function stateOf(prefix: string, name: string): Promise<Record<string, unk
   return out;
 }
 
-async function addWithBatch(q: Queue, list: typeof JOBS): Promise<unknown[]> {
+/** Add each queue's jobs with one pipeline of batch adds: the answer to each job id (ids differ across queues), in the order added. */
+async function addWithBatch(lists: { queue: Queue; jobs: typeof JOBS }[]): Promise<Map<string, unknown>> {
   const pipe = redis.pipeline();
-  const calls = batch.queue(pipe, q, 'inference', list.map((j) => ({ id: j.id, priority: j.priority, data: JSON.stringify(j.data) })), optionsOf, 0);
+  const calls = batch.add(pipe, lists.map(({ queue, jobs }) => ({ queue, jobs: jobs.map((j) => ({ id: j.id, priority: j.priority, data: JSON.stringify(j.data) })) })), 'inference', optionsOf, 0);
   const res = (await pipe.exec()) ?? [];
   const answers = new Map<string, unknown>();
-  calls.forEach((c) => {
+  for (const c of calls) {
     const [err, reply] = res[c.at]!;
     if (err) throw err;
     c.jobs.forEach((j, i) => answers.set(j.id, (reply as unknown[])[i]));
-  });
-  return list.map((j) => answers.get(j.id));
+  }
+  return answers;
 }
 
+/** Jobs for a second queue in the same call: other ids, other priorities. */
+const OTHERS: typeof JOBS = [
+  { id: 'req_y', priority: 0, data: { request: { request_id: 'y' } } },
+  { id: 'req_z', priority: 2, data: { request: { request_id: 'z' } } },
+];
+
 describe('batch adds', () => {
-  it("leave the same keys, job hashes, counters and events as BullMQ's Queue.add", async () => {
+  it("leave the same keys, job hashes, counters and events as BullMQ's Queue.add, over several queues in one call", async () => {
     const prefix = testPrefix('batch');
-    const viaBull = new Queue('pi-bull', { connection: redis, prefix });
-    const viaBatch = new Queue('pi-batch', { connection: redis, prefix });
-    await Promise.all([viaBull.waitUntilReady(), viaBatch.waitUntilReady()]);
-    // A call adds the jobs of one priority (in their order) and the calls go in the order their
-    // priorities first appear: the same order here, so that counters and events line up.
-    const inCallOrder = [...new Set(JOBS.map((j) => j.priority))].flatMap((p) => JOBS.filter((j) => j.priority === p));
-    expect(inCallOrder.map((j) => j.id)).toEqual(['req_a', 'req_d', 'req_b', 'req_e', 'req_c']);
-    for (const j of inCallOrder) await viaBull.add('inference', j.data, optionsOf({ id: j.id, priority: j.priority, data: '' }));
-    expect(await addWithBatch(viaBatch, JOBS)).toEqual(JOBS.map((j) => j.id));
-    const [a, b] = await Promise.all([stateOf(prefix, 'pi-bull'), stateOf(prefix, 'pi-batch')]);
-    expect(Object.keys(b)).toEqual(Object.keys(a));
-    expect(b).toEqual(a);
+    const [bullX, bullY, batchX, batchY] = ['bull-x', 'bull-y', 'batch-x', 'batch-y'].map((name) => new Queue(name, { connection: redis, prefix }));
+    await Promise.all([bullX, bullY, batchX, batchY].map((q) => q!.waitUntilReady()));
+    const answers = await addWithBatch([
+      { queue: batchX!, jobs: JOBS },
+      { queue: batchY!, jobs: OTHERS },
+    ]);
+    const order = [...answers.keys()];
+    expect([...answers.values()]).toEqual(order);
+    // One call for the jobs with a priority, then one for those without; in each, queue by
+    // queue, and in a queue priority by priority, as each first appears. BullMQ's adds go in the
+    // same order here, so that counters and events line up.
+    expect(order).toEqual(['req_a', 'req_d', 'req_c', 'req_z', 'req_b', 'req_e', 'req_y']);
+    for (const id of order) {
+      const j = JOBS.find((x) => x.id === id);
+      const [queue, job] = j ? [bullX!, j] : [bullY!, OTHERS.find((x) => x.id === id)!];
+      await queue.add('inference', job.data, optionsOf({ id, priority: job.priority, data: '' }));
+    }
+    expect(await stateOf(prefix, 'batch-x')).toEqual(await stateOf(prefix, 'bull-x'));
+    expect(await stateOf(prefix, 'batch-y')).toEqual(await stateOf(prefix, 'bull-y'));
     // The kinds really differ: priority 0 goes to the wait list, the others to the prioritized set.
-    expect(await viaBatch.getJobCounts('wait', 'prioritized')).toEqual({ wait: 2, prioritized: 3 });
+    expect(await batchX!.getJobCounts('wait', 'prioritized')).toEqual({ wait: 2, prioritized: 3 });
     // Adding the same ids again is what BullMQ makes of it: a no-op answered with the id.
-    expect(await addWithBatch(viaBatch, JOBS.slice(0, 2))).toEqual(['req_a', 'req_b']);
-    await viaBull.add('inference', JOBS[0]!.data, optionsOf({ id: 'req_a', priority: 5, data: '' }));
-    await viaBull.add('inference', JOBS[1]!.data, optionsOf({ id: 'req_b', priority: 0, data: '' }));
-    expect(await stateOf(prefix, 'pi-batch')).toEqual(await stateOf(prefix, 'pi-bull'));
-    await Promise.all([viaBull.close(), viaBatch.close()]);
+    expect([...(await addWithBatch([{ queue: batchX!, jobs: JOBS.slice(0, 2) }])).values()]).toEqual(['req_a', 'req_b']);
+    await bullX!.add('inference', JOBS[0]!.data, optionsOf({ id: 'req_a', priority: 5, data: '' }));
+    await bullX!.add('inference', JOBS[1]!.data, optionsOf({ id: 'req_b', priority: 0, data: '' }));
+    expect(await stateOf(prefix, 'batch-x')).toEqual(await stateOf(prefix, 'bull-x'));
+    await Promise.all([bullX, bullY, batchX, batchY].map((q) => q!.close()));
   });
 
   it('are jobs a BullMQ Worker runs, highest priority first, with their data', async () => {
     const prefix = testPrefix('batch-run');
     const q = new Queue('pi-run', { connection: redis, prefix });
     await q.waitUntilReady();
-    expect(await addWithBatch(q, JOBS)).toEqual(JOBS.map((j) => j.id));
+    expect([...(await addWithBatch([{ queue: q, jobs: JOBS }])).values()].sort()).toEqual(JOBS.map((j) => j.id).sort());
     const seen: { id: string; data: unknown }[] = [];
     const worker = new Worker(
       'pi-run',
