@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { JOB_RETENTION } from '../src/lib/bull.js';
+import { BatchAdds } from '../src/lib/bull-batch.js';
 import { nowMs, percentile } from './lib.js';
 
 /** A realistic Brain request document (about 300 bytes). */
@@ -38,6 +39,31 @@ export async function bareAddBulkRate(port: number, prefix: string, docs: Record
   for (let i = 0, b = 0; i < docs.length; i += 100, b++) {
     const batch = docs.slice(i, i + 100).map((d) => ({ name: 'inference', data: { request: d }, opts: { jobId: `req_${String(d['request_id'])}`, priority: 5 } }));
     await queues[b % queues.length]!.addBulk(batch);
+  }
+  const rate = docs.length / ((nowMs() - t0) / 1000);
+  await Promise.all(queues.map((q) => q.close()));
+  connection.disconnect();
+  return rate;
+}
+
+/**
+ * Jobs per second of the bridge's batch adds (src/lib/bull-batch.ts) of `docs`: the same jobs,
+ * batches and queues as `bareAddBulkRate`, each batch one call of BullMQ's add script run per job.
+ */
+export async function batchAddsRate(port: number, prefix: string, docs: Record<string, unknown>[], queueNames: string[]): Promise<number> {
+  const adds = BatchAdds.load();
+  if (!adds) throw new Error("the installed BullMQ's add scripts are not as bull-batch.ts expects");
+  const connection = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: null });
+  adds.define(connection);
+  const queues = queueNames.map((q) => new Queue(q, { connection, prefix }));
+  await Promise.all(queues.map((q) => q.waitUntilReady()));
+  const t0 = nowMs();
+  for (let i = 0, b = 0; i < docs.length; i += 100, b++) {
+    const jobs = docs.slice(i, i + 100).map((d) => ({ id: `req_${String(d['request_id'])}`, priority: 5, data: JSON.stringify({ request: d }) }));
+    const pipe = connection.pipeline();
+    const [call] = adds.add(pipe, [{ queue: queues[b % queues.length]!, jobs }], 'inference', (j) => ({ jobId: j.id, priority: j.priority, ...JOB_RETENTION }), 0);
+    const [err] = ((await pipe.exec()) ?? [])[call!.at] ?? [new Error('no reply')];
+    if (err) throw err;
   }
   const rate = docs.length / ((nowMs() - t0) / 1000);
   await Promise.all(queues.map((q) => q.close()));

@@ -218,11 +218,12 @@ export interface BareResult {
   redisUsPerJob: number;
 }
 
-export async function bareAddBulk(o: DrainOptions): Promise<BareResult> {
+/** Bare `addBulk` of the backlog's jobs, or (`batch`) the same jobs through the bridge's batch adds. */
+export async function bareAddBulk(o: DrainOptions, how: 'addbulk' | 'batch' = 'addbulk'): Promise<BareResult> {
   const redis = new Redis(o.port, '127.0.0.1');
   await redis.flushall();
   const redisCpu0 = redisCpuOf(o);
-  const r = await runHelper<{ rate: number; cpuUsPerJob: number }>('bare-addbulk', [String(o.port), 'bench:bare', String(o.requests), 'node-0000,node-0001,node-0002']);
+  const r = await runHelper<{ rate: number; cpuUsPerJob: number }>('bare-addbulk', [String(o.port), 'bench:bare', String(o.requests), 'node-0000,node-0001,node-0002', how]);
   const redisUsPerJob = ((redisCpuOf(o) - redisCpu0) * 1000) / o.requests;
   await redis.flushall();
   redis.disconnect();
@@ -237,6 +238,8 @@ const describe = (d: DrainResult): string =>
 interface RunFigures {
   bare: number;
   bareCpu: [BareResult, BareResult];
+  /** The same jobs added by the bridge's batch adds (P1 only). */
+  batch?: BareResult;
   xadd: number;
   /** Drain rate with the small registry (the mean of the drains either side of the large one). */
   smallRate: number;
@@ -274,9 +277,11 @@ async function measureDrainRuns(o: DrainOptions, rows: ReadonlySet<string>): Pro
     }
     const after = await bareAddBulk(o);
     logBare(r, after);
+    const batch = rows.has('P1') ? await bareAddBulk(o, 'batch') : undefined;
+    if (batch) o.log(`  run ${r + 1}: batch adds ${fmtNum(batch.rate)} jobs/s, client CPU ${fmtNum(batch.cpuUsPerJob, 1)} us, redis CPU ${fmtNum(batch.redisUsPerJob, 1)} us per job`);
     const xadd = rows.has('P2') ? await redisBenchmarkXadd(o) : NaN;
     if (rows.has('P2')) o.log(`  run ${r + 1}: redis-benchmark XADD ${fmtNum(xadd)}/s`);
-    runs.push({ bare: (before.rate + after.rate) / 2, bareCpu: [before, after], xadd, smallRate, small, large });
+    runs.push({ bare: (before.rate + after.rate) / 2, bareCpu: [before, after], ...(batch ? { batch } : {}), xadd, smallRate, small, large });
   }
   return runs;
 }
@@ -301,6 +306,19 @@ function baselineRows(o: DrainOptions, rows: ReadonlySet<string>, runs: RunFigur
       goal: '>= 0.9',
       met: ratio >= 0.9,
       runs,
+    });
+    // The bridge's add path alone, against addBulk's: the same jobs, batches and queues.
+    const bareCpu = (x: RunFigures): number => (x.bareCpu[0].cpuUsPerJob + x.bareCpu[1].cpuUsPerJob) / 2;
+    const cpuRatio = med((x) => x.batch!.cpuUsPerJob / bareCpu(x));
+    out.push({
+      row: 'P1',
+      measure: 'client CPU per job: the bridge\'s batch adds / bare addBulk',
+      detail:
+        `${fmtNum(med((x) => x.batch!.cpuUsPerJob), 1)} us vs ${fmtNum(med(bareCpu), 1)} us (runs: ${runs.map((x) => fmtNum(x.batch!.cpuUsPerJob / bareCpu(x), 2)).join(', ')}); ` +
+        `Redis CPU per job ${fmtNum(med((x) => x.batch!.redisUsPerJob), 1)} us vs ${fmtNum(med(bareRedisUs), 1)} us; ${fmtNum(med((x) => x.batch!.rate))} vs ${fmtNum(med((x) => x.bare))} jobs/s (the goal is ours)`,
+      value: cpuRatio,
+      goal: '<= 0.5',
+      met: cpuRatio <= 0.5,
     });
   }
   if (rows.has('P2')) {
