@@ -47,6 +47,9 @@ export interface BatchCall {
 
 type QueueKeys = Queue['keys'];
 
+/** Jobs in one call at most (see `BatchAdds.add`): about 6 ms of Redis's time. */
+export const MAX_JOBS_PER_CALL = 250;
+
 interface AddScript {
   command: 'orionAddPrioritizedJobs' | 'orionAddStandardJobs';
   /** BullMQ's script file and export, under `bullmq/dist/cjs/scripts/`. */
@@ -139,18 +142,33 @@ export class BatchAdds {
 
   /**
    * Queue the adds of `lists` (jobs for each queue) on `pipe`, whose connection `define` was
-   * given: one call for the jobs with a priority, one for those without, whatever their queue.
-   * `optionsOf` gives a job's options as `Queue.add` would take them; jobs of one priority must
-   * have the same options but for their id. Returns the calls, each with its place in the
-   * pipeline counted from `at` and its jobs in the order of its reply.
+   * given: one call for the jobs with a priority, one for those without, whatever their queue;
+   * more when there are over `maxPerCall` of a kind, so that Redis serves its other clients
+   * between calls (a call holds Redis for about 25 us a job). `optionsOf` gives a job's options
+   * as `Queue.add` would take them; jobs of one priority must have the same options but for
+   * their id. Returns the calls, each with its place in the pipeline counted from `at` and its
+   * jobs in the order of its reply.
    */
-  add(pipe: ChainableCommander, lists: readonly { queue: Queue; jobs: readonly BatchJob[] }[], name: string, optionsOf: (job: BatchJob) => JobsOptions, at: number): BatchCall[] {
+  add(
+    pipe: ChainableCommander,
+    lists: readonly { queue: Queue; jobs: readonly BatchJob[] }[],
+    name: string,
+    optionsOf: (job: BatchJob) => JobsOptions,
+    at: number,
+    maxPerCall = MAX_JOBS_PER_CALL,
+  ): BatchCall[] {
     const calls: BatchCall[] = [];
     const timestamp = String(Date.now());
     for (const script of [SCRIPTS.prioritized, SCRIPTS.standard]) {
-      const keys: string[] = [];
-      const args: string[] = [name, timestamp];
-      const order: BatchJob[] = [];
+      let keys: string[] = [];
+      let args: string[] = [];
+      let order: BatchJob[] = [];
+      const send = (): void => {
+        if (order.length === 0) return;
+        pipe[script.command](keys.length, ...keys, name, timestamp, ...args);
+        calls.push({ at: at + calls.length, jobs: order });
+        [keys, args, order] = [[], [], []];
+      };
       for (const { queue, jobs } of lists) {
         const byPriority = new Map<number, BatchJob[]>();
         for (const job of jobs) {
@@ -160,17 +178,20 @@ export class BatchAdds {
           else byPriority.set(job.priority, [job]);
         }
         for (const group of byPriority.values()) {
-          keys.push(...script.keys(queue.keys));
-          args.push(queue.keys['']!, this.optionsAt(queue, name, group[0]!, optionsOf), String(group.length));
-          for (const job of group) {
-            args.push(job.id, job.data);
-            order.push(job);
+          for (let i = 0; i < group.length; ) {
+            const part = group.slice(i, i + maxPerCall - order.length);
+            keys.push(...script.keys(queue.keys));
+            args.push(queue.keys['']!, this.optionsAt(queue, name, part[0]!, optionsOf), String(part.length));
+            for (const job of part) {
+              args.push(job.id, job.data);
+              order.push(job);
+            }
+            i += part.length;
+            if (order.length >= maxPerCall) send();
           }
         }
       }
-      if (order.length === 0) continue;
-      pipe[script.command](keys.length, ...keys, ...args);
-      calls.push({ at: at + calls.length, jobs: order });
+      send();
     }
     return calls;
   }

@@ -61,9 +61,10 @@ async function stateOf(prefix: string, name: string): Promise<Record<string, unk
 }
 
 /** Add each queue's jobs with one pipeline of batch adds: the answer to each job id (ids differ across queues), in the order added. */
-async function addWithBatch(lists: { queue: Queue; jobs: typeof JOBS }[]): Promise<Map<string, unknown>> {
+async function addWithBatch(lists: { queue: Queue; jobs: typeof JOBS }[], maxPerCall?: number, sizes: number[] = []): Promise<Map<string, unknown>> {
   const pipe = redis.pipeline();
-  const calls = batch.add(pipe, lists.map(({ queue, jobs }) => ({ queue, jobs: jobs.map((j) => ({ id: j.id, priority: j.priority, data: JSON.stringify(j.data) })) })), 'inference', optionsOf, 0);
+  const calls = batch.add(pipe, lists.map(({ queue, jobs }) => ({ queue, jobs: jobs.map((j) => ({ id: j.id, priority: j.priority, data: JSON.stringify(j.data) })) })), 'inference', optionsOf, 0, maxPerCall);
+  sizes.push(...calls.map((c) => c.jobs.length));
   const res = (await pipe.exec()) ?? [];
   const answers = new Map<string, unknown>();
   for (const c of calls) {
@@ -110,6 +111,25 @@ describe('batch adds', () => {
     await bullX!.add('inference', JOBS[1]!.data, optionsOf({ id: 'req_b', priority: 0, data: '' }));
     expect(await stateOf(prefix, 'batch-x')).toEqual(await stateOf(prefix, 'bull-x'));
     await Promise.all([bullX, bullY, batchX, batchY].map((q) => q!.close()));
+  });
+
+  it('split into calls of at most so many jobs add the same jobs in the same order', async () => {
+    const prefix = testPrefix('batch-split');
+    const [whole, split] = ['whole', 'split'].map((name) => new Queue(name, { connection: redis, prefix }));
+    const [wholeY, splitY] = ['whole-y', 'split-y'].map((name) => new Queue(name, { connection: redis, prefix }));
+    await Promise.all([whole, split, wholeY, splitY].map((q) => q!.waitUntilReady()));
+    const sizes: number[] = [];
+    const one = await addWithBatch([{ queue: whole!, jobs: JOBS }, { queue: wholeY!, jobs: OTHERS }], undefined, sizes);
+    expect(sizes).toEqual([4, 3]);
+    sizes.length = 0;
+    const many = await addWithBatch([{ queue: split!, jobs: JOBS }, { queue: splitY!, jobs: OTHERS }], 2, sizes);
+    // 4 with a priority in calls of 2 and 2, then 3 without in calls of 2 and 1, in one order.
+    expect(sizes).toEqual([2, 2, 2, 1]);
+    expect([...many.keys()]).toEqual([...one.keys()]);
+    expect([...many.values()]).toEqual([...one.values()]);
+    expect(await stateOf(prefix, 'split')).toEqual(await stateOf(prefix, 'whole'));
+    expect(await stateOf(prefix, 'split-y')).toEqual(await stateOf(prefix, 'whole-y'));
+    await Promise.all([whole, split, wholeY, splitY].map((q) => q!.close()));
   });
 
   it('are jobs a BullMQ Worker runs, highest priority first, with their data', async () => {
