@@ -4,8 +4,8 @@
  * BullMQ adds each job with a call of its own add script (`addPrioritizedJob`, or
  * `addStandardJob` for priority 0), built from a `Job` object: the object, its options mapped
  * and packed, its data and a dozen other fields serialised, and a command with the queue's nine
- * keys written out. For the bridge, which places tens of thousands of jobs a minute, that
- * per-job work was about a third of its CPU.
+ * keys written out. For the bridge, which places tens of thousands of jobs a minute, adding
+ * jobs that way took about two fifths of its CPU in a backlog drain (BENCHMARKS.md, P1).
  *
  * Here BullMQ's own add script, read from the installed package, is wrapped in a loop that
  * runs it once for each job of a batch: one call carries each queue's keys and the jobs'
