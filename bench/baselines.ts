@@ -30,45 +30,53 @@ export function backlogDoc(i: number): Record<string, unknown> {
   return requestDoc(i, BENCH_MODELS[i % BENCH_MODELS.length]);
 }
 
-/** Jobs per second of bare BullMQ addBulk of `docs`, batches of 100, rotating over `queues`. */
-export async function bareAddBulkRate(port: number, prefix: string, docs: Record<string, unknown>[], queueNames: string[]): Promise<number> {
+/** A backlog document as a job: its id and data, as the bench adds it both ways. */
+const jobOf = (d: Record<string, unknown>): { id: string; data: { request: Record<string, unknown> } } => ({ id: `req_${String(d['request_id'])}`, data: { request: d } });
+
+/**
+ * Jobs per second of adding `docs` in batches of 100, each batch to the next of `queues` in
+ * turn, one batch after another; `addBatch` adds one (on a connection of its own).
+ */
+async function batchRate(
+  port: number,
+  prefix: string,
+  docs: Record<string, unknown>[],
+  queueNames: string[],
+  addBatch: (connection: Redis, queue: Queue, docs: Record<string, unknown>[]) => Promise<unknown>,
+): Promise<number> {
   const connection = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: null });
   const queues = queueNames.map((q) => new Queue(q, { connection, prefix }));
   await Promise.all(queues.map((q) => q.waitUntilReady()));
   const t0 = nowMs();
-  for (let i = 0, b = 0; i < docs.length; i += 100, b++) {
-    const batch = docs.slice(i, i + 100).map((d) => ({ name: 'inference', data: { request: d }, opts: { jobId: `req_${String(d['request_id'])}`, priority: 5 } }));
-    await queues[b % queues.length]!.addBulk(batch);
-  }
+  for (let i = 0, b = 0; i < docs.length; i += 100, b++) await addBatch(connection, queues[b % queues.length]!, docs.slice(i, i + 100));
   const rate = docs.length / ((nowMs() - t0) / 1000);
   await Promise.all(queues.map((q) => q.close()));
   connection.disconnect();
   return rate;
 }
 
+/** Jobs per second of bare BullMQ addBulk of `docs`, batches of 100, rotating over `queues`. */
+export function bareAddBulkRate(port: number, prefix: string, docs: Record<string, unknown>[], queueNames: string[]): Promise<number> {
+  return batchRate(port, prefix, docs, queueNames, (_, queue, batch) =>
+    queue.addBulk(batch.map(jobOf).map((j) => ({ name: 'inference', data: j.data, opts: { jobId: j.id, priority: 5 } }))),
+  );
+}
+
 /**
  * Jobs per second of the bridge's batch adds (src/lib/bull-batch.ts) of `docs`: the same jobs,
  * batches and queues as `bareAddBulkRate`, each batch one call of BullMQ's add script run per job.
  */
-export async function batchAddsRate(port: number, prefix: string, docs: Record<string, unknown>[], queueNames: string[]): Promise<number> {
+export function batchAddsRate(port: number, prefix: string, docs: Record<string, unknown>[], queueNames: string[]): Promise<number> {
   const adds = BatchAdds.load();
   if (!adds) throw new Error("the installed BullMQ's add scripts are not as bull-batch.ts expects");
-  const connection = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: null });
-  adds.define(connection);
-  const queues = queueNames.map((q) => new Queue(q, { connection, prefix }));
-  await Promise.all(queues.map((q) => q.waitUntilReady()));
-  const t0 = nowMs();
-  for (let i = 0, b = 0; i < docs.length; i += 100, b++) {
-    const jobs = docs.slice(i, i + 100).map((d) => ({ id: `req_${String(d['request_id'])}`, priority: 5, data: JSON.stringify({ request: d }) }));
+  return batchRate(port, prefix, docs, queueNames, async (connection, queue, batch) => {
+    adds.define(connection); // idempotent: defines the commands on the first batch
+    const jobs = batch.map(jobOf).map((j) => ({ id: j.id, priority: 5, data: JSON.stringify(j.data) }));
     const pipe = connection.pipeline();
-    const [call] = adds.add(pipe, [{ queue: queues[b % queues.length]!, jobs }], 'inference', (j) => ({ jobId: j.id, priority: j.priority, ...JOB_RETENTION }), 0);
+    const [call] = adds.add(pipe, [{ queue, jobs }], 'inference', (j) => ({ jobId: j.id, priority: j.priority }), 0);
     const [err] = ((await pipe.exec()) ?? [])[call!.at] ?? [new Error('no reply')];
     if (err) throw err;
-  }
-  const rate = docs.length / ((nowMs() - t0) / 1000);
-  await Promise.all(queues.map((q) => q.close()));
-  connection.disconnect();
-  return rate;
+  });
 }
 
 /** XADDs per second from `redis-benchmark` (50 clients, no pipelining) of the same document. */

@@ -218,8 +218,8 @@ export interface BareResult {
   redisUsPerJob: number;
 }
 
-/** Bare `addBulk` of the backlog's jobs, or (`batch`) the same jobs through the bridge's batch adds. */
-export async function bareAddBulk(o: DrainOptions, how: 'addbulk' | 'batch' = 'addbulk'): Promise<BareResult> {
+/** Time adding the backlog's jobs: bare `addBulk`, or (`batch`) the bridge's batch adds. */
+export async function timeAdds(o: DrainOptions, how: 'addbulk' | 'batch' = 'addbulk'): Promise<BareResult> {
   const redis = new Redis(o.port, '127.0.0.1');
   await redis.flushall();
   const redisCpu0 = redisCpuOf(o);
@@ -262,7 +262,7 @@ async function measureDrainRuns(o: DrainOptions, rows: ReadonlySet<string>): Pro
   const logBare = (r: number, b: BareResult): void =>
     o.log(`  run ${r + 1}: bare addBulk ${fmtNum(b.rate)} jobs/s, client CPU ${fmtNum(b.cpuUsPerJob, 1)} us, redis CPU ${fmtNum(b.redisUsPerJob, 1)} us per job`);
   for (let r = 0; r < o.runs; r++) {
-    const before = await bareAddBulk(o);
+    const before = await timeAdds(o);
     logBare(r, before);
     const small = await drainOnce(o, smallN, `p1:${r}`);
     o.log(`  run ${r + 1}: drain with ${smallN} nodes ${describe(small)}`);
@@ -275,9 +275,9 @@ async function measureDrainRuns(o: DrainOptions, rows: ReadonlySet<string>): Pro
       o.log(`  run ${r + 1}: drain with ${smallN} nodes ${describe(again)}`);
       smallRate = (small.rate + again.rate) / 2;
     }
-    const after = await bareAddBulk(o);
+    const after = await timeAdds(o);
     logBare(r, after);
-    const batch = rows.has('P1') ? await bareAddBulk(o, 'batch') : undefined;
+    const batch = rows.has('P1') ? await timeAdds(o, 'batch') : undefined;
     if (batch) o.log(`  run ${r + 1}: batch adds ${fmtNum(batch.rate)} jobs/s, client CPU ${fmtNum(batch.cpuUsPerJob, 1)} us, redis CPU ${fmtNum(batch.redisUsPerJob, 1)} us per job`);
     const xadd = rows.has('P2') ? await redisBenchmarkXadd(o) : NaN;
     if (rows.has('P2')) o.log(`  run ${r + 1}: redis-benchmark XADD ${fmtNum(xadd)}/s`);

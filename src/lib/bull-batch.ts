@@ -40,9 +40,9 @@ export interface BatchJob {
 }
 
 /** One wrapped call queued on a pipeline: its jobs, in the order of the call's reply. */
-export interface BatchCall {
+export interface BatchCall<J extends BatchJob = BatchJob> {
   at: number;
-  jobs: BatchJob[];
+  jobs: J[];
 }
 
 type QueueKeys = Queue['keys'];
@@ -147,22 +147,22 @@ export class BatchAdds {
    * between calls (a call holds Redis for about 25 us a job). `optionsOf` gives a job's options
    * as `Queue.add` would take them; jobs of one priority must have the same options but for
    * their id. Returns the calls, each with its place in the pipeline counted from `at` and its
-   * jobs in the order of its reply.
+   * jobs (the caller's own objects) in the order of its reply.
    */
-  add(
+  add<J extends BatchJob>(
     pipe: ChainableCommander,
-    lists: readonly { queue: Queue; jobs: readonly BatchJob[] }[],
+    lists: readonly { queue: Queue; jobs: readonly J[] }[],
     name: string,
     optionsOf: (job: BatchJob) => JobsOptions,
     at: number,
     maxPerCall = MAX_JOBS_PER_CALL,
-  ): BatchCall[] {
-    const calls: BatchCall[] = [];
+  ): BatchCall<J>[] {
+    const calls: BatchCall<J>[] = [];
     const timestamp = String(Date.now());
     for (const script of [SCRIPTS.prioritized, SCRIPTS.standard]) {
       let keys: string[] = [];
       let args: string[] = [];
-      let order: BatchJob[] = [];
+      let order: J[] = [];
       const send = (): void => {
         if (order.length === 0) return;
         pipe[script.command](keys.length, ...keys, name, timestamp, ...args);
@@ -170,7 +170,7 @@ export class BatchAdds {
         [keys, args, order] = [[], [], []];
       };
       for (const { queue, jobs } of lists) {
-        const byPriority = new Map<number, BatchJob[]>();
+        const byPriority = new Map<number, J[]>();
         for (const job of jobs) {
           if (job.priority > 0 !== (script === SCRIPTS.prioritized)) continue;
           const group = byPriority.get(job.priority);

@@ -36,7 +36,8 @@ export interface DispatcherOptions {
   /** Where placements and moves are told as they happen (the live page), when anyone listens. */
   decisions?: DecisionFeed;
   /**
-   * Add a batch's jobs with one call per node queue (bull-batch.ts) rather than one per job.
+   * Add a batch's jobs with one call of BullMQ's add script run per job, whatever their node
+   * queues (bull-batch.ts), rather than one command per job.
    * @defaultValue true (job by job when the installed BullMQ's scripts are not as expected)
    */
   batchAdds?: boolean;
@@ -93,11 +94,12 @@ export function isJobFault(err: unknown): boolean {
 }
 
 export function jobOptions(request: InferenceRequest): JobsOptions {
-  return {
-    jobId: jobIdFor(request.request_id),
-    priority: bullPriority(request.priority),
-    ...JOB_RETENTION,
-  };
+  return jobOptionsFor(jobIdFor(request.request_id), bullPriority(request.priority));
+}
+
+/** The options of a job of this id and BullMQ priority. */
+function jobOptionsFor(jobId: string, priority: number): JobsOptions {
+  return { jobId, priority, ...JOB_RETENTION };
 }
 
 export class Dispatcher {
@@ -147,8 +149,8 @@ export class Dispatcher {
    * order, so the owners are recorded before any job is added, and the whole batch costs one
    * round trip. The adds go out as one call of BullMQ's own add script run per job, whatever
    * their queues (two when some jobs have no BullMQ priority: bull-batch.ts); where that is not
-   * available, job by job through BullMQ's `Job`. Throws
-   * when the owners could not be recorded or Redis did not answer (the batch is tried again:
+   * available, job by job through BullMQ's `Job`. Throws when the owners could not be recorded
+   * or Redis did not answer (the batch is tried again:
    * adding a job id again is a no-op, and a copy on a node that turns out not to own it is
    * dropped by its worker). Returns the placements whose adds failed for a passing reason, to
    * be tried again, and those that can never be added: a job that cannot be serialised, an
@@ -213,7 +215,7 @@ export class Dispatcher {
 
   /** Queue the adds as at most two wrapped calls, whatever their queues (see bull-batch.ts). */
   private addBatches(pipe: ChainableCommander, jobs: readonly QueuedPlacement[], at: number, result: PlaceResult): SentAdd[] {
-    const byQueue = new Map<Queue<InferenceJobData>, { job: BatchJob; p: QueuedPlacement }[]>();
+    const byQueue = new Map<Queue<InferenceJobData>, (BatchJob & { p: QueuedPlacement })[]>();
     const odd: QueuedPlacement[] = [];
     for (const p of jobs) {
       const request = p.it.data.request;
@@ -230,15 +232,15 @@ export class Dispatcher {
         result.refused.push({ placement: p.it, reason: (err as Error).message });
         continue;
       }
-      const list = byQueue.get(p.q) ?? [];
-      if (list.length === 0) byQueue.set(p.q, list);
-      list.push({ job: { id, priority: bullPriority(request.priority), data }, p });
+      const list = byQueue.get(p.q);
+      const job = { id, priority: bullPriority(request.priority), data, p };
+      if (list) list.push(job);
+      else byQueue.set(p.q, [job]);
     }
-    const lists = [...byQueue].map(([queue, list]) => ({ queue, jobs: list.map((l) => l.job) }));
-    const placementOf = new Map([...byQueue.values()].flatMap((list) => list.map(({ job, p }) => [job, p] as const)));
+    const lists = [...byQueue].map(([queue, list]) => ({ queue, jobs: list }));
     const sent: SentAdd[] = [];
-    for (const call of this.batch!.add(pipe, lists, JOB_NAME, (job) => ({ jobId: job.id, priority: job.priority, ...JOB_RETENTION }), at)) {
-      sent.push({ at: call.at, jobs: call.jobs.map((j) => placementOf.get(j)!), batch: true });
+    for (const call of this.batch!.add(pipe, lists, JOB_NAME, (job) => jobOptionsFor(job.id, job.priority), at)) {
+      sent.push({ at: call.at, jobs: call.jobs.map((j) => j.p), batch: true });
       at = call.at + 1;
     }
     return sent.concat(this.addEach(pipe, odd, at, result));
