@@ -130,8 +130,8 @@ export const routerOptions = {
     flag: 'batch-size',
     env: 'ORION_BATCH_SIZE',
     description: 'Stream entries read per XREADGROUP',
-    default: 100,
-    defaultText: '100',
+    default: 250,
+    defaultText: '250',
     parse: parsers.int(1, 10000),
   } satisfies OptionSpec<number>,
   claimIdle: {

@@ -8,8 +8,8 @@
  * jobs that way took about two fifths of its CPU in a backlog drain (BENCHMARKS.md, P1).
  *
  * Here BullMQ's own add script, read from the installed package, is wrapped in a loop that
- * runs it once for each job of a batch: one call carries each queue's keys and the jobs'
- * options once and, per job, only its id and data. What Redis holds afterwards is what
+ * runs it once for each job of a batch: one call carries each queue's key prefix and the
+ * jobs' options once and, per job, only its id and data. What Redis holds afterwards is what
  * `Queue.add` would have left, key for key and event for event (test/integration/
  * bull-batch.test.ts compares the two and has a BullMQ Worker run the jobs), so every BullMQ
  * reader, Bull Board included, sees ordinary jobs. Should the installed BullMQ lay its scripts
@@ -20,14 +20,19 @@
  * keeps what it wrote before the failure: scripts do not roll back.
  *
  * The wrapped call adds groups of jobs, each group to one queue and at one priority:
- *   KEYS    per group, its queue's nine keys, in the order BullMQ's script takes them
- *   ARGV    job name, timestamp, then per group: its queue's key prefix, its jobs' options
- *           (JSON; each job's id is set in them), its number of jobs, and per job: id, data
+ *   KEYS    none
+ *   ARGV    job name, timestamp, the number of option sets and the sets (JSON; each job's id
+ *           is set in its set), then per group: its queue's key prefix, its option set (from
+ *           1), its number of jobs, and per job: id, data
  *   reply   per job, in order, what BullMQ's script answers: the job id, or a negative error
  *           code
+ * The script makes a queue's nine keys from its key prefix (BullMQ's `QueueKeys` naming, checked at
+ * load), as BullMQ's own scripts make each job's key from it: a thousand node queues in a call
+ * would otherwise be nine thousand arguments to write and parse. So, like BullMQ's job keys,
+ * they are not declared: ORION runs on one Redis server (or one a sentinel names), not a cluster.
  */
 import { createRequire } from 'node:module';
-import { Job, type JobsOptions, type Queue } from 'bullmq';
+import { Job, QueueKeys as BullQueueKeys, type JobsOptions, type Queue } from 'bullmq';
 import type { ChainableCommander, Redis, Result } from 'ioredis';
 
 /** One job of a batch. */
@@ -75,22 +80,37 @@ const SCRIPTS = {
 } satisfies Record<string, AddScript>;
 
 /**
+ * What each of a script's keys adds to the queue's key prefix (`marker`, `meta`, ...), in the
+ * script's order; undefined unless every key is the prefix and a plain name.
+ */
+function keySuffixes(s: AddScript): string[] | undefined {
+  const k = new BullQueueKeys('p').getKeys('q');
+  const prefix = k['']!;
+  const suffixes = s.keys(k).map((key) => (key.startsWith(prefix) ? key.slice(prefix.length) : ''));
+  return suffixes.every((x) => /^[a-z-]+$/.test(x)) ? suffixes : undefined;
+}
+
+/**
  * BullMQ's script run once per job. Its text reads `KEYS` and `ARGV`; as the body of a local
  * function taking those two names it reads its group's keys and each job's own arguments,
  * packed as BullMQ packs them: [key prefix, id, name, timestamp] (no parent, repeat or
  * deduplication), the data, and the options.
  */
-function wrap(content: string): string {
+function wrap(content: string, suffixes: readonly string[]): string {
   return `local function addOne(KEYS, ARGV)
 ${content}
 end
+local suffixes = {${suffixes.map((x) => `'${x}'`).join(', ')}}
 local name, timestamp = ARGV[1], tonumber(ARGV[2])
-local out, n, a = {}, 0, 3
-for g = 0, #KEYS / 9 - 1 do
+local sets = {}
+for i = 1, tonumber(ARGV[3]) do sets[i] = cjson.decode(ARGV[3 + i]) end
+local out, n, a = {}, 0, 4 + #sets
+while a <= #ARGV do
+  local prefix = ARGV[a]
   local keys = {}
-  for k = 1, 9 do keys[k] = KEYS[g * 9 + k] end
-  local args = {ARGV[a], '', name, timestamp}
-  local opts = cjson.decode(ARGV[a + 1])
+  for k = 1, #suffixes do keys[k] = prefix .. suffixes[k] end
+  local args = {prefix, '', name, timestamp}
+  local opts = sets[tonumber(ARGV[a + 1])]
   local count = tonumber(ARGV[a + 2])
   a = a + 3
   for _ = 1, count do
@@ -107,7 +127,7 @@ return out
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    /** numkeys, then the keys, then the arguments (see `wrap`). */
+    /** numkeys (0), then the arguments (see `wrap`). */
     orionAddPrioritizedJobs(...args: (string | number)[]): Result<(string | number | null)[], Context>;
     orionAddStandardJobs(...args: (string | number)[]): Result<(string | number | null)[], Context>;
   }
@@ -160,14 +180,14 @@ export class BatchAdds {
     const calls: BatchCall<J>[] = [];
     const timestamp = String(Date.now());
     for (const script of [SCRIPTS.prioritized, SCRIPTS.standard]) {
-      let keys: string[] = [];
+      let sets: string[] = [];
       let args: string[] = [];
       let order: J[] = [];
       const send = (): void => {
         if (order.length === 0) return;
-        pipe[script.command](keys.length, ...keys, name, timestamp, ...args);
+        pipe[script.command](0, name, timestamp, String(sets.length), ...sets, ...args);
         calls.push({ at: at + calls.length, jobs: order });
-        [keys, args, order] = [[], [], []];
+        [sets, args, order] = [[], [], []];
       };
       for (const { queue, jobs } of lists) {
         const byPriority = new Map<number, J[]>();
@@ -180,8 +200,10 @@ export class BatchAdds {
         for (const group of byPriority.values()) {
           for (let i = 0; i < group.length; ) {
             const part = group.slice(i, i + maxPerCall - order.length);
-            keys.push(...script.keys(queue.keys));
-            args.push(queue.keys['']!, this.optionsAt(queue, name, part[0]!, optionsOf), String(part.length));
+            const options = this.optionsAt(queue, name, part[0]!, optionsOf);
+            let set = sets.indexOf(options);
+            if (set < 0) set = sets.push(options) - 1;
+            args.push(queue.keys['']!, String(set + 1), String(part.length));
             for (const job of part) {
               args.push(job.id, job.data);
               order.push(job);
@@ -210,7 +232,9 @@ export class BatchAdds {
   static load(): BatchAdds | undefined {
     const prioritized = bullScript(SCRIPTS.prioritized);
     const standard = bullScript(SCRIPTS.standard);
-    if (prioritized === undefined || standard === undefined) return undefined;
-    return new BatchAdds({ prioritized: wrap(prioritized), standard: wrap(standard) });
+    const prioritizedKeys = keySuffixes(SCRIPTS.prioritized);
+    const standardKeys = keySuffixes(SCRIPTS.standard);
+    if (prioritized === undefined || standard === undefined || prioritizedKeys === undefined || standardKeys === undefined) return undefined;
+    return new BatchAdds({ prioritized: wrap(prioritized, prioritizedKeys), standard: wrap(standard, standardKeys) });
   }
 }

@@ -6,9 +6,10 @@
  * serves /health, /stats, /nodes, /metrics, Bull Board, and the live cluster page (`/`, with
  * `/cluster` and the decision stream `/events`).
  *
- * Connections: one command connection (queues, scripts, registry), one for the claims of request
- * batches (on the command connection a batch's claims would wait behind the adds of the batch
- * before it, and the bridge with them), and one blocking connection per stream read
+ * Connections: one command connection (queues, scripts, registry), one for the claims and acks
+ * of request batches (on the command connection a batch's claims would wait behind the adds of
+ * the batch before it, and the bridge with them; its ack behind the adds of the batches after
+ * it, holding a place among the batches in hand), and one blocking connection per stream read
  * (`{p}:requests`, `{p}:reroute`).
  */
 import type { Redis } from 'ioredis';
@@ -197,7 +198,7 @@ function assembleIntake(config: RouterConfig, deps: BridgeDeps, o: IntakeParts):
   const { redis: cmd, n, stats, blocking, watch, decisions, part } = o;
   const consumer = config.consumerName;
   const groups = {
-    requests: new ConsumerGroup({ cmd, stream: n.requests, group: ROUTER_GROUP, consumer, log: part('consumer') }),
+    requests: new ConsumerGroup({ cmd: o.claims, stream: n.requests, group: ROUTER_GROUP, consumer, log: part('consumer') }),
     reroute: new ConsumerGroup({ cmd, stream: n.reroute, group: ROUTER_GROUP, consumer, log: part('reroute') }),
   };
   // Batches, retries of held requests and their expiry take turns in one lane.
@@ -210,8 +211,9 @@ function assembleIntake(config: RouterConfig, deps: BridgeDeps, o: IntakeParts):
     // depth 8: batches are read and claimed, routed and sent, and waited for all at once
     // (Intake.handle), so that neither the bridge nor Redis waits for the other under a
     // backlog. 8 drained faster than 3 or 5, and as fast as 16 (P1 in BENCHMARKS.md).
+    // readAhead 3: under a backlog the next reads are on their way while a batch is handled.
     // Under a maxmemory-policy that evicts, no new request is read (SPEC.md section 7).
-    new GroupReader({ ...readerBase, group: groups.requests, blocking: blocking[0], depth: 8, log: part('consumer'), handle: (b) => intake.handle(b), paused: () => watch.policy.refusing() }),
+    new GroupReader({ ...readerBase, group: groups.requests, blocking: blocking[0], depth: 8, readAhead: 3, log: part('consumer'), handle: (b) => intake.handle(b), paused: () => watch.policy.refusing() }),
     new GroupReader({ ...readerBase, group: groups.reroute, blocking: blocking[1], log: part('reroute'), handle: (b) => rerouter.handle(b) }),
   ];
   return { held, intake, rerouter, readers };

@@ -8,6 +8,7 @@
  *   first    its own pending entries (XREADGROUP ... <id>), from 0 until none are left, so a
  *            restarted bridge re-reads what it had not finished
  *   then     XREADGROUP ... COUNT <batch> BLOCK <blockMs> STREAMS <stream> >
+ *   backlog  a read that comes back full sends `readAhead` more at once, without BLOCK
  *   now and then  XAUTOCLAIM entries other consumers left idle longer than claimIdle
  *   NOGROUP  (Redis came back empty) the group is created again and reading goes on
  */
@@ -108,6 +109,13 @@ export interface GroupReaderOptions {
    * overlapping calls. @defaultValue 1
    */
   depth?: number;
+  /**
+   * Reads asked for ahead while there is a backlog: when a read comes back full, up to this
+   * many more go out at once (non-blocking), so the next batches are on their way while this
+   * one is handled instead of each waiting a round trip behind the Redis work queued before it.
+   * @defaultValue 0
+   */
+  readAhead?: number;
   log: Logger;
   /**
    * While true, nothing new is read (what is pending stays pending); checked before each read,
@@ -129,6 +137,8 @@ export class GroupReader {
   private failures = 0;
   /** Batches handed over and not finished yet, oldest first. */
   private readonly inFlight: Promise<void>[] = [];
+  /** Reads asked for ahead (see `readAhead`), oldest first. */
+  private ahead: Promise<StreamEntry[]>[] = [];
 
   constructor(private readonly o: GroupReaderOptions) {}
 
@@ -166,7 +176,8 @@ export class GroupReader {
           if (entries.length === 0) cursor = undefined;
           else cursor = entries[entries.length - 1]!.id;
         } else {
-          entries = await this.read('>', true);
+          entries = await (this.ahead.shift() ?? this.read('>', true));
+          if (entries.length === this.o.batchSize) this.readAhead();
         }
         if (!this.stopped && Date.now() >= this.nextClaimAt) {
           this.nextClaimAt = Date.now() + (this.o.claimEveryMs ?? Math.min(this.o.claimIdleMs / 2, 10_000));
@@ -179,6 +190,10 @@ export class GroupReader {
         if (entries.length > 0 && !this.o.paused?.()) await this.handOver(entries);
       } catch (err) {
         if (this.stopped) break;
+        // Reads asked for ahead go with the failure (they share the connection). Entries one of
+        // them was delivered stay pending here, to be taken back by XAUTOCLAIM after claimIdle
+        // or re-read on the next start, as with any read whose answer was lost.
+        this.ahead = [];
         const message = (err as Error).message;
         if (/NOGROUP/.test(message)) {
           log.warn({ stream: this.o.group.o.stream }, 'consumer group is gone (Redis restarted empty?): creating it again');
@@ -193,6 +208,17 @@ export class GroupReader {
     }
     // Stopped: the batches still in the handler's hands are finished first.
     await Promise.all(this.inFlight.splice(0));
+  }
+
+  /** Ask for the next `readAhead` batches now (non-blocking reads: they answer at once). */
+  private readAhead(): void {
+    const want = this.o.readAhead ?? 0;
+    while (this.ahead.length < want && !this.stopped) {
+      const next = this.read('>', false);
+      // Awaited in turn; one left behind by a stop or a failure must not be an unhandled rejection.
+      next.catch(() => undefined);
+      this.ahead.push(next);
+    }
   }
 
   /** One wait while paused, before the flag is asked again. */

@@ -34,7 +34,7 @@ describe('router configuration', () => {
       adminPassword: '',
       consumerName: defaultHostname(),
       maxAttempts: 3,
-      batchSize: 100,
+      batchSize: 250,
       claimIdle: 30_000,
       logLevel: 'info',
     });
