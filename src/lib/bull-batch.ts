@@ -22,8 +22,8 @@
  * The wrapped call adds groups of jobs, each group to one queue and at one priority:
  *   KEYS    none
  *   ARGV    job name, timestamp, the number of option sets and the sets (JSON; each job's id
- *           is set in its set), then per group: its queue's key prefix, its option set (from
- *           1), its number of jobs, and per job: id, data
+ *           is set in its set), a line per group 'option set (from 1),number of jobs', then per
+ *           group: its queue's key prefix, and per job: id, data
  *   reply   per job, in order, what BullMQ's script answers: the job id, or a negative error
  *           code
  * The script makes a queue's nine keys from its key prefix (BullMQ's `QueueKeys` naming, checked at
@@ -104,16 +104,15 @@ local suffixes = {${suffixes.map((x) => `'${x}'`).join(', ')}}
 local name, timestamp = ARGV[1], tonumber(ARGV[2])
 local sets = {}
 for i = 1, tonumber(ARGV[3]) do sets[i] = cjson.decode(ARGV[3 + i]) end
-local out, n, a = {}, 0, 4 + #sets
-while a <= #ARGV do
+local out, n, a = {}, 0, 5 + #sets
+for set, count in string.gmatch(ARGV[4 + #sets], '(%d+),(%d+)\\n') do
   local prefix = ARGV[a]
   local keys = {}
   for k = 1, #suffixes do keys[k] = prefix .. suffixes[k] end
   local args = {prefix, '', name, timestamp}
-  local opts = sets[tonumber(ARGV[a + 1])]
-  local count = tonumber(ARGV[a + 2])
-  a = a + 3
-  for _ = 1, count do
+  local opts = sets[tonumber(set)]
+  a = a + 1
+  for _ = 1, tonumber(count) do
     args[2] = ARGV[a]
     opts['jobId'] = ARGV[a]
     n = n + 1
@@ -181,13 +180,14 @@ export class BatchAdds {
     const timestamp = String(Date.now());
     for (const script of [SCRIPTS.prioritized, SCRIPTS.standard]) {
       let sets: string[] = [];
+      let groups = '';
       let args: string[] = [];
       let order: J[] = [];
       const send = (): void => {
         if (order.length === 0) return;
-        pipe[script.command](0, name, timestamp, String(sets.length), ...sets, ...args);
+        pipe[script.command](0, name, timestamp, String(sets.length), ...sets, groups, ...args);
         calls.push({ at: at + calls.length, jobs: order });
-        [sets, args, order] = [[], [], []];
+        [sets, groups, args, order] = [[], '', [], []];
       };
       for (const { queue, jobs } of lists) {
         const byPriority = new Map<number, J[]>();
@@ -203,7 +203,8 @@ export class BatchAdds {
             const options = this.optionsAt(queue, name, part[0]!, optionsOf);
             let set = sets.indexOf(options);
             if (set < 0) set = sets.push(options) - 1;
-            args.push(queue.keys['']!, String(set + 1), String(part.length));
+            groups += `${set + 1},${part.length}\n`;
+            args.push(queue.keys['']!);
             for (const job of part) {
               args.push(job.id, job.data);
               order.push(job);

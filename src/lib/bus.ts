@@ -16,7 +16,7 @@
 import type { Redis, ChainableCommander, Result } from 'ioredis';
 import type { DeadLetter, InferenceRequest, InferenceResponse, Routing } from '../contracts/types.js';
 import type { ErrorCode } from './errors.js';
-import type { Names } from './names.js';
+import { isValidNodeId, type Names } from './names.js';
 import { rfc3339 } from './time.js';
 
 /** What the bridge puts in a node queue; the job id is `jobIdFor(request.request_id)`. */
@@ -117,13 +117,14 @@ return out
 
 /**
  * owners: record which node owns each request's job (before the jobs are added there).
- * KEYS: request hashes, grouped by node; ARGV: node id, number of its keys, node id, ...
+ * KEYS: request hashes, grouped by node; ARGV: 1 a line per node, 'node id,number of its keys'
+ * (one argument, not two a node: with a thousand nodes in a batch, arguments are what costs).
  */
 const OWNERS = `
 local k = 1
-for i = 1, #ARGV, 2 do
-  for _ = 1, tonumber(ARGV[i + 1]) do
-    redis.call('HSET', KEYS[k], 'node', ARGV[i])
+for node, count in string.gmatch(ARGV[1], '([^,]+),(%d+)\\n') do
+  for _ = 1, tonumber(count) do
+    redis.call('HSET', KEYS[k], 'node', node)
     k = k + 1
   end
 end
@@ -241,7 +242,7 @@ declare module 'ioredis' {
   interface RedisCommander<Context> {
     /** numkeys, then the keys, then the arguments (see CLAIM_MANY). */
     orionClaimMany(...args: (string | number)[]): Result<string[], Context>;
-    /** numkeys, then the request hashes, then node ids and counts (see OWNERS). */
+    /** numkeys, then the request hashes, then the nodes and their counts (see OWNERS). */
     orionOwners(...args: (string | number)[]): Result<number, Context>;
     orionFinal(k1: string, k2: string, k3: string, k4: string, k5: string, k6: string, node: string, doc: string, maxlen: number, ttl: number, obs: string, obsMaxlen: number): Result<number, Context>;
     orionPartial(k1: string, k2: string, k3: string, node: string, doc: string, maxlen: number): Result<number, Context>;
@@ -329,12 +330,13 @@ export function setOwners(target: Redis | ChainableCommander, n: Names, owners: 
     else byNode.set(o.nodeId, [n.requestKey(o.requestId)]);
   }
   const keys: string[] = [];
-  const args: (string | number)[] = [];
+  let lines = '';
   for (const [node, list] of byNode) {
+    if (!isValidNodeId(node)) throw new Error(`'${node.slice(0, 80)}' is not a node id (1-64 of [A-Za-z0-9._-])`);
     keys.push(...list);
-    args.push(node, list.length);
+    lines += `${node},${list.length}\n`;
   }
-  const out: unknown = (target as Redis).orionOwners(keys.length, ...keys, ...args);
+  const out: unknown = (target as Redis).orionOwners(keys.length, ...keys, lines);
   return out instanceof Promise ? out : Promise.resolve(0);
 }
 
