@@ -26,10 +26,11 @@
  *           group: its queue's key prefix, and per job: id, data
  *   reply   per job, in order, what BullMQ's script answers: the job id, or a negative error
  *           code
- * The script makes a queue's nine keys from its key prefix (BullMQ's `QueueKeys` naming, checked at
- * load), as BullMQ's own scripts make each job's key from it: a thousand node queues in a call
- * would otherwise be nine thousand arguments to write and parse. So, like BullMQ's job keys,
- * they are not declared: ORION runs on one Redis server (or one a sentinel names), not a cluster.
+ * The script makes a queue's nine keys from its key prefix (BullMQ's `QueueKeys` naming,
+ * checked at load), as BullMQ's own scripts make each job's key from it: a thousand node queues
+ * in a call would otherwise be nine thousand arguments to write and parse. So, like BullMQ's
+ * job keys, they are not declared: ORION runs on one Redis server (or the one a sentinel
+ * names), not on a cluster.
  */
 import { createRequire } from 'node:module';
 import { Job, QueueKeys as BullQueueKeys, type JobsOptions, type Queue } from 'bullmq';
