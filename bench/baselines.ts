@@ -71,9 +71,9 @@ export function batchAddsRate(port: number, prefix: string, docs: Record<string,
   if (!adds) throw new Error("the installed BullMQ's add scripts are not as bull-batch.ts expects");
   return batchRate(port, prefix, docs, queueNames, async (connection, queue, batch) => {
     adds.define(connection); // idempotent: defines the commands on the first batch
-    const jobs = batch.map(jobOf).map((j) => ({ id: j.id, priority: 5, data: JSON.stringify(j.data) }));
+    const jobs = batch.map(jobOf).map((j) => ({ queue, id: j.id, priority: 5, data: JSON.stringify(j.data) }));
     const pipe = connection.pipeline();
-    const [call] = adds.add(pipe, [{ queue, jobs }], 'inference', (j) => ({ jobId: j.id, priority: j.priority }), 0);
+    const [call] = adds.add(pipe, jobs, 'inference', (j) => ({ jobId: j.id, priority: j.priority }), 0);
     const [err] = ((await pipe.exec()) ?? [])[call!.at] ?? [new Error('no reply')];
     if (err) throw err;
   });

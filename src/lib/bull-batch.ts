@@ -38,12 +38,17 @@ import type { ChainableCommander, Redis, Result } from 'ioredis';
 
 /** One job of a batch. */
 export interface BatchJob {
+  /** Its queue. */
+  queue: Queue;
   id: string;
   /** BullMQ's priority: 0 adds to the wait list, above 0 to the prioritized set. */
   priority: number;
   /** The job's data, serialised (`JSON.stringify`, as BullMQ does it). */
   data: string;
 }
+
+/** What a job's options depend on: its id and its priority. */
+export type JobKey = Pick<BatchJob, 'id' | 'priority'>;
 
 /** One wrapped call queued on a pipeline: its jobs, in the order of the call's reply. */
 export interface BatchCall<J extends BatchJob = BatchJob> {
@@ -161,22 +166,24 @@ export class BatchAdds {
   }
 
   /**
-   * Queue the adds of `lists` (jobs for each queue) on `pipe`, whose connection `define` was
-   * given: one call for the jobs with a priority, one for those without, whatever their queue;
-   * more when there are over `maxPerCall` of a kind, so that Redis serves its other clients
-   * between calls (a call holds Redis for about 25 us a job). `optionsOf` gives a job's options
-   * as `Queue.add` would take them; jobs of one priority must have the same options but for
-   * their id. Returns the calls, each with its place in the pipeline counted from `at` and its
-   * jobs (the caller's own objects) in the order of its reply.
+   * Queue the adds of `jobs` on `pipe`, whose connection `define` was given: one call for the
+   * jobs with a priority, one for those without, whatever their queues; more when there are
+   * over `maxPerCall` of a kind, so that Redis serves its other clients between calls (a call
+   * holds Redis for about 25 us a job). `optionsOf` gives a job's options as `Queue.add` would
+   * take them; jobs of one priority must have the same options but for their id. Returns the
+   * calls, each with its place in the pipeline counted from `at` and its jobs (the caller's own
+   * objects) in the order of its reply.
    */
-  add<J extends BatchJob>(
-    pipe: ChainableCommander,
-    lists: readonly { queue: Queue; jobs: readonly J[] }[],
-    name: string,
-    optionsOf: (job: BatchJob) => JobsOptions,
-    at: number,
-    maxPerCall = MAX_JOBS_PER_CALL,
-  ): BatchCall<J>[] {
+  add<J extends BatchJob>(pipe: ChainableCommander, jobs: readonly J[], name: string, optionsOf: (job: JobKey) => JobsOptions, at: number, maxPerCall = MAX_JOBS_PER_CALL): BatchCall<J>[] {
+    // A group goes to one queue at one priority: one key prefix and one options set in the call.
+    const byQueue = new Map<Queue, Map<number, J[]>>();
+    for (const job of jobs) {
+      let byPriority = byQueue.get(job.queue);
+      if (!byPriority) byQueue.set(job.queue, (byPriority = new Map()));
+      const group = byPriority.get(job.priority);
+      if (group) group.push(job);
+      else byPriority.set(job.priority, [job]);
+    }
     const calls: BatchCall<J>[] = [];
     const timestamp = String(Date.now());
     for (const script of [SCRIPTS.prioritized, SCRIPTS.standard]) {
@@ -190,15 +197,9 @@ export class BatchAdds {
         calls.push({ at: at + calls.length, jobs: order });
         [sets, groups, args, order] = [[], '', [], []];
       };
-      for (const { queue, jobs } of lists) {
-        const byPriority = new Map<number, J[]>();
-        for (const job of jobs) {
-          if (job.priority > 0 !== (script === SCRIPTS.prioritized)) continue;
-          const group = byPriority.get(job.priority);
-          if (group) group.push(job);
-          else byPriority.set(job.priority, [job]);
-        }
-        for (const group of byPriority.values()) {
+      for (const [queue, byPriority] of byQueue) {
+        for (const [priority, group] of byPriority) {
+          if (priority > 0 !== (script === SCRIPTS.prioritized)) continue;
           for (let i = 0; i < group.length; ) {
             const part = group.slice(i, i + maxPerCall - order.length);
             const options = this.optionsAt(queue, name, part[0]!, optionsOf);
@@ -221,7 +222,7 @@ export class BatchAdds {
   }
 
   /** The options BullMQ stores for a job at this priority (JSON), taken once from a `Job` of its own. */
-  private optionsAt(queue: Queue, name: string, job: BatchJob, optionsOf: (job: BatchJob) => JobsOptions): string {
+  private optionsAt(queue: Queue, name: string, job: JobKey, optionsOf: (job: JobKey) => JobsOptions): string {
     let o = this.opts.get(job.priority);
     if (o === undefined) {
       o = JSON.stringify(new Job(queue, name, {}, optionsOf(job), job.id).asJSON().opts);

@@ -9,7 +9,7 @@ import { Job, Queue, type JobsOptions } from 'bullmq';
 import type { ChainableCommander, Redis } from 'ioredis';
 import type { InferenceRequest } from '../contracts/types.js';
 import { HeldConnection, JOB_RETENTION } from '../lib/bull.js';
-import { BatchAdds, type BatchJob } from '../lib/bull-batch.js';
+import { BatchAdds } from '../lib/bull-batch.js';
 import { withTimeout } from '../lib/time.js';
 import { bullPriority, setOwners, type InferenceJobData } from '../lib/bus.js';
 import type { Logger } from '../lib/logger.js';
@@ -150,9 +150,8 @@ export class Dispatcher {
    * round trip. The adds go out as one call of BullMQ's own add script run per job, whatever
    * their queues (two when some jobs have no BullMQ priority: bull-batch.ts); where that is not
    * available, job by job through BullMQ's `Job`. Throws when the owners could not be recorded
-   * or Redis did not answer (the batch is tried again:
-   * adding a job id again is a no-op, and a copy on a node that turns out not to own it is
-   * dropped by its worker). Returns the placements whose adds failed for a passing reason, to
+   * or Redis did not answer (the batch is tried again: adding a job id again is a no-op, and a
+   * copy on a node that turns out not to own it is dropped by its worker). Returns the placements whose adds failed for a passing reason, to
    * be tried again, and those that can never be added: a job that cannot be serialised, an
    * invalid node id or a Redis error reply to that one add fails alone, and the rest of the
    * batch goes in (a call for many jobs that Redis refuses is tried again job by job, to find
@@ -215,7 +214,7 @@ export class Dispatcher {
 
   /** Queue the adds as at most two wrapped calls, whatever their queues (see bull-batch.ts). */
   private addBatches(pipe: ChainableCommander, jobs: readonly QueuedPlacement[], at: number, result: PlaceResult): SentAdd[] {
-    const byQueue = new Map<Queue<InferenceJobData>, (BatchJob & { p: QueuedPlacement })[]>();
+    const batch: { queue: Queue; id: string; priority: number; data: string; p: QueuedPlacement }[] = [];
     const odd: QueuedPlacement[] = [];
     for (const p of jobs) {
       const request = p.it.data.request;
@@ -232,14 +231,10 @@ export class Dispatcher {
         result.refused.push({ placement: p.it, reason: (err as Error).message });
         continue;
       }
-      const list = byQueue.get(p.q);
-      const job = { id, priority: bullPriority(request.priority), data, p };
-      if (list) list.push(job);
-      else byQueue.set(p.q, [job]);
+      batch.push({ queue: p.q, id, priority: bullPriority(request.priority), data, p });
     }
-    const lists = [...byQueue].map(([queue, list]) => ({ queue, jobs: list }));
     const sent: SentAdd[] = [];
-    for (const call of this.batch!.add(pipe, lists, JOB_NAME, (job) => jobOptionsFor(job.id, job.priority), at)) {
+    for (const call of this.batch!.add(pipe, batch, JOB_NAME, (job) => jobOptionsFor(job.id, job.priority), at)) {
       sent.push({ at: call.at, jobs: call.jobs.map((j) => j.p), batch: true });
       at = call.at + 1;
     }

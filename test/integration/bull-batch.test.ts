@@ -7,7 +7,7 @@ import { Job, Queue, Worker, type JobsOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JOB_RETENTION } from '../../src/lib/bull.js';
-import { BatchAdds, type BatchJob } from '../../src/lib/bull-batch.js';
+import { BatchAdds, type JobKey } from '../../src/lib/bull-batch.js';
 import { startRedis, testPrefix, type RedisServer } from '../helpers/redis.js';
 
 let server: RedisServer;
@@ -27,7 +27,7 @@ afterAll(async () => {
   await server.stop();
 });
 
-const optionsOf = (job: BatchJob): JobsOptions => ({ jobId: job.id, priority: job.priority, ...JOB_RETENTION });
+const optionsOf = (job: JobKey): JobsOptions => ({ jobId: job.id, priority: job.priority, ...JOB_RETENTION });
 
 /** The jobs of one test: ids, priorities (0 = none) and data of every kind BullMQ keeps apart. */
 const JOBS: { id: string; priority: number; data: unknown }[] = [
@@ -63,7 +63,8 @@ async function stateOf(prefix: string, name: string): Promise<Record<string, unk
 /** Add each queue's jobs with one pipeline of batch adds: the answer to each job id (ids differ across queues), in the order added. */
 async function addWithBatch(lists: { queue: Queue; jobs: typeof JOBS }[], maxPerCall?: number, sizes: number[] = []): Promise<Map<string, unknown>> {
   const pipe = redis.pipeline();
-  const calls = batch.add(pipe, lists.map(({ queue, jobs }) => ({ queue, jobs: jobs.map((j) => ({ id: j.id, priority: j.priority, data: JSON.stringify(j.data) })) })), 'inference', optionsOf, 0, maxPerCall);
+  const jobs = lists.flatMap(({ queue, jobs: list }) => list.map((j) => ({ queue, id: j.id, priority: j.priority, data: JSON.stringify(j.data) })));
+  const calls = batch.add(pipe, jobs, 'inference', optionsOf, 0, maxPerCall);
   sizes.push(...calls.map((c) => c.jobs.length));
   const res = (await pipe.exec()) ?? [];
   const answers = new Map<string, unknown>();
@@ -99,7 +100,7 @@ describe('batch adds', () => {
     for (const id of order) {
       const j = JOBS.find((x) => x.id === id);
       const [queue, job] = j ? [bullX!, j] : [bullY!, OTHERS.find((x) => x.id === id)!];
-      await queue.add('inference', job.data, optionsOf({ id, priority: job.priority, data: '' }));
+      await queue.add('inference', job.data, optionsOf({ id, priority: job.priority }));
     }
     expect(await stateOf(prefix, 'batch-x')).toEqual(await stateOf(prefix, 'bull-x'));
     expect(await stateOf(prefix, 'batch-y')).toEqual(await stateOf(prefix, 'bull-y'));
@@ -107,8 +108,8 @@ describe('batch adds', () => {
     expect(await batchX!.getJobCounts('wait', 'prioritized')).toEqual({ wait: 2, prioritized: 3 });
     // Adding the same ids again is what BullMQ makes of it: a no-op answered with the id.
     expect([...(await addWithBatch([{ queue: batchX!, jobs: JOBS.slice(0, 2) }])).values()]).toEqual(['req_a', 'req_b']);
-    await bullX!.add('inference', JOBS[0]!.data, optionsOf({ id: 'req_a', priority: 5, data: '' }));
-    await bullX!.add('inference', JOBS[1]!.data, optionsOf({ id: 'req_b', priority: 0, data: '' }));
+    await bullX!.add('inference', JOBS[0]!.data, optionsOf({ id: 'req_a', priority: 5 }));
+    await bullX!.add('inference', JOBS[1]!.data, optionsOf({ id: 'req_b', priority: 0 }));
     expect(await stateOf(prefix, 'batch-x')).toEqual(await stateOf(prefix, 'bull-x'));
     await Promise.all([bullX, bullY, batchX, batchY].map((q) => q!.close()));
   });

@@ -49,7 +49,7 @@ describe('a job that cannot be queued fails alone', () => {
   });
 
   it.each([
-    ['one call per queue', true],
+    ['batch adds', true],
     ['job by job', false],
   ])('places a batch spread over many node queues, with its marks, in one go (%s)', async (_how, batchAdds) => {
     const n = names(testPrefix('iso'));
